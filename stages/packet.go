@@ -1,0 +1,212 @@
+// Package stages is the user-space half of chains-sensor: the Packet type, the Stage type that
+// links stages into a chain, every stage that adds meaning to a packet, and every sink that prints.
+//
+// A chain is pulled by its sink, as the generators of the original Python "chains" were:
+//
+//	src := source()                      // iter.Seq[*Packet]: ring buffer or capture file
+//	for p := range Chain(Meta(), Domains(cfg))(src) { sink.Write(p) }
+//
+// A stage may hold a packet back (reverse DNS waits, bounded, for a name) but yields packets in
+// the order it received them. Packets are reused by sources: a stage that keeps data beyond the
+// yield must copy it.
+package stages
+
+import (
+	"iter"
+	"net/netip"
+	"time"
+)
+
+// Direction says on which hook a packet was seen.
+type Direction uint8
+
+// Directions as the kernel records them (bpf/record.h enum direction).
+const (
+	DirIn  Direction = 0 // ingress, seen by xdp_sensor
+	DirOut Direction = 1 // egress, seen by tc_sensor
+)
+
+// String returns "in" or "out", the JSON spelling.
+func (d Direction) String() string {
+	if d == DirOut {
+		return "out"
+	}
+	return "in"
+}
+
+// Status says whether the parser read every header it knows, or where it stopped.
+type Status uint8
+
+// Statuses as the kernel records them (bpf/record.h enum status).
+const (
+	StatusOK          Status = 0 // every known header parsed
+	StatusTruncated   Status = 1 // the frame ends inside Packet.BadLayer, or before its declared end
+	StatusMalformed   Status = 2 // a length or version field of Packet.BadLayer is impossible
+	StatusUnsupported Status = 3 // valid, but deeper than the parser goes (e.g. too many IPv6 extension headers)
+)
+
+var statusNames = [...]string{"ok", "truncated", "malformed", "unsupported"}
+
+// String returns the lower-case name of the status.
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return "unknown"
+}
+
+// Layer names a protocol layer; it says where a truncated or malformed frame went wrong.
+type Layer uint8
+
+// Layers as the kernel records them (bpf/record.h enum layer).
+const (
+	LayerNone Layer = iota
+	LayerEthernet
+	LayerVLAN
+	LayerPPPoE
+	LayerARP
+	LayerIPv4
+	LayerIPv6
+	LayerIPv6Ext
+	LayerTCP
+	LayerUDP
+	LayerICMP
+	LayerICMPv6
+)
+
+var layerNames = [...]string{"", "eth", "vlan", "pppoe", "arp", "ip", "ip6", "ip6ext", "tcp", "udp", "icmp", "icmp6"}
+
+// String returns the short name of the layer ("" for LayerNone).
+func (l Layer) String() string {
+	if int(l) < len(layerNames) {
+		return layerNames[l]
+	}
+	return "unknown"
+}
+
+// IP flag bits of Packet.IPFlags.
+const (
+	IPFlagMF       = 1 << 0 // more fragments (IPv4 MF, IPv6 fragment header M)
+	IPFlagDF       = 1 << 1 // IPv4 don't fragment
+	IPFlagFragment = 1 << 2 // the packet is a fragment (MF set or offset non-zero)
+)
+
+// IPv6 extension-header bits of Packet.ExtMask.
+const (
+	ExtHopByHop = 1 << 0
+	ExtRouting  = 1 << 1
+	ExtFragment = 1 << 2
+	ExtDestOpts = 1 << 3
+	ExtAH       = 1 << 4
+	ExtESP      = 1 << 5 // seen and not entered: what follows is encrypted
+)
+
+// TCP flag bits of Packet.TCPFlags (the low byte of the TCP flags field).
+const (
+	TCPFin = 1 << 0
+	TCPSyn = 1 << 1
+	TCPRst = 1 << 2
+	TCPPsh = 1 << 3
+	TCPAck = 1 << 4
+	TCPUrg = 1 << 5
+	TCPEce = 1 << 6
+	TCPCwr = 1 << 7
+)
+
+// IP protocol numbers the stages look at.
+const (
+	ProtoICMP   = 1
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoICMPv6 = 58
+)
+
+// Ethertypes the stages look at.
+const (
+	EtherTypeIPv4 = 0x0800
+	EtherTypeARP  = 0x0806
+	EtherTypeIPv6 = 0x86dd
+)
+
+// Packet is one packet as the sensor saw it: the kernel record decoded (sensor.Decode), then
+// enriched by the stages. Sources reuse Packets; nothing in here may be kept past a yield
+// without copying (Payload in particular aliases the source's buffer).
+type Packet struct {
+	// Capture metadata.
+	Time    time.Time // wall-clock time the packet was seen
+	Ifindex uint32    // interface index (capture files: the pcapng interface number)
+	Iface   string    // interface name, when known
+	Dir     Direction // in (XDP) or out (TC)
+	WireLen uint32    // length of the packet on the wire
+	Num     uint64    // 1-based packet number within its source
+
+	// Parse result.
+	Status   Status // OK, or what went wrong
+	BadLayer Layer  // with Status != OK: the layer where it went wrong
+
+	// Link layer.
+	DstMAC, SrcMAC [6]byte
+	EtherType      uint16    // innermost ethertype, after VLAN tags and PPPoE
+	VLANCount      uint8     // VLAN tags walked (at most 2)
+	VLANs          [2]uint16 // tag control information, outermost first
+	ARPOp          uint16    // ARP operation (1 request, 2 reply); Src and Dst are the sender and target protocol addresses
+
+	// Network layer. For ARP, Src and Dst hold the sender and target protocol addresses.
+	IPVersion uint8 // 4, 6 or 0
+	Src, Dst  netip.Addr
+	Proto     uint8  // transport protocol number (IPv6: after the extension headers)
+	TTL       uint8  // TTL or hop limit
+	TOS       uint8  // TOS or traffic class
+	IPLen     uint16 // IPv4 total length, IPv6 payload length (as declared)
+	IPID      uint32 // IPv4 identification, IPv6 fragment identification
+	FragOff   uint16 // fragment offset in 8-byte units
+	IPFlags   uint8  // IPFlag* bits
+	ExtMask   uint8  // Ext* bits: IPv6 extension headers walked
+	FlowLabel uint32 // IPv6 flow label
+
+	// Transport layer.
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	Window           uint16
+	TCPFlags         uint8
+	L4HdrLen         uint8 // transport header length in bytes
+	UDPLen           uint16
+	ICMPType         uint8
+	ICMPCode         uint8
+	ICMPID, ICMPSeq  uint16 // echo identifier and sequence number
+
+	// Payload: the transport payload's declared length, its offset in the frame, and its leading
+	// bytes as captured (ARP: the ARP message). len(Payload) <= PayloadLen.
+	PayloadOff uint16
+	PayloadLen uint16
+	Payload    []byte
+
+	// Enrichment by the stages.
+	SrcClass, DstClass   Class  // address classes (domains stage)
+	SrcDomain, DstDomain string // what the net_watch line shows in parentheses
+	Tags                 Tags   // per-packet tags (domains stage and user tag functions)
+}
+
+// Reset clears every field of p, so that a source can reuse it for the next packet.
+func (p *Packet) Reset() { *p = Packet{} }
+
+// Class is the class of an address: internal, multicast_dns, broadcast, ... (domains.go holds
+// the values and their names).
+type Class uint8
+
+// Tags is a set of per-packet tags, one bit each (domains.go holds the bits and their names).
+type Tags uint32
+
+// Stage transforms a sequence of packets into another; the sink pulls. A Stage must yield
+// packets in the order it received them and must stop when its consumer stops.
+type Stage func(iter.Seq[*Packet]) iter.Seq[*Packet]
+
+// Chain links stages left to right into one stage. An empty chain passes packets through.
+func Chain(stages ...Stage) Stage {
+	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
+		for _, s := range stages {
+			src = s(src)
+		}
+		return src
+	}
+}
