@@ -87,6 +87,7 @@ type rdnsResult struct {
 	addr netip.Addr
 	name string // "" means failure
 	ttl  time.Duration
+	at   int64 // monotonic nanoseconds when the answer came
 }
 
 // Resolver is the non-blocking reverse-DNS stage. Its cache belongs to the goroutine that runs
@@ -108,8 +109,9 @@ type Resolver struct {
 	free    []*heldPacket
 
 	base  time.Time
-	now   int64
-	ticks uint32
+	now     int64
+	ticks   uint32
+	lastSec int64
 
 	stats RDNSStats // owned by the stage goroutine
 	inFl  int
@@ -234,6 +236,7 @@ func (r *Resolver) worker(ctx context.Context) {
 			return
 		case a := <-r.reqs:
 			res := r.lookup(ctx, a)
+			res.at = r.clock()
 			select {
 			case r.results <- res:
 			case <-ctx.Done():
@@ -304,7 +307,7 @@ func (r *Resolver) apply(res rdnsResult) {
 	} else {
 		r.stats.Answers++
 	}
-	r.cache.Add(res.addr, rdnsEntry{name: name, expires: r.now + int64(ttl)})
+	r.cache.Add(res.addr, rdnsEntry{name: name, expires: res.at + int64(ttl)})
 }
 
 // drain applies every result that has arrived, without blocking.
@@ -456,7 +459,11 @@ func (r *Resolver) release(yield func(*Packet) bool, forceOne bool) bool {
 
 func (r *Resolver) runSync(src iter.Seq[*Packet], yield func(*Packet) bool) {
 	for p := range src {
-		if r.ticks++; r.ticks&63 == 0 || r.n > 0 {
+		// The clock is read every 64 packets, when the capture time's second changes (a live
+		// source), or while packets are held; clock reads cost more than the rest of a hit.
+		r.ticks++
+		if sec := p.Time.Unix(); r.ticks&63 == 0 || r.n > 0 || sec != r.lastSec {
+			r.lastSec = sec
 			r.now = r.clock()
 			if r.ticks&4095 == 0 {
 				r.syncStats()
