@@ -328,13 +328,35 @@ func macClass(m [6]byte) string {
 	return "ethernet"
 }
 
-// appendAddr appends a network address ("?" when it is missing).
+// appendAddr appends a network address ("?" when it is missing). IPv4 goes through a table of
+// the 256 decimal octets, several times faster than netip's formatting.
 func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		for i, x := range v {
+			if i > 0 {
+				b = append(b, '.')
+			}
+			d := &octets[x]
+			b = append(b, d[1:1+d[0]]...)
+		}
+		return b
+	}
 	if !a.IsValid() {
 		return append(b, '?')
 	}
 	return a.AppendTo(b)
 }
+
+// octets holds the decimal text of each byte value: length, then up to three digits.
+var octets = func() (t [256][4]byte) {
+	for i := range t {
+		s := strconv.Itoa(i)
+		t[i][0] = byte(len(s))
+		copy(t[i][1:], s)
+	}
+	return t
+}()
 
 // TCPFlagString appends the TCP flags as tcpdump prints them: F S R P . U E W in that order,
 // "none" when no flag is set.
