@@ -101,25 +101,25 @@ func TestMalformedStatus(t *testing.T) {
 		layer  stages.Layer
 	}
 	cases := map[string]want{
-		"ipv4_bad_ihl.pcap":                       {1, stages.StatusMalformed, stages.LayerIPv4},     // IHL 16 bytes
-		"ipv4_total_length_exceeds_caplen.pcap":   {1, stages.StatusTruncated, stages.LayerIPv4},     // truncated-ip
-		"ipv4_truncated_header.pcap":              {1, stages.StatusTruncated, stages.LayerIPv4},     // [|ip]
-		"ipv4_tiny_fragment_syn.pcap":             {1, stages.StatusTruncated, stages.LayerTCP},      // TCP header split over fragments
-		"ipv6_truncated_header.pcap":              {1, stages.StatusTruncated, stages.LayerIPv6},     // [|ip6]
-		"ipv6_payload_length_exceeds_caplen.pcap": {1, stages.StatusTruncated, stages.LayerIPv6},     // truncated-ip6
-		"ipv6_bad_version.pcap":                   {2, stages.StatusMalformed, stages.LayerIPv6},     // version 0
-		"ipv6_jumbo_missing_option.pcap":          {1, stages.StatusMalformed, stages.LayerIPv6},     // payload length 0, no jumbo option
-		"icmpv6_zero_length.pcapng":               {1, stages.StatusMalformed, stages.LayerIPv6},     // payload length 0
-		"icmp_ip_len_zero.pcapng":                 {1, stages.StatusMalformed, stages.LayerIPv4},     // total length 0
-		"ipv6_hbh_truncated.pcap":                 {1, stages.StatusTruncated, stages.LayerIPv6},     // capture ends in the HBH header
-		"arp_bogus_hw_len.pcap":                   {1, stages.StatusUnsupported, stages.LayerARP},    // 14-byte hardware addresses
-		"tcp_data_offset_overflow.pcap":           {1, stages.StatusTruncated, stages.LayerIPv4},     // [|tcp] after truncated-ip
-		"udp_length_overflow.pcap":                {1, stages.StatusTruncated, stages.LayerIPv4},     // [|udp]
-		"tcp_header_snaplen_truncated.pcap":       {1, stages.StatusTruncated, stages.LayerIPv4},     // snaplen cut
-		"tcp_all_flags_set.pcap":                  {1, stages.StatusOK, stages.LayerNone},            // odd, not malformed
-		"icmp_unknown_type.pcap":                  {1, stages.StatusOK, stages.LayerNone},            // type 165 parses
-		"ipv6_frag_negative_len.pcap":             {1, stages.StatusMalformed, stages.LayerIPv6},     // payload length 0
-		"ipv6_frag_bogus.pcap":                    {1, stages.StatusTruncated, stages.LayerIPv6},     // payload length past the capture
+		"ipv4_bad_ihl.pcap":                       {1, stages.StatusMalformed, stages.LayerIPv4},  // IHL 16 bytes
+		"ipv4_total_length_exceeds_caplen.pcap":   {1, stages.StatusTruncated, stages.LayerIPv4},  // truncated-ip
+		"ipv4_truncated_header.pcap":              {1, stages.StatusTruncated, stages.LayerIPv4},  // [|ip]
+		"ipv4_tiny_fragment_syn.pcap":             {1, stages.StatusTruncated, stages.LayerTCP},   // TCP header split over fragments
+		"ipv6_truncated_header.pcap":              {1, stages.StatusTruncated, stages.LayerIPv6},  // [|ip6]
+		"ipv6_payload_length_exceeds_caplen.pcap": {1, stages.StatusTruncated, stages.LayerIPv6},  // truncated-ip6
+		"ipv6_bad_version.pcap":                   {2, stages.StatusMalformed, stages.LayerIPv6},  // version 0
+		"ipv6_jumbo_missing_option.pcap":          {1, stages.StatusMalformed, stages.LayerIPv6},  // payload length 0, no jumbo option
+		"icmpv6_zero_length.pcapng":               {1, stages.StatusMalformed, stages.LayerIPv6},  // payload length 0
+		"icmp_ip_len_zero.pcapng":                 {1, stages.StatusMalformed, stages.LayerIPv4},  // total length 0
+		"ipv6_hbh_truncated.pcap":                 {1, stages.StatusTruncated, stages.LayerIPv6},  // capture ends in the HBH header
+		"arp_bogus_hw_len.pcap":                   {1, stages.StatusUnsupported, stages.LayerARP}, // 14-byte hardware addresses
+		"tcp_data_offset_overflow.pcap":           {1, stages.StatusTruncated, stages.LayerIPv4},  // [|tcp] after truncated-ip
+		"udp_length_overflow.pcap":                {1, stages.StatusTruncated, stages.LayerIPv4},  // [|udp]
+		"tcp_header_snaplen_truncated.pcap":       {1, stages.StatusTruncated, stages.LayerIPv4},  // snaplen cut
+		"tcp_all_flags_set.pcap":                  {1, stages.StatusOK, stages.LayerNone},         // odd, not malformed
+		"icmp_unknown_type.pcap":                  {1, stages.StatusOK, stages.LayerNone},         // type 165 parses
+		"ipv6_frag_negative_len.pcap":             {1, stages.StatusMalformed, stages.LayerIPv6},  // payload length 0
+		"ipv6_frag_bogus.pcap":                    {1, stages.StatusTruncated, stages.LayerIPv6},  // payload length past the capture
 	}
 	var rep *sensor.Replayer
 	if os.Geteuid() == 0 || os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
