@@ -389,6 +389,21 @@ func appendText[T string | []byte](b []byte, s T) []byte {
 	return b
 }
 
+// appendSafe appends s for a terminal: printable ASCII (backslash included) as is, every
+// other byte as \xHH. Names are sanitized when they enter the cache; this guards the sinks
+// against names that other stages put in Packet.SrcDomain and DstDomain.
+func appendSafe(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		} else {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
+		}
+	}
+	return b
+}
+
 // appendStatus appends " [truncated tcp]" and the like for a packet the parser could not finish.
 func appendStatus(b []byte, p *Packet) []byte {
 	if p.Status == StatusOK {
