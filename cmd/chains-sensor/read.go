@@ -41,7 +41,11 @@ func runRead(c *cli.Context) error {
 		recorded, lost = src.Recorded, src.Seen-src.Recorded
 	}
 	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %v\n", name, err)
+		what := "read"
+		if c.NArg() == 1 {
+			what += " " + name
+		}
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
 	}
 	printCounts(c.App.ErrWriter, recorded, lost)
 	if err != nil {
