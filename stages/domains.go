@@ -2,6 +2,7 @@ package stages
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"iter"
 	"net"
@@ -539,9 +540,11 @@ func directedBroadcast(p netip.Prefix) netip.Addr {
 // Classify returns the class of a; ClassNone for the zero Addr. IPv4-mapped IPv6 addresses
 // are classified as the IPv4 address they carry.
 func (c *Classifier) Classify(a netip.Addr) Class {
+	b := a.As16()
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
 	if a.Is4() || a.Is4In6() {
-		b := a.As16()
-		x := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
+		x := uint32(lo)
 		k := x >> 16
 		for _, r := range c.r4[c.off4[k]:c.off4[k+1]] {
 			if x&r.mask == r.net {
@@ -550,14 +553,9 @@ func (c *Classifier) Classify(a netip.Addr) Class {
 		}
 		return ClassPublic
 	}
-	if !a.Is6() {
+	if !a.IsValid() {
 		return ClassNone
 	}
-	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
 	k := hi >> 48
 	for _, r := range c.r6[c.off6[k]:c.off6[k+1]] {
 		if hi&r.mhi == r.hi && lo&r.mlo == r.lo {
