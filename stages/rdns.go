@@ -589,7 +589,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	out := func(p *Packet) bool { return yield(p) }
+	out := yield
 	for {
 		// Return released slots to the feeder's pool.
 		for _, h := range r.free {
@@ -606,6 +606,9 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 				return
 			}
 			r.now = r.clock()
+			if r.ticks++; r.ticks&4095 == 0 {
+				r.syncStats()
+			}
 			r.drain()
 			ws, wd := r.annotate(&h.p)
 			if !r.release(out, r.n == len(r.held)) {
