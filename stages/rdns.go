@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -73,7 +74,8 @@ type RDNSStats struct {
 	Dropped     uint64 // lookups not started because the queue was full (retried by later packets)
 	Held        uint64 // packets held back waiting for a name
 	Expired     uint64 // held packets released by the bounded wait before their name arrived
-	MaxInFlight int    // most lookups queued or running at once
+	MaxInFlight int    // most lookups requested and not yet applied (queued, running or answered)
+	MaxQueries  int    // most DNS queries running at once (at most Workers)
 	MaxHeld     int    // most packets held back at once
 	CacheLen    int    // names and failures cached now
 }
@@ -136,6 +138,8 @@ type Resolver struct {
 
 	stats RDNSStats // owned by the stage goroutine
 	inFl  int
+
+	active, maxActive atomic.Int64 // DNS queries running now, and at most
 
 	mu  sync.Mutex
 	pub RDNSStats // published copy of stats
@@ -259,7 +263,11 @@ func (r *Resolver) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case a := <-r.reqs:
+			n := r.active.Add(1)
+			for m := r.maxActive.Load(); n > m && !r.maxActive.CompareAndSwap(m, n); m = r.maxActive.Load() {
+			}
 			res := r.lookup(ctx, a)
+			r.active.Add(-1)
 			res.at = r.clock()
 			select {
 			case r.results <- res:
@@ -647,6 +655,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 
 func (r *Resolver) syncStats() {
 	r.stats.CacheLen = r.cache.Len()
+	r.stats.MaxQueries = int(r.maxActive.Load())
 	r.mu.Lock()
 	r.pub = r.stats
 	r.mu.Unlock()
