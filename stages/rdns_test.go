@@ -49,6 +49,18 @@ func (s *ptrServer) set(addr, name string) {
 	s.mu.Unlock()
 }
 
+func (s *ptrServer) setTTL(ttl uint32) {
+	s.mu.Lock()
+	s.ttl = ttl
+	s.mu.Unlock()
+}
+
+func (s *ptrServer) setDefault(def func(q string) (string, bool)) {
+	s.mu.Lock()
+	s.def = def
+	s.mu.Unlock()
+}
+
 func (s *ptrServer) count(addr string) int {
 	arpa, _ := dns.ReverseAddr(addr)
 	s.mu.Lock()
@@ -212,7 +224,7 @@ func TestRDNSNames(t *testing.T) {
 
 func TestRDNSTTLExpiry(t *testing.T) {
 	s := startPTRServer(t)
-	s.ttl = 1
+	s.setTTL(1)
 	s.set("1.1.1.1", "first.example.")
 	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: 2 * time.Second, MinTTL: time.Millisecond, HostsFile: "-"}
 	r, err := NewResolver(cfg)
@@ -350,7 +362,7 @@ func TestSanitizeName(t *testing.T) {
 
 func TestRDNSManyAddressesBounded(t *testing.T) {
 	s := startPTRServer(t)
-	s.def = func(q string) (string, bool) { return "h-" + strings.ReplaceAll(q, ".", "-") + ".example.", true }
+	s.setDefault(func(q string) (string, bool) { return "h-" + strings.ReplaceAll(q, ".", "-") + ".example.", true })
 	const n = 10000
 	var list []pkt
 	for i := range n {
