@@ -81,7 +81,7 @@ type RDNSStats struct {
 }
 
 type rdnsEntry struct {
-	name    string // sanitized name, or NXDomain
+	name    string // sanitized name, NXDomain, or "" (front cache: lookup pending, do not wait)
 	expires int64  // monotonic nanoseconds; 0 never (hosts file)
 }
 
@@ -381,8 +381,13 @@ func (r *Resolver) name(a netip.Addr) (string, bool) {
 	}
 	if start, ok := r.inflight[a]; ok {
 		// Wait only while the lookup is young: once it is older than Wait (or the held queue
-		// overflowed), packets pass with what is known and the name comes when it comes.
-		return "", start > r.givenUp && r.now-start < int64(r.cfg.Wait)
+		// overflowed), packets pass with what is known and the name comes when it comes. The
+		// front cache remembers that for a while, so a dead server costs what a cache hit costs.
+		if start > r.givenUp && r.now-start < int64(r.cfg.Wait) {
+			return "", true
+		}
+		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{expires: r.now + int64(r.cfg.Wait)}}
+		return "", false
 	}
 	return "", r.request(a)
 }
