@@ -3,6 +3,7 @@ package stages
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -96,11 +97,9 @@ type frontEntry struct {
 
 func frontIndex(a netip.Addr) int {
 	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	return int((hi*0x9e3779b97f4a7c15 ^ lo*0xc2b2ae3d27d4eb4f) >> 54)
+	hi := binary.LittleEndian.Uint64(b[:8])
+	lo := binary.LittleEndian.Uint64(b[8:])
+	return int(((hi^lo)*0x9e3779b97f4a7c15)>>54) & (frontSize - 1)
 }
 
 type rdnsResult struct {
