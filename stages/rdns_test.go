@@ -5,6 +5,7 @@ import (
 	"iter"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -443,5 +444,63 @@ func TestRDNSLive(t *testing.T) {
 	}
 	close(feed)
 	for range got {
+	}
+}
+
+// TestRDNSHostsAndResolvConf: /etc/hosts-style names win without a query (and are sanitized);
+// resolv.conf's nameservers become the servers.
+func TestRDNSHostsAndResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	hosts := dir + "/hosts"
+	resolv := dir + "/resolv.conf"
+	writeFile(t, hosts, "# comment\n8.8.4.4 dns-two.example alias\n2001:4860:4860::8844 dns-two-v6.example\n9.9.9.9 bad\x1bname\n")
+	writeFile(t, resolv, "search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n")
+	r, err := NewResolver(RDNSConfig{HostsFile: hosts, ResolvConf: resolv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(r.cfg.Servers, " "); got != "192.0.2.53:53 [2001:db8::53]:53" {
+		t.Errorf("servers %q", got)
+	}
+	st := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
+	var got []string
+	for p := range st(reusingSource([]pkt{{"10.0.0.1", "8.8.4.4"}, {"fd00::1", "2001:4860:4860::8844"}, {"10.0.0.1", "9.9.9.9"}})) {
+		got = append(got, p.DstDomain)
+	}
+	want := []string{"dns-two.example", "dns-two-v6.example", `bad\x1bname`}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("names %q, want %q", got, want)
+	}
+	if st := r.Stats(); st.Lookups != 0 {
+		t.Errorf("%d DNS lookups for names in the hosts file", st.Lookups)
+	}
+	if _, err := NewResolver(RDNSConfig{HostsFile: "-", ResolvConf: dir + "/missing"}); err == nil || !strings.Contains(err.Error(), "-n") {
+		t.Errorf("missing resolv.conf: %v", err)
+	}
+}
+
+func writeFile(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRDNSLiveOrderAndNames: in live mode packets keep their order, carry the names the server
+// gives, and survive the source reusing its Packet.
+func TestRDNSLiveOrderAndNames(t *testing.T) {
+	s := startPTRServer(t)
+	s.setDefault(func(q string) (string, bool) { return "n-" + strings.SplitN(q, ".", 2)[0] + ".example.", true })
+	var list []pkt
+	for i := range 300 {
+		list = append(list, pkt{"10.0.0.1", fmt.Sprintf("44.1.1.%d", i%25)})
+	}
+	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: time.Second, Live: true}
+	out, _ := runRDNSFrom(t, cfg, list, slowSource(list, 10))
+	for i, o := range out {
+		want := fmt.Sprintf("n-%d.example", i%25)
+		if o.dst != want {
+			t.Fatalf("packet %d: %q, want %q", i+1, o.dst, want)
+		}
 	}
 }
