@@ -348,6 +348,9 @@ func (r *Resolver) apply(res rdnsResult) {
 
 // drain applies every result that has arrived, without blocking.
 func (r *Resolver) drain() {
+	if len(r.results) == 0 {
+		return // the common case, without the cost of a select
+	}
 	for {
 		select {
 		case res := <-r.results:
