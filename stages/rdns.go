@@ -250,6 +250,8 @@ func (r *Resolver) start(ctx context.Context) {
 	r.results = make(chan rdnsResult, r.cfg.Queue+r.cfg.Workers)
 	r.inflight = make(map[netip.Addr]int64)
 	r.givenUp = -1 << 62
+	clear(r.held) // a run the consumer stopped early may have left packets held
+	r.head, r.n, r.inFl = 0, 0, 0
 	r.now = r.clock()
 	for range r.cfg.Workers {
 		go r.worker(ctx)
