@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
@@ -35,8 +36,14 @@ type jsonPacket struct {
 	BadLayer string   `json:"bad_layer"`
 }
 
+// runMu serializes in-process runs: urfave/cli keeps global state (its help flag) that
+// parallel apps race on. The parallel tests overlap only their tshark runs.
+var runMu sync.Mutex
+
 func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	runMu.Lock()
+	defer runMu.Unlock()
 	var o, e bytes.Buffer
 	code = run(append([]string{"chains-sensor"}, args...), &o, &e)
 	return o.String(), e.String(), code
