@@ -96,6 +96,10 @@ type frontEntry struct {
 }
 
 func frontIndex(a netip.Addr) int {
+	if a.Is4() {
+		b := a.As4()
+		return int((uint64(binary.LittleEndian.Uint32(b[:]))*0x9e3779b97f4a7c15)>>54) & (frontSize - 1)
+	}
 	b := a.As16()
 	hi := binary.LittleEndian.Uint64(b[:8])
 	lo := binary.LittleEndian.Uint64(b[8:])
