@@ -133,6 +133,7 @@ type Resolver struct {
 	held    []*heldPacket // FIFO ring of packets waiting for names
 	head, n int
 	free    []*heldPacket
+	slab    []heldPacket // the slots, allocated together when first needed
 
 	base    time.Time
 	now     int64
@@ -472,8 +473,28 @@ func (r *Resolver) settle(h *heldPacket) bool {
 	return !h.waitSrc && !h.waitDst
 }
 
+// heldPayload is the payload room each held packet starts with; larger payloads (DNS, TLS,
+// HTTP heads) grow their own buffer once.
+const heldPayload = 128
+
+// newSlab allocates every held-packet slot at once, with its payload room in one arena: two
+// allocations instead of two per slot the first time the queue fills.
+func (r *Resolver) newSlab() []*heldPacket {
+	r.slab = make([]heldPacket, len(r.held))
+	arena := make([]byte, len(r.held)*heldPayload)
+	free := make([]*heldPacket, len(r.held))
+	for i := range r.slab {
+		r.slab[i].buf = arena[i*heldPayload : i*heldPayload : (i+1)*heldPayload]
+		free[i] = &r.slab[i]
+	}
+	return free
+}
+
 // hold copies p (the source reuses it) to the tail of the held queue.
 func (r *Resolver) hold(p *Packet, waitSrc, waitDst bool) {
+	if len(r.free) == 0 && r.slab == nil {
+		r.free = r.newSlab()
+	}
 	var h *heldPacket
 	if k := len(r.free); k > 0 {
 		h = r.free[k-1]
@@ -585,9 +606,11 @@ func (r *Resolver) flush(yield func(*Packet) bool) {
 func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield func(*Packet) bool) {
 	total := len(r.held)
 	pool := make(chan *heldPacket, total)
-	for range total {
-		pool <- &heldPacket{}
+	// A fresh set of slots: a feeder of an earlier run may still hold some of the old ones.
+	for _, h := range r.newSlab() {
+		pool <- h
 	}
+	r.free = r.free[:0]
 	in := make(chan *heldPacket, total)
 	go func() {
 		defer close(in)
