@@ -394,6 +394,16 @@ func appendText[T string | []byte](b []byte, s T) []byte {
 // against names that other stages put in Packet.SrcDomain and DstDomain.
 func appendSafe(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return append(b, s...) // the common case: one copy
+	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c >= 0x20 && c < 0x7f {
 			b = append(b, c)
