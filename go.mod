@@ -1,6 +1,6 @@
 module github.com/chains-sensor/chains-sensor
 
-go 1.24.0
+go 1.26.0
 
 require (
 	github.com/cilium/ebpf v0.22.0 // indirect
@@ -10,6 +10,8 @@ require (
 	github.com/miekg/dns v1.1.73 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/urfave/cli/v2 v2.27.7 // indirect
+	github.com/vishvananda/netlink v1.3.1 // indirect
+	github.com/vishvananda/netns v0.0.5 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
