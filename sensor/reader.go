@@ -87,8 +87,9 @@ func (r *Reader) Stats() ReaderStats {
 // Pending returns the number of bytes in the ring not read yet.
 func (r *Reader) Pending() int { return r.rd.AvailableBytes() }
 
-// Stop makes Run return nil once it has read every record the ring holds now. Detach the
-// programs first so that no more arrive. Stop does not wait.
+// Stop makes Run return nil once it has read every record the ring holds; a Run started after
+// Stop drains the ring and returns. Detach the programs first so that no more arrive. Stop
+// does not wait.
 func (r *Reader) Stop() {
 	r.stopOnce.Do(func() {
 		r.stopping.Store(true)
@@ -113,21 +114,28 @@ func (r *Reader) Run(fn func(sample []byte) bool) error {
 	)
 	deadline = time.Now().Add(r.opts.Poll)
 	r.rd.SetDeadline(deadline)
+	draining := false
 	for {
+		if !draining && r.stopping.Load() {
+			// Stop: read what the ring holds without sleeping, then return.
+			draining = true
+			r.rd.SetDeadline(time.Now())
+		}
 		err := r.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			// Poll passed: every record that was in the ring has been returned.
+			// The deadline passed: every record that was in the ring has been returned.
+			if draining {
+				return nil
+			}
 			r.timeouts.Add(1)
 			batch = 0
 			deadline = time.Now().Add(r.opts.Poll)
 			r.rd.SetDeadline(deadline)
 			continue
 		case errors.Is(err, ringbuf.ErrFlushed):
-			if r.stopping.Load() {
-				return nil
-			}
+			// Stop woke us; the next turn sees r.stopping and drains.
 			continue
 		case errors.Is(err, ringbuf.ErrClosed):
 			return nil

@@ -241,6 +241,12 @@ func TestReaderStopDrains(t *testing.T) {
 	if c.count() != 5000 {
 		t.Fatalf("Stop returned after %d of 5000 records", c.count())
 	}
+	// A Run after Stop drains what came since and returns without sleeping (Poll is an hour).
+	p.emit(t, 5000, 100)
+	n := 0
+	if err := r.Run(func([]byte) bool { n++; return true }); err != nil || n != 100 {
+		t.Fatalf("Run after Stop: %d records, %v; want 100, nil", n, err)
+	}
 
 	r2, err := NewReader(p.ring, ReaderOptions{Poll: time.Hour})
 	if err != nil {
