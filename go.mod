@@ -4,11 +4,13 @@ go 1.26.0
 
 require (
 	github.com/cilium/ebpf v0.22.0
+	github.com/hashicorp/golang-lru/v2 v2.0.7
+	github.com/miekg/dns v1.1.73
 	github.com/vishvananda/netlink v1.3.1
 	github.com/vishvananda/netns v0.0.5
 	golang.org/x/sys v0.50.0
 )
 
-require golang.org/x/sync v0.22.0 // indirect
+require golang.org/x/net v0.57.0 // indirect
 
 tool github.com/cilium/ebpf/cmd/bpf2go
