@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -341,7 +342,9 @@ func (h genlHeader) Serialize() []byte { return []byte{h.cmd, h.version, 0, 0} }
 func checkXDPNative(name string, idx int) CheckResult {
 	r := CheckResult{Name: "XDP native on " + name}
 	driver := ""
-	if l, err := netlink.LinkByIndex(idx); err == nil {
+	if d, err := os.Readlink("/sys/class/net/" + name + "/device/driver"); err == nil {
+		driver = filepath.Base(d)
+	} else if l, err := netlink.LinkByIndex(idx); err == nil {
 		driver = l.Type()
 	}
 	feats, err := xdpFeatures(idx)

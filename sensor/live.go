@@ -6,8 +6,12 @@ import (
 	"iter"
 	"slices"
 	"sync/atomic"
+	"time"
 
+	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // PacketDecoder decodes one ring-buffer sample into p. Decoder satisfies it.
@@ -56,25 +60,44 @@ func (l *Live) Packets() iter.Seq[*stages.Packet] {
 			num uint64
 		)
 		l.err = l.r.Run(func(raw []byte) bool {
-			p.Reset()
-			if err := l.dec.Decode(raw, &p); err != nil {
-				l.undecodable.Add(1)
+			if !l.decode(raw, &p) {
 				return true
 			}
-			l.decoded.Add(1)
 			num++
 			p.Num = num
-			if c := l.ifaces[p.Ifindex]; c != nil {
-				p.Iface = c.name
-				if p.Dir == stages.DirOut {
-					c.out.Add(1)
-				} else {
-					c.in.Add(1)
-				}
-			}
 			return yield(&p)
 		})
 	}
+}
+
+// Drain reads what is left in the ring, counting it as Packets would, without yielding it:
+// after the consumer stopped (-c N), so that every record is accounted for. Call Reader.Stop
+// first (after detaching), so that Drain returns once the ring is empty.
+func (l *Live) Drain() error {
+	var p stages.Packet
+	return l.r.Run(func(raw []byte) bool {
+		l.decode(raw, &p)
+		return true
+	})
+}
+
+// decode fills p from raw and counts it; false if it does not decode.
+func (l *Live) decode(raw []byte, p *stages.Packet) bool {
+	p.Reset()
+	if err := l.dec.Decode(raw, p); err != nil {
+		l.undecodable.Add(1)
+		return false
+	}
+	l.decoded.Add(1)
+	if c := l.ifaces[p.Ifindex]; c != nil {
+		p.Iface = c.name
+		if p.Dir == stages.DirOut {
+			c.out.Add(1)
+		} else {
+			c.in.Add(1)
+		}
+	}
+	return true
 }
 
 // Err returns why Packets ended early: a ring-buffer read error, or nil.
@@ -154,4 +177,37 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 		u.Read, u.Undecodable, l.Unread, rs.Wakeups, rs.Lingers, perWake)
 	fmt.Fprintf(w, "%d packets seen, %d recorded, %d lost\n", l.Seen, l.Recorded, l.Lost)
 	return l
+}
+
+// ReadKernelCounts reads the counters loss accounting needs from the per-CPU counters map
+// (Objects.Counters), summed over CPUs.
+func ReadKernelCounts(m *ebpf.Map) (KernelCounts, error) {
+	var k KernelCounts
+	for key, dst := range map[gen.SensorCounterKey]*uint64{
+		gen.SensorCounterKeyCNT_XDP_SEEN:     &k.XDPSeen,
+		gen.SensorCounterKeyCNT_TC_SEEN:      &k.TCSeen,
+		gen.SensorCounterKeyCNT_EMITTED:      &k.Emitted,
+		gen.SensorCounterKeyCNT_RINGBUF_FULL: &k.RingFull,
+		gen.SensorCounterKeyCNT_SNAP_FAILED:  &k.SnapFailed,
+	} {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(key), &perCPU); err != nil {
+			return k, fmt.Errorf("read counter %d: %w", key, err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return k, nil
+}
+
+// BootTime returns the Unix time of boot in nanoseconds as CLOCK_BOOTTIME sees it, for
+// Decoder.BootTime: the kernel stamps records with bpf_ktime_get_boot_ns.
+func BootTime() (int64, error) {
+	var ts unix.Timespec
+	before := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
+	}
+	return before.UnixNano() - ts.Nano(), nil
 }
