@@ -1,0 +1,509 @@
+package main
+
+// End-to-end tests: the chains-sensor binary attached for real to one end of a veth between two
+// network namespaces the test makes, with real servers (dnsmasq, nginx) on that side and real
+// clients (ping, dig, curl) on the other. They need root; without it they skip, and with
+// CHAINS_REQUIRE_BPF=1 they fail instead. Traffic only ever goes to addresses inside the
+// namespaces; every wait is bounded.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
+		t.Fatal("end-to-end tests need root (they make network namespaces and attach BPF programs); CHAINS_REQUIRE_BPF=1 forbids skipping")
+	}
+	t.Skip("end-to-end tests need root (they make network namespaces and attach BPF programs): run with sudo; CHAINS_REQUIRE_BPF=1 makes this a failure")
+}
+
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found: install it (scripts/provision.sh does)", tool)
+		}
+	}
+}
+
+// buildSensor builds the binary into a fresh temporary directory.
+func buildSensor(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chains-sensor")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// run runs a command with a timeout and returns its combined output.
+func run(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	return string(out), err
+}
+
+func mustRun(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := run(t, 20*time.Second, name, args...)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// testNet is two namespaces joined by a veth: the sensor side A (ifA, .1/::1) with the servers,
+// the client side B (ifB, .2/::2).
+type testNet struct {
+	a, b       string
+	ifA, ifB   string
+	v4A, v4B   string
+	v6A, v6B   string
+	bcast      string
+	dir        string // scratch directory for configs and logs
+	procs      []*exec.Cmd
+	procsMu    sync.Mutex
+	cleanupErr []string
+}
+
+var netSeq atomic.Int32
+
+const nsPrefix = "cse2e"
+
+// removeStaleNamespaces deletes namespaces that earlier runs of these tests left behind when
+// killed outright (their pid is part of the name and no longer runs).
+func removeStaleNamespaces(t *testing.T) {
+	out, err := run(t, 10*time.Second, "ip", "netns", "list")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest, ok := strings.CutPrefix(name, nsPrefix)
+		if !ok {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			run(t, 10*time.Second, "ip", "netns", "del", name)
+		}
+	}
+}
+
+func newTestNet(t *testing.T) *testNet {
+	t.Helper()
+	requireRoot(t)
+	requireTools(t, "ip", "bpftool", "tc")
+	removeStaleNamespaces(t)
+	n := netSeq.Add(1)
+	tn := &testNet{
+		a: fmt.Sprintf("%s%d-%d-a", nsPrefix, os.Getpid(), n), b: fmt.Sprintf("%s%d-%d-b", nsPrefix, os.Getpid(), n),
+		ifA: "e2ea0", ifB: "e2eb0",
+		v4A: "10.77.0.1", v4B: "10.77.0.2", bcast: "10.77.0.255",
+		v6A: "fd77::1", v6B: "fd77::2",
+		dir: t.TempDir(),
+	}
+	t.Cleanup(tn.cleanup)
+	mustRun(t, "ip", "netns", "add", tn.a)
+	mustRun(t, "ip", "netns", "add", tn.b)
+	mustRun(t, "ip", "-n", tn.a, "link", "add", tn.ifA, "type", "veth", "peer", "name", tn.ifB, "netns", tn.b)
+	mustRun(t, "ip", "-n", tn.a, "addr", "add", tn.v4A+"/24", "dev", tn.ifA)
+	mustRun(t, "ip", "-n", tn.b, "addr", "add", tn.v4B+"/24", "dev", tn.ifB)
+	mustRun(t, "ip", "-n", tn.a, "addr", "add", tn.v6A+"/64", "dev", tn.ifA, "nodad")
+	mustRun(t, "ip", "-n", tn.b, "addr", "add", tn.v6B+"/64", "dev", tn.ifB, "nodad")
+	for _, ns := range []string{tn.a, tn.b} {
+		mustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	mustRun(t, "ip", "-n", tn.a, "link", "set", tn.ifA, "up")
+	mustRun(t, "ip", "-n", tn.b, "link", "set", tn.ifB, "up")
+	// Multicast from B leaves through the veth.
+	mustRun(t, "ip", "-n", tn.b, "route", "add", "224.0.0.0/4", "dev", tn.ifB)
+	// Both ends up and carrying traffic before a test starts.
+	for i := 0; ; i++ {
+		if _, err := run(t, 5*time.Second, "ip", "netns", "exec", tn.b, "ping", "-c1", "-W1", tn.v4A); err == nil {
+			break
+		}
+		if i == 20 {
+			t.Fatal("the veth does not carry traffic")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return tn
+}
+
+// inA and inB run a command in a namespace.
+func (tn *testNet) inA(t *testing.T, timeout time.Duration, args ...string) (string, error) {
+	t.Helper()
+	return run(t, timeout, "ip", append([]string{"netns", "exec", tn.a}, args...)...)
+}
+
+func (tn *testNet) inB(t *testing.T, timeout time.Duration, args ...string) (string, error) {
+	t.Helper()
+	return run(t, timeout, "ip", append([]string{"netns", "exec", tn.b}, args...)...)
+}
+
+// start starts a long-running process in namespace ns; cleanup kills it.
+func (tn *testNet) start(t *testing.T, ns string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	log, err := os.Create(filepath.Join(tn.dir, filepath.Base(args[0])+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", args[0], err)
+	}
+	tn.procsMu.Lock()
+	tn.procs = append(tn.procs, cmd)
+	tn.procsMu.Unlock()
+	return cmd
+}
+
+func (tn *testNet) cleanup() {
+	tn.procsMu.Lock()
+	for _, p := range tn.procs {
+		if p.Process != nil {
+			p.Process.Kill()
+			done := make(chan struct{})
+			go func() { p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}
+	tn.procsMu.Unlock()
+	for _, ns := range []string{tn.a, tn.b} {
+		exec.Command("ip", "netns", "del", ns).Run()
+	}
+}
+
+// startServers runs dnsmasq (www.test.example A and AAAA) and nginx on side A and waits until
+// both answer from side B.
+func (tn *testNet) startServers(t *testing.T) {
+	t.Helper()
+	requireTools(t, "dnsmasq", "nginx", "dig", "curl")
+	tn.start(t, tn.a, "dnsmasq", "--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+		"--no-hosts", "--bind-interfaces", "--listen-address="+tn.v4A+","+tn.v6A, "--except-interface=lo",
+		"--address=/www.test.example/"+tn.v4A, "--address=/www.test.example/"+tn.v6A,
+		"--pid-file="+filepath.Join(tn.dir, "dnsmasq.pid"), "--user=root", "--log-facility=-")
+	conf := filepath.Join(tn.dir, "nginx.conf")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx.pid;
+error_log stderr;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body;
+	proxy_temp_path %[1]s/proxy;
+	fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi;
+	scgi_temp_path %[1]s/scgi;
+	server {
+		listen %[2]s:80;
+		listen [%[3]s]:80;
+		location / { return 200 "hello from nginx\n"; }
+	}
+}
+`, tn.dir, tn.v4A, tn.v6A)), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.start(t, tn.a, "nginx", "-c", conf, "-p", tn.dir, "-e", "stderr")
+	for i := 0; ; i++ {
+		dns, derr := tn.inB(t, 5*time.Second, "dig", "+short", "+tries=1", "+time=1", "@"+tn.v4A, "www.test.example", "A")
+		web, werr := tn.inB(t, 5*time.Second, "curl", "-s", "-m", "1", "http://"+tn.v4A+"/")
+		if derr == nil && strings.TrimSpace(dns) == tn.v4A && werr == nil && strings.Contains(web, "hello") {
+			return
+		}
+		if i == 30 {
+			logs, _ := os.ReadFile(filepath.Join(tn.dir, "dnsmasq.log"))
+			nlogs, _ := os.ReadFile(filepath.Join(tn.dir, "nginx.log"))
+			t.Fatalf("servers not answering: dig %q %v, curl %q %v\ndnsmasq: %s\nnginx: %s", dns, derr, web, werr, logs, nlogs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// clientTraffic makes ICMP, DNS (UDP) and HTTP (TCP) exchanges over IPv4 and IPv6 from B to A,
+// plus broadcast and multicast pings, and checks that each worked.
+func (tn *testNet) clientTraffic(t *testing.T) {
+	t.Helper()
+	steps := [][]string{
+		{"ping", "-c2", "-i0.2", "-W2", tn.v4A},
+		{"ping", "-6", "-c2", "-i0.2", "-W2", tn.v6A},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v4A, "www.test.example", "A"},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v6A, "www.test.example", "AAAA"},
+		{"curl", "-sS", "-m", "3", "http://" + tn.v4A + "/"},
+		{"curl", "-sS", "-m", "3", "-g", "http://[" + tn.v6A + "]/"},
+	}
+	for _, s := range steps {
+		if out, err := tn.inB(t, 10*time.Second, s...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	// Broadcast and multicast: nobody need answer.
+	tn.inB(t, 5*time.Second, "ping", "-b", "-c1", "-W1", tn.bcast)
+	tn.inB(t, 5*time.Second, "ping", "-c1", "-W1", "-I", tn.ifB, "224.0.0.251")
+	tn.inB(t, 5*time.Second, "ping", "-6", "-c1", "-W1", "ff02::1%"+tn.ifB)
+}
+
+// sensorProc is a running chains-sensor attach.
+type sensorProc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  []string
+	times  []time.Time
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+// startSensor runs `chains-sensor attach ARGS` in namespace A and waits until it has attached.
+func (tn *testNet) startSensor(t *testing.T, bin string, args ...string) *sensorProc {
+	t.Helper()
+	sp := &sensorProc{done: make(chan struct{})}
+	sp.cmd = exec.Command("ip", append([]string{"netns", "exec", tn.a, bin, "attach"}, args...)...)
+	stdout, err := sp.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.cmd.Stderr = &lockedWriter{mu: &sp.mu, w: &sp.stderr}
+	if err := sp.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tn.procsMu.Lock()
+	tn.procs = append(tn.procs, sp.cmd)
+	tn.procsMu.Unlock()
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			sp.mu.Lock()
+			sp.lines = append(sp.lines, sc.Text())
+			sp.times = append(sp.times, time.Now())
+			sp.mu.Unlock()
+		}
+		sp.err = sp.cmd.Wait()
+		close(sp.done)
+	}()
+	for i := 0; ; i++ {
+		if strings.Contains(sp.stderrText(), "attached to") {
+			return sp
+		}
+		select {
+		case <-sp.done:
+			t.Fatalf("chains-sensor exited before attaching: %v\n%s", sp.err, sp.stderrText())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i == 200 {
+			t.Fatalf("chains-sensor did not attach within 10s:\n%s", sp.stderrText())
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (sp *sensorProc) stderrText() string {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return sp.stderr.String()
+}
+
+func (sp *sensorProc) output() []string {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return append([]string(nil), sp.lines...)
+}
+
+// stop sends sig and waits (bounded) for the process to end; it returns the exit code.
+func (sp *sensorProc) stop(t *testing.T, sig syscall.Signal) int {
+	t.Helper()
+	if err := sp.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	return sp.wait(t)
+}
+
+func (sp *sensorProc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-sp.done:
+	case <-time.After(10 * time.Second):
+		sp.cmd.Process.Kill()
+		t.Fatalf("chains-sensor still running 10s after the signal:\n%s", sp.stderrText())
+	}
+	if sp.err == nil {
+		return 0
+	}
+	if ee, ok := sp.err.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return -int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", sp.err)
+	return -1
+}
+
+var countersRE = regexp.MustCompile(`^(\d+) packets seen, (\d+) recorded, (\d+) lost$`)
+
+// counters checks that stderr ends with the counters line and that N = M + L; it returns them.
+func (sp *sensorProc) counters(t *testing.T) (seen, recorded, lost uint64) {
+	t.Helper()
+	text := strings.TrimRight(sp.stderrText(), "\n")
+	last := text[strings.LastIndex(text, "\n")+1:]
+	m := countersRE.FindStringSubmatch(last)
+	if m == nil {
+		t.Fatalf("stderr does not end with the counters line:\n%s", text)
+	}
+	seen, _ = strconv.ParseUint(m[1], 10, 64)
+	recorded, _ = strconv.ParseUint(m[2], 10, 64)
+	lost, _ = strconv.ParseUint(m[3], 10, 64)
+	if seen != recorded+lost {
+		t.Fatalf("counters do not add up: %s", last)
+	}
+	return seen, recorded, lost
+}
+
+// assertDetached checks with ip link and bpftool that no XDP program, no TCX program and no tc
+// filter is left on the interface (except the filters listed in keep, by name).
+func (tn *testNet) assertDetached(t *testing.T, keepFilters ...string) {
+	t.Helper()
+	link, err := tn.inA(t, 5*time.Second, "ip", "link", "show", "dev", tn.ifA)
+	if err != nil {
+		t.Fatalf("ip link: %v\n%s", err, link)
+	}
+	if strings.Contains(link, "xdp") {
+		t.Errorf("ip link still shows an XDP program:\n%s", link)
+	}
+	out, err := tn.inA(t, 5*time.Second, "bpftool", "-j", "net", "show", "dev", tn.ifA)
+	if err != nil {
+		t.Fatalf("bpftool net: %v\n%s", err, out)
+	}
+	var nets []struct {
+		XDP []json.RawMessage `json:"xdp"`
+		TC  []struct {
+			Name string `json:"name"`
+			Kind string `json:"kind"`
+		} `json:"tc"`
+	}
+	if err := json.Unmarshal([]byte(out), &nets); err != nil {
+		t.Fatalf("bpftool -j net: %v\n%s", err, out)
+	}
+	for _, n := range nets {
+		if len(n.XDP) != 0 {
+			t.Errorf("bpftool net still shows XDP: %s", out)
+		}
+		for _, tc := range n.TC {
+			kept := false
+			for _, k := range keepFilters {
+				kept = kept || strings.Contains(tc.Name, k)
+			}
+			if !kept {
+				t.Errorf("bpftool net still shows a tc program %q (%s): %s", tc.Name, tc.Kind, out)
+			}
+		}
+	}
+}
+
+// TestE2ETextLines: net_watch lines for ICMP, UDP and TCP, IPv4 and IPv6, both directions, with
+// the domain classes; exit 0 on SIGINT with the counters; nothing attached afterwards.
+func TestE2ETextLines(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	tn.startServers(t)
+	sp := tn.startSensor(t, bin, "-n", tn.ifA)
+	tn.clientTraffic(t)
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT, want 0\n%s", code, sp.stderrText())
+	}
+	lines := sp.output()
+	lineRE := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (\S+) (\S+) (\S+)\((\S+)\) --> (\S+)\((\S+)\)$`)
+	have := map[string]bool{}
+	for _, l := range lines {
+		m := lineRE.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("not a net_watch line: %q", l)
+			continue
+		}
+		have[strings.Join(m[1:], " ")] = true
+	}
+	a4, b4, a6, b6 := tn.v4A, tn.v4B, tn.v6A, tn.v6B
+	want := []string{
+		"ICMP IP " + b4 + " internal " + a4 + " internal",
+		"ICMP IP " + a4 + " internal " + b4 + " internal",
+		"ICMP6 IP6 " + b6 + " internal " + a6 + " internal",
+		"ICMP6 IP6 " + a6 + " internal " + b6 + " internal",
+		"UDP IP " + b4 + " internal " + a4 + " internal",
+		"UDP IP " + a4 + " internal " + b4 + " internal",
+		"UDP IP6 " + b6 + " internal " + a6 + " internal",
+		"UDP IP6 " + a6 + " internal " + b6 + " internal",
+		"TCP IP " + b4 + " internal " + a4 + " internal",
+		"TCP IP " + a4 + " internal " + b4 + " internal",
+		"TCP IP6 " + b6 + " internal " + a6 + " internal",
+		"TCP IP6 " + a6 + " internal " + b6 + " internal",
+		"ICMP IP " + b4 + " internal " + tn.bcast + " broadcast",
+		"ICMP IP " + b4 + " internal 224.0.0.251 multicast_dns",
+	}
+	for _, w := range want {
+		if !have[w] {
+			t.Errorf("no line for %q", w)
+		}
+	}
+	// IPv6 to all hosts comes from B's link-local address, which differs every run.
+	allHosts := false
+	for k := range have {
+		allHosts = allHosts || (strings.HasPrefix(k, "ICMP6 IP6 fe80:") && strings.HasSuffix(k, " ff02::1 all_hosts"))
+	}
+	if !allHosts {
+		t.Error("no line for the ICMPv6 echo to ff02::1 (all_hosts)")
+	}
+	_, recorded, lost := sp.counters(t)
+	if recorded != uint64(len(lines)) || lost != 0 {
+		t.Errorf("%d lines printed but the counters say %d recorded, %d lost", len(lines), recorded, lost)
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s\nstderr:\n%s", strings.Join(lines, "\n"), sp.stderrText())
+	}
+	tn.assertDetached(t)
+}
