@@ -507,3 +507,192 @@ func TestE2ETextLines(t *testing.T) {
 	}
 	tn.assertDetached(t)
 }
+
+// macOf returns the MAC address of an interface in namespace ns.
+func macOf(t *testing.T, ns, iface string) string {
+	t.Helper()
+	out := mustRun(t, "ip", "-n", ns, "-j", "link", "show", "dev", iface)
+	var links []struct {
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		t.Fatalf("ip -j link: %v\n%s", err, out)
+	}
+	return links[0].Address
+}
+
+// TestE2EJSONAgainstTcpdump: with -o json, every ICMP echo, DNS and HTTP packet between the two
+// ends appears once with the right dir, addresses, ports and length, exactly as tcpdump captured
+// them on the same interface at the same time (read back with tshark).
+func TestE2EJSONAgainstTcpdump(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "tcpdump", "tshark")
+	bin := buildSensor(t)
+	tn.startServers(t)
+
+	pcap := filepath.Join(tn.dir, "capture.pcap")
+	tdLog := filepath.Join(tn.dir, "tcpdump.log")
+	td := exec.Command("ip", "netns", "exec", tn.a, "tcpdump", "-n", "-U", "-i", tn.ifA, "-w", pcap)
+	logf, err := os.Create(tdLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.Stderr = logf
+	if err := td.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tn.procsMu.Lock()
+	tn.procs = append(tn.procs, td)
+	tn.procsMu.Unlock()
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile(tdLog); bytes.Contains(b, []byte("listening on")) {
+			break
+		}
+		if i == 100 {
+			b, _ := os.ReadFile(tdLog)
+			t.Fatalf("tcpdump did not start: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", tn.ifA)
+	tn.clientTraffic(t)
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT\n%s", code, sp.stderrText())
+	}
+	td.Process.Signal(syscall.SIGINT)
+	tdDone := make(chan struct{})
+	go func() { td.Wait(); close(tdDone) }()
+	select {
+	case <-tdDone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("tcpdump did not stop")
+	}
+
+	pairs := map[[2]string]bool{
+		{tn.v4A, tn.v4B}: true, {tn.v4B, tn.v4A}: true, {tn.v6A, tn.v6B}: true, {tn.v6B, tn.v6A}: true,
+	}
+	keep := func(proto, src, dst string, sport, dport, icmpType int) bool {
+		if !pairs[[2]string{src, dst}] {
+			return false
+		}
+		switch proto {
+		case "ICMP":
+			return icmpType == 0 || icmpType == 8
+		case "ICMP6":
+			return icmpType == 128 || icmpType == 129
+		case "UDP":
+			return sport == 53 || dport == 53
+		case "TCP":
+			return sport == 80 || dport == 80
+		}
+		return false
+	}
+	key := func(dir, proto, src string, sport int, dst string, dport, icmpType, length int) string {
+		return fmt.Sprintf("%s %s %s:%d > %s:%d icmp=%d len=%d", dir, proto, src, sport, dst, dport, icmpType, length)
+	}
+
+	// What the sensor printed.
+	got := map[string]int{}
+	dirs := map[string]int{}
+	lines := sp.output()
+	for _, l := range lines {
+		var o struct {
+			Dir      string `json:"dir"`
+			Iface    string `json:"iface"`
+			IP       string `json:"ip"`
+			Src      string `json:"src"`
+			Dst      string `json:"dst"`
+			Proto    string `json:"proto"`
+			Sport    int    `json:"sport"`
+			Dport    int    `json:"dport"`
+			Len      int    `json:"len"`
+			ICMPType int    `json:"icmp_type"`
+		}
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatalf("not a JSON object: %q: %v", l, err)
+		}
+		if o.Iface != tn.ifA || (o.Dir != "in" && o.Dir != "out") {
+			t.Errorf("iface %q dir %q in %s", o.Iface, o.Dir, l)
+		}
+		if !keep(o.Proto, o.Src, o.Dst, o.Sport, o.Dport, o.ICMPType) {
+			continue
+		}
+		got[key(o.Dir, o.Proto, o.Src, o.Sport, o.Dst, o.Dport, o.ICMPType, o.Len)]++
+		dirs[o.Dir]++
+	}
+
+	// What tcpdump captured, decoded by tshark.
+	macA := macOf(t, tn.a, tn.ifA)
+	out, err := run(t, 30*time.Second, "tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=|",
+		"-e", "eth.src", "-e", "frame.len", "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+		"-e", "ip.proto", "-e", "ipv6.nxt", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport",
+		"-e", "udp.dstport", "-e", "icmp.type", "-e", "icmpv6.type")
+	if err != nil {
+		t.Fatalf("tshark: %v\n%s", err, out)
+	}
+	want := map[string]int{}
+	atoi := func(s string) int { n, _ := strconv.Atoi(strings.Split(s, ",")[0]); return n }
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Split(l, "|")
+		if len(f) != 14 {
+			continue
+		}
+		dir := "in"
+		if f[0] == macA {
+			dir = "out"
+		}
+		src, dst, nh := f[2], f[3], atoi(f[6])
+		if f[4] != "" {
+			src, dst, nh = f[4], f[5], atoi(f[7])
+		}
+		var proto string
+		var sport, dport, icmpType int
+		switch nh {
+		case 1:
+			proto, icmpType = "ICMP", atoi(f[12])
+		case 58:
+			proto, icmpType = "ICMP6", atoi(f[13])
+		case 6:
+			proto, sport, dport = "TCP", atoi(f[8]), atoi(f[9])
+		case 17:
+			proto, sport, dport = "UDP", atoi(f[10]), atoi(f[11])
+		default:
+			continue
+		}
+		if !keep(proto, src, dst, sport, dport, icmpType) {
+			continue
+		}
+		want[key(dir, proto, src, sport, dst, dport, icmpType, atoi(f[1]))]++
+	}
+	if len(want) < 16 {
+		t.Fatalf("tcpdump saw only %d kinds of packet between the ends:\n%s", len(want), out)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("tcpdump: %d × %s; chains-sensor: %d", n, k, got[k])
+		}
+	}
+	for k, n := range got {
+		if want[k] == 0 {
+			t.Errorf("chains-sensor: %d × %s; tcpdump: none", n, k)
+		}
+	}
+	if dirs["in"] == 0 || dirs["out"] == 0 {
+		t.Errorf("directions seen: %v, want both in and out", dirs)
+	}
+	seen, recorded, lost := sp.counters(t)
+	if recorded != uint64(len(lines)) || lost != 0 || seen != recorded {
+		t.Errorf("%d objects printed; counters: %d seen, %d recorded, %d lost", len(lines), seen, recorded, lost)
+	}
+	t.Logf("%d packets of the exchanges matched tcpdump (%d kinds); %d in, %d out", sum(want), len(want), dirs["in"], dirs["out"])
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
