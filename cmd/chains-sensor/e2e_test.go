@@ -696,3 +696,228 @@ func sum(m map[string]int) int {
 	}
 	return n
 }
+
+// TestE2ESignals: SIGINT and SIGTERM exit 0 with the counters line and detach, in TCX and in
+// clsact mode; after SIGKILL nothing stays attached either, thanks to bpf_link. (A clsact filter
+// has no link and would survive SIGKILL; that fallback is for kernels without TCX only, so
+// SIGKILL is checked in the TCX mode.)
+func TestE2ESignals(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	for _, c := range []struct {
+		sig  syscall.Signal
+		args []string
+	}{
+		{syscall.SIGINT, nil},
+		{syscall.SIGTERM, nil},
+		{syscall.SIGINT, []string{"--tc-mode", "clsact", "--xdp-mode", "generic"}},
+		{syscall.SIGTERM, []string{"--tc-mode", "clsact"}},
+		{syscall.SIGKILL, nil},
+		{syscall.SIGKILL, []string{"--xdp-mode", "generic", "--direction", "in"}},
+	} {
+		name := fmt.Sprintf("%v %v", c.sig, c.args)
+		sp := tn.startSensor(t, bin, append(append([]string{"-n"}, c.args...), tn.ifA)...)
+		if _, err := tn.inB(t, 5*time.Second, "ping", "-c3", "-i0.1", "-W1", tn.v4A); err != nil {
+			t.Fatalf("%s: ping: %v", name, err)
+		}
+		if len(sp.output()) == 0 {
+			// Lines are flushed at least every 50 ms; give them a moment.
+			time.Sleep(200 * time.Millisecond)
+		}
+		code := sp.stop(t, c.sig)
+		switch c.sig {
+		case syscall.SIGKILL:
+			if code != -int(syscall.SIGKILL) {
+				t.Errorf("%s: exit %d", name, code)
+			}
+		default:
+			if code != 0 {
+				t.Errorf("%s: exit status %d, want 0\n%s", name, code, sp.stderrText())
+			}
+			if _, recorded, _ := sp.counters(t); recorded < 6 {
+				t.Errorf("%s: %d recorded for 3 pings and their replies", name, recorded)
+			}
+		}
+		tn.assertDetached(t)
+		if out, _ := tn.inA(t, 5*time.Second, "tc", "qdisc", "show", "dev", tn.ifA); strings.Contains(out, "clsact") {
+			t.Errorf("%s: the clsact qdisc we added is still there:\n%s", name, out)
+		}
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// TestE2ECount: -c N prints N packets, exits 0 on its own, counts everything it saw.
+func TestE2ECount(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	sp := tn.startSensor(t, bin, "-n", "-c", "5", "-o", "json", tn.ifA)
+	tn.inB(t, 10*time.Second, "ping", "-c6", "-i0.05", "-W1", tn.v4A)
+	if code := sp.wait(t); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, sp.stderrText())
+	}
+	if n := len(sp.output()); n != 5 {
+		t.Errorf("%d lines with -c 5", n)
+	}
+	if seen, recorded, lost := sp.counters(t); recorded < 5 || lost != 0 || seen < 5 {
+		t.Errorf("counters %d seen, %d recorded, %d lost", seen, recorded, lost)
+	}
+	tn.assertDetached(t)
+}
+
+// TestE2EForeignClsactSurvives: an existing clsact qdisc carrying someone else's egress and
+// ingress filters survives our attach and detach, in TCX and in clsact mode.
+func TestE2EForeignClsactSurvives(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	mustRun(t, "ip", "netns", "exec", tn.a, "tc", "qdisc", "add", "dev", tn.ifA, "clsact")
+	// Their filters: bpf (the classifier every BPF-capable kernel has) running a program of
+	// their own, loaded by tc from an object file.
+	obj := foreignObject(t)
+	mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "add", "dev", tn.ifA, "egress", "prio", "7", "bpf", "da", "obj", obj, "sec", "tc")
+	mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "add", "dev", tn.ifA, "ingress", "prio", "9", "bpf", "da", "obj", obj, "sec", "tc")
+	filters := func() string {
+		e := mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "show", "dev", tn.ifA, "egress")
+		i := mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "show", "dev", tn.ifA, "ingress")
+		return e + i
+	}
+	before := filters()
+	for _, mode := range []string{"auto", "clsact"} {
+		sp := tn.startSensor(t, bin, "-n", "--tc-mode", mode, tn.ifA)
+		if mode == "clsact" {
+			if during := filters(); !strings.Contains(during, "chains-sensor") || !strings.Contains(during, "sensor_bpfel.o") {
+				t.Errorf("clsact mode: want their filter and ours side by side:\n%s", during)
+			}
+		}
+		tn.inB(t, 5*time.Second, "ping", "-c2", "-i0.1", "-W1", tn.v4A)
+		if code := sp.stop(t, syscall.SIGINT); code != 0 {
+			t.Fatalf("%s: exit status %d\n%s", mode, code, sp.stderrText())
+		}
+		if after := filters(); after != before {
+			t.Errorf("%s: filters before:\n%s\nafter:\n%s", mode, before, after)
+		}
+		if out := mustRun(t, "ip", "netns", "exec", tn.a, "tc", "qdisc", "show", "dev", tn.ifA); !strings.Contains(out, "clsact") {
+			t.Errorf("%s: their clsact qdisc is gone:\n%s", mode, out)
+		}
+		tn.assertDetached(t, "sensor_bpfel.o")
+	}
+}
+
+// foreignObject returns the sensor's BPF object file, which tc and ip link load as programs of
+// someone else's (other loads, other names than ours).
+func foreignObject(t *testing.T) string {
+	t.Helper()
+	abs, err := filepath.Abs("../../gen/sensor_bpfel.o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		t.Fatalf("no BPF object to play someone else's program: %v", err)
+	}
+	return abs
+}
+
+// foreignXDPObject returns a BPF object with an XDP program (section "xdp") that is not ours to
+// attach as "someone else": the floor benchmark program if there, else the sensor's own object.
+func foreignXDPObject(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"../../gen/floor_bpfel.o", "../../gen/sensor_bpfel.o"} {
+		if _, err := os.Stat(p); err == nil {
+			abs, _ := filepath.Abs(p)
+			return abs
+		}
+	}
+	t.Fatal("no BPF object in gen/")
+	return ""
+}
+
+// TestE2EForeignXDP: an XDP program someone else attached (native or generic, with ip link) is
+// left alone, and attach fails with an error that names the program and the way out; with
+// --direction out the sensor still runs.
+func TestE2EForeignXDP(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	obj := foreignXDPObject(t)
+	for _, mode := range []string{"xdpdrv", "xdpgeneric"} {
+		mustRun(t, "ip", "-n", tn.a, "link", "set", "dev", tn.ifA, mode, "obj", obj, "sec", "xdp")
+		before := mustRun(t, "ip", "-n", tn.a, "link", "show", "dev", tn.ifA)
+		out, err := tn.inA(t, 20*time.Second, bin, "attach", "-n", tn.ifA)
+		if err == nil {
+			t.Fatalf("%s: attach succeeded over a foreign XDP program:\n%s", mode, out)
+		}
+		for _, want := range []string{"already has XDP program id", "someone else", "bpftool net show dev " + tn.ifA, "--direction out"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: error does not say %q:\n%s", mode, want, out)
+			}
+		}
+		if after := mustRun(t, "ip", "-n", tn.a, "link", "show", "dev", tn.ifA); after != before {
+			t.Errorf("%s: the foreign program changed:\nbefore %s\nafter %s", mode, before, after)
+		}
+		if tc, _ := tn.inA(t, 5*time.Second, "bpftool", "net", "show", "dev", tn.ifA); strings.Contains(tc, "tcx") {
+			t.Errorf("%s: the failed attach left a TCX program:\n%s", mode, tc)
+		}
+		// Egress only works beside it.
+		sp := tn.startSensor(t, bin, "-n", "--direction", "out", tn.ifA)
+		tn.inB(t, 5*time.Second, "ping", "-c1", "-W1", tn.v4A)
+		if code := sp.stop(t, syscall.SIGINT); code != 0 {
+			t.Errorf("%s: --direction out beside a foreign XDP program: exit %d\n%s", mode, code, sp.stderrText())
+		}
+		mustRun(t, "ip", "-n", tn.a, "link", "set", "dev", tn.ifA, mode, "off")
+	}
+	tn.assertDetached(t)
+}
+
+// TestE2ELoneLatency: a single packet on an idle link prints within 100 ms.
+func TestE2ELoneLatency(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	sp := tn.startSensor(t, bin, "-n", "--direction", "in", tn.ifA)
+	var worst time.Duration
+	for i := range 5 {
+		time.Sleep(time.Duration(150+37*i) * time.Millisecond) // idle, at varying phases
+		before := len(sp.output())
+		sent := time.Now()
+		// One UDP datagram from B: bash's /dev/udp would need bash; use dig, which sends one query.
+		go tn.inB(t, 3*time.Second, "dig", "+tries=1", "+time=1", "@"+tn.v4A, "lone.example")
+		var arrived time.Time
+		for j := 0; j < 200 && arrived.IsZero(); j++ {
+			sp.mu.Lock()
+			for k := before; k < len(sp.lines); k++ {
+				if strings.Contains(sp.lines[k], "UDP IP "+tn.v4B) {
+					arrived = sp.times[k]
+					break
+				}
+			}
+			sp.mu.Unlock()
+			time.Sleep(5 * time.Millisecond)
+		}
+		if arrived.IsZero() {
+			t.Fatalf("no line for the lone packet within 1s:\n%s", strings.Join(sp.output(), "\n"))
+		}
+		worst = max(worst, arrived.Sub(sent))
+	}
+	sp.stop(t, syscall.SIGINT)
+	t.Logf("worst time from starting dig to its line on stdout: %v", worst)
+	if worst > 100*time.Millisecond {
+		t.Errorf("a lone packet took %v to print, want <= 100ms", worst)
+	}
+}
+
+// TestE2EStatsInterval: --stats-interval 1 prints the counters while running.
+func TestE2EStatsInterval(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	sp := tn.startSensor(t, bin, "-n", "--stats-interval", "1", tn.ifA)
+	tn.inB(t, 5*time.Second, "ping", "-c3", "-i0.2", "-W1", tn.v4A)
+	time.Sleep(1500 * time.Millisecond)
+	sp.stop(t, syscall.SIGINT)
+	text := sp.stderrText()
+	if n := strings.Count(text, " packets seen, "); n < 2 {
+		t.Errorf("%d counter blocks in stderr, want a periodic one and the final one:\n%s", n, text)
+	}
+	if !strings.Contains(text, tn.ifA+": ") {
+		t.Errorf("no per-interface counters:\n%s", text)
+	}
+	sp.counters(t)
+}
