@@ -1,0 +1,132 @@
+#!/bin/bash
+# loadbench.sh: how chains-sensor and tcpdump keep up with a flood (make bench).
+#
+# Makes a namespace pair with a veth (lb-a/lb-a0 <-> lb-b/lb-b0), floods lb-a0's ingress from
+# lb-b with trafgen at full speed for DURATION seconds, once while `chains-sensor attach -n`
+# watches lb-a0 printing to /dev/null, then once while `tcpdump -n` does, and prints offered
+# packets/s and each one's loss side by side. Root only. Everything it makes it removes.
+#
+#   sudo scripts/loadbench.sh            # DURATION=5 RATE= (empty: full speed) CPUS=1
+#   sudo RATE=200000pps scripts/loadbench.sh
+#
+# Environment: DURATION seconds per phase; RATE for trafgen --rate (empty: as fast as it can);
+# CPUS trafgen processes; SENSOR the chains-sensor binary (default: go build into a temp dir);
+# SENSOR_ARGS extra attach flags (e.g. --wakeup-bytes 65536); PAYLOAD UDP payload bytes (18).
+set -euo pipefail
+
+DURATION=${DURATION:-5}
+RATE=${RATE:-}
+CPUS=${CPUS:-1}
+PAYLOAD=${PAYLOAD:-18}
+SENSOR_ARGS=${SENSOR_ARGS:-}
+A=lb-a
+B=lb-b
+
+if [ "$(id -u)" != 0 ]; then
+	echo "$0: needs root (network namespaces, BPF, trafgen, tcpdump): run with sudo" >&2
+	exit 1
+fi
+for tool in ip trafgen tcpdump timeout; do
+	command -v "$tool" >/dev/null || { echo "$0: $tool not found (scripts/provision.sh installs it)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+cleanup() {
+	[ -n "${sensor_pid:-}" ] && kill -INT "$sensor_pid" 2>/dev/null || true
+	[ -n "${td_pid:-}" ] && kill -INT "$td_pid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	ip netns del "$A" 2>/dev/null || true
+	ip netns del "$B" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [ -z "${SENSOR:-}" ]; then
+	SENSOR=$work/chains-sensor
+	(cd "$(dirname "$0")/.." && go build -o "$SENSOR" ./cmd/chains-sensor)
+fi
+
+ip netns del "$A" 2>/dev/null || true
+ip netns del "$B" 2>/dev/null || true
+ip netns add "$A"
+ip netns add "$B"
+ip -n "$A" link add "$A"0 type veth peer name "$B"0 netns "$B"
+ip -n "$A" addr add 10.98.0.1/24 dev "$A"0
+ip -n "$B" addr add 10.98.0.2/24 dev "$B"0
+ip -n "$A" link set lo up
+ip -n "$B" link set lo up
+ip -n "$A" link set "$A"0 up
+ip -n "$B" link set "$B"0 up
+
+mac() { ip -n "$1" -br link show dev "$2" | awk '{print $3}'; }
+hexmac() { echo "$1" | sed 's/^/0x/; s/:/, 0x/g'; }
+mac_a=$(mac "$A" "$A"0)
+mac_b=$(mac "$B" "$B"0)
+
+# UDP from 10.98.0.2 to 10.98.0.1 port 9 (discard; nothing listens), source port varying so the
+# packets are not all one flow; frames of 14+20+8+PAYLOAD bytes.
+iplen=$((20 + 8 + PAYLOAD))
+cat >"$work/flood.cfg" <<CFG
+{
+  $(hexmac "$mac_a"), $(hexmac "$mac_b"), c16(0x0800),
+  0x45, 0x00, c16($iplen), drnd(2), c16(0x4000), 64, 17, csumip(14, 33),
+  10, 98, 0, 2, 10, 98, 0, 1,
+  0x30, dinc(0, 255), c16(9), c16($((8 + PAYLOAD))), c16(0),
+  fill(0x41, $PAYLOAD),
+}
+CFG
+
+rx_packets() { ip netns exec "$A" cat /sys/class/net/"$A"0/statistics/rx_packets; }
+
+# flood: trafgen for DURATION seconds; sets offered (packets that reached lb-a0) and pps.
+flood() {
+	local before after
+	before=$(rx_packets)
+	ip netns exec "$B" timeout -s INT "$DURATION" trafgen --dev "$B"0 --conf "$work/flood.cfg" \
+		--cpus "$CPUS" ${RATE:+--rate "$RATE"} -C -Q >"$work/trafgen.log" 2>&1 || true
+	after=$(rx_packets)
+	offered=$((after - before))
+	pps=$((offered / DURATION))
+}
+
+# --- chains-sensor -----------------------------------------------------------------------
+ip netns exec "$A" "$SENSOR" attach -n --direction in $SENSOR_ARGS "$A"0 >/dev/null 2>"$work/sensor.err" &
+sensor_pid=$!
+for _ in $(seq 100); do grep -q "attached to" "$work/sensor.err" 2>/dev/null && break; sleep 0.1; done
+grep -q "attached to" "$work/sensor.err" || { cat "$work/sensor.err" >&2; exit 1; }
+flood
+sensor_offered=$offered sensor_pps=$pps
+sleep 0.5
+kill -INT "$sensor_pid"
+wait "$sensor_pid" || { echo "chains-sensor failed:" >&2; cat "$work/sensor.err" >&2; exit 1; }
+sensor_pid=
+read -r s_seen s_rec s_lost < <(tail -n1 "$work/sensor.err" | awk '{print $1, $4, $6}')
+s_wake=$(grep '^user space:' "$work/sensor.err" | sed 's/.*; //')
+
+# --- tcpdump -----------------------------------------------------------------------------
+ip netns exec "$A" tcpdump -n -i "$A"0 -Q in >/dev/null 2>"$work/tcpdump.err" &
+td_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+flood
+td_offered=$offered td_pps=$pps
+sleep 0.5
+kill -INT "$td_pid"
+wait "$td_pid" || true
+td_pid=
+td_captured=$(awk '/packets captured/ {print $1}' "$work/tcpdump.err")
+td_received=$(awk '/received by filter/ {print $1}' "$work/tcpdump.err")
+td_dropped=$(awk '/dropped by kernel/ {print $1}' "$work/tcpdump.err")
+# What tcpdump never got: dropped by the kernel, plus what reached the interface but not it.
+td_lost=$((td_offered > td_captured ? td_offered - td_captured : 0))
+
+pct() { awk -v l="$1" -v n="$2" 'BEGIN { if (n == 0) print "n/a"; else printf "%.3f%%", 100 * l / n }'; }
+echo
+echo "flood: UDP $((14 + iplen))-byte frames into lb-a0 for ${DURATION}s per tool, trafgen --cpus $CPUS${RATE:+ --rate $RATE}; $(nproc) CPUs"
+printf '%-14s %12s %12s %12s %12s %10s\n' tool "offered/s" offered "recorded" lost "loss"
+printf '%-14s %12s %12s %12s %12s %10s\n' chains-sensor "$sensor_pps" "$sensor_offered" "$s_rec" "$s_lost" "$(pct "$s_lost" "$s_seen")"
+printf '%-14s %12s %12s %12s %12s %10s\n' "tcpdump -n" "$td_pps" "$td_offered" "$td_captured" "$td_lost" "$(pct "$td_lost" "$td_offered")"
+echo
+echo "chains-sensor: $s_seen packets seen by xdp_sensor (of $sensor_offered on the interface), $s_wake"
+echo "tcpdump: $td_received received by filter, $td_dropped dropped by kernel"
+echo "chains-sensor's own account:"
+sed 's/^/  /' "$work/sensor.err"
