@@ -389,3 +389,23 @@ func TestExplainPermission(t *testing.T) {
 		}
 	}
 }
+
+func TestExplainOldKernel(t *testing.T) {
+	defer func(r, b func() error) { probeRingBuf, probeBTF = r, b }(probeRingBuf, probeBTF)
+	notSupported := func() error { return ebpf.ErrNotSupported }
+	ok := func() error { return nil }
+	loadErr := fmt.Errorf("map events: %w", ebpf.ErrNotSupported)
+
+	probeRingBuf, probeBTF = notSupported, ok
+	if err := Explain(loadErr); !strings.Contains(err.Error(), "Linux 5.8 or later") || !errors.Is(err, ebpf.ErrNotSupported) {
+		t.Errorf("no ring buffer: %v", err)
+	}
+	probeRingBuf, probeBTF = ok, notSupported
+	if err := Explain(loadErr); !strings.Contains(err.Error(), "CONFIG_DEBUG_INFO_BTF") {
+		t.Errorf("no BTF: %v", err)
+	}
+	probeRingBuf, probeBTF = ok, ok
+	if err := Explain(loadErr); err != loadErr {
+		t.Errorf("a kernel with both: %v", err)
+	}
+}

@@ -99,16 +99,22 @@ func Explain(err error) error {
 			"and the memlock limit (ulimit -l)"}
 	}
 	if errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL) {
-		if features.HaveMapType(ebpf.RingBuf) != nil {
+		if probeRingBuf() != nil {
 			return &explained{err, "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF): Linux 5.8 or later is needed"}
 		}
-		if _, berr := btf.LoadKernelSpec(); berr != nil {
+		if probeBTF() != nil {
 			return &explained{err, "this kernel has no BTF (/sys/kernel/btf/vmlinux): use a kernel built with " +
 				"CONFIG_DEBUG_INFO_BTF=y (most distribution kernels since 2020 are)"}
 		}
 	}
 	return err
 }
+
+// Kernel probes Explain uses; variables so that tests can play an old kernel.
+var (
+	probeRingBuf = func() error { return features.HaveMapType(ebpf.RingBuf) }
+	probeBTF     = func() error { _, err := btf.LoadKernelSpec(); return err }
+)
 
 // explained is an error with a hint naming the fix; the cause stays reachable with errors.Is/As.
 type explained struct {

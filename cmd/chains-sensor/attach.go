@@ -124,6 +124,12 @@ func runAttach(c *cli.Context) error {
 // attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
 // detaches, drains the ring and prints the counters to stderr.
 func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, stdout, stderr io.Writer) error {
+	// Catch SIGINT and SIGTERM from the start: one that comes while loading or attaching is
+	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
 	boot, err := sensor.BootTime()
 	if err != nil {
 		return err
@@ -134,7 +140,14 @@ func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, 
 	}
 	defer objs.Close()
 
-	rd, err := sensor.NewReader(objs.Events, sensor.ReaderOptions{})
+	// With the kernel's own wake-up policy (wakeup-bytes 0) a lone record wakes the reader at
+	// once and Poll is only a safety net; with wakeup-bytes the kernel stays quiet below the
+	// threshold, and Poll bounds how long a lone record waits (plus the output's 50 ms flush).
+	ropts := sensor.ReaderOptions{Poll: 500 * time.Millisecond}
+	if s.load.WakeupBytes != 0 {
+		ropts.Poll = 40 * time.Millisecond
+	}
+	rd, err := sensor.NewReader(objs.Events, ropts)
 	if err != nil {
 		return err
 	}
@@ -163,10 +176,8 @@ func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, 
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
 
 	// Stop on SIGINT or SIGTERM: detach (no new records), then let the reader drain the ring.
-	// A second signal, or a chain that does not finish within 3 s, closes the reader outright.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	// A second signal, or a chain that does not finish within 3 s, closes the reader outright;
+	// if even that does not end the run (say stdout blocks), print the counters and exit.
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -185,6 +196,17 @@ func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, 
 			return
 		}
 		rd.Close()
+		select {
+		case <-sig:
+		case <-time.After(3 * time.Second):
+		case <-done:
+			return
+		}
+		fmt.Fprintln(stderr, "chains-sensor: output blocked; exiting without flushing it")
+		if k, err := sensor.ReadKernelCounts(objs.Counters); err == nil {
+			sensor.WriteStats(stderr, k, live.Counts())
+		}
+		os.Exit(0)
 	}()
 
 	statsStop := make(chan struct{})

@@ -921,3 +921,58 @@ func TestE2EStatsInterval(t *testing.T) {
 	}
 	sp.counters(t)
 }
+
+// TestE2EEarlySignal: SIGINT while the programs are still loading or being attached ends the
+// run cleanly too: exit 0, the counters line, nothing attached.
+func TestE2EEarlySignal(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	for _, delay := range []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond} {
+		cmd := exec.Command("ip", "netns", "exec", tn.a, bin, "attach", "-n", tn.ifA)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		tn.procsMu.Lock()
+		tn.procs = append(tn.procs, cmd)
+		tn.procsMu.Unlock()
+		// Signal once the sensor has begun loading (it holds a BPF object; its handler is
+		// installed before that), then after delay, so the signal lands in load or attach.
+		loading := false
+		for i := 0; i < 2000 && !loading; i++ {
+			fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", cmd.Process.Pid))
+			for _, fd := range fds {
+				if l, _ := os.Readlink(fd); strings.HasPrefix(l, "anon_inode:bpf") {
+					loading = true
+				}
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if !loading {
+			t.Fatalf("chains-sensor never started loading:\n%s", stderr.String())
+		}
+		time.Sleep(delay)
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("delay %v: %v\n%s", delay, err, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("delay %v: still running 20s after SIGINT\n%s", delay, stderr.String())
+		}
+		if !countersRE.MatchString(lastLine(stderr.String())) {
+			t.Errorf("delay %v: stderr does not end with the counters line:\n%s", delay, stderr.String())
+		}
+		tn.assertDetached(t)
+	}
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndex(s, "\n")+1:]
+}
