@@ -289,8 +289,24 @@ type rule struct {
 // Classifier gives addresses their Class by longest-prefix match over the special-purpose
 // registries, the --internal networks and the interfaces' prefixes. It is immutable after
 // NewClassifier and safe for concurrent use; Classify does not allocate.
+//
+// Rules are bucketed by the address's first 16 bits (a compressed table: offsets into one rule
+// array), longest prefix first, so a public address costs one table read and a private one a
+// couple of integer compares.
 type Classifier struct {
-	v4, v6 [256][]rule // candidate rules by first address byte, longest prefix first
+	off4, off6 []uint32 // 65537 offsets into r4 / r6 per 16-bit bucket
+	r4         []rule4
+	r6         []rule6
+}
+
+type rule4 struct {
+	net, mask uint32
+	class     Class
+}
+
+type rule6 struct {
+	hi, lo, mhi, mlo uint64
+	class            Class
 }
 
 // builtinRules lists the IANA special-purpose registries (v4 and v6), the well-known
@@ -414,34 +430,94 @@ func NewClassifier(internal []netip.Prefix, ifaces []Interface) *Classifier {
 			}
 		}
 	}
-	c := &Classifier{}
-	for _, r := range rules {
-		tab := &c.v6
+	slices.SortStableFunc(rules, func(a, b rule) int {
+		if a.prefix.Bits() != b.prefix.Bits() {
+			return cmp.Compare(b.prefix.Bits(), a.prefix.Bits())
+		}
+		if a.user != b.user {
+			if a.user {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	var b4, b6 [65536][]int
+	for i, r := range rules {
+		lo, hi := bucketRange(r.prefix)
+		tab := &b6
 		if r.prefix.Addr().Is4() {
-			tab = &c.v4
+			tab = &b4
 		}
-		lo, hi := firstByteRange(r.prefix)
-		for b := lo; b <= hi; b++ {
-			tab[b] = append(tab[b], r)
-		}
-	}
-	for _, tab := range []*[256][]rule{&c.v4, &c.v6} {
-		for i := range tab {
-			slices.SortStableFunc(tab[i], func(a, b rule) int {
-				if a.prefix.Bits() != b.prefix.Bits() {
-					return cmp.Compare(b.prefix.Bits(), a.prefix.Bits())
-				}
-				if a.user != b.user {
-					if a.user {
-						return -1
-					}
-					return 1
-				}
-				return 0
-			})
+		for k := lo; k <= hi; k++ {
+			tab[k] = append(tab[k], i)
 		}
 	}
+	c := &Classifier{off4: make([]uint32, 65537), off6: make([]uint32, 65537)}
+	for k := range 65536 {
+		c.off4[k] = uint32(len(c.r4))
+		for _, i := range b4[k] {
+			p := rules[i].prefix
+			mask := ^uint32(0) << (32 - p.Bits())
+			if p.Bits() == 0 {
+				mask = 0
+			}
+			c.r4 = append(c.r4, rule4{net: v4u32(p.Addr()), mask: mask, class: rules[i].class})
+		}
+		c.off6[k] = uint32(len(c.r6))
+		for _, i := range b6[k] {
+			p := rules[i].prefix
+			hi, lo := v6u64(p.Addr())
+			mhi, mlo := mask128(p.Bits())
+			c.r6 = append(c.r6, rule6{hi: hi, lo: lo, mhi: mhi, mlo: mlo, class: rules[i].class})
+		}
+	}
+	c.off4[65536] = uint32(len(c.r4))
+	c.off6[65536] = uint32(len(c.r6))
 	return c
+}
+
+func v4u32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func v6u64(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	for i := range 8 {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
+	}
+	return
+}
+
+func mask128(bits int) (hi, lo uint64) {
+	switch {
+	case bits == 0:
+		return 0, 0
+	case bits <= 64:
+		return ^uint64(0) << (64 - bits), 0
+	case bits == 128:
+		return ^uint64(0), ^uint64(0)
+	}
+	return ^uint64(0), ^uint64(0) << (128 - bits)
+}
+
+// bucketRange returns the range of 16-bit buckets (the address's first two bytes) a prefix covers.
+func bucketRange(p netip.Prefix) (lo, hi int) {
+	var first int
+	if p.Addr().Is4() {
+		first = int(v4u32(p.Addr()) >> 16)
+	} else {
+		h, _ := v6u64(p.Addr())
+		first = int(h >> 48)
+	}
+	if p.Bits() >= 16 {
+		return first, first
+	}
+	span := 1 << (16 - p.Bits())
+	lo = first &^ (span - 1)
+	return lo, lo + span - 1
 }
 
 func unmapPrefix(p netip.Prefix) netip.Prefix {
@@ -450,22 +526,6 @@ func unmapPrefix(p netip.Prefix) netip.Prefix {
 		return netip.PrefixFrom(a.Unmap(), bits)
 	}
 	return p
-}
-
-// firstByteRange returns the range of first address bytes a prefix covers.
-func firstByteRange(p netip.Prefix) (lo, hi int) {
-	var first byte
-	if p.Addr().Is4() {
-		first = p.Addr().As4()[0]
-	} else {
-		first = p.Addr().As16()[0]
-	}
-	if p.Bits() >= 8 {
-		return int(first), int(first)
-	}
-	span := 1 << (8 - p.Bits())
-	lo = int(first) &^ (span - 1)
-	return lo, lo + span - 1
 }
 
 func directedBroadcast(p netip.Prefix) netip.Addr {
@@ -479,22 +539,29 @@ func directedBroadcast(p netip.Prefix) netip.Addr {
 // Classify returns the class of a; ClassNone for the zero Addr. IPv4-mapped IPv6 addresses
 // are classified as the IPv4 address they carry.
 func (c *Classifier) Classify(a netip.Addr) Class {
-	var cands []rule
-	switch {
-	case a.Is4():
-		cands = c.v4[a.As4()[0]]
-	case a.Is4In6():
-		a = a.Unmap()
-		cands = c.v4[a.As4()[0]]
-	case a.Is6():
-		a = a.WithZone("")
-		cands = c.v6[a.As16()[0]]
-	default:
+	if a.Is4() || a.Is4In6() {
+		b := a.As16()
+		x := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
+		k := x >> 16
+		for _, r := range c.r4[c.off4[k]:c.off4[k+1]] {
+			if x&r.mask == r.net {
+				return r.class
+			}
+		}
+		return ClassPublic
+	}
+	if !a.Is6() {
 		return ClassNone
 	}
-	for i := range cands {
-		if cands[i].prefix.Contains(a) {
-			return cands[i].class
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
+		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	k := hi >> 48
+	for _, r := range c.r6[c.off6[k]:c.off6[k+1]] {
+		if hi&r.mhi == r.hi && lo&r.mlo == r.lo {
+			return r.class
 		}
 	}
 	return ClassPublic

@@ -83,6 +83,24 @@ type rdnsEntry struct {
 	expires int64  // monotonic nanoseconds; 0 never (hosts file)
 }
 
+// frontSize is the number of slots of the direct-mapped cache that spares hot addresses the LRU's
+// map lookup and list update.
+const frontSize = 1024
+
+type frontEntry struct {
+	addr netip.Addr
+	rdnsEntry
+}
+
+func frontIndex(a netip.Addr) int {
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
+		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	return int((hi*0x9e3779b97f4a7c15 ^ lo*0xc2b2ae3d27d4eb4f) >> 54)
+}
+
 type rdnsResult struct {
 	addr netip.Addr
 	name string // "" means failure
@@ -100,6 +118,7 @@ type Resolver struct {
 	client *dns.Client
 
 	cache    *simplelru.LRU[netip.Addr, rdnsEntry]
+	front    *[frontSize]frontEntry // direct-mapped cache in front of the LRU
 	inflight map[netip.Addr]struct{}
 	reqs     chan netip.Addr
 	results  chan rdnsResult
@@ -108,7 +127,7 @@ type Resolver struct {
 	head, n int
 	free    []*heldPacket
 
-	base  time.Time
+	base    time.Time
 	now     int64
 	ticks   uint32
 	lastSec int64
@@ -161,6 +180,7 @@ func NewResolver(cfg RDNSConfig) (*Resolver, error) {
 		return nil, fmt.Errorf("reverse DNS cache: %w", err)
 	}
 	r.cache = cache
+	r.front = new([frontSize]frontEntry)
 	r.client = &dns.Client{Net: "udp", Timeout: r.cfg.Timeout, UDPSize: 1232}
 	r.held = make([]*heldPacket, r.cfg.MaxHeld)
 	return r, nil
@@ -307,7 +327,11 @@ func (r *Resolver) apply(res rdnsResult) {
 	} else {
 		r.stats.Answers++
 	}
-	r.cache.Add(res.addr, rdnsEntry{name: name, expires: res.at + int64(ttl)})
+	e := rdnsEntry{name: name, expires: res.at + int64(ttl)}
+	r.cache.Add(res.addr, e)
+	if f := &r.front[frontIndex(res.addr)]; f.addr == res.addr {
+		f.rdnsEntry = e
+	}
 }
 
 // drain applies every result that has arrived, without blocking.
@@ -325,14 +349,21 @@ func (r *Resolver) drain() {
 // name resolves one address from the cache. It returns the name to show and whether the
 // packet should wait for a lookup that is now in flight.
 func (r *Resolver) name(a netip.Addr) (string, bool) {
+	f := &r.front[frontIndex(a)]
+	if f.addr == a && (f.expires == 0 || f.expires >= r.now) {
+		return f.name, false
+	}
 	if e, ok := r.cache.Get(a); ok {
 		if e.expires != 0 && e.expires < r.now {
 			r.request(a) // serve the stale name while it is refreshed
+		} else {
+			*f = frontEntry{addr: a, rdnsEntry: e}
 		}
 		return e.name, false
 	}
 	if h, ok := r.hosts[a]; ok {
 		r.cache.Add(a, rdnsEntry{name: h})
+		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{name: h}}
 		return h, false
 	}
 	if _, ok := r.inflight[a]; ok {

@@ -328,13 +328,35 @@ func macClass(m [6]byte) string {
 	return "ethernet"
 }
 
-// appendAddr appends a network address ("?" when it is missing).
+// appendAddr appends a network address ("?" when it is missing). IPv4 goes through a table of
+// the 256 decimal octets, several times faster than netip's formatting.
 func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		for i, x := range v {
+			if i > 0 {
+				b = append(b, '.')
+			}
+			d := &octets[x]
+			b = append(b, d[1:1+d[0]]...)
+		}
+		return b
+	}
 	if !a.IsValid() {
 		return append(b, '?')
 	}
 	return a.AppendTo(b)
 }
+
+// octets holds the decimal text of each byte value: length, then up to three digits.
+var octets = func() (t [256][4]byte) {
+	for i := range t {
+		s := strconv.Itoa(i)
+		t[i][0] = byte(len(s))
+		copy(t[i][1:], s)
+	}
+	return t
+}()
 
 // TCPFlagString appends the TCP flags as tcpdump prints them: F S R P . U E W in that order,
 // "none" when no flag is set.
@@ -360,6 +382,21 @@ func appendText[T string | []byte](b []byte, s T) []byte {
 			b = append(b, c)
 		} else if c == '\\' {
 			b = append(b, '\\', '\\')
+		} else {
+			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
+		}
+	}
+	return b
+}
+
+// appendSafe appends s for a terminal: printable ASCII (backslash included) as is, every
+// other byte as \xHH. Names are sanitized when they enter the cache; this guards the sinks
+// against names that other stages put in Packet.SrcDomain and DstDomain.
+func appendSafe(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
 		} else {
 			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
 		}

@@ -54,13 +54,13 @@ func (s *JSONSink) AppendObject(b []byte, p *Packet) []byte {
 	b = appendNetwork(b, p)
 	b = append(b, `","src":"`...)
 	if p.Src.IsValid() {
-		b = p.Src.AppendTo(b)
+		b = appendAddr(b, p.Src)
 	} else {
 		b = appendMAC(b, p.SrcMAC)
 	}
 	b = append(b, `","dst":"`...)
 	if p.Dst.IsValid() {
-		b = p.Dst.AppendTo(b)
+		b = appendAddr(b, p.Dst)
 	} else {
 		b = appendMAC(b, p.DstMAC)
 	}

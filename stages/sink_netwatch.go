@@ -68,10 +68,10 @@ func (s *NetWatchSink) appendEnd(b []byte, a netip.Addr, domain string, c Class)
 	b = append(b, '(')
 	if s.color {
 		b = append(b, domainColor(domain, c)...)
-		b = append(b, domain...)
+		b = appendSafe(b, domain)
 		b = append(b, colReset...)
 	} else {
-		b = append(b, domain...)
+		b = appendSafe(b, domain)
 	}
 	return append(b, ')')
 }

@@ -145,9 +145,9 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 
 	if p.Src.IsValid() || p.Dst.IsValid() {
 		b = s.head(b, "Domains: ")
-		b = append(b, p.SrcDomain...)
+		b = appendSafe(b, p.SrcDomain)
 		b = append(b, " --> "...)
-		b = append(b, p.DstDomain...)
+		b = appendSafe(b, p.DstDomain)
 		b = append(b, '\n')
 	}
 
@@ -215,7 +215,7 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 				b = append(b, ", "...)
 			}
 			first = false
-			b = append(b, n...)
+			b = appendSafe(b, n)
 		}
 		b = append(b, '\n')
 	}

@@ -114,16 +114,18 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := stagesConfig(c, true, ifaces)
+	built, cfg, err := chainFromFlags(c, true, ifaces...)
 	if err != nil {
 		return err
 	}
-	return attachAndWatch(c.Context, s, cfg, os.Stdout, os.Stderr)
+	return attachAndWatch(c.Context, s, built, cfg, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
-// detaches, drains the ring and prints the counters to stderr.
-func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, stdout, stderr io.Writer) error {
+// detaches, drains the ring and prints the counters to stderr. Errors before the run are
+// returned; an error that ends the run is printed before the counters (reportedError).
+func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built, cfg *stages.Config, stderr io.Writer) error {
+	defer built.Sink.Close()
 	// Catch SIGINT and SIGTERM from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
 	sig := make(chan os.Signal, 2)
@@ -152,12 +154,6 @@ func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, 
 		return err
 	}
 	defer rd.Close()
-
-	out := stages.NewOutput(stdout, true)
-	built, err := stages.Build(cfg, out)
-	if err != nil {
-		return err
-	}
 
 	att, err := sensor.Attach(objs.XDP, objs.TC, s.ifaces, s.attach)
 	if err != nil {
@@ -253,20 +249,28 @@ func attachAndWatch(ctx context.Context, s *attachSettings, cfg *stages.Config, 
 	close(statsStop)
 	statsWG.Wait()
 	sinkErr := built.Sink.Close()
-	if err := out.Close(); sinkErr == nil {
-		sinkErr = err
+	if sinkErr != nil {
+		sinkErr = fmt.Errorf("writing the output: %w", sinkErr)
 	}
 
 	u := live.Counts()
 	k, kerr := sensor.ReadKernelCounts(objs.Counters)
+	err = errors.Join(runErr, sinkErr, detachErr, kerr)
 	statsMu.Lock()
+	defer statsMu.Unlock()
+	if err != nil {
+		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
+	}
 	if kerr != nil {
-		fmt.Fprintln(stderr, "reading the kernel counters:", kerr)
+		// Without the kernel's side, user space's count is all there is: print it as the total.
+		printCounts(stderr, u.Decoded, u.Undecodable)
 	} else {
 		sensor.WriteStats(stderr, k, u)
 	}
-	statsMu.Unlock()
-	return errors.Join(runErr, sinkErr, detachErr, kerr)
+	if err != nil {
+		return reportedError{err}
+	}
+	return nil
 }
 
 func orNone(s string) string {

@@ -58,8 +58,8 @@ func buildSensor(t *testing.T) string {
 	return bin
 }
 
-// run runs a command with a timeout and returns its combined output.
-func run(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
+// execT runs a command with a timeout and returns its combined output.
+func execT(t *testing.T, timeout time.Duration, name string, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -69,7 +69,7 @@ func run(t *testing.T, timeout time.Duration, name string, args ...string) (stri
 
 func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
-	out, err := run(t, 20*time.Second, name, args...)
+	out, err := execT(t, 20*time.Second, name, args...)
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
@@ -97,7 +97,7 @@ const nsPrefix = "cse2e"
 // removeStaleNamespaces deletes namespaces that earlier runs of these tests left behind when
 // killed outright (their pid is part of the name and no longer runs).
 func removeStaleNamespaces(t *testing.T) {
-	out, err := run(t, 10*time.Second, "ip", "netns", "list")
+	out, err := execT(t, 10*time.Second, "ip", "netns", "list")
 	if err != nil {
 		return
 	}
@@ -112,7 +112,7 @@ func removeStaleNamespaces(t *testing.T) {
 			continue
 		}
 		if syscall.Kill(pid, 0) == syscall.ESRCH {
-			run(t, 10*time.Second, "ip", "netns", "del", name)
+			execT(t, 10*time.Second, "ip", "netns", "del", name)
 		}
 	}
 }
@@ -147,7 +147,7 @@ func newTestNet(t *testing.T) *testNet {
 	mustRun(t, "ip", "-n", tn.b, "route", "add", "224.0.0.0/4", "dev", tn.ifB)
 	// Both ends up and carrying traffic before a test starts.
 	for i := 0; ; i++ {
-		if _, err := run(t, 5*time.Second, "ip", "netns", "exec", tn.b, "ping", "-c1", "-W1", tn.v4A); err == nil {
+		if _, err := execT(t, 5*time.Second, "ip", "netns", "exec", tn.b, "ping", "-c1", "-W1", tn.v4A); err == nil {
 			break
 		}
 		if i == 20 {
@@ -161,12 +161,12 @@ func newTestNet(t *testing.T) *testNet {
 // inA and inB run a command in a namespace.
 func (tn *testNet) inA(t *testing.T, timeout time.Duration, args ...string) (string, error) {
 	t.Helper()
-	return run(t, timeout, "ip", append([]string{"netns", "exec", tn.a}, args...)...)
+	return execT(t, timeout, "ip", append([]string{"netns", "exec", tn.a}, args...)...)
 }
 
 func (tn *testNet) inB(t *testing.T, timeout time.Duration, args ...string) (string, error) {
 	t.Helper()
-	return run(t, timeout, "ip", append([]string{"netns", "exec", tn.b}, args...)...)
+	return execT(t, timeout, "ip", append([]string{"netns", "exec", tn.b}, args...)...)
 }
 
 // start starts a long-running process in namespace ns; cleanup kills it.
@@ -625,7 +625,7 @@ func TestE2EJSONAgainstTcpdump(t *testing.T) {
 
 	// What tcpdump captured, decoded by tshark.
 	macA := macOf(t, tn.a, tn.ifA)
-	out, err := run(t, 30*time.Second, "tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=|",
+	out, err := execT(t, 30*time.Second, "tshark", "-n", "-r", pcap, "-T", "fields", "-E", "separator=|",
 		"-e", "eth.src", "-e", "frame.len", "-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
 		"-e", "ip.proto", "-e", "ipv6.nxt", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport",
 		"-e", "udp.dstport", "-e", "icmp.type", "-e", "icmpv6.type")
