@@ -107,12 +107,7 @@ func Check(opts CheckOptions) []CheckResult {
 	cls := checkClsact(opts.Iface, idx, tc, perr)
 	add(cls)
 	if out {
-		ok := tcx.Status == CheckOK || cls.Status == CheckOK
-		r := CheckResult{Name: "egress hook (TCX or clsact)", Required: true, Status: CheckOK, Detail: "usable"}
-		if !ok {
-			r.Status, r.Detail, r.Fix = CheckMissing, "neither works", "see the TCX and clsact rows"
-		}
-		add(r)
+		add(either("egress hook (TCX or clsact)", tcx.Status, cls.Status, "see the TCX and clsact rows"))
 	}
 	if in {
 		var native, generic CheckStatus
@@ -124,13 +119,24 @@ func Check(opts CheckOptions) []CheckResult {
 				generic = r.Status
 			}
 		}
-		r := CheckResult{Name: "ingress hook (XDP)", Required: true, Status: CheckOK, Detail: "usable"}
-		if native != CheckOK && generic != CheckOK {
-			r.Status, r.Detail, r.Fix = CheckMissing, "neither native nor generic XDP works", "see the XDP rows"
-		}
-		add(r)
+		add(either("ingress hook (XDP native or generic)", native, generic, "see the XDP rows"))
 	}
 	return rs
+}
+
+// either sums up two ways to the same hook: usable if one works, unknown if one could not be
+// found out, else missing.
+func either(name string, a, b CheckStatus, fix string) CheckResult {
+	r := CheckResult{Name: name, Required: true}
+	switch {
+	case a == CheckOK || b == CheckOK:
+		r.Status, r.Detail = CheckOK, "usable"
+	case a == CheckUnknown || b == CheckUnknown:
+		r.Status, r.Detail = CheckUnknown, "not known"
+	default:
+		r.Status, r.Detail, r.Fix = CheckMissing, "neither way works", fix
+	}
+	return r
 }
 
 // WriteCheckTable prints the results as a table, then one line per missing requirement with its
@@ -215,9 +221,9 @@ func probe(name string, required bool, err error, needs string) CheckResult {
 func unknownOrMissing(r CheckResult, err error) CheckResult {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
 		r.Status, r.Detail = CheckUnknown, "needs privileges to find out"
-		r.Fix = privilegeHint()
-		if r.Fix == "" {
-			r.Fix = Explain(err).Error()
+		if len(MissingCaps()) == 0 {
+			// Privileged, and still refused: lockdown, a sysctl or an LSM.
+			r.Fix = strings.TrimPrefix(strings.TrimSpace(Explain(err).Error()[len(err.Error()):]), "fix: ")
 		}
 		return r
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"os"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/urfave/cli/v2"
@@ -39,8 +38,8 @@ func checkCommand() *cli.Command {
 				Hooks: hooks,
 				Load:  func() (*sensor.Objects, error) { return sensor.Load(sensor.Config{}) },
 			})
-			if !sensor.WriteCheckTable(os.Stdout, rs) {
-				return cli.Exit("", 1)
+			if !sensor.WriteCheckTable(c.App.Writer, rs) {
+				return reportedError{errors.New("check: something required is missing")}
 			}
 			return nil
 		},
