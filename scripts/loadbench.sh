@@ -11,7 +11,10 @@
 #
 # Environment: DURATION seconds per phase; RATE for trafgen --rate (empty: as fast as it can);
 # CPUS trafgen processes; SENSOR the chains-sensor binary (default: go build into a temp dir);
-# SENSOR_ARGS extra attach flags (e.g. --wakeup-bytes 65536); PAYLOAD UDP payload bytes (18).
+# SENSOR_ARGS extra attach flags (e.g. --wakeup-bytes 65536); PAYLOAD UDP payload bytes (18);
+# XDP_MODE generic (default: frames reach xdp_sensor by the same path as tcpdump's socket, so the
+# two see the same offered load) or native (veth's own XDP path, with a 256-frame queue per
+# receive queue in front of the hook: what overflows it is dropped before any program sees it).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -19,6 +22,7 @@ RATE=${RATE:-}
 CPUS=${CPUS:-1}
 PAYLOAD=${PAYLOAD:-18}
 SENSOR_ARGS=${SENSOR_ARGS:-}
+XDP_MODE=${XDP_MODE:-generic}
 A=lb-a
 B=lb-b
 
@@ -76,21 +80,25 @@ cat >"$work/flood.cfg" <<CFG
 }
 CFG
 
-rx_packets() { ip netns exec "$A" cat /sys/class/net/"$A"0/statistics/rx_packets; }
+tx_packets() { ip netns exec "$B" cat /sys/class/net/"$B"0/statistics/tx_packets; }
 
-# flood: trafgen for DURATION seconds; sets offered (packets that reached lb-a0) and pps.
+# flood: trafgen for DURATION seconds; sets offered (the frames trafgen sent, by its own count,
+# else by lb-b0's transmit counter) and pps.
 flood() {
 	local before after
-	before=$(rx_packets)
-	ip netns exec "$B" timeout -s INT "$DURATION" trafgen --dev "$B"0 --conf "$work/flood.cfg" \
+	before=$(tx_packets)
+	ip netns exec "$B" timeout -k 2 -s INT "$DURATION" trafgen --dev "$B"0 --conf "$work/flood.cfg" \
 		--cpus "$CPUS" ${RATE:+--rate "$RATE"} -C -Q >"$work/trafgen.log" 2>&1 || true
-	after=$(rx_packets)
-	offered=$((after - before))
+	after=$(tx_packets)
+	offered=$(tr -d '\r' <"$work/trafgen.log" | awk '/packets outgoing/ {n += $1} END {print n + 0}')
+	if [ "$offered" = 0 ]; then
+		offered=$((after - before))
+	fi
 	pps=$((offered / DURATION))
 }
 
 # --- chains-sensor -----------------------------------------------------------------------
-ip netns exec "$A" "$SENSOR" attach -n --direction in $SENSOR_ARGS "$A"0 >/dev/null 2>"$work/sensor.err" &
+ip netns exec "$A" "$SENSOR" attach -n --direction in --xdp-mode "$XDP_MODE" $SENSOR_ARGS "$A"0 >/dev/null 2>"$work/sensor.err" &
 sensor_pid=$!
 for _ in $(seq 100); do grep -q "attached to" "$work/sensor.err" 2>/dev/null && break; sleep 0.1; done
 grep -q "attached to" "$work/sensor.err" || { cat "$work/sensor.err" >&2; exit 1; }
@@ -126,7 +134,7 @@ printf '%-14s %12s %12s %12s %12s %10s\n' tool "offered/s" offered "recorded" lo
 printf '%-14s %12s %12s %12s %12s %10s\n' chains-sensor "$sensor_pps" "$sensor_offered" "$s_rec" "$s_lost" "$(pct "$s_lost" "$s_seen")"
 printf '%-14s %12s %12s %12s %12s %10s\n' "tcpdump -n" "$td_pps" "$td_offered" "$td_captured" "$td_lost" "$(pct "$td_lost" "$td_offered")"
 echo
-echo "chains-sensor: $s_seen packets seen by xdp_sensor (of $sensor_offered on the interface), $s_wake"
+echo "chains-sensor: $s_seen packets seen by xdp_sensor ($sensor_offered sent by trafgen), $s_wake"
 echo "tcpdump: $td_received received by filter, $td_dropped dropped by kernel"
 echo "chains-sensor's own account:"
 sed 's/^/  /' "$work/sensor.err"
