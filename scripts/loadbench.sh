@@ -102,8 +102,20 @@ ip netns exec "$A" "$SENSOR" attach -n --direction in --xdp-mode "$XDP_MODE" $SE
 sensor_pid=$!
 for _ in $(seq 100); do grep -q "attached to" "$work/sensor.err" 2>/dev/null && break; sleep 0.1; done
 grep -q "attached to" "$work/sensor.err" || { cat "$work/sensor.err" >&2; exit 1; }
+# Independently of the sensor's own count of wake-ups: every system call of the whole process
+# that can sleep (epoll waits of the ring and the Go runtime, futexes), counted by perf.
+if command -v perf >/dev/null; then
+	perf stat -x, -e syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex \
+		-p "$sensor_pid" -o "$work/perf.txt" -- sleep "$DURATION" >/dev/null 2>&1 &
+	perf_pid=$!
+fi
 flood
 sensor_offered=$offered sensor_pps=$pps
+if [ -n "${perf_pid:-}" ]; then
+	wait "$perf_pid" || true
+	perf_pid=
+	s_sleeps=$(awk -F, '/syscalls/ {n += $1} END {print n + 0}' "$work/perf.txt")
+fi
 sleep 0.5
 kill -INT "$sensor_pid"
 wait "$sensor_pid" || { echo "chains-sensor failed:" >&2; cat "$work/sensor.err" >&2; exit 1; }
@@ -135,6 +147,9 @@ printf '%-14s %12s %12s %12s %12s %10s\n' chains-sensor "$sensor_pps" "$sensor_o
 printf '%-14s %12s %12s %12s %12s %10s\n' "tcpdump -n" "$td_pps" "$td_offered" "$td_captured" "$td_lost" "$(pct "$td_lost" "$td_offered")"
 echo
 echo "chains-sensor: $s_seen packets seen by xdp_sensor ($sensor_offered sent by trafgen), $s_wake"
+if [ -n "${s_sleeps:-}" ]; then
+	echo "chains-sensor: $s_sleeps epoll_wait/epoll_pwait/futex calls in the whole process during the flood (perf): $(awk -v r="$s_rec" -v s="$s_sleeps" 'BEGIN { if (s) printf "%.0f", r / s; else print "inf" }') records per call"
+fi
 echo "tcpdump: $td_received received by filter, $td_dropped dropped by kernel"
 echo "chains-sensor's own account:"
 sed 's/^/  /' "$work/sensor.err"
