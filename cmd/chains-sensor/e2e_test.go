@@ -1038,3 +1038,61 @@ func TestE2ECheck(t *testing.T) {
 	}
 	t.Logf("check as nobody:\n%s", out)
 }
+
+// TestE2ETwoInterfaces: one sensor on two interfaces: each packet carries its interface, and
+// stderr has counters per interface that add up to the total.
+func TestE2ETwoInterfaces(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	mustRun(t, "ip", "-n", tn.a, "link", "add", "e2ea1", "type", "veth", "peer", "name", "e2eb1", "netns", tn.b)
+	mustRun(t, "ip", "-n", tn.a, "addr", "add", "10.78.0.1/24", "dev", "e2ea1")
+	mustRun(t, "ip", "-n", tn.b, "addr", "add", "10.78.0.2/24", "dev", "e2eb1")
+	mustRun(t, "ip", "-n", tn.a, "link", "set", "e2ea1", "up")
+	mustRun(t, "ip", "-n", tn.b, "link", "set", "e2eb1", "up")
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", tn.ifA, "e2ea1")
+	for _, dst := range []string{tn.v4A, "10.78.0.1"} {
+		if out, err := tn.inB(t, 10*time.Second, "ping", "-c3", "-i0.1", "-W2", dst); err != nil {
+			t.Fatalf("ping %s: %v\n%s", dst, err, out)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	// ICMP echoes per interface and direction, from the JSON.
+	echoes := map[string]int{}
+	perIface := map[string]int{}
+	for _, l := range sp.output() {
+		var o struct{ Iface, Dir, Src, Proto string }
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatal(err)
+		}
+		perIface[o.Iface]++
+		if o.Proto == "ICMP" {
+			echoes[o.Iface+" "+o.Dir+" "+o.Src]++
+		}
+	}
+	for _, w := range []string{tn.ifA + " in " + tn.v4B, tn.ifA + " out " + tn.v4A, "e2ea1 in 10.78.0.2", "e2ea1 out 10.78.0.1"} {
+		if echoes[w] != 3 {
+			t.Errorf("%d ICMP packets for %q, want 3 (all: %v)", echoes[w], w, echoes)
+		}
+	}
+	// stderr: "<iface>: <in> in, <out> out records" per interface, summing to the total.
+	re := regexp.MustCompile(`(?m)^(\S+): (\d+) in, (\d+) out records$`)
+	sumIfaces := uint64(0)
+	for _, m := range re.FindAllStringSubmatch(sp.stderrText(), -1) {
+		in, _ := strconv.ParseUint(m[2], 10, 64)
+		out, _ := strconv.ParseUint(m[3], 10, 64)
+		if int(in+out) != perIface[m[1]] {
+			t.Errorf("%s: stderr counts %d records, the output has %d", m[1], in+out, perIface[m[1]])
+		}
+		sumIfaces += in + out
+	}
+	if _, recorded, _ := sp.counters(t); recorded != sumIfaces || len(perIface) != 2 {
+		t.Errorf("per-interface counts add up to %d, total recorded %d; interfaces %v", sumIfaces, recorded, perIface)
+	}
+	tn.assertDetached(t)
+	if out := mustRun(t, "ip", "-n", tn.a, "link", "show", "dev", "e2ea1"); strings.Contains(out, "xdp") {
+		t.Errorf("e2ea1 still has XDP:\n%s", out)
+	}
+}
