@@ -97,6 +97,18 @@ func BenchmarkChainCachedDNS(b *testing.B) {
 	benchChain(b, st, NewNetWatchSink(out, true, false))
 }
 
+// BenchmarkChainDeadDNS: domains, reverse DNS against a server that never answers, net_watch
+// out: the steady-state cost once the lookups have been given up (compare BenchmarkChainNoDNS).
+func BenchmarkChainDeadDNS(b *testing.B) {
+	addr := silentServer(&testing.T{})
+	r, err := NewResolver(RDNSConfig{Servers: []string{addr}, HostsFile: "-", Wait: 50 * time.Millisecond})
+	if err != nil {
+		b.Fatal(err)
+	}
+	out := NewOutput(io.Discard, false)
+	benchChain(b, Chain(Domains(NewClassifier(nil, nil)), r.Stage()), NewNetWatchSink(out, true, false))
+}
+
 // BenchmarkClassify: one address classification.
 func BenchmarkClassify(b *testing.B) {
 	c := NewClassifier(nil, nil)

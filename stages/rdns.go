@@ -119,7 +119,9 @@ type Resolver struct {
 
 	cache    *simplelru.LRU[netip.Addr, rdnsEntry]
 	front    *[frontSize]frontEntry // direct-mapped cache in front of the LRU
-	inflight map[netip.Addr]struct{}
+	inflight map[netip.Addr]int64   // address -> when its lookup started
+	givenUp  int64                  // packets no longer wait for lookups started at or before this
+	gen      uint64                 // results applied so far: held packets re-check only when it moves
 	reqs     chan netip.Addr
 	results  chan rdnsResult
 
@@ -143,6 +145,7 @@ type heldPacket struct {
 	p        Packet
 	buf      []byte
 	deadline int64
+	gen      uint64 // Resolver.gen when the names were last looked at
 	waitSrc  bool
 	waitDst  bool
 }
@@ -242,7 +245,8 @@ func (r *Resolver) Stage() Stage {
 func (r *Resolver) start(ctx context.Context) {
 	r.reqs = make(chan netip.Addr, r.cfg.Queue)
 	r.results = make(chan rdnsResult, r.cfg.Queue+r.cfg.Workers)
-	r.inflight = make(map[netip.Addr]struct{})
+	r.inflight = make(map[netip.Addr]int64)
+	r.givenUp = -1 << 62
 	r.now = r.clock()
 	for range r.cfg.Workers {
 		go r.worker(ctx)
@@ -318,6 +322,7 @@ func negTTL(m *dns.Msg, def time.Duration) time.Duration {
 
 func (r *Resolver) apply(res rdnsResult) {
 	delete(r.inflight, res.addr)
+	r.gen++
 	r.inFl--
 	ttl := min(max(res.ttl, r.cfg.MinTTL), r.cfg.MaxTTL)
 	name := res.name
@@ -366,8 +371,10 @@ func (r *Resolver) name(a netip.Addr) (string, bool) {
 		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{name: h}}
 		return h, false
 	}
-	if _, ok := r.inflight[a]; ok {
-		return "", true
+	if start, ok := r.inflight[a]; ok {
+		// Wait only while the lookup is young: once it is older than Wait (or the held queue
+		// overflowed), packets pass with what is known and the name comes when it comes.
+		return "", start > r.givenUp && r.now-start < int64(r.cfg.Wait)
 	}
 	return "", r.request(a)
 }
@@ -379,7 +386,7 @@ func (r *Resolver) request(a netip.Addr) bool {
 	}
 	select {
 	case r.reqs <- a:
-		r.inflight[a] = struct{}{}
+		r.inflight[a] = r.now
 		r.stats.Lookups++
 		r.inFl++
 		r.stats.MaxInFlight = max(r.stats.MaxInFlight, r.inFl)
@@ -425,6 +432,10 @@ func (r *Resolver) setDst(p *Packet, n string) {
 
 // settle re-checks a held packet's pending names; it reports whether none is pending now.
 func (r *Resolver) settle(h *heldPacket) bool {
+	if h.gen == r.gen {
+		return !h.waitSrc && !h.waitDst
+	}
+	h.gen = r.gen
 	if h.waitSrc {
 		if e, ok := r.cache.Peek(h.p.Src); ok {
 			r.setSrc(&h.p, e.name)
@@ -453,6 +464,7 @@ func (r *Resolver) hold(p *Packet, waitSrc, waitDst bool) {
 	h.buf = append(h.buf[:0], p.Payload...)
 	h.p.Payload = h.buf
 	h.deadline = r.now + int64(r.cfg.Wait)
+	h.gen = r.gen
 	h.waitSrc, h.waitDst = waitSrc, waitDst
 	r.held[(r.head+r.n)%len(r.held)] = h
 	r.n++
@@ -462,15 +474,19 @@ func (r *Resolver) hold(p *Packet, waitSrc, waitDst bool) {
 	}
 }
 
-// release yields held packets from the head while they are settled, past their deadline, or
-// (force) the queue is full. It returns false when the consumer stopped.
-func (r *Resolver) release(yield func(*Packet) bool, forceOne bool) bool {
+// release yields held packets from the head while they are settled or past their deadline.
+// With full set (the held queue is full: names come slower than packets), it gives up waiting
+// for every lookup in flight and yields every held packet. It returns false when the consumer
+// stopped.
+func (r *Resolver) release(yield func(*Packet) bool, full bool) bool {
+	if full {
+		r.givenUp = r.now
+	}
 	for r.n > 0 {
 		h := r.held[r.head]
 		ready := r.settle(h)
-		if !ready && (h.deadline <= r.now || forceOne) {
+		if !ready && (h.deadline <= r.now || full) {
 			ready = true
-			forceOne = false
 			r.stats.Expired++
 		}
 		if !ready {
@@ -490,10 +506,11 @@ func (r *Resolver) release(yield func(*Packet) bool, forceOne bool) bool {
 
 func (r *Resolver) runSync(src iter.Seq[*Packet], yield func(*Packet) bool) {
 	for p := range src {
-		// The clock is read every 64 packets, when the capture time's second changes (a live
-		// source), or while packets are held; clock reads cost more than the rest of a hit.
+		// The clock is read every 64 packets or when the capture time's second changes: clock
+		// reads cost more than the rest of a cache hit. (A file source delivers 64 packets in
+		// microseconds; live sources run in runLive, which reads the clock on every event.)
 		r.ticks++
-		if sec := p.Time.Unix(); r.ticks&63 == 0 || r.n > 0 || sec != r.lastSec {
+		if sec := p.Time.Unix(); r.ticks&63 == 0 || sec != r.lastSec {
 			r.lastSec = sec
 			r.now = r.clock()
 			if r.ticks&4095 == 0 {
@@ -595,6 +612,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 				return
 			}
 			h.deadline = r.now + int64(r.cfg.Wait)
+			h.gen = r.gen
 			h.waitSrc, h.waitDst = ws, wd
 			if r.n == len(r.held) && !r.release(out, true) {
 				return

@@ -78,12 +78,21 @@ func ViewNames() []string {
 // DefaultView is the view used when --view is not given.
 const DefaultView = "net_watch"
 
-// BaseChain builds the front every view shares: the Domains stage (classes, class names,
-// direction tags) and, unless cfg.NoDNS, the reverse-DNS stage.
+// BaseChain builds the front every view shares: Meta (interface names from cfg.Ifaces, when
+// given), the Domains stage (classes, class names, direction tags) and, unless cfg.NoDNS, the
+// reverse-DNS stage.
 func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 	cls := NewClassifier(cfg.Internal, cfg.Ifaces)
+	front := Domains(cls)
+	if len(cfg.Ifaces) > 0 {
+		names := make(map[uint32]string, len(cfg.Ifaces))
+		for _, it := range cfg.Ifaces {
+			names[uint32(it.Index)] = it.Name
+		}
+		front = Chain(Meta(names), front)
+	}
 	if cfg.NoDNS {
-		return Domains(cls), nil, nil
+		return front, nil, nil
 	}
 	rc := cfg.RDNS
 	if cfg.DNSServer != "" {
@@ -94,7 +103,7 @@ func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return Chain(Domains(cls), r.Stage()), r, nil
+	return Chain(front, r.Stage()), r, nil
 }
 
 // Build builds cfg.View (DefaultView when empty) writing to out.

@@ -26,22 +26,26 @@ func readCommand() *cli.Command {
 // runRead reads one capture through the chain. Whatever happens, stderr ends with the counters
 // line; a damaged file prints what could be read, then the error naming the packet, exit 1.
 func runRead(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("read takes one FILE (or - for stdin), got %d arguments", c.NArg())
-	}
 	name := c.Args().First()
-	built, cfg, err := chainFromFlags(c, false)
-	if err != nil {
-		return err
-	}
 	var src *sensor.FileSource
-	err = readFile(c, name, built, cfg, &src)
+	var err error
+	if c.NArg() != 1 {
+		err = fmt.Errorf("takes one FILE (or - for stdin), got %d arguments", c.NArg())
+	} else if built, cfg, berr := chainFromFlags(c, false); berr != nil {
+		err = berr
+	} else {
+		err = readFile(c, name, built, cfg, &src)
+	}
 	var recorded, lost uint64
 	if src != nil {
 		recorded, lost = src.Recorded, src.Seen-src.Recorded
 	}
 	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %v\n", name, err)
+		what := "read"
+		if c.NArg() == 1 {
+			what += " " + name
+		}
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
 	}
 	printCounts(c.App.ErrWriter, recorded, lost)
 	if err != nil {

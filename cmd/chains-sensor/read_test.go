@@ -354,3 +354,22 @@ func TestReadFlags(t *testing.T) {
 		t.Errorf("packets view: %q", out)
 	}
 }
+
+// TestReadKernelMatchesTwin: `read --kernel` (each frame through xdp_sensor or tc_sensor with
+// BPF_PROG_TEST_RUN) prints the same JSON as the Go twin for every shared capture.
+func TestReadKernelMatchesTwin(t *testing.T) {
+	sensortest.RequireBPF(t)
+	for _, file := range sensortest.PcapFiles(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			t.Parallel()
+			twin, _, c1 := runCmd(t, "read", "-n", "--utc", "-o", "json", file)
+			kern, stderr, c2 := runCmd(t, "read", "--kernel", "-n", "--utc", "-o", "json", file)
+			if c1 != c2 {
+				t.Fatalf("exit %d with the twin, %d with --kernel: %s", c1, c2, stderr)
+			}
+			if twin != kern {
+				t.Errorf("--kernel output differs:\n%s", firstDiff(twin, kern))
+			}
+		})
+	}
+}
