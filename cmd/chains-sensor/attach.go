@@ -92,11 +92,18 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		}
 		s.ifaces = []string{def}
 	}
+	seen := map[string]bool{}
+	uniq := s.ifaces[:0]
 	for _, n := range s.ifaces {
 		if _, err := sensor.LookupInterface(n); err != nil {
 			return nil, err
 		}
+		if !seen[n] {
+			seen[n] = true
+			uniq = append(uniq, n)
+		}
 	}
+	s.ifaces = uniq
 	return s, nil
 }
 
