@@ -132,7 +132,20 @@ func runAttach(c *cli.Context) error {
 // detaches, drains the ring and prints the counters to stderr. Errors before the run are
 // returned; an error that ends the run is printed before the counters (reportedError).
 func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built, cfg *stages.Config, stderr io.Writer) error {
-	defer built.Sink.Close()
+	// The sink is closed once: at the end of the run, or here when the run never starts.
+	var sinkOnce sync.Once
+	var sinkErr error
+	closeSink := func() {
+		sinkOnce.Do(func() {
+			if err := built.Sink.Close(); err != nil {
+				sinkErr = fmt.Errorf("writing the output: %w", err)
+			}
+		})
+	}
+	defer closeSink()
+	var statsMu sync.Mutex // one block of counters at a time on stderr
+	finished := false      // the final counters are printed (guarded by statsMu)
+
 	// Catch SIGINT and SIGTERM from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
 	sig := make(chan os.Signal, 2)
@@ -205,6 +218,11 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 		case <-done:
 			return
 		}
+		statsMu.Lock()
+		if finished {
+			statsMu.Unlock()
+			return // the run printed its counters meanwhile
+		}
 		fmt.Fprintln(stderr, "chains-sensor: output blocked; exiting without flushing it")
 		if k, err := sensor.ReadKernelCounts(objs.Counters); err == nil {
 			sensor.WriteStats(stderr, k, live.Counts())
@@ -214,7 +232,6 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 
 	statsStop := make(chan struct{})
 	var statsWG sync.WaitGroup
-	var statsMu sync.Mutex // one block of counters at a time on stderr
 	if s.statsInterval > 0 {
 		statsWG.Add(1)
 		go func() {
@@ -255,16 +272,14 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 	}
 	close(statsStop)
 	statsWG.Wait()
-	sinkErr := built.Sink.Close()
-	if sinkErr != nil {
-		sinkErr = fmt.Errorf("writing the output: %w", sinkErr)
-	}
+	closeSink()
 
 	u := live.Counts()
 	k, kerr := sensor.ReadKernelCounts(objs.Counters)
 	err = errors.Join(runErr, sinkErr, detachErr, kerr)
 	statsMu.Lock()
 	defer statsMu.Unlock()
+	finished = true
 	if err != nil {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
 	}
