@@ -10,7 +10,6 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/chains-sensor/chains-sensor/stages"
-	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -179,26 +178,19 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	return l
 }
 
-// ReadKernelCounts reads the counters loss accounting needs from the per-CPU counters map
-// (Objects.Counters), summed over CPUs.
-func ReadKernelCounts(m *ebpf.Map) (KernelCounts, error) {
-	var k KernelCounts
-	for key, dst := range map[gen.SensorCounterKey]*uint64{
-		gen.SensorCounterKeyCNT_XDP_SEEN:     &k.XDPSeen,
-		gen.SensorCounterKeyCNT_TC_SEEN:      &k.TCSeen,
-		gen.SensorCounterKeyCNT_EMITTED:      &k.Emitted,
-		gen.SensorCounterKeyCNT_RINGBUF_FULL: &k.RingFull,
-		gen.SensorCounterKeyCNT_SNAP_FAILED:  &k.SnapFailed,
-	} {
-		var perCPU []uint64
-		if err := m.Lookup(uint32(key), &perCPU); err != nil {
-			return k, fmt.Errorf("read counter %d: %w", key, err)
-		}
-		for _, v := range perCPU {
-			*dst += v
-		}
+// ReadKernelCounts reads the counters loss accounting needs (ReadCounters, summed over CPUs).
+func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
+	c, err := ReadCounters(objs)
+	if err != nil {
+		return KernelCounts{}, err
 	}
-	return k, nil
+	return KernelCounts{
+		XDPSeen:    c.SeenXDP(),
+		TCSeen:     c.SeenTC(),
+		Emitted:    c.Emitted(),
+		RingFull:   c.RingFull(),
+		SnapFailed: c[gen.SensorCounterKeyCNT_SNAP_FAILED],
+	}, nil
 }
 
 // BootTime returns the Unix time of boot in nanoseconds as CLOCK_BOOTTIME sees it, for

@@ -224,7 +224,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 			return // the run printed its counters meanwhile
 		}
 		fmt.Fprintln(stderr, "chains-sensor: output blocked; exiting without flushing it")
-		if k, err := sensor.ReadKernelCounts(objs.Counters); err == nil {
+		if k, err := sensor.ReadKernelCounts(objs); err == nil {
 			sensor.WriteStats(stderr, k, live.Counts())
 		}
 		os.Exit(0)
@@ -244,7 +244,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 					return
 				case <-t.C:
 					u := live.Counts() // before the kernel counters: seen >= recorded
-					k, err := sensor.ReadKernelCounts(objs.Counters)
+					k, err := sensor.ReadKernelCounts(objs)
 					statsMu.Lock()
 					if err != nil {
 						fmt.Fprintln(stderr, "stats:", err)
@@ -275,7 +275,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 	closeSink()
 
 	u := live.Counts()
-	k, kerr := sensor.ReadKernelCounts(objs.Counters)
+	k, kerr := sensor.ReadKernelCounts(objs)
 	err = errors.Join(runErr, sinkErr, detachErr, kerr)
 	statsMu.Lock()
 	defer statsMu.Unlock()
