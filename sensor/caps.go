@@ -122,5 +122,8 @@ type explained struct {
 	hint string
 }
 
+// Error is the cause, then the fix on a line of its own.
 func (e *explained) Error() string { return e.err.Error() + "\n  fix: " + e.hint }
+
+// Unwrap returns the cause.
 func (e *explained) Unwrap() error { return e.err }

@@ -342,7 +342,10 @@ func xdpFeatures(idx int) (uint64, error) {
 // reject the request.)
 type genlHeader struct{ cmd, version uint8 }
 
-func (h genlHeader) Len() int          { return 4 }
+// Len is the header's length on the wire.
+func (h genlHeader) Len() int { return 4 }
+
+// Serialize returns the header's bytes, reserved bytes zero.
 func (h genlHeader) Serialize() []byte { return []byte{h.cmd, h.version, 0, 0} }
 
 func checkXDPNative(name string, idx int) CheckResult {
