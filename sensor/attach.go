@@ -297,7 +297,7 @@ const (
 // attachEgress attaches prog to the egress of the interface with TCX or a clsact filter.
 func attachEgress(prog *ebpf.Program, name string, idx int, mode TCMode) (func() error, string, error) {
 	if mode != TCClsact {
-		l, err := link.AttachTCX(link.TCXOptions{Interface: idx, Program: prog, Attach: ebpf.AttachTCXEgress})
+		l, err := attachTCX(link.TCXOptions{Interface: idx, Program: prog, Attach: ebpf.AttachTCXEgress})
 		if err == nil {
 			return l.Close, "tcx", nil
 		}
@@ -315,6 +315,9 @@ func attachEgress(prog *ebpf.Program, name string, idx int, mode TCMode) (func()
 	}
 	return closer, "clsact", nil
 }
+
+// attachTCX is link.AttachTCX; a variable so that tests can play a kernel without TCX.
+var attachTCX = link.AttachTCX
 
 // clsactFilterName is the name our clsact filters carry, so that people (and we) can tell them apart.
 const clsactFilterName = "chains-sensor"

@@ -409,3 +409,38 @@ func TestExplainOldKernel(t *testing.T) {
 		t.Errorf("a kernel with both: %v", err)
 	}
 }
+
+// TestTCXFallback: in auto mode the clsact fallback is taken on ErrNotSupported (a kernel
+// without TCX) and on nothing else; in tcx mode never.
+func TestTCXFallback(t *testing.T) {
+	inNewNetns(t)
+	xdp, tc := passPrograms(t)
+	defer func(f func(link.TCXOptions) (link.Link, error)) { attachTCX = f }(attachTCX)
+
+	attachTCX = func(link.TCXOptions) (link.Link, error) {
+		return nil, fmt.Errorf("attach tcx link: %w", ebpf.ErrNotSupported)
+	}
+	a, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Ifaces[0].TC != "clsact" || len(egressFilters(t, "veth0")) != 1 {
+		t.Errorf("without TCX: egress %q, %d filters; want clsact and ours", a.Ifaces[0].TC, len(egressFilters(t, "veth0")))
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut, TCMode: TCX}); err == nil || !strings.Contains(err.Error(), "--tc-mode clsact") {
+		t.Errorf("tcx mode without TCX: %v", err)
+	}
+
+	attachTCX = func(link.TCXOptions) (link.Link, error) {
+		return nil, fmt.Errorf("attach tcx link: %w", unix.EBUSY)
+	}
+	if _, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut}); err == nil || !errors.Is(err, unix.EBUSY) {
+		t.Errorf("TCX failing for another reason must not fall back: %v", err)
+	}
+	if hasClsact(t, "veth0") || len(egressFilters(t, "veth0")) != 0 {
+		t.Error("a clsact qdisc or filter was left behind")
+	}
+}
