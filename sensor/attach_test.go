@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
@@ -17,16 +18,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// requireRoot skips the test when not root, or fails it when CHAINS_REQUIRE_BPF=1.
+// requireRoot is the shared gate: skip without root, fail instead with CHAINS_REQUIRE_BPF=1.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
-		t.Fatal("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON) and CHAINS_REQUIRE_BPF=1 forbids skipping")
-	}
-	t.Skip("needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON); run with sudo, or set CHAINS_REQUIRE_BPF=1 to make this a failure")
+	sensortest.RequireBPF(t)
 }
 
 // inNewNetns locks the test goroutine to its thread, moves the thread into a fresh network

@@ -24,17 +24,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 )
 
+// requireRoot is the shared gate: skip without root, fail instead with CHAINS_REQUIRE_BPF=1.
 func requireRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
-		t.Fatal("end-to-end tests need root (they make network namespaces and attach BPF programs); CHAINS_REQUIRE_BPF=1 forbids skipping")
-	}
-	t.Skip("end-to-end tests need root (they make network namespaces and attach BPF programs): run with sudo; CHAINS_REQUIRE_BPF=1 makes this a failure")
+	sensortest.RequireBPF(t)
 }
 
 func requireTools(t *testing.T, tools ...string) {
