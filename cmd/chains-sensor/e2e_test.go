@@ -1108,3 +1108,53 @@ func TestE2ETwoInterfaces(t *testing.T) {
 		t.Errorf("e2ea1 still has XDP:\n%s", out)
 	}
 }
+
+// TestE2EFloodWakeups: under a flood (trafgen, 100,000 frames as fast as it goes) the reader
+// is woken at most once per 64 records, the counters add up, and every frame trafgen sent was
+// seen by xdp_sensor. Loss is logged, not judged: the load benchmark (make bench) measures it.
+func TestE2EFloodWakeups(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "trafgen")
+	bin := buildSensor(t)
+	const frames = 100000
+	mac := func(ns, iface string) string {
+		return "0x" + strings.ReplaceAll(macOf(t, ns, iface), ":", ", 0x")
+	}
+	cfg := filepath.Join(tn.dir, "flood.cfg")
+	// UDP 10.77.0.2 -> 10.77.0.1:9, source port varying; 60-byte frames.
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{
+  %s, %s, c16(0x0800),
+  0x45, 0x00, c16(46), drnd(2), c16(0x4000), 64, 17, csumip(14, 33),
+  10, 77, 0, 2, 10, 77, 0, 1,
+  0x30, dinc(0, 255), c16(9), c16(26), c16(0),
+  fill(0x41, 18),
+}
+`, mac(tn.a, tn.ifA), mac(tn.b, tn.ifB))), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp := tn.startSensor(t, bin, "-n", "--direction", "in", "--xdp-mode", "generic", tn.ifA)
+	out, err := tn.inB(t, 60*time.Second, "trafgen", "--dev", tn.ifB, "--conf", cfg, "--cpus", "1", "-n", strconv.Itoa(frames), "-C", "-Q")
+	if err != nil {
+		t.Fatalf("trafgen: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	seen, recorded, lost := sp.counters(t)
+	m := regexp.MustCompile(`(\d+) wake-ups, (\d+) lingers`).FindStringSubmatch(sp.stderrText())
+	if m == nil {
+		t.Fatalf("no wake-up counts in stderr:\n%s", sp.stderrText())
+	}
+	wakeups, _ := strconv.ParseUint(m[1], 10, 64)
+	lingers, _ := strconv.ParseUint(m[2], 10, 64)
+	t.Logf("%d seen, %d recorded, %d lost; %d wake-ups and %d lingers: %.0f records each",
+		seen, recorded, lost, wakeups, lingers, float64(recorded)/float64(wakeups+lingers))
+	if seen < frames {
+		t.Errorf("xdp_sensor saw %d packets of the %d trafgen sent", seen, frames)
+	}
+	if recorded < 64*(wakeups+lingers) {
+		t.Errorf("%d records for %d wake-ups and lingers: more than one per 64", recorded, wakeups+lingers)
+	}
+}
