@@ -82,7 +82,7 @@ func BenchmarkChainPackets(b *testing.B) {
 // BenchmarkChainCachedDNS: domains, reverse DNS with every name cached, net_watch out.
 func BenchmarkChainCachedDNS(b *testing.B) {
 	s := startPTRServer(&testing.T{})
-	s.def = func(q string) (string, bool) { return "host-" + q[:6] + ".example.", true }
+	s.setDefault(func(q string) (string, bool) { return "host-" + q[:6] + ".example.", true })
 	r, err := NewResolver(RDNSConfig{Servers: []string{s.addr}, HostsFile: "-", Wait: 5 * time.Second})
 	if err != nil {
 		b.Fatal(err)

@@ -2,6 +2,7 @@ package stages
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"iter"
 	"net"
@@ -442,39 +443,54 @@ func NewClassifier(internal []netip.Prefix, ifaces []Interface) *Classifier {
 		}
 		return 0
 	})
-	var b4, b6 [65536][]int
-	for i, r := range rules {
-		lo, hi := bucketRange(r.prefix)
-		tab := &b6
-		if r.prefix.Addr().Is4() {
-			tab = &b4
+	c := &Classifier{}
+	c.off4, c.r4 = buildTable(rules, true, func(r rule) rule4 {
+		p := r.prefix
+		mask := ^uint32(0) << (32 - p.Bits())
+		if p.Bits() == 0 {
+			mask = 0
 		}
-		for k := lo; k <= hi; k++ {
-			tab[k] = append(tab[k], i)
-		}
-	}
-	c := &Classifier{off4: make([]uint32, 65537), off6: make([]uint32, 65537)}
-	for k := range 65536 {
-		c.off4[k] = uint32(len(c.r4))
-		for _, i := range b4[k] {
-			p := rules[i].prefix
-			mask := ^uint32(0) << (32 - p.Bits())
-			if p.Bits() == 0 {
-				mask = 0
-			}
-			c.r4 = append(c.r4, rule4{net: v4u32(p.Addr()), mask: mask, class: rules[i].class})
-		}
-		c.off6[k] = uint32(len(c.r6))
-		for _, i := range b6[k] {
-			p := rules[i].prefix
-			hi, lo := v6u64(p.Addr())
-			mhi, mlo := mask128(p.Bits())
-			c.r6 = append(c.r6, rule6{hi: hi, lo: lo, mhi: mhi, mlo: mlo, class: rules[i].class})
-		}
-	}
-	c.off4[65536] = uint32(len(c.r4))
-	c.off6[65536] = uint32(len(c.r6))
+		return rule4{net: v4u32(p.Addr()), mask: mask, class: r.class}
+	})
+	c.off6, c.r6 = buildTable(rules, false, func(r rule) rule6 {
+		hi, lo := v6u64(r.prefix.Addr())
+		mhi, mlo := mask128(r.prefix.Bits())
+		return rule6{hi: hi, lo: lo, mhi: mhi, mlo: mlo, class: r.class}
+	})
 	return c
+}
+
+// buildTable lays out the rules of one family (already sorted, longest prefix first) as a
+// compressed table: off[k]..off[k+1] index the rules that cover 16-bit bucket k.
+func buildTable[T any](rules []rule, v4 bool, conv func(rule) T) ([]uint32, []T) {
+	off := make([]uint32, 65537)
+	for _, r := range rules {
+		if r.prefix.Addr().Is4() != v4 {
+			continue
+		}
+		lo, hi := bucketRange(r.prefix)
+		for k := lo; k <= hi; k++ {
+			off[k+1]++
+		}
+	}
+	for k := 1; k <= 65536; k++ {
+		off[k] += off[k-1]
+	}
+	out := make([]T, off[65536])
+	fill := make([]uint32, 65536)
+	copy(fill, off[:65536])
+	for _, r := range rules {
+		if r.prefix.Addr().Is4() != v4 {
+			continue
+		}
+		t := conv(r)
+		lo, hi := bucketRange(r.prefix)
+		for k := lo; k <= hi; k++ {
+			out[fill[k]] = t
+			fill[k]++
+		}
+	}
+	return off, out
 }
 
 func v4u32(a netip.Addr) uint32 {
@@ -539,9 +555,11 @@ func directedBroadcast(p netip.Prefix) netip.Addr {
 // Classify returns the class of a; ClassNone for the zero Addr. IPv4-mapped IPv6 addresses
 // are classified as the IPv4 address they carry.
 func (c *Classifier) Classify(a netip.Addr) Class {
+	b := a.As16()
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
 	if a.Is4() || a.Is4In6() {
-		b := a.As16()
-		x := uint32(b[12])<<24 | uint32(b[13])<<16 | uint32(b[14])<<8 | uint32(b[15])
+		x := uint32(lo)
 		k := x >> 16
 		for _, r := range c.r4[c.off4[k]:c.off4[k+1]] {
 			if x&r.mask == r.net {
@@ -550,14 +568,9 @@ func (c *Classifier) Classify(a netip.Addr) Class {
 		}
 		return ClassPublic
 	}
-	if !a.Is6() {
+	if !a.IsValid() {
 		return ClassNone
 	}
-	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
 	k := hi >> 48
 	for _, r := range c.r6[c.off6[k]:c.off6[k+1]] {
 		if hi&r.mhi == r.hi && lo&r.mlo == r.lo {

@@ -3,6 +3,7 @@ package stages
 import (
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 )
 
@@ -183,8 +184,11 @@ func TestDirectionTags(t *testing.T) {
 	}
 }
 
+// testTag registers the test's tag once per process (go test -count=N runs tests again).
+var testTag = sync.OnceValues(func() (Tags, error) { return NewTag("test_tag_x") })
+
 func TestTags(t *testing.T) {
-	bit, err := NewTag("test_tag_x")
+	bit, err := testTag()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package stages
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
@@ -73,13 +75,14 @@ type RDNSStats struct {
 	Dropped     uint64 // lookups not started because the queue was full (retried by later packets)
 	Held        uint64 // packets held back waiting for a name
 	Expired     uint64 // held packets released by the bounded wait before their name arrived
-	MaxInFlight int    // most lookups queued or running at once
+	MaxInFlight int    // most lookups requested and not yet applied (queued, running or answered)
+	MaxQueries  int    // most DNS queries running at once (at most Workers)
 	MaxHeld     int    // most packets held back at once
 	CacheLen    int    // names and failures cached now
 }
 
 type rdnsEntry struct {
-	name    string // sanitized name, or NXDomain
+	name    string // sanitized name, NXDomain, or "" (front cache: lookup pending, do not wait)
 	expires int64  // monotonic nanoseconds; 0 never (hosts file)
 }
 
@@ -94,11 +97,9 @@ type frontEntry struct {
 
 func frontIndex(a netip.Addr) int {
 	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	return int((hi*0x9e3779b97f4a7c15 ^ lo*0xc2b2ae3d27d4eb4f) >> 54)
+	hi := binary.LittleEndian.Uint64(b[:8])
+	lo := binary.LittleEndian.Uint64(b[8:])
+	return int(((hi^lo)*0x9e3779b97f4a7c15)>>54) & (frontSize - 1)
 }
 
 type rdnsResult struct {
@@ -136,6 +137,8 @@ type Resolver struct {
 
 	stats RDNSStats // owned by the stage goroutine
 	inFl  int
+
+	active, maxActive atomic.Int64 // DNS queries running now, and at most
 
 	mu  sync.Mutex
 	pub RDNSStats // published copy of stats
@@ -247,6 +250,8 @@ func (r *Resolver) start(ctx context.Context) {
 	r.results = make(chan rdnsResult, r.cfg.Queue+r.cfg.Workers)
 	r.inflight = make(map[netip.Addr]int64)
 	r.givenUp = -1 << 62
+	clear(r.held) // a run the consumer stopped early may have left packets held
+	r.head, r.n, r.inFl = 0, 0, 0
 	r.now = r.clock()
 	for range r.cfg.Workers {
 		go r.worker(ctx)
@@ -259,7 +264,11 @@ func (r *Resolver) worker(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case a := <-r.reqs:
+			n := r.active.Add(1)
+			for m := r.maxActive.Load(); n > m && !r.maxActive.CompareAndSwap(m, n); m = r.maxActive.Load() {
+			}
 			res := r.lookup(ctx, a)
+			r.active.Add(-1)
 			res.at = r.clock()
 			select {
 			case r.results <- res:
@@ -341,6 +350,9 @@ func (r *Resolver) apply(res rdnsResult) {
 
 // drain applies every result that has arrived, without blocking.
 func (r *Resolver) drain() {
+	if len(r.results) == 0 {
+		return // the common case, without the cost of a select
+	}
 	for {
 		select {
 		case res := <-r.results:
@@ -373,8 +385,13 @@ func (r *Resolver) name(a netip.Addr) (string, bool) {
 	}
 	if start, ok := r.inflight[a]; ok {
 		// Wait only while the lookup is young: once it is older than Wait (or the held queue
-		// overflowed), packets pass with what is known and the name comes when it comes.
-		return "", start > r.givenUp && r.now-start < int64(r.cfg.Wait)
+		// overflowed), packets pass with what is known and the name comes when it comes. The
+		// front cache remembers that for a while, so a dead server costs what a cache hit costs.
+		if start > r.givenUp && r.now-start < int64(r.cfg.Wait) {
+			return "", true
+		}
+		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{expires: r.now + int64(r.cfg.Wait)}}
+		return "", false
 	}
 	return "", r.request(a)
 }
@@ -589,7 +606,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 	}()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	out := func(p *Packet) bool { return yield(p) }
+	out := yield
 	for {
 		// Return released slots to the feeder's pool.
 		for _, h := range r.free {
@@ -606,6 +623,9 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 				return
 			}
 			r.now = r.clock()
+			if r.ticks++; r.ticks&4095 == 0 {
+				r.syncStats()
+			}
 			r.drain()
 			ws, wd := r.annotate(&h.p)
 			if !r.release(out, r.n == len(r.held)) {
@@ -644,6 +664,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield fun
 
 func (r *Resolver) syncStats() {
 	r.stats.CacheLen = r.cache.Len()
+	r.stats.MaxQueries = int(r.maxActive.Load())
 	r.mu.Lock()
 	r.pub = r.stats
 	r.mu.Unlock()

@@ -35,8 +35,8 @@ func (s *JSONSink) Write(p *Packet) error {
 	return s.out.Write(s.buf)
 }
 
-// Close flushes the output.
-func (s *JSONSink) Close() error { return s.out.Flush() }
+// Close flushes the output and stops its flush timer.
+func (s *JSONSink) Close() error { return s.out.Close() }
 
 // AppendObject appends p's JSON object and a newline.
 func (s *JSONSink) AppendObject(b []byte, p *Packet) []byte {

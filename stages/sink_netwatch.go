@@ -26,8 +26,8 @@ func (s *NetWatchSink) Write(p *Packet) error {
 	return s.out.Write(s.buf)
 }
 
-// Close flushes the output.
-func (s *NetWatchSink) Close() error { return s.out.Flush() }
+// Close flushes the output and stops its flush timer.
+func (s *NetWatchSink) Close() error { return s.out.Close() }
 
 // AppendLine appends p's net_watch line, newline included.
 func (s *NetWatchSink) AppendLine(b []byte, p *Packet) []byte {

@@ -33,8 +33,8 @@ func (s *PacketsSink) Write(p *Packet) error {
 	return s.out.Write(s.buf)
 }
 
-// Close flushes the output.
-func (s *PacketsSink) Close() error { return s.out.Flush() }
+// Close flushes the output and stops its flush timer.
+func (s *PacketsSink) Close() error { return s.out.Close() }
 
 func (s *PacketsSink) head(b []byte, h string) []byte {
 	if s.color {

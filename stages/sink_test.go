@@ -133,3 +133,44 @@ func TestJSONTimes(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildViews: the registry holds net_watch and packets, Build rejects unknown views and
+// formats, and user tag functions from Config run in the base chain.
+func TestBuildViews(t *testing.T) {
+	names := strings.Join(ViewNames(), ",")
+	if !strings.Contains(names, "net_watch") || !strings.Contains(names, "packets") {
+		t.Fatalf("views %s", names)
+	}
+	var buf bytes.Buffer
+	out := NewOutput(&buf, false)
+	if _, err := Build(&Config{NoDNS: true, View: "nope"}, out); err == nil {
+		t.Error("unknown view accepted")
+	}
+	if _, err := Build(&Config{NoDNS: true, Format: "xml"}, out); err == nil {
+		t.Error("unknown format accepted")
+	}
+	ssh, err := NewTag("ssh_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{NoDNS: true, Format: "json", UTC: true, TagFuncs: []TagFunc{func(p *Packet) Tags {
+		if p.DstPort == 22 {
+			return ssh
+		}
+		return 0
+	}}}
+	b, err := Build(cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Packet{Time: time.Unix(0, 0), IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoTCP, DstPort: 22,
+		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("8.8.8.8")}
+	n, err := Run(func(yield func(*Packet) bool) { yield(p) }, b.Stage, b.Sink, 0)
+	if err != nil || n != 1 {
+		t.Fatal(n, err)
+	}
+	b.Sink.Close()
+	if !strings.Contains(buf.String(), `"tags":["outgoing","ssh_test"]`) {
+		t.Errorf("output %s", buf.String())
+	}
+}

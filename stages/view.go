@@ -20,6 +20,7 @@ type Config struct {
 	Ifaces    []Interface    // the watched interfaces (their prefixes are internal)
 	Live      bool           // the source is a live capture: flush on a timer, hold packets on a timer
 	RDNS      RDNSConfig     // reverse-DNS tuning; Servers and Live are filled from the fields above
+	TagFuncs  []TagFunc      // user tag functions, run after reverse DNS (see NewTag)
 }
 
 // Built holds what a view built: the chain to run, the sink at its end, and the resolver (nil
@@ -79,8 +80,8 @@ func ViewNames() []string {
 const DefaultView = "net_watch"
 
 // BaseChain builds the front every view shares: Meta (interface names from cfg.Ifaces, when
-// given), the Domains stage (classes, class names, direction tags) and, unless cfg.NoDNS, the
-// reverse-DNS stage.
+// given), the Domains stage (classes, class names, direction tags), unless cfg.NoDNS the
+// reverse-DNS stage, and the user's tag functions (cfg.TagFuncs).
 func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 	cls := NewClassifier(cfg.Internal, cfg.Ifaces)
 	front := Domains(cls)
@@ -91,8 +92,12 @@ func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 		}
 		front = Chain(Meta(names), front)
 	}
+	var tags []Stage
+	if len(cfg.TagFuncs) > 0 {
+		tags = append(tags, Tag(cfg.TagFuncs...))
+	}
 	if cfg.NoDNS {
-		return front, nil, nil
+		return Chain(append([]Stage{front}, tags...)...), nil, nil
 	}
 	rc := cfg.RDNS
 	if cfg.DNSServer != "" {
@@ -103,7 +108,7 @@ func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return Chain(front, r.Stage()), r, nil
+	return Chain(append([]Stage{front, r.Stage()}, tags...)...), r, nil
 }
 
 // Build builds cfg.View (DefaultView when empty) writing to out.

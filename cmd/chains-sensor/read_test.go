@@ -373,3 +373,19 @@ func TestReadKernelMatchesTwin(t *testing.T) {
 		})
 	}
 }
+
+// TestReadStdin: `read -` reads the capture from standard input.
+func TestReadStdin(t *testing.T) {
+	f, err := os.Open(filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	out, stderr, code := runCmd(t, "read", "-n", "-")
+	if code != 0 || strings.Count(out, "\n") != 38 || !strings.HasSuffix(stderr, "38 packets seen, 38 recorded, 0 lost\n") {
+		t.Errorf("exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), stderr)
+	}
+}
