@@ -1011,6 +1011,11 @@ func TestE2EClearErrors(t *testing.T) {
 	if err == nil || !strings.Contains(out, `no such interface "nosuch0"`) || !strings.Contains(out, "ip link") {
 		t.Errorf("attach nosuch0: %v\n%s", err, out)
 	}
+	// The test namespaces have no default route, so no default interface.
+	out, err = tn.inA(t, 20*time.Second, bin, "attach", "-n")
+	if err == nil || !strings.Contains(out, "no default route") || !strings.Contains(out, "chains-sensor attach eth0") {
+		t.Errorf("attach without an interface and without a default route: %v\n%s", err, out)
+	}
 	out, err = tn.inA(t, 20*time.Second, bin, "attach", "-n", "--xdp-mode", "turbo", tn.ifA)
 	if err == nil || !strings.Contains(out, "auto, native or generic") {
 		t.Errorf("--xdp-mode turbo: %v\n%s", err, out)
