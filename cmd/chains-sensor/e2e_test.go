@@ -1114,19 +1114,14 @@ func TestE2ETwoInterfaces(t *testing.T) {
 	}
 }
 
-// TestE2EFloodWakeups: under a flood (trafgen, 100,000 frames as fast as it goes) the reader
-// is woken at most once per 64 records, the counters add up, and every frame trafgen sent was
-// seen by xdp_sensor. Loss is logged, not judged: the load benchmark (make bench) measures it.
-func TestE2EFloodWakeups(t *testing.T) {
-	tn := newTestNet(t)
-	requireTools(t, "trafgen")
-	bin := buildSensor(t)
-	const frames = 100000
+// floodConfig writes a trafgen configuration: UDP 10.77.0.2 -> 10.77.0.1:9 from B to A, the
+// source port varying, 60-byte frames.
+func (tn *testNet) floodConfig(t *testing.T) string {
+	t.Helper()
 	mac := func(ns, iface string) string {
 		return "0x" + strings.ReplaceAll(macOf(t, ns, iface), ":", ", 0x")
 	}
 	cfg := filepath.Join(tn.dir, "flood.cfg")
-	// UDP 10.77.0.2 -> 10.77.0.1:9, source port varying; 60-byte frames.
 	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{
   %s, %s, c16(0x0800),
   0x45, 0x00, c16(46), drnd(2), c16(0x4000), 64, 17, csumip(14, 33),
@@ -1138,6 +1133,18 @@ func TestE2EFloodWakeups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return cfg
+}
+
+// TestE2EFloodWakeups: under a flood (trafgen, 100,000 frames as fast as it goes) the reader
+// is woken at most once per 64 records, the counters add up, and every frame trafgen sent was
+// seen by xdp_sensor. Loss is logged, not judged: the load benchmark (make bench) measures it.
+func TestE2EFloodWakeups(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "trafgen")
+	bin := buildSensor(t)
+	const frames = 100000
+	cfg := tn.floodConfig(t)
 	sp := tn.startSensor(t, bin, "-n", "--direction", "in", "--xdp-mode", "generic", tn.ifA)
 	out, err := tn.inB(t, 60*time.Second, "trafgen", "--dev", tn.ifB, "--conf", cfg, "--cpus", "1", "-n", strconv.Itoa(frames), "-C", "-Q")
 	if err != nil {
@@ -1161,5 +1168,42 @@ func TestE2EFloodWakeups(t *testing.T) {
 	}
 	if recorded < 64*(wakeups+lingers) {
 		t.Errorf("%d records for %d wake-ups and lingers: more than one per 64", recorded, wakeups+lingers)
+	}
+}
+
+// TestE2ELossCounted: a sensor that cannot keep up (stopped with SIGSTOP while a flood fills
+// its 1 MiB ring) loses records, and says so: the kernel counts each record the full ring
+// refused, and seen = recorded + lost still holds, with the loss named.
+func TestE2ELossCounted(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "trafgen")
+	bin := buildSensor(t)
+	cfg := tn.floodConfig(t)
+	const frames = 50000 // 50,000 records of 128 bytes: six times the ring
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "in", "--xdp-mode", "generic", "--ring-size", "1", tn.ifA)
+	if err := sp.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	out, err := tn.inB(t, 60*time.Second, "trafgen", "--dev", tn.ifB, "--conf", cfg, "--cpus", "1", "-n", strconv.Itoa(frames), "-C", "-Q")
+	sp.cmd.Process.Signal(syscall.SIGCONT)
+	if err != nil {
+		t.Fatalf("trafgen: %v\n%s", err, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	seen, recorded, lost := sp.counters(t)
+	m := regexp.MustCompile(`(\d+) lost to a full ring buffer`).FindStringSubmatch(sp.stderrText())
+	if m == nil {
+		t.Fatalf("no ring-full count in stderr:\n%s", sp.stderrText())
+	}
+	full, _ := strconv.ParseUint(m[1], 10, 64)
+	t.Logf("%d seen, %d recorded, %d lost (%d to a full ring)", seen, recorded, lost, full)
+	if seen < frames || lost == 0 || full != lost {
+		t.Errorf("want all %d frames seen and the loss, all of it to the full ring, counted:\n%s", frames, sp.stderrText())
+	}
+	if n := uint64(len(sp.output())); n != recorded {
+		t.Errorf("%d objects printed, %d recorded", n, recorded)
 	}
 }
