@@ -121,6 +121,8 @@ type Attachment struct {
 	Ifindex int    // interface index
 	XDP     string // "native" or "generic"; "" when ingress is not watched
 	TC      string // "tcx" or "clsact"; "" when egress is not watched
+	// Warnings are things the user should know, e.g. filters a killed chains-sensor left.
+	Warnings []string
 }
 
 // Attached holds everything Attach attached; Close detaches it all.
@@ -201,6 +203,9 @@ func (a *Attached) attachOne(xdp, tc *ebpf.Program, name string, opts AttachOpti
 		}
 		a.closers = append(a.closers, closer)
 		at.TC = mode
+		if mode == "clsact" {
+			at.Warnings = append(at.Warnings, staleFilters(name, idx, tc)...)
+		}
 	}
 	return at, nil
 }
@@ -407,6 +412,37 @@ func attachClsact(prog *ebpf.Program, idx int) (func() error, error) {
 		errs = append(errs, undoQdisc())
 		return errors.Join(errs...)
 	}, nil
+}
+
+// staleFilters describes egress filters named chains-sensor other than ours: left by a
+// chains-sensor that was killed (a clsact filter has no bpf_link), or belonging to one that
+// still runs. They are not removed: we cannot tell which.
+func staleFilters(name string, idx int, ours *ebpf.Program) []string {
+	lnk, err := netlink.LinkByIndex(idx)
+	if err != nil {
+		return nil
+	}
+	filters, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_EGRESS)
+	if err != nil {
+		return nil
+	}
+	var ourID uint32
+	if info, err := ours.Info(); err == nil {
+		if id, ok := info.ID(); ok {
+			ourID = uint32(id)
+		}
+	}
+	var out []string
+	for _, f := range filters {
+		bf, ok := f.(*netlink.BpfFilter)
+		if !ok || !strings.HasPrefix(bf.Name, clsactFilterName) || uint32(bf.Id) == ourID {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s has another chains-sensor egress filter (priority %d, program id %d), "+
+			"from a chains-sensor still running or one that was killed; if none runs, remove it with "+
+			"`tc filter del dev %s egress prio %d`", name, f.Attrs().Priority, bf.Id, name, f.Attrs().Priority))
+	}
+	return out
 }
 
 // freePriority returns a filter priority on the egress hook that no filter uses, counting down

@@ -188,6 +188,9 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 	for _, a := range att.Ifaces {
 		names[uint32(a.Ifindex)] = a.Iface
 		fmt.Fprintf(stderr, "attached to %s: ingress %s, egress %s\n", a.Iface, orNone(a.XDP), orNone(a.TC))
+		for _, w := range a.Warnings {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 	}
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
 

@@ -1207,3 +1207,28 @@ func TestE2ELossCounted(t *testing.T) {
 		t.Errorf("%d objects printed, %d recorded", n, recorded)
 	}
 }
+
+// TestE2EClsactKilled: in clsact mode (kernels without TCX) a SIGKILLed sensor leaves its
+// filter behind, as there is no bpf_link; the next run says so and how to remove it, and
+// leaves it alone.
+func TestE2EClsactKilled(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	sp := tn.startSensor(t, bin, "-n", "--tc-mode", "clsact", "--direction", "out", tn.ifA)
+	sp.stop(t, syscall.SIGKILL)
+	left := mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "show", "dev", tn.ifA, "egress")
+	if !strings.Contains(left, "chains-sensor") {
+		t.Fatalf("expected the killed sensor's clsact filter to remain:\n%s", left)
+	}
+	sp = tn.startSensor(t, bin, "-n", "--tc-mode", "clsact", "--direction", "out", tn.ifA)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	if !strings.Contains(sp.stderrText(), "warning: "+tn.ifA+" has another chains-sensor egress filter") ||
+		!strings.Contains(sp.stderrText(), "tc filter del dev "+tn.ifA+" egress prio") {
+		t.Errorf("no warning about the stale filter:\n%s", sp.stderrText())
+	}
+	if after := mustRun(t, "ip", "netns", "exec", tn.a, "tc", "filter", "show", "dev", tn.ifA, "egress"); after != left {
+		t.Errorf("the stale filter was touched:\nbefore %s\nafter %s", left, after)
+	}
+}
