@@ -39,7 +39,7 @@ func attachFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tc-mode", Value: "auto", Usage: "egress attach `mode`: auto (TCX, else clsact), tcx or clsact"},
 		&cli.IntFlag{Name: "stats-interval", Usage: "print the counters to stderr every `SECONDS` (0: only on exit)"},
 		&cli.UintFlag{Name: "ring-size", Value: sensor.DefaultRingSize >> 20, Usage: "ring buffer size in `MiB` (a power of two)"},
-		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only once this many `BYTES` wait (0: the kernel's own policy)"},
+		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
 		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
 		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
 	}
