@@ -25,17 +25,63 @@ const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
 
-static __always_inline __u64 wakeup_flags(void)
+/* With cfg.wakeup_bytes (a power of two) set, wake the reader once each time the bytes waiting
+ * in the ring cross a multiple of it, and never otherwise: a lagging reader is not woken for
+ * every record, and a busy ring wakes it once per wakeup_bytes. size is the sample's size with
+ * its 8-byte header; it is already counted in the ring's available data when this runs. */
+static __always_inline __u64 wakeup_flags(__u64 size)
 {
+	__u64 avail, mask;
+
 	if (!cfg.wakeup_bytes)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	mask = ~((__u64)cfg.wakeup_bytes - 1);
+	if (avail >= size && (avail & mask) != ((avail - size) & mask))
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
 
+/* The chunk of a small copy that bit W of n stands for: it starts where the larger bits end,
+ * n & (64 - 2W), a bound the verifier reads off the mask. */
+#define COPY_CHUNK(W, T)                                                 \
+	if (n & (W)) {                                                   \
+		__u32 at = n & (64 - 2 * (W));                           \
+		if ((void *)(from + at + (W)) > end)                     \
+			return -1;                                       \
+		*(T *)(to + at) = *(T *)(from + at);                     \
+	}
+
+/* Copy n < 64 payload bytes at off straight from the linear frame, in power-of-two chunks: for
+ * the small size class this is cheaper than a load_bytes helper call. Returns -1 when the bytes
+ * are not all in the linear part (tc_sensor past the pulled headers). */
+static __always_inline long copy_small(void *ctx, int xdp, __u32 off, __u8 *to, __u32 n)
+{
+	void *data, *end;
+	__u8 *from;
+
+	if (xdp) {
+		data = (void *)(long)((struct xdp_md *)ctx)->data;
+		end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
+	}
+	asm volatile("" : "+r"(off));
+	from = data + (off & 0x7fff);
+	COPY_CHUNK(32, __u64 __attribute__((vector_size(32))))
+	COPY_CHUNK(16, __u64 __attribute__((vector_size(16))))
+	COPY_CHUNK(8, __u64)
+	COPY_CHUNK(4, __u32)
+	COPY_CHUNK(2, __u16)
+	COPY_CHUNK(1, __u8)
+	return 0;
+}
+
 static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to, __u32 len)
 {
+	if (len < 64 && copy_small(ctx, xdp, off, to, len) == 0)
+		return 0;
 	if (xdp)
 		return bpf_xdp_load_bytes(ctx, off, to, len);
 	return bpf_skb_load_bytes(ctx, off, to, len);
@@ -61,7 +107,7 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 				s_->snap_len = 0;                                        \
 				count(CNT_SNAP_FAILED);                                  \
 			}                                                                \
-			bpf_ringbuf_submit(s_, wakeup_flags());                          \
+			bpf_ringbuf_submit(s_, wakeup_flags(sizeof(*r) + (CLASS) + 8));  \
 			ret_ = 0;                                                        \
 		}                                                                        \
 		ret_;                                                                    \

@@ -14,5 +14,7 @@ func main() { os.Exit(run(os.Args, os.Stdout, os.Stderr)) }
 func commands() []*cli.Command {
 	return []*cli.Command{
 		readCommand(),
+		attachCommand(),
+		checkCommand(),
 	}
 }
