@@ -31,7 +31,7 @@ func runRead(c *cli.Context) error {
 	var err error
 	if c.NArg() != 1 {
 		err = fmt.Errorf("takes one FILE (or - for stdin), got %d arguments", c.NArg())
-	} else if built, cfg, berr := chainFromFlags(c, false); berr != nil {
+	} else if built, cfg, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
 		err = berr
 	} else {
 		err = readFile(c, name, built, cfg, &src)
@@ -95,4 +95,15 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 		return fmt.Errorf("writing the output: %w", err)
 	}
 	return src.Err()
+}
+
+// stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a
+// file (`tcpdump -w - | chains-sensor read -`): then the output is flushed on a timer and held
+// packets are released on a timer, as for a live capture.
+func stdinIsLive(name string) bool {
+	if name != "-" {
+		return false
+	}
+	st, err := os.Stdin.Stat()
+	return err == nil && !st.Mode().IsRegular()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 )
@@ -394,5 +396,64 @@ func TestReadStdin(t *testing.T) {
 	out, stderr, code := runCmd(t, "read", "-n", "-")
 	if code != 0 || strings.Count(out, "\n") != 38 || !strings.HasSuffix(stderr, "38 packets seen, 38 recorded, 0 lost\n") {
 		t.Errorf("exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), stderr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReadStdinPipeIsLive: from a pipe that stays open (a live tcpdump -w -), the packets
+// read so far print promptly instead of waiting for a full buffer or the end of input.
+func TestReadStdinPipeIsLive(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	// The file header and the first packet record (16-byte header + 74-byte frame here).
+	first := 24 + 16 + int(binary.LittleEndian.Uint32(data[24+8:]))
+	if _, err := pw.Write(data[:first]); err != nil {
+		t.Fatal(err)
+	}
+	runMu.Lock()
+	old := os.Stdin
+	os.Stdin = pr
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() { done <- run([]string{"chains-sensor", "read", "-n", "-"}, &out, &errb) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for out.String() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	got := out.String()
+	pw.Write(data[first:])
+	pw.Close()
+	code := <-done
+	os.Stdin = old
+	runMu.Unlock()
+	if strings.Count(got, "\n") != 1 {
+		t.Errorf("while the pipe was open: %q, want the first packet's line", got)
+	}
+	if code != 0 || strings.Count(out.String(), "\n") != 38 {
+		t.Errorf("exit %d, %d lines in all, stderr %q", code, strings.Count(out.String(), "\n"), errb.String())
 	}
 }
