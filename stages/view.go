@@ -32,7 +32,18 @@ type Built struct {
 }
 
 // View is a way of looking at the packets: a chain and a sink. Views register themselves with
-// RegisterView (typically in an init function) and are chosen with --view.
+// RegisterView (typically in an init function) and are chosen with --view. A view that prints
+// its own objects appends its stages to base and returns its own Sink; it honours cfg.Format
+// ("json": one object a line) and cfg.Color, and writes through out (buffered, flushed on a
+// timer when live). Its Sink's Close prints what it still holds (open flows) and closes out:
+//
+//	func init() {
+//		RegisterView(View{Name: "flows", Doc: "a line per finished flow",
+//			Build: func(cfg *Config, base Stage, out *Output) (Stage, Sink, error) {
+//				ft := NewFlowTable(...)
+//				return Chain(base, ft.Stage()), newFlowSink(ft, cfg, out), nil
+//			}})
+//	}
 type View struct {
 	Name string // --view value
 	Doc  string // one line for --help
