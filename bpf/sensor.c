@@ -182,7 +182,7 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 {
 	struct record r = {};
 	struct walk_result w = {};
-	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = data_end - data };
+	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = wire_len };
 
 	r.ts_ns = bpf_ktime_get_boot_ns();
 	r.ifindex = ifindex;
