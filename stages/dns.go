@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/miekg/dns"
 )
@@ -332,11 +333,38 @@ func rrData(rr dns.RR) string {
 	return s
 }
 
+// trimDot turns a name in miekg/dns presentation format into ours: no trailing dot, and the
+// \DDD escapes of bytes >= 0x80 turned back into bytes when the name is then valid UTF-8 (as
+// tshark shows it); control bytes, dots and backslashes inside labels stay escaped.
 func trimDot(name string) string {
-	if len(name) > 1 && name[len(name)-1] == '.' && (len(name) < 2 || name[len(name)-2] != '\\') {
-		return name[:len(name)-1]
+	if len(name) > 1 && name[len(name)-1] == '.' && name[len(name)-2] != '\\' {
+		name = name[:len(name)-1]
 	}
-	return name
+	if !strings.Contains(name, "\\") {
+		return name
+	}
+	b := make([]byte, 0, len(name))
+	high := false
+	for i := 0; i < len(name); i++ {
+		if name[i] == '\\' && i+3 < len(name) && isDigit3(name[i+1:i+4]) {
+			v := int(name[i+1]-'0')*100 + int(name[i+2]-'0')*10 + int(name[i+3]-'0')
+			if v >= 0x80 && v <= 0xff {
+				b = append(b, byte(v))
+				i += 3
+				high = true
+				continue
+			}
+		}
+		b = append(b, name[i])
+	}
+	if !high || !utf8.Valid(b) {
+		return name
+	}
+	return string(b)
+}
+
+func isDigit3(s string) bool {
+	return len(s) == 3 && '0' <= s[0] && s[0] <= '9' && '0' <= s[1] && s[1] <= '9' && '0' <= s[2] && s[2] <= '9'
 }
 
 // match pairs responses with their queries and sets Matched and Latency.
