@@ -221,9 +221,9 @@ func TestWireNames(t *testing.T) {
 	names := NewWireNames(0, 0)
 	runApp(t, "chains/dns.pcap", kernelSnap, names)
 	for addr, want := range map[string]string{
-		"204.152.190.12":                 "www.netbsd.org",
+		"204.152.190.12":                  "www.netbsd.org",
 		"2001:4f8:4:7:2e0:81ff:fe52:9a6b": "www.netbsd.org",
-		"216.239.37.26":                  "google.com", // frame 4: an MX answer's additional A: not named
+		"216.239.37.26":                   "google.com", // frame 4: an MX answer's additional A: not named
 	} {
 		a := mustAddr(t, addr)
 		got, ok := names.Lookup(a, time.Time{})

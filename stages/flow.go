@@ -379,7 +379,7 @@ func (t *FlowTable) tcp(f *Flow, dir int, p *Packet) {
 		t.feed(f, dir, p)
 	}
 	for d := range f.streams {
-		if s := f.streams[d]; s != nil && s.Want == 0 {
+		if s := f.streams[d]; s != nil && s.judged && s.Want == 0 {
 			t.release(f, d)
 		}
 	}

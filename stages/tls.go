@@ -23,6 +23,7 @@ const (
 // TLSInfo is a decoded TLS ClientHello or ServerHello.
 type TLSInfo struct {
 	Hello         uint8    // TLSClientHello or TLSServerHello
+	Length        int      // the handshake message's declared length
 	RecordVersion uint16   // version field of the first record header
 	LegacyVersion uint16   // the hello's legacy_version field
 	Version       uint16   // ClientHello: the highest offered (supported_versions, else legacy); ServerHello: the chosen one
@@ -84,7 +85,7 @@ func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, comp
 			body = body[:n]
 		}
 		if first && len(body) >= 4 {
-			want := 4 + int(body[1])<<16 | int(body[2])<<8 | int(body[3])
+			want := 4 + (int(body[1])<<16 | int(body[2])<<8 | int(body[3]))
 			if len(body) >= want {
 				return body[:want], recVersion, true, true, scratch
 			}
@@ -114,7 +115,7 @@ func ParseTLSHello(msg []byte) *TLSInfo {
 	}
 	declared := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
 	body := msg[4:]
-	info := &TLSInfo{Hello: msg[0]}
+	info := &TLSInfo{Hello: msg[0], Length: declared}
 	if len(body) < declared {
 		info.Partial = true
 	} else {
