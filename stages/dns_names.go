@@ -2,6 +2,7 @@ package stages
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"time"
 
@@ -166,4 +167,28 @@ func equalFoldASCII(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// PreferWireNames returns a stage that sets SrcDomain and DstDomain to the name DNS answers on
+// the wire gave the address, when there is one (and leaves them alone otherwise). With
+// `--names both` it goes after the reverse-DNS stage, so a wire name wins over a PTR name; with
+// `--names wire` it replaces that stage. It does not allocate.
+func PreferWireNames(w *WireNames) Stage {
+	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
+		return func(yield func(*Packet) bool) {
+			for p := range src {
+				if p.IPVersion != 0 {
+					if n, ok := w.Lookup(p.Src, p.Time); ok {
+						p.SrcDomain = n
+					}
+					if n, ok := w.Lookup(p.Dst, p.Time); ok {
+						p.DstDomain = n
+					}
+				}
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
 }

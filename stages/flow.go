@@ -80,7 +80,7 @@ type Flow struct {
 
 	key           flowKey
 	origIsA       bool
-	done          bool // reported; stays a while to absorb stragglers
+	closed        bool // FIN from both sides or RST: ends after Linger without packets
 	prev, next    *Flow
 	isn           [2]uint32
 	synSeen       [2]bool
@@ -220,8 +220,12 @@ func (t *FlowTable) Stage() Stage {
 
 // Flush reports every running flow with FlowFlushed and empties the table.
 func (t *FlowTable) Flush() {
-	for t.tail != nil {
-		t.remove(t.tail, FlowFlushed)
+	for f := t.tail; f != nil; f = t.tail {
+		end := FlowFlushed
+		if f.closed {
+			end = f.End
+		}
+		t.remove(f, end)
 	}
 }
 
@@ -245,11 +249,11 @@ func (t *FlowTable) Process(p *Packet) {
 	key, srcIsA := makeFlowKey(p.Src, p.Dst, sport, dport, p.Proto)
 	f := t.m[key]
 	syn := p.Proto == ProtoTCP && p.TCPFlags&(TCPSyn|TCPAck) == TCPSyn
-	if f != nil && f.done && syn {
-		t.remove(f, FlowFlushed) // reported already: a new connection on the same tuple
+	if f != nil && f.closed && syn {
+		t.remove(f, f.End) // a new connection on the same tuple
 		f = nil
 	}
-	if f != nil && !f.done && now-f.FirstNs >= int64(t.cfg.ActiveTimeout) {
+	if f != nil && now-f.FirstNs >= int64(t.cfg.ActiveTimeout) {
 		t.report(f, FlowActive)
 		f.restart(now, t.newID())
 	}
@@ -272,13 +276,12 @@ func (t *FlowTable) Process(p *Packet) {
 		t.tcp(f, dir, p)
 	}
 	p.Flow, p.FlowReply = f, dir == 1
-	if !f.done && (f.State == TCPClosed || f.State == TCPReset) {
-		end := FlowFIN
+	if !f.closed && (f.State == TCPClosed || f.State == TCPReset) {
+		// Reported when it leaves the table, Linger later: the last ACK and stragglers count.
+		f.closed, f.End = true, FlowFIN
 		if f.State == TCPReset {
-			end = FlowRST
+			f.End = FlowRST
 		}
-		t.report(f, end)
-		f.done = true
 	}
 }
 
@@ -422,17 +425,17 @@ func (t *FlowTable) unlink(f *Flow) {
 // expire ends the least recently seen flows whose idle (or linger) time has passed.
 func (t *FlowTable) expire(now int64) {
 	for f := t.tail; f != nil; f = t.tail {
-		limit := int64(t.cfg.IdleTimeout)
-		if f.done {
-			limit = int64(t.cfg.Linger)
+		limit, end := int64(t.cfg.IdleTimeout), FlowIdle
+		if f.closed {
+			limit, end = int64(t.cfg.Linger), f.End
 		}
 		if now-f.LastNs <= limit {
 			return
 		}
-		if !f.done {
+		if !f.closed {
 			t.stats.Expired++
 		}
-		t.remove(f, FlowIdle)
+		t.remove(f, end)
 	}
 }
 
@@ -445,11 +448,9 @@ func (t *FlowTable) report(f *Flow, end FlowEnd) {
 	}
 }
 
-// remove takes f out of the table, reporting it first unless it was reported already.
+// remove reports f as finished for reason end and takes it out of the table.
 func (t *FlowTable) remove(f *Flow, end FlowEnd) {
-	if !f.done {
-		t.report(f, end)
-	}
+	t.report(f, end)
 	t.unlink(f)
 	delete(t.m, f.key)
 	t.release(f, 0)

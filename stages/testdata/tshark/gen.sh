@@ -31,3 +31,12 @@ for f in chains/https.pcap protocols/tls12_clienthello_sni.pcap protocols/tls13_
 		-e tls.handshake.extensions.supported_version -e tls.handshake.ciphersuite \
 		-e tls.handshake.ja3_full -e tls.handshake.length -e tls.handshake.sig_hash_alg -e tls.handshake.sig_hash_alg_len > "$out"
 done
+for f in chains/http.pcap chains/dns.pcap chains/https.pcap chains/sqli.pcap protocols/tcp_rst.pcap \
+	protocols/tcp_fastopen_fin.pcap protocols/ipv6_tcp_smtp.pcap protocols/ipv4_http_dns_wikipedia.pcap \
+	protocols/mdns_ipv4_ipv6.pcap protocols/linktype_sll2_tls13_sni.pcap; do
+	out=flows_$(basename "$f" | tr . _).tsv
+	tshark -r "$P/$f" -Y '(tcp or udp) and not icmp and not icmpv6 and not l2tp and not vxlan and not gre' \
+		-T fields -E separator='|' -E occurrence=f -e frame.number -e tcp.stream -e udp.stream \
+		-e ip.src -e ipv6.src -e tcp.srcport -e udp.srcport -e ip.dst -e ipv6.dst -e tcp.dstport -e udp.dstport \
+		-e frame.len -e tcp.flags.fin -e tcp.flags.reset > "$out"
+done
