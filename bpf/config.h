@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Knobs set from Go before load (spec.Variables["cfg"]); the verifier sees them as constants. */
+#ifndef CHAINS_CONFIG_H
+#define CHAINS_CONFIG_H
+
+#include <linux/types.h>
+
+/* Payload size classes: a sample is reserved as the record plus the smallest class that holds
+ * the payload bytes to copy. The reservation size must be a constant for the verifier. */
+#define SNAP_CLASS_0 64
+#define SNAP_CLASS_1 256
+#define SNAP_CLASS_2 1024
+#define SNAP_CLASS_3 4096
+#define SNAP_MAX SNAP_CLASS_3
+
+/* Bytes of the skb made linear for direct access in tc_sensor; headers past this are
+ * reported truncated there (xdp_sensor always sees the whole linear frame). */
+#define TC_PULL_LEN 512
+
+struct sensor_config {
+	/* Payload bytes copied for packets that look like DNS (ports 53, 5353, 5355), a TLS
+	 * handshake record or an HTTP head. At most SNAP_MAX. */
+	__u16 snap_large;
+	/* Payload bytes copied for any other packet with a payload. At most SNAP_MAX. */
+	__u16 snap_small;
+	/* Wake the reader only when at least this many bytes wait in the ring; 0 leaves the
+	 * wake-up to the kernel (one per record when the reader keeps up). */
+	__u32 wakeup_bytes;
+};
+
+#endif

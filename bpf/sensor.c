@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Entry points. xdp_sensor (ingress) and tc_sensor (egress) walk the frame with parse.h into a
+ * record and push it, with the leading payload bytes, to the "events" ring buffer. Neither ever
+ * drops or changes a packet. How payload bytes are sized is explained in bpf/README.md. */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "record.h"
+#include "config.h"
+#include "maps.h"
+#include "parse.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const struct sensor_config cfg = {
+	.snap_large = SNAP_MAX,
+	.snap_small = SNAP_CLASS_0,
+	.wakeup_bytes = 0,
+};
+
+/* Put the exported types into BTF for bpf2go -type. */
+const struct record *unused_record __attribute__((unused));
+const enum counter_key *unused_counter_key __attribute__((unused));
+const enum status *unused_status __attribute__((unused));
+const enum layer *unused_layer __attribute__((unused));
+const enum direction *unused_direction __attribute__((unused));
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (!cfg.wakeup_bytes)
+		return 0;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to, __u32 len)
+{
+	if (xdp)
+		return bpf_xdp_load_bytes(ctx, off, to, len);
+	return bpf_skb_load_bytes(ctx, off, to, len);
+}
+
+/* Reserve the record plus a CLASS-byte payload area, copy the record and up to CLASS payload
+ * bytes into it, submit. Evaluates to 0, or -1 when the ring buffer is full. */
+#define EMIT(CLASS)                                                                      \
+	({                                                                               \
+		int ret_ = -1;                                                           \
+		__u8 *s_ = bpf_ringbuf_reserve(&events, sizeof(struct record) + (CLASS), 0); \
+		if (s_) {                                                                \
+			__u32 n_ = snap;                                                 \
+			/* 1 <= snap <= CLASS here, a power of two: the mask changes     \
+			 * nothing but shows the verifier the bounds. The barrier keeps  \
+			 * the compiler from dropping it. */                             \
+			asm volatile("" : "+r"(n_));                                     \
+			n_ = (((n_ - 1) & ((CLASS) - 1)) + 1);                           \
+			__builtin_memcpy(s_, r, sizeof(*r));                             \
+			if ((CLASS) &&                                                   \
+			    load_payload(ctx, xdp, r->payload_off, s_ + sizeof(*r), n_) < 0) { \
+				((struct record *)s_)->snap_len = 0;                     \
+				count(CNT_SNAP_FAILED);                                  \
+			}                                                                \
+			bpf_ringbuf_submit(s_, wakeup_flags());                          \
+			ret_ = 0;                                                        \
+		}                                                                        \
+		ret_;                                                                    \
+	})
+
+static __always_inline int emit(void *ctx, int xdp, struct record *r, __u32 snap)
+{
+	if (snap == 0)
+		return EMIT(0); /* CLASS 0: no payload copied */
+	if (snap <= SNAP_CLASS_0)
+		return EMIT(SNAP_CLASS_0);
+	if (snap <= SNAP_CLASS_1)
+		return EMIT(SNAP_CLASS_1);
+	if (snap <= SNAP_CLASS_2)
+		return EMIT(SNAP_CLASS_2);
+	if (snap <= SNAP_CLASS_3)
+		return EMIT(SNAP_CLASS_3);
+	return -1;
+}
+
+/* Global functions: the verifier checks each once, not once for every way through the parser
+ * that reaches it. */
+__attribute__((noinline)) int emit_xdp(struct xdp_md *ctx, struct record *r, __u32 snap)
+{
+	if (!r)
+		return -1;
+	return emit(ctx, 1, r, snap);
+}
+
+__attribute__((noinline)) int emit_tc(struct __sk_buff *skb, struct record *r, __u32 snap)
+{
+	if (!r)
+		return -1;
+	return emit(skb, 0, r, snap);
+}
+
+static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end, __u32 wire_len,
+				  __u32 ifindex, __u8 dir)
+{
+	struct record r = {};
+	struct walk_result w = {};
+	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = data_end - data };
+	__u32 snap;
+	int ret;
+
+	r.ts_ns = bpf_ktime_get_boot_ns();
+	r.ifindex = ifindex;
+	r.wire_len = wire_len;
+	r.dir = dir;
+	parse_frame(&c, &r, &w);
+
+	switch (r.status) {
+	case STATUS_TRUNCATED:
+		count(CNT_TRUNCATED_BASE + r.bad_layer);
+		break;
+	case STATUS_MALFORMED:
+		count(CNT_MALFORMED_BASE + r.bad_layer);
+		break;
+	case STATUS_UNSUPPORTED:
+		count(CNT_UNSUPPORTED);
+		break;
+	}
+
+	snap = w.large ? cfg.snap_large : cfg.snap_small;
+	if (snap > w.payload_avail)
+		snap = w.payload_avail;
+	if (snap > SNAP_MAX)
+		snap = SNAP_MAX;
+	r.snap_len = snap;
+	if (xdp)
+		ret = emit_xdp(ctx, &r, snap);
+	else
+		ret = emit_tc(ctx, &r, snap);
+	count(ret ? CNT_RINGBUF_FULL : CNT_EMITTED);
+}
+
+SEC("xdp")
+int xdp_sensor(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	count(CNT_XDP_SEEN);
+	sense(ctx, 1, data, data_end, data_end - data, ctx->ingress_ifindex, DIR_IN);
+	return XDP_PASS;
+}
+
+SEC("tc")
+int tc_sensor(struct __sk_buff *skb)
+{
+	__u32 pull = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
+
+	count(CNT_TC_SEEN);
+	/* Make the headers linear for direct access; the payload copy reads past it anyway. */
+	if (skb->data_end - skb->data < pull)
+		bpf_skb_pull_data(skb, pull);
+	sense(skb, 0, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, skb->ifindex,
+	      DIR_OUT);
+	return TC_ACT_UNSPEC;
+}

@@ -1,0 +1,225 @@
+package sensor
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// Frame is one packet of a capture file, as an Ethernet frame: captures of other link types
+// are wrapped in a synthetic Ethernet header, so that the kernel program and the twin see the
+// same bytes.
+type Frame struct {
+	Data     []byte          // the Ethernet frame; valid until the next call to Next
+	Time     time.Time       // capture time
+	WireLen  uint32          // length on the wire, counted as the Ethernet frame
+	Iface    int             // pcapng interface number (0 for pcap)
+	LinkType layers.LinkType // the file's link type for this packet
+	Dir      uint8           // 1 where the capture says the packet was outgoing (Linux cooked)
+	Num      uint64          // 1-based packet number in the file
+	Info     gopacket.CaptureInfo
+}
+
+// Capture reads pcap and pcapng files (both byte orders, micro- and nanosecond timestamps,
+// several interfaces with different link types) with gopacket's pcapgo.
+type Capture struct {
+	read  func() ([]byte, gopacket.CaptureInfo, error)
+	link  func(iface int) layers.LinkType
+	names []string
+	fcs   int // pcap: bytes of frame check sequence at the end of each frame
+	buf   []byte
+	frame Frame
+	num   uint64
+}
+
+const (
+	pcapngMagic      = 0x0a0d0d0a
+	linktypeMask     = 0x03ffffff // LT_LINKTYPE: the link type proper
+	linktypeFCSFlag  = 0x04000000 // LT_FCS_DATALINK_EXT: FCS length is present
+	linktypeFCSShift = 28
+)
+
+// OpenCapture reads the file header of a pcap or pcapng stream.
+func OpenCapture(r io.Reader) (*Capture, error) {
+	br := bufio.NewReaderSize(r, 1<<16)
+	magic, err := br.Peek(4)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("not a capture file: it is empty or shorter than a file header")
+		}
+		return nil, fmt.Errorf("reading the file header: %w", err)
+	}
+	c := &Capture{}
+	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
+		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: false})
+		if err != nil {
+			return nil, fmt.Errorf("not a readable pcapng file: %w", err)
+		}
+		c.read = ng.ZeroCopyReadPacketData
+		c.link = func(i int) layers.LinkType {
+			ifc, err := ng.Interface(i)
+			if err != nil {
+				return ng.LinkType()
+			}
+			return ifc.LinkType
+		}
+		for i := 0; i < ng.NInterfaces(); i++ {
+			ifc, _ := ng.Interface(i)
+			c.names = append(c.names, ifc.Name)
+		}
+		return c, nil
+	}
+	pr, err := pcapgo.NewReader(acceptPcapMinor(br))
+	if err != nil {
+		return nil, fmt.Errorf("not a readable pcap or pcapng file: %w", err)
+	}
+	raw := uint32(pr.LinkType())
+	lt := layers.LinkType(raw & linktypeMask)
+	if raw&linktypeFCSFlag != 0 {
+		c.fcs = int(raw>>linktypeFCSShift) * 2
+	}
+	c.read = pr.ZeroCopyReadPacketData
+	c.link = func(int) layers.LinkType { return lt }
+	return c, nil
+}
+
+// IfaceName returns the pcapng name of interface i, or "".
+func (c *Capture) IfaceName(i int) string {
+	if i >= 0 && i < len(c.names) {
+		return c.names[i]
+	}
+	return ""
+}
+
+// Next returns the next frame, io.EOF at the end of the file, or an error naming the packet
+// number where reading stopped.
+func (c *Capture) Next() (*Frame, error) {
+	data, ci, err := c.read()
+	n := c.num + 1
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(data) == 0 && !errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, io.EOF
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("packet %d: the file ends inside a packet record (truncated capture)", n)
+		}
+		return nil, fmt.Errorf("packet %d: %w", n, err)
+	}
+	c.num = n
+	if c.fcs > 0 && len(data) >= c.fcs {
+		data = data[:len(data)-c.fcs]
+		ci.Length = max(ci.Length-c.fcs, len(data))
+	}
+	lt := c.link(ci.InterfaceIndex)
+	f := &c.frame
+	*f = Frame{Time: ci.Timestamp, Iface: ci.InterfaceIndex, LinkType: lt, Num: n, Info: ci}
+	hdr, err := c.toEthernet(data, lt, f)
+	if err != nil {
+		return nil, fmt.Errorf("packet %d: %w", n, err)
+	}
+	wire := ci.Length - hdr + 14
+	f.WireLen = uint32(max(wire, len(f.Data)))
+	return f, nil
+}
+
+// toEthernet puts the frame in f.Data and returns the length of the link header it replaced.
+func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, error) {
+	var src []byte
+	var etype uint16
+	var hdr int
+	switch lt {
+	case layers.LinkTypeEthernet:
+		f.Data = data
+		return 14, nil
+	case layers.LinkTypeLinuxSLL: // 16 bytes: pkttype, hatype, halen, addr[8], protocol
+		if len(data) < 16 {
+			return 0, fmt.Errorf("Linux cooked header cut short (%d bytes)", len(data))
+		}
+		if binary.BigEndian.Uint16(data[0:2]) == 4 { // PACKET_OUTGOING
+			f.Dir = 1
+		}
+		if binary.BigEndian.Uint16(data[4:6]) == 6 {
+			src = data[6:12]
+		}
+		etype, hdr = binary.BigEndian.Uint16(data[14:16]), 16
+	case layers.LinkType(276): // LINUX_SLL2, 20 bytes: protocol, reserved, ifindex, hatype, pkttype, halen, addr[8]
+		if len(data) < 20 {
+			return 0, fmt.Errorf("Linux cooked v2 header cut short (%d bytes)", len(data))
+		}
+		if data[10] == 4 {
+			f.Dir = 1
+		}
+		if data[11] == 6 {
+			src = data[12:18]
+		}
+		etype, hdr = binary.BigEndian.Uint16(data[0:2]), 20
+	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkType(12), layers.LinkType(14):
+		etype, hdr = ipEthertype(data), 0
+	case layers.LinkTypeNull, layers.LinkTypeLoop: // 4-byte address family
+		if len(data) < 4 {
+			return 0, fmt.Errorf("loopback header cut short (%d bytes)", len(data))
+		}
+		af := binary.LittleEndian.Uint32(data[:4])
+		if lt == layers.LinkTypeLoop || af > 0xffff {
+			af = binary.BigEndian.Uint32(data[:4])
+		}
+		switch af {
+		case 2:
+			etype = 0x0800
+		case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, macOS
+			etype = 0x86dd
+		default:
+			etype = ipEthertype(data[4:])
+		}
+		hdr = 4
+	default:
+		return 0, fmt.Errorf("link type %s (%d) is not supported (supported: Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback)", lt, int(lt))
+	}
+	c.buf = append(c.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(etype>>8), byte(etype))
+	copy(c.buf[6:12], src)
+	c.buf = append(c.buf, data[hdr:]...)
+	f.Data = c.buf
+	return hdr, nil
+}
+
+// acceptPcapMinor lets pcap files of format 2.0 to 2.3 through, as libpcap does: pcapgo takes
+// 2.4 only, and the record format has not changed since 2.0. Other versions are left for pcapgo
+// to refuse.
+func acceptPcapMinor(br *bufio.Reader) io.Reader {
+	hdr, err := br.Peek(24)
+	if err != nil {
+		return br
+	}
+	var order binary.ByteOrder = binary.LittleEndian
+	switch binary.LittleEndian.Uint32(hdr) {
+	case 0xa1b2c3d4, 0xa1b23c4d:
+	case 0xd4c3b2a1, 0x4d3cb2a1:
+		order = binary.BigEndian
+	default:
+		return br
+	}
+	if order.Uint16(hdr[4:6]) != 2 || order.Uint16(hdr[6:8]) >= 4 {
+		return br
+	}
+	fixed := make([]byte, 24)
+	copy(fixed, hdr)
+	order.PutUint16(fixed[6:8], 4)
+	br.Discard(24)
+	return io.MultiReader(bytes.NewReader(fixed), br)
+}
+
+// ipEthertype guesses the ethertype of a raw IP packet from its version nibble.
+func ipEthertype(b []byte) uint16 {
+	if len(b) > 0 && b[0]>>4 == 6 {
+		return 0x86dd
+	}
+	return 0x0800
+}

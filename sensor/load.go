@@ -1,0 +1,110 @@
+// Package sensor is the kernel side seen from Go: it loads the BPF objects of gen/, replays
+// frames through them with BPF_PROG_TEST_RUN, reads their counters, decodes their records into
+// stages.Packet values, and holds the Go twin of the kernel parser for capture files and
+// machines without BPF.
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/chains-sensor/chains-sensor/gen"
+	"github.com/cilium/ebpf"
+)
+
+// Payload size limits and ring-buffer defaults; they mirror bpf/config.h.
+const (
+	// SnapMax is the largest payload a record carries (SNAP_MAX).
+	SnapMax = 4096
+	// DefaultSnapSmall is the payload kept for packets that do not look like DNS, TLS or HTTP.
+	DefaultSnapSmall = 64
+	// DefaultSnapLarge is the payload kept for DNS ports, TLS handshakes and HTTP heads.
+	DefaultSnapLarge = SnapMax
+	// DefaultRingSize is the size of the events ring buffer in bytes.
+	DefaultRingSize = 8 << 20
+)
+
+// Config holds the knobs set before load. The zero value means the defaults.
+type Config struct {
+	SnapSmall   uint16 // payload bytes for other packets (0: DefaultSnapSmall)
+	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
+	WakeupBytes uint32 // wake the reader once this many bytes wait (0: the kernel's policy)
+	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
+}
+
+func (c Config) withDefaults() Config {
+	if c.SnapSmall == 0 {
+		c.SnapSmall = DefaultSnapSmall
+	}
+	if c.SnapLarge == 0 {
+		c.SnapLarge = DefaultSnapLarge
+	}
+	if c.RingSize == 0 {
+		c.RingSize = DefaultRingSize
+	}
+	return c
+}
+
+// Objects are the loaded programs and maps.
+type Objects struct {
+	XDP      *ebpf.Program // xdp_sensor
+	TC       *ebpf.Program // tc_sensor
+	Events   *ebpf.Map     // the ring buffer
+	Counters *ebpf.Map     // per-CPU counters keyed by gen.SensorCounterKey
+	Config   Config        // the knobs the programs were loaded with
+
+	objs gen.SensorObjects
+}
+
+// Load loads xdp_sensor, tc_sensor and their maps with cfg. A verifier rejection comes back
+// with the verifier's whole log in the error.
+func Load(cfg Config) (*Objects, error) {
+	cfg = cfg.withDefaults()
+	if cfg.SnapSmall > SnapMax || cfg.SnapLarge > SnapMax {
+		return nil, fmt.Errorf("payload snap length above %d bytes", SnapMax)
+	}
+	spec, err := gen.LoadSensor()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	v, ok := spec.Variables["cfg"]
+	if !ok {
+		return nil, errors.New("the BPF object has no cfg variable")
+	}
+	if err := v.Set(gen.SensorSensorConfig{
+		SnapLarge:   cfg.SnapLarge,
+		SnapSmall:   cfg.SnapSmall,
+		WakeupBytes: cfg.WakeupBytes,
+	}); err != nil {
+		return nil, fmt.Errorf("setting cfg: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = cfg.RingSize
+
+	o := &Objects{Config: cfg}
+	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
+		return nil, explainLoadError(err)
+	}
+	o.XDP, o.TC = o.objs.XdpSensor, o.objs.TcSensor
+	o.Events, o.Counters = o.objs.Events, o.objs.Counters
+	return o, nil
+}
+
+// Close releases the programs and maps. Links made from the programs stay until closed.
+func (o *Objects) Close() error { return o.objs.Close() }
+
+// explainLoadError turns the usual load failures into errors that name the fix.
+func explainLoadError(err error) error {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return fmt.Errorf("the kernel's verifier rejected the sensor programs (please report this with your kernel version):\n%s", strings.Join(ve.Log, "\n"))
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return fmt.Errorf("loading BPF programs needs root or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (run with sudo, or see `chains-sensor check`): %w", err)
+	}
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		return fmt.Errorf("this kernel lacks a feature the sensor needs (ring buffers need 5.8+, BTF; see `chains-sensor check`): %w", err)
+	}
+	return fmt.Errorf("loading the sensor programs: %w", err)
+}

@@ -1,0 +1,100 @@
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+)
+
+// MaxReplayFrame is the largest frame BPF_PROG_TEST_RUN takes for XDP: a page less the XDP
+// headroom and the skb_shared_info tail. The sensor's program is not frags-aware (SEC "xdp"),
+// so larger frames can only be parsed by the Go twin.
+const MaxReplayFrame = 4096 - 256 - 320
+
+// ErrFrameSize is returned by Replay for a frame BPF_PROG_TEST_RUN does not take.
+var ErrFrameSize = errors.New("frame size outside what BPF_PROG_TEST_RUN takes (14 to 3520 bytes)")
+
+// ErrSkbRefused is returned by Replay when BPF_PROG_TEST_RUN will not build an skb of the
+// frame for tc_sensor (an IP header cut short): such frames can be replayed through XDP only.
+var ErrSkbRefused = errors.New("BPF_PROG_TEST_RUN refuses this frame as an skb")
+
+const (
+	xdpPass     = 2
+	tcActUnspec = 0xffffffff // TC_ACT_UNSPEC (-1)
+)
+
+// Replayer runs frames through loaded programs with BPF_PROG_TEST_RUN and reads back the record
+// each emitted. The Objects must not be attached: every record in their ring is taken as the
+// replayed frame's.
+type Replayer struct {
+	objs *Objects
+	rd   *ringbuf.Reader
+	rec  ringbuf.Record
+}
+
+// NewReplayer opens the ring buffer of objs for replay.
+func NewReplayer(objs *Objects) (*Replayer, error) {
+	rd, err := ringbuf.NewReader(objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return &Replayer{objs: objs, rd: rd}, nil
+}
+
+// Close closes the ring-buffer reader (not the Objects).
+func (r *Replayer) Close() error { return r.rd.Close() }
+
+// Replay runs frame through xdp_sensor (m.Dir 0) or tc_sensor (m.Dir 1) and returns the
+// record and payload bytes it emitted, with the fields the kernel takes from its context (time,
+// interface, wire length) set from m as the twin sets them. The returned slice is valid until
+// the next call.
+func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
+	prog, want := r.objs.XDP, uint32(xdpPass)
+	if m.Dir == 1 {
+		prog, want = r.objs.TC, tcActUnspec
+	}
+	if len(frame) < 14 || len(frame) > MaxReplayFrame {
+		return nil, fmt.Errorf("%w: %d bytes", ErrFrameSize, len(frame))
+	}
+	ret, err := prog.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		if m.Dir == 1 && errors.Is(err, unix.EINVAL) {
+			// The skb test run pulls the IPv4/IPv6 header before the program runs and
+			// refuses frames where it is cut short.
+			return nil, fmt.Errorf("%w: %w", ErrSkbRefused, err)
+		}
+		return nil, fmt.Errorf("BPF_PROG_TEST_RUN: %w", err)
+	}
+	if ret != want {
+		return nil, fmt.Errorf("%s returned %d, want %d: the sensor must never change a verdict", prog, int32(ret), int32(want))
+	}
+	r.rd.SetDeadline(time.Now())
+	if err := r.rd.ReadInto(&r.rec); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, errors.New("the program emitted no record")
+		}
+		return nil, fmt.Errorf("reading the record: %w", err)
+	}
+	raw := r.rec.RawSample
+	rec, err := Record(raw)
+	if err != nil {
+		return nil, err
+	}
+	if n := recordSize + int(rec.SnapLen); n <= len(raw) {
+		raw = raw[:n]
+	} else {
+		return nil, fmt.Errorf("%w: sample of %d bytes, record says %d", ErrShortRecord, len(raw), n)
+	}
+	rec.TsNs = uint64(m.TS)
+	rec.Ifindex = m.Ifindex
+	if m.WireLen != 0 {
+		rec.WireLen = m.WireLen
+	}
+	copy(raw, recordBytes(&rec))
+	return raw, nil
+}
