@@ -324,11 +324,17 @@ func rrData(rr dns.RR) string {
 		return trimDot(r.Ptr)
 	case *dns.NS:
 		return trimDot(r.Ns)
+	case *dns.OPT:
+		return "" // EDNS0: its options are not shown
 	}
+	// The presentation format is "name\tTTL\tCLASS\tTYPE\tdata": keep what follows the fourth tab.
 	s := rr.String()
-	h := rr.Header().String()
-	if strings.HasPrefix(s, h) {
-		return s[len(h):]
+	for i := 0; i < 4; i++ {
+		j := strings.IndexByte(s, '\t')
+		if j < 0 {
+			return s
+		}
+		s = s[j+1:]
 	}
 	return s
 }

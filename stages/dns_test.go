@@ -40,6 +40,9 @@ func readTSV(t *testing.T, name string) [][]string {
 // TestTSharkDecodesCurrent re-runs gen.sh when tshark is installed and checks that the stored
 // decodes are still what tshark says (so the expected values cannot drift from tshark).
 func TestTSharkDecodesCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: tshark is slow")
+	}
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Skip("tshark not installed; the stored decodes are used as they are")
 	}

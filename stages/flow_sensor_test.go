@@ -1,0 +1,151 @@
+package stages_test
+
+// The application stages on packets made by the sensor's own read path (capture reader, Go
+// twin parser, decoder), with the kernel's payload policy, as `chains-sensor read` makes them.
+
+import (
+	"bufio"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+// readPackets returns deep copies of the Packets the sensor's read path yields for a capture.
+func readPackets(t testing.TB, path string) []stages.Packet {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c, err := sensor.OpenCapture(bufio.NewReader(f))
+	if err != nil {
+		return nil // damaged headers: the reader's own tests cover them
+	}
+	src := sensor.NewFileSource(c, sensor.NewTwin(sensor.Config{}), nil)
+	var out []stages.Packet
+	for p := range src.Packets() {
+		q := *p
+		q.Payload = slices.Clone(p.Payload)
+		out = append(out, q)
+	}
+	return out
+}
+
+func replay(pkts []stages.Packet) func(func(*stages.Packet) bool) {
+	return func(yield func(*stages.Packet) bool) {
+		var p stages.Packet
+		for i := range pkts {
+			p = pkts[i]
+			if !yield(&p) {
+				return
+			}
+		}
+	}
+}
+
+// TestAppOnSensorPackets runs every shared capture, damaged ones included, through the
+// application stages as the read path delivers them: no panic, and the SNI of every ClientHello
+// tshark decodes in the TLS captures (testdata/tshark/tls_*.tsv, third field) is found.
+func TestAppOnSensorPackets(t *testing.T) {
+	wantSNI := map[string]bool{}
+	tsvs, _ := filepath.Glob(filepath.Join("testdata", "tshark", "tls_*.tsv"))
+	for _, tsv := range tsvs {
+		b, err := os.ReadFile(tsv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if f := strings.Split(l, "|"); f[1] == "1" && f[2] != "" {
+				wantSNI[f[2]] = false
+			}
+		}
+	}
+	for _, path := range sensortest.PcapFiles(t) {
+		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		for p := range st(replay(readPackets(t, path))) {
+			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
+				if _, ok := wantSNI[p.TLS.SNI]; ok {
+					wantSNI[p.TLS.SNI] = true
+				}
+			}
+		}
+	}
+	for sni, seen := range wantSNI {
+		if !seen {
+			t.Errorf("ClientHello with SNI %q not found through the sensor read path", sni)
+		}
+	}
+	if len(wantSNI) < 5 {
+		t.Errorf("only %d SNIs to look for", len(wantSNI))
+	}
+}
+
+// benchPackets builds n packets from the shared chains/ and protocols/ captures, repeated; each
+// repetition shifts time by an hour (so earlier flows time out) and the client addresses (so
+// flows, DNS clients and wire names keep coming).
+func benchPackets(b *testing.B, n int) []stages.Packet {
+	var base []stages.Packet
+	for _, path := range sensortest.PcapFiles(b) {
+		if strings.Contains(path, "malformed") {
+			continue
+		}
+		base = append(base, readPackets(b, path)...)
+	}
+	if len(base) == 0 {
+		b.Skip("no captures")
+	}
+	out := make([]stages.Packet, 0, n)
+	t0 := time.Unix(1700000000, 0)
+	for rep := 0; len(out) < n; rep++ {
+		for i := range base {
+			if len(out) == n {
+				break
+			}
+			p := base[i]
+			p.Time = t0.Add(time.Duration(rep)*time.Hour + time.Duration(i)*time.Microsecond)
+			p.Src, p.Dst = shift(p.Src, rep), shift(p.Dst, rep)
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func shift(a netip.Addr, rep int) netip.Addr {
+	if !a.IsValid() || a.IsMulticast() {
+		return a
+	}
+	b := a.As16()
+	b[13] ^= byte(rep >> 8)
+	b[14] ^= byte(rep)
+	if a.Is4() {
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	return netip.AddrFrom16(b)
+}
+
+// BenchmarkAppChain: flows, DNS (with wire names), HTTP and TLS over 300,000 packets from the
+// shared captures (a DNS-, TLS- and HTTP-heavy mix: every stage works on most packets).
+// Reports packets/s on one core.
+func BenchmarkAppChain(b *testing.B) {
+	pkts := benchPackets(b, 300_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		for range st(replay(pkts)) {
+		}
+	}
+	el := time.Since(start)
+	b.ReportMetric(float64(b.N*len(pkts))/el.Seconds(), "pkts/s")
+	b.ReportMetric(float64(el.Nanoseconds())/float64(b.N*len(pkts)), "ns/pkt")
+}
