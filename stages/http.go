@@ -29,8 +29,8 @@ const (
 	httpMaxHead  = 16 << 10
 )
 
-// httpMethods are the request methods LooksHTTP recognises.
-var httpMethods = [...]string{"GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "CONNECT ", "TRACE ", "PATCH ",
+// httpRequestMethods are the request methods LooksHTTP recognises.
+var httpRequestMethods = [...]string{"GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ", "CONNECT ", "TRACE ", "PATCH ",
 	"PROPFIND ", "PROPPATCH ", "MKCOL ", "COPY ", "MOVE ", "LOCK ", "UNLOCK ", "SEARCH ", "REPORT "}
 
 // LooksHTTP reports whether b starts like an HTTP/1.x request (a known method and a space) or
@@ -46,7 +46,7 @@ func LooksHTTP(b []byte) bool {
 	if c < 'C' || c > 'U' {
 		return false
 	}
-	for _, m := range httpMethods {
+	for _, m := range httpRequestMethods {
 		if len(b) >= len(m) && string(b[:len(m)]) == m {
 			return true
 		}
