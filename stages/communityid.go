@@ -45,6 +45,18 @@ func CommunityID(seed uint16, src, dst netip.Addr, sport, dport uint16, proto ui
 	return "1:" + base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// AppendCommunityID appends what CommunityID returns to b, without allocating.
+func AppendCommunityID(b []byte, seed uint16, src, dst netip.Addr, sport, dport uint16, proto uint8, oneWay bool) []byte {
+	var buf [2 + 16 + 16 + 2 + 4]byte
+	in := communityIDInput(buf[:0], seed, src, dst, sport, dport, proto, oneWay)
+	if in == nil {
+		return b
+	}
+	sum := sha1.Sum(in)
+	b = append(b, "1:"...)
+	return base64.StdEncoding.AppendEncode(b, sum[:])
+}
+
 func communityIDInput(b []byte, seed uint16, src, dst netip.Addr, sport, dport uint16, proto uint8, oneWay bool) []byte {
 	src, dst = src.Unmap(), dst.Unmap()
 	if src.Is4() != dst.Is4() || !src.IsValid() || !dst.IsValid() {

@@ -69,6 +69,8 @@ type DNSInfo struct {
 	Latency    time.Duration // with Matched: the response's time minus the query's
 	QueryNum   uint64        // with Matched: the query's packet number
 	Weird      []DNSWeird    // why the message is weird; empty when it is not
+
+	qbuf [2]DNSQuestion // Questions' storage for the usual one or two
 }
 
 // IsDNSPort reports whether port is one the DNS stage decodes.
@@ -271,26 +273,36 @@ func (t *DNSTracker) decode(msg []byte) *DNSInfo {
 		qs = qs[:dnsMaxQuestions]
 	}
 	if len(qs) > 0 {
-		info.Questions = make([]DNSQuestion, len(qs))
+		if len(qs) <= len(info.qbuf) {
+			info.Questions = info.qbuf[:len(qs)]
+		} else {
+			info.Questions = make([]DNSQuestion, len(qs))
+		}
 		for i, q := range qs {
 			info.Questions[i] = DNSQuestion{Name: trimDot(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
 		}
 	}
-	info.Answers = dnsRecords(m.Answer)
-	info.Authority = dnsRecords(m.Ns)
-	info.Additional = dnsRecords(m.Extra)
+	// One backing array for the three sections.
+	na, nn, ne := min(len(m.Answer), dnsMaxRecords), min(len(m.Ns), dnsMaxRecords), min(len(m.Extra), dnsMaxRecords)
+	if na+nn+ne > 0 {
+		all := make([]DNSRecord, 0, na+nn+ne)
+		all = appendRecords(all, m.Answer[:na])
+		info.Answers = all[:len(all):len(all)]
+		all = appendRecords(all, m.Ns[:nn])
+		info.Authority = all[len(info.Answers):len(all):len(all)]
+		all = appendRecords(all, m.Extra[:ne])
+		info.Additional = all[len(info.Answers)+len(info.Authority):]
+		for _, sec := range []*[]DNSRecord{&info.Answers, &info.Authority, &info.Additional} {
+			if len(*sec) == 0 {
+				*sec = nil
+			}
+		}
+	}
 	m.Question, m.Answer, m.Ns, m.Extra = nil, nil, nil, nil
 	return info
 }
 
-func dnsRecords(rrs []dns.RR) []DNSRecord {
-	if len(rrs) == 0 {
-		return nil
-	}
-	if len(rrs) > dnsMaxRecords {
-		rrs = rrs[:dnsMaxRecords]
-	}
-	out := make([]DNSRecord, 0, len(rrs))
+func appendRecords(out []DNSRecord, rrs []dns.RR) []DNSRecord {
 	for _, rr := range rrs {
 		if rr == nil {
 			continue

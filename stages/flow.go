@@ -109,6 +109,14 @@ func (f *Flow) CommunityID() string {
 	return f.cid
 }
 
+// AppendCommunityID appends the flow's Community ID v1 (seed 0) to b without keeping it.
+func (f *Flow) AppendCommunityID(b []byte) []byte {
+	if f.cid != "" {
+		return append(b, f.cid...)
+	}
+	return AppendCommunityID(b, 0, f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto, f.OneWay)
+}
+
 // Stream returns the reassembled leading bytes of direction dir (0 from the originator, 1
 // back), or nil when that direction is not being reassembled.
 func (f *Flow) Stream(dir int) *Stream {

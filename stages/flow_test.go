@@ -54,6 +54,9 @@ func TestCommunityIDBaseline(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%d %s:%d -> %s:%d: %s, want %s", c.proto, c.saddr, c.sport, c.daddr, c.dport, got, c.want)
 		}
+		if app := string(AppendCommunityID([]byte("x"), 0, mustAddr(t, c.saddr), mustAddr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)); app != "x"+c.want {
+			t.Errorf("AppendCommunityID %s, want %s", app, c.want)
+		}
 	}
 }
 

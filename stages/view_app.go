@@ -349,17 +349,53 @@ func (s *AppSink) writeFlow(f *Flow) {
 		s.emit(appLine{obj: o}, f.Last())
 		return
 	}
-	var sb strings.Builder
-	sb.WriteString("FLOW " + proto + " " + endpoint(f.Src, f.SrcPort, "") + " --> " + endpoint(f.Dst, f.DstPort, ""))
-	sb.WriteString(" end=" + f.End.String())
+	b := s.buf[:0]
+	b = s.ts(f.Last()).AppendFormat(b, "2006-01-02 15:04:05")
+	b = append(b, " - FLOW "...)
+	b = append(b, proto...)
+	b = append(b, ' ')
+	b = appendEndpoint(b, f.Src, f.SrcPort)
+	b = append(b, " --> "...)
+	b = appendEndpoint(b, f.Dst, f.DstPort)
+	b = append(b, " end="...)
+	b = append(b, f.End.String()...)
 	if f.Proto == ProtoTCP {
-		sb.WriteString(" state=" + f.State.String())
+		b = append(b, " state="...)
+		b = append(b, f.State.String()...)
 	}
-	sb.WriteString(" duration=" + f.Duration().Round(time.Microsecond).String())
-	sb.WriteString(" packets=" + strconv.FormatUint(f.Packets[0], 10) + "/" + strconv.FormatUint(f.Packets[1], 10))
-	sb.WriteString(" bytes=" + strconv.FormatUint(f.Bytes[0], 10) + "/" + strconv.FormatUint(f.Bytes[1], 10))
-	sb.WriteString(" cid=" + f.CommunityID())
-	s.emit(appLine{text: sb.String()}, f.Last())
+	b = append(b, " duration="...)
+	b = append(b, f.Duration().Round(time.Microsecond).String()...)
+	b = append(b, " packets="...)
+	b = strconv.AppendUint(b, f.Packets[0], 10)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, f.Packets[1], 10)
+	b = append(b, " bytes="...)
+	b = strconv.AppendUint(b, f.Bytes[0], 10)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, f.Bytes[1], 10)
+	b = append(b, " cid="...)
+	b = f.AppendCommunityID(b)
+	b = append(b, '\n')
+	s.buf = b
+	if err := s.out.Write(b); err != nil {
+		s.err = err
+	}
+}
+
+// appendEndpoint appends "addr:port" ("[v6]:port"; the address alone for port 0).
+func appendEndpoint(b []byte, a netip.Addr, port uint16) []byte {
+	if port == 0 {
+		return a.AppendTo(b)
+	}
+	if a.Is6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.AppendTo(b)
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
 }
 
 func flowProtoName(p uint8) string {
