@@ -336,6 +336,15 @@ func rrData(rr dns.RR) string {
 		return trimDot(r.Ptr)
 	case *dns.NS:
 		return trimDot(r.Ns)
+	case *dns.MX:
+		return strconv.Itoa(int(r.Preference)) + " " + trimDot(r.Mx)
+	case *dns.SRV:
+		return strconv.Itoa(int(r.Priority)) + " " + strconv.Itoa(int(r.Weight)) + " " +
+			strconv.Itoa(int(r.Port)) + " " + trimDot(r.Target)
+	case *dns.SOA:
+		return trimDot(r.Ns) + " " + trimDot(r.Mbox) + " " + strconv.FormatUint(uint64(r.Serial), 10) + " " +
+			strconv.FormatUint(uint64(r.Refresh), 10) + " " + strconv.FormatUint(uint64(r.Retry), 10) + " " +
+			strconv.FormatUint(uint64(r.Expire), 10) + " " + strconv.FormatUint(uint64(r.Minttl), 10)
 	case *dns.OPT:
 		return "" // EDNS0: its options are not shown
 	}

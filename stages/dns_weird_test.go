@@ -163,3 +163,25 @@ func TestDNSMatchBounded(t *testing.T) {
 		t.Error("no query counted as dropped")
 	}
 }
+
+// TestRRData: the data we format ourselves reads as miekg/dns's presentation format does.
+func TestRRData(t *testing.T) {
+	for _, text := range []string{
+		"example.com. 300 IN MX 10 mail.example.com.",
+		"_sip._tcp.example.com. 60 IN SRV 10 20 5060 sip.example.com.",
+		"example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 2024010101 7200 3600 1209600 300",
+		"example.com. 300 IN TXT \"v=spf1 -all\" \"two\"",
+		"example.com. 300 IN A 192.0.2.1",
+		"example.com. 300 IN AAAA 2001:db8::1",
+	} {
+		rr, err := dns.NewRR(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := rr.String()
+		want := full[len(rr.Header().String()):]
+		if got := rrData(rr); got != strings.TrimSuffix(strings.ReplaceAll(want, ". ", " "), ".") {
+			t.Errorf("%s: %q, want %q", text, got, want)
+		}
+	}
+}
