@@ -166,3 +166,77 @@ func reportRate(b *testing.B, perOp int, wall, cpu time.Duration) {
 	b.ReportMetric(float64(wall.Nanoseconds())/n, "ns/pkt")
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/pkt")
 }
+
+// benchMixPackets builds n packets of a more usual link: 85% TCP data segments of 2,000
+// established connections (payload neither HTTP nor TLS), 10% UDP datagrams of 500 QUIC-like
+// flows, 3% DNS messages and 2% TLS and HTTP packets, the last two taken from the shared
+// captures (addresses shifted per round, so flows and clients keep coming).
+func benchMixPackets(b *testing.B, n int) []stages.Packet {
+	var dns, app []stages.Packet
+	for _, path := range sensortest.PcapFiles(b) {
+		if strings.Contains(path, "malformed") {
+			continue
+		}
+		for _, p := range readPackets(b, path) {
+			switch {
+			case stages.IsDNSPort(p.SrcPort) || stages.IsDNSPort(p.DstPort):
+				dns = append(dns, p)
+			case p.Proto == stages.ProtoTCP && (len(p.Payload) > 0 && p.Payload[0] == 0x16 || stages.LooksHTTP(p.Payload)):
+				app = append(app, p)
+			}
+		}
+	}
+	if len(dns) == 0 || len(app) == 0 {
+		b.Skip("no captures")
+	}
+	t0 := time.Unix(1700000000, 0)
+	data := make([]byte, 64)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
+	var seq [2000]uint32
+	out := make([]stages.Packet, 0, n)
+	for i := 0; i < n; i++ {
+		var p stages.Packet
+		switch r := i % 100; {
+		case r < 3:
+			k := i / 100 * 3 % len(dns)
+			p = dns[k]
+			p.Src, p.Dst = shift(p.Src, i/len(dns)), shift(p.Dst, i/len(dns))
+		case r < 5:
+			k := (i / 100 * 2) % len(app)
+			p = app[k]
+			p.Src, p.Dst = shift(p.Src, i/len(app)), shift(p.Dst, i/len(app))
+		case r < 15:
+			k := i % 500
+			p = stages.Packet{IPVersion: 6, EtherType: stages.EtherTypeIPv6, Proto: stages.ProtoUDP,
+				Src: netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(k >> 8), 15: byte(k)}),
+				Dst: netip.MustParseAddr("2001:db8:ffff::443"), SrcPort: uint16(40000 + k), DstPort: 443,
+				WireLen: 1292, PayloadLen: 1230, Payload: data}
+		default:
+			k := i % 2000
+			seq[k] += 1448
+			p = stages.Packet{IPVersion: 4, EtherType: stages.EtherTypeIPv4, Proto: stages.ProtoTCP,
+				Src: netip.AddrFrom4([4]byte{10, 1, byte(k >> 8), byte(k)}), Dst: netip.AddrFrom4([4]byte{192, 0, 2, 80}),
+				SrcPort: uint16(30000 + k), DstPort: 8443, TCPFlags: stages.TCPAck | stages.TCPPsh, Seq: seq[k],
+				WireLen: 1514, PayloadLen: 1448, Payload: data}
+		}
+		p.Time = t0.Add(time.Duration(i) * time.Microsecond)
+		out = append(out, p)
+	}
+	return out
+}
+
+// BenchmarkAppChainMix: the application stages over 300,000 packets of benchMixPackets' mix.
+func BenchmarkAppChainMix(b *testing.B) {
+	pkts := benchMixPackets(b, 300_000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu := time.Now(), cpuTime()
+	for i := 0; i < b.N; i++ {
+		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		for range st(replay(pkts)) {
+		}
+	}
+	reportRate(b, len(pkts), time.Since(start), cpuTime()-cpu)
+}
