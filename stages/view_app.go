@@ -315,18 +315,23 @@ func (s *AppSink) dnsLine(p *Packet) appLine {
 		name string
 		rs   []DNSRecord
 	}{{"an", d.Answers}, {"ns", d.Authority}, {"ar", d.Additional}} {
-		if len(sec.rs) == 0 {
-			continue
-		}
-		sb.WriteString(" " + sec.name + "=[")
-		for i, r := range sec.rs {
-			if i > 0 {
+		first := true
+		for _, r := range sec.rs {
+			if r.Type == 41 { // OPT: EDNS0 pseudo-record
+				continue
+			}
+			if first {
+				sb.WriteString(" " + sec.name + "=[")
+				first = false
+			} else {
 				sb.WriteString("; ")
 			}
 			sb.WriteString(SafeText(r.Name) + " " + strconv.FormatUint(uint64(r.TTL), 10) + " " +
 				DNSTypeName(r.Type) + " " + SafeText(r.Data))
 		}
-		sb.WriteString("]")
+		if !first {
+			sb.WriteString("]")
+		}
 	}
 	return appLine{text: sb.String()}
 }

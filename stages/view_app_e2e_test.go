@@ -1,0 +1,188 @@
+package stages_test
+
+// End to end on real traffic: in network namespaces of its own, the test runs nginx (HTTP and
+// HTTPS) and dnsmasq, makes curl and dig talk to them, captures the client side with tcpdump,
+// and reads the capture through the sensor's read path into the urlwatch and weird-dns views.
+// Needs root (namespaces) and the Debian packages of scripts/provision.sh.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+// requireRoot skips without root, or fails when CHAINS_REQUIRE_BPF=1 says privileged tests must run.
+func requireRoot(t *testing.T, tools ...string) {
+	t.Helper()
+	must := os.Getenv("CHAINS_REQUIRE_BPF") == "1"
+	miss := func(why string) {
+		if must {
+			t.Fatalf("%s (CHAINS_REQUIRE_BPF=1)", why)
+		}
+		t.Skip(why)
+	}
+	if os.Geteuid() != 0 {
+		miss("needs root for network namespaces")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			miss(tool + " not installed")
+		}
+	}
+}
+
+type netnsPair struct {
+	srv, cli string
+	srvIP    string
+	cliIf    string
+}
+
+// setupNetns makes two namespaces joined by a veth pair: server 10.231.77.1, client .2.
+func setupNetns(t *testing.T) *netnsPair {
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	n := &netnsPair{srv: "csb-srv-" + id, cli: "csb-cli-" + id, srvIP: "10.231.77.1", cliIf: "csbc" + id}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		exec.Command("ip", "netns", "del", n.srv).Run()
+		exec.Command("ip", "netns", "del", n.cli).Run()
+	})
+	run("ip", "netns", "add", n.srv)
+	run("ip", "netns", "add", n.cli)
+	run("ip", "link", "add", "csbs"+id, "netns", n.srv, "type", "veth", "peer", "name", n.cliIf, "netns", n.cli)
+	run("ip", "-n", n.srv, "addr", "add", n.srvIP+"/24", "dev", "csbs"+id)
+	run("ip", "-n", n.cli, "addr", "add", "10.231.77.2/24", "dev", n.cliIf)
+	for _, ns := range []string{n.srv, n.cli} {
+		run("ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run("ip", "-n", n.srv, "link", "set", "csbs"+id, "up")
+	run("ip", "-n", n.cli, "link", "set", n.cliIf, "up")
+	return n
+}
+
+// background starts a command that the test stops at its end.
+func background(t *testing.T, stderr *bytes.Buffer, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
+	requireRoot(t, "ip", "nginx", "dnsmasq", "curl", "dig", "tcpdump", "openssl")
+	dir := t.TempDir()
+	n := setupNetns(t)
+	inSrv := func(args ...string) []string { return append([]string{"ip", "netns", "exec", n.srv}, args...) }
+	inCli := func(args ...string) []string { return append([]string{"ip", "netns", "exec", n.cli}, args...) }
+
+	// nginx over HTTP and HTTPS with a self-signed certificate for e2e.test.
+	crt, key := filepath.Join(dir, "e2e.crt"), filepath.Join(dir, "e2e.key")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=e2e.test",
+		"-keyout", key, "-out", crt).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`daemon off; pid %[1]s/nginx.pid; error_log %[1]s/error.log;
+events {}
+http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+  server { listen %[2]s:80; listen %[2]s:443 ssl; server_name e2e.test; ssl_certificate %[3]s; ssl_certificate_key %[4]s;
+    location / { return 200 "hello\n"; } } }
+`, dir, n.srvIP, crt, key)), 0o600)
+	var nginxErr, dnsErr, dumpErr bytes.Buffer
+	background(t, &nginxErr, inSrv("nginx", "-c", conf)...)
+	// dnsmasq answering for e2e.test only.
+	background(t, &dnsErr, inSrv("dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address="+n.srvIP, "--address=/e2e.test/"+n.srvIP, "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--user=root")...)
+	// tcpdump on the client's side, unbuffered, whole frames.
+	pcap := filepath.Join(dir, "e2e.pcap")
+	dump := background(t, &dumpErr, inCli("tcpdump", "--immediate-mode", "-Z", "root", "-i", n.cliIf, "-U", "-s", "0", "-w", pcap)...)
+	waitFor(t, "tcpdump", func() bool { return strings.Contains(dumpErr.String(), "listening on") })
+	waitFor(t, "nginx", func() bool {
+		args := inCli("curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://"+n.srvIP+"/")
+		return exec.Command(args[0], args[1:]...).Run() == nil
+	})
+
+	// The traffic: a long high-entropy TXT query, an HTTP GET with a query string, an HTTPS GET with SNI.
+	long := "x7q9zk2m4v8b1n6c3r5t0y7u2i4o9p1a8s3d5f7g"
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, args := range [][]string{
+		inCli("dig", "+tries=1", "+time=2", "@"+n.srvIP, long+".e2e.test", "TXT"),
+		inCli("curl", "-s", "-o", "/dev/null", "--max-time", "5", "-A", "e2e-agent/1.0", "-H", "Host: e2e.test",
+			"http://"+n.srvIP+"/path%20with?q=%3Cscript%3E"),
+		inCli("curl", "-s", "-k", "-o", "/dev/null", "--max-time", "5", "--http1.1", "--resolve", "e2e.test:443:"+n.srvIP,
+			"https://e2e.test/secure"),
+	} {
+		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	dump.Process.Signal(os.Interrupt)
+	dump.Wait()
+
+	pkts := readPackets(t, pcap)
+	if len(pkts) < 10 {
+		t.Fatalf("captured %d packets; tcpdump: %s", len(pkts), dumpErr.String())
+	}
+	view := func(name string) string {
+		var out lineBuf
+		st, sink, _ := stages.NewAppView(name, stages.AppConfig{}, &out, stages.AppViewOptions{UTC: true})
+		for p := range st(replay(pkts)) {
+			sink.Write(p)
+		}
+		sink.Close()
+		return out.String()
+	}
+	url := view(stages.ViewURLWatch)
+	for _, want := range []string{
+		"GET http://e2e.test/path with?q=<script> ua=\"e2e-agent/1.0\"",
+		"200 OK",
+		"ClientHello sni=e2e.test alpn=http/1.1",
+		"ServerHello version=TLS 1.",
+	} {
+		if !strings.Contains(url, want) {
+			t.Errorf("urlwatch lacks %q:\n%s", want, url)
+		}
+	}
+	weird := view(stages.ViewWeirdDNS)
+	for _, want := range []string{"query id=", "weird=[query_type=TXT subdomain=len=40 entropy=", "sub=" + long, "q=[" + long + ".e2e.test TXT IN]"} {
+		if !strings.Contains(weird, want) {
+			t.Errorf("weird-dns lacks %q:\n%s", want, weird)
+		}
+	}
+	t.Logf("urlwatch:\n%s\nweird-dns:\n%s", url, weird)
+}
+
+type lineBuf struct{ bytes.Buffer }
+
+func (b *lineBuf) Write(p []byte) error { _, err := b.Buffer.Write(p); return err }
