@@ -10,18 +10,30 @@ FUZZTIME ?= 30s
 export BPF2GO_CC := $(CLANG)
 export BPF2GO_CFLAGS
 
-.PHONY: all build generate check-generate test bench fuzz vet clean
+.PHONY: all build run generate check-generate test bench fuzz vet clean
 
 all: build
 
 build:
 	$(GO) build -o chains-sensor ./cmd/chains-sensor
 
+# Watch the default-route interface as root; without root, read the bundled capture.
+run: build
+	@if [ "$$(id -u)" -eq 0 ]; then ./chains-sensor attach; \
+	else echo "not root: reading the bundled capture instead of attaching (sudo make run to go live)" >&2; \
+	./chains-sensor read cmd/chains-sensor/testdata/sample.pcap; fi
+
 generate:
 	$(GO) generate ./gen/
 
 # Regenerate and fail when the committed gen/ differs from what the pinned clang makes.
-check-generate: generate
+check-# Watch the default-route interface as root; without root, read the bundled capture.
+run: build
+	@if [ "$$(id -u)" -eq 0 ]; then ./chains-sensor attach; \
+	else echo "not root: reading the bundled capture instead of attaching (sudo make run to go live)" >&2; \
+	./chains-sensor read cmd/chains-sensor/testdata/sample.pcap; fi
+
+generate: generate
 	git diff --exit-code -- gen/
 
 vet:

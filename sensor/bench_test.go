@@ -1,0 +1,99 @@
+package sensor_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/chains-sensor/chains-sensor/gen"
+	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// The mix of issue 2: TCP SYN over IPv4, TCP data over IPv6, UDP DNS in a VLAN, ICMPv6 echo.
+func benchMix() [][]byte {
+	want := map[string]bool{"tcp syn v4": true, "tcp http v6": true, "udp dns in vlan": true, "icmpv6 echo": true}
+	var mix [][]byte
+	for _, c := range frameCases() {
+		if want[c.name] {
+			mix = append(mix, c.frame)
+		}
+	}
+	return mix
+}
+
+// benchBatch is how many runs of one frame go into the ring before it is drained: few enough
+// that the ring never fills, so that every run takes the emitting path.
+const benchBatch = 20000
+
+// benchProgram reports the kernel's own time per packet (BPF_PROG_TEST_RUN with repeat) for
+// prog over the mix, draining ring between batches.
+func benchProgram(b *testing.B, prog *ebpf.Program, ring *ebpf.Map) {
+	rd, err := ringbuf.NewReader(ring)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rd.Close()
+	var rec ringbuf.Record
+	mix := benchMix()
+	var total time.Duration
+	var packets int
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		frame := mix[i%len(mix)]
+		_, per, err := prog.Benchmark(frame, benchBatch, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += per * benchBatch
+		packets += benchBatch
+		b.StopTimer()
+		n := 0
+		for rd.SetDeadline(time.Now()); rd.ReadInto(&rec) == nil; n++ {
+		}
+		if n != benchBatch {
+			b.Fatalf("%d records for %d runs: the ring lost some, the measure is void", n, benchBatch)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Nanoseconds())/float64(packets), "ns/pkt")
+}
+
+// BenchmarkXDPSensor is the per-packet cost of xdp_sensor.
+func BenchmarkXDPSensor(b *testing.B) {
+	sensortest.RequireBPF(b)
+	objs, err := sensor.Load(sensor.Config{RingSize: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	benchProgram(b, objs.XDP, objs.Events)
+}
+
+// BenchmarkXDPFloor is the floor to compare with: reserve, fill and submit a 64-byte record.
+func BenchmarkXDPFloor(b *testing.B) {
+	sensortest.RequireBPF(b)
+	spec, err := gen.LoadFloor()
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec.Maps["floor_events"].MaxEntries = 64 << 20
+	var objs gen.FloorObjects
+	if err := spec.LoadAndAssign(&objs, nil); err != nil {
+		b.Fatal(err)
+	}
+	defer objs.Close()
+	benchProgram(b, objs.XdpFloor, objs.FloorEvents)
+}
+
+// BenchmarkTwin is the Go twin's cost per frame over the same mix.
+func BenchmarkTwin(b *testing.B) {
+	twin := sensor.NewTwin(sensor.Config{})
+	mix := benchMix()
+	buf := make([]byte, 0, 8192)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf = twin.Parse(buf[:0], mix[i%len(mix)], sensor.Meta{})
+	}
+}

@@ -1,0 +1,96 @@
+package sensor
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/chains-sensor/chains-sensor/gen"
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+// Counters are the kernel's per-CPU counters summed over CPUs, indexed by gen.SensorCounterKey.
+type Counters [gen.SensorCounterKeyCNT_MAX]uint64
+
+// ReadCounters sums the per-CPU counters of objs.
+func ReadCounters(objs *Objects) (Counters, error) {
+	var c Counters
+	var per []uint64
+	for k := range c {
+		if err := objs.Counters.Lookup(uint32(k), &per); err != nil {
+			return c, fmt.Errorf("reading counter %d: %w", k, err)
+		}
+		for _, v := range per {
+			c[k] += v
+		}
+	}
+	return c, nil
+}
+
+// Seen is the number of packets the programs ran on.
+func (c *Counters) Seen() uint64 {
+	return c[gen.SensorCounterKeyCNT_XDP_SEEN] + c[gen.SensorCounterKeyCNT_TC_SEEN]
+}
+
+// Emitted is the number of records the programs submitted to the ring buffer.
+func (c *Counters) Emitted() uint64 { return c[gen.SensorCounterKeyCNT_EMITTED] }
+
+// RingFull is the number of records lost because the ring buffer was full.
+func (c *Counters) RingFull() uint64 { return c[gen.SensorCounterKeyCNT_RINGBUF_FULL] }
+
+// Truncated returns how many packets were truncated at layer l.
+func (c *Counters) Truncated(l stages.Layer) uint64 {
+	return c[int(gen.SensorCounterKeyCNT_TRUNCATED_BASE)+int(l)]
+}
+
+// Malformed returns how many packets were malformed at layer l.
+func (c *Counters) Malformed(l stages.Layer) uint64 {
+	return c[int(gen.SensorCounterKeyCNT_MALFORMED_BASE)+int(l)]
+}
+
+// Sub returns c - o, counter by counter (for the change over an interval).
+func (c Counters) Sub(o Counters) Counters {
+	for i := range c {
+		c[i] -= o[i]
+	}
+	return c
+}
+
+// String lists the non-zero counters by name, for the stats lines on stderr.
+func (c *Counters) String() string {
+	var b strings.Builder
+	name := func(k int) string {
+		switch gen.SensorCounterKey(k) {
+		case gen.SensorCounterKeyCNT_XDP_SEEN:
+			return "xdp_seen"
+		case gen.SensorCounterKeyCNT_TC_SEEN:
+			return "tc_seen"
+		case gen.SensorCounterKeyCNT_EMITTED:
+			return "emitted"
+		case gen.SensorCounterKeyCNT_RINGBUF_FULL:
+			return "ringbuf_full"
+		case gen.SensorCounterKeyCNT_SNAP_FAILED:
+			return "snap_failed"
+		case gen.SensorCounterKeyCNT_UNSUPPORTED:
+			return "unsupported"
+		}
+		base := int(gen.SensorCounterKeyCNT_TRUNCATED_BASE)
+		mal := int(gen.SensorCounterKeyCNT_MALFORMED_BASE)
+		switch {
+		case k >= mal && k < int(gen.SensorCounterKeyCNT_MAX):
+			return "malformed_" + stages.Layer(k-mal).String()
+		case k >= base && k < mal:
+			return "truncated_" + stages.Layer(k-base).String()
+		}
+		return fmt.Sprintf("counter_%d", k)
+	}
+	for k, v := range c {
+		if v == 0 {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", name(k), v)
+	}
+	return b.String()
+}

@@ -1,0 +1,96 @@
+package sensor_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+var (
+	fuzzOnce sync.Once
+	fuzzRep  *sensor.Replayer
+	fuzzErr  error
+)
+
+// fuzzReplayer loads the programs once per fuzzing process; nil when not root.
+func fuzzReplayer(t *testing.T) *sensor.Replayer {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
+			sensortest.RequireBPF(t)
+		}
+		return nil
+	}
+	fuzzOnce.Do(func() {
+		var objs *sensor.Objects
+		if objs, fuzzErr = sensor.Load(sensor.Config{}); fuzzErr == nil {
+			fuzzRep, fuzzErr = sensor.NewReplayer(objs)
+		}
+	})
+	if fuzzErr != nil {
+		t.Fatal(fuzzErr)
+	}
+	return fuzzRep
+}
+
+// FuzzParseFrame feeds frames to the Go twin and, as root, to xdp_sensor and tc_sensor: no
+// panic, a record that decodes and keeps its own bounds, and the same bytes from the kernel.
+// Seeded with every frame of the shared captures and the hand-built frames.
+func FuzzParseFrame(f *testing.F) {
+	for _, c := range frameCases() {
+		f.Add(c.frame)
+	}
+	for _, path := range sensortest.PcapFiles(f) {
+		fh, err := os.Open(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if c, err := sensor.OpenCapture(fh); err == nil {
+			for {
+				fr, err := c.Next()
+				if err != nil {
+					break
+				}
+				f.Add(bytes.Clone(fr.Data))
+			}
+		}
+		fh.Close()
+	}
+	twin := sensor.NewTwin(sensor.Config{})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		raw := twin.Parse(nil, frame, sensor.Meta{Dir: 0})
+		var p stages.Packet
+		if err := (sensor.Decoder{}).Decode(raw, &p); err != nil {
+			t.Fatalf("twin output does not decode: %v", err)
+		}
+		if len(p.Payload) > int(p.PayloadLen) || int(p.PayloadOff)+len(p.Payload) > len(frame) ||
+			!bytes.Equal(p.Payload, frame[p.PayloadOff:int(p.PayloadOff)+len(p.Payload)]) {
+			t.Fatalf("payload %d bytes at %d (declared %d) of a %d-byte frame", len(p.Payload), p.PayloadOff, p.PayloadLen, len(frame))
+		}
+		if p.Status > stages.StatusUnsupported || (p.Status == stages.StatusOK) != (p.BadLayer == stages.LayerNone) {
+			t.Fatalf("status %d at layer %d", p.Status, p.BadLayer)
+		}
+		rep := fuzzReplayer(t)
+		if rep == nil {
+			return
+		}
+		for dir := uint8(0); dir < 2; dir++ {
+			m := sensor.Meta{Dir: dir}
+			got, err := rep.Replay(frame, m)
+			if errors.Is(err, sensor.ErrFrameSize) || errors.Is(err, sensor.ErrSkbRefused) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("dir %d: %v", dir, err)
+			}
+			if want := twin.Parse(nil, frame, m); !bytes.Equal(got, want) {
+				t.Fatalf("dir %d: kernel %x\ntwin %x", dir, got, want)
+			}
+		}
+	})
+}
