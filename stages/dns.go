@@ -208,9 +208,37 @@ func (t *DNSTracker) Process(p *Packet) {
 	}
 	msg := p.Payload
 	tcp := p.Proto == ProtoTCP
+	if tcp && p.Flow != nil {
+		// The first message of each direction comes from the flow's reassembly, so that one
+		// spanning several segments is decoded whole, on the segment that completes it.
+		dir := 0
+		if p.FlowReply {
+			dir = 1
+		}
+		f := p.Flow
+		if s := f.streams[dir]; s != nil && s.Want&WantDNS != 0 {
+			b := s.Bytes()
+			if len(b) < 2 {
+				return
+			}
+			n := int(binary.BigEndian.Uint16(b))
+			if len(b) < 2+n && !s.Stalled() {
+				return
+			}
+			s.Want &^= WantDNS
+			if msg = b[2:min(len(b), 2+n)]; len(msg) < 12 {
+				return
+			}
+			t.finish(p, msg, true)
+			return
+		}
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+			return // reassembly will decide, or this segment began a reassembled direction
+		}
+	}
 	if tcp {
-		// DNS over TCP: a two-byte length, then the message. Only a message that starts
-		// at the start of a segment is decoded.
+		// DNS over TCP: a two-byte length, then the message. Without reassembly, a message
+		// that starts at the start of a segment is decoded from that segment.
 		if len(msg) < 2+12 {
 			return
 		}
@@ -225,6 +253,11 @@ func (t *DNSTracker) Process(p *Packet) {
 	} else if len(msg) < 12 {
 		return
 	}
+	t.finish(p, msg, tcp)
+}
+
+// finish decodes msg and sets p.DNS.
+func (t *DNSTracker) finish(p *Packet, msg []byte, tcp bool) {
 	info := t.decode(msg)
 	info.TCP = tcp
 	t.match(p, info)

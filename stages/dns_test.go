@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -273,5 +274,68 @@ func TestWireNamesCNAME(t *testing.T) {
 	}
 	if _, err := ParseNamesMode("bogus"); err == nil {
 		t.Error("ParseNamesMode accepted bogus")
+	}
+}
+
+// splitSegment returns copies of a capture's packets before frame num, and frame num's TCP
+// payload cut into segments of at most size bytes.
+func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*Packet) {
+	t.Helper()
+	var whole *Packet
+	for p := range capturePackets(t, pcapPath(t, pcap), fullSnap) {
+		c := *p
+		c.Payload = slices.Clone(p.Payload)
+		if c.Num < num {
+			before = append(before, &c)
+		} else if c.Num == num {
+			whole = &c
+		}
+	}
+	if whole == nil || len(whole.Payload) <= size {
+		t.Fatalf("frame %d: nothing to split", num)
+	}
+	for off := 0; off < len(whole.Payload); off += size {
+		s := *whole
+		s.Payload = whole.Payload[off:min(off+size, len(whole.Payload))]
+		s.PayloadLen = uint16(len(s.Payload))
+		s.Seq = whole.Seq + uint32(off)
+		segs = append(segs, &s)
+	}
+	return before, segs
+}
+
+// TestDNSOverTCPAcrossSegments: dns_tcp.pcap's response (frame 6; tshark: 2 answers, A
+// 192.139.46.66 and 198.199.88.104 among the records) cut into 40-byte segments delivered out of
+// order decodes whole, once, on the segment that completes it, matched to its query.
+func TestDNSOverTCPAcrossSegments(t *testing.T) {
+	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
+	ft := NewFlowTable(FlowConfig{})
+	tr := NewDNSTracker(DNSConfig{})
+	for _, p := range before {
+		ft.Process(p)
+		tr.Process(p)
+	}
+	order := []int{1, 0}
+	for i := 2; i < len(segs); i++ {
+		order = append(order, i)
+	}
+	order[len(order)-1], order[len(order)-2] = order[len(order)-2], order[len(order)-1]
+	var got []*DNSInfo
+	for _, i := range order {
+		p := segs[i]
+		ft.Process(p)
+		tr.Process(p)
+		if p.DNS != nil {
+			got = append(got, p.DNS)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("decoded %d times", len(got))
+	}
+	d := got[0]
+	rows := readTSV(t, "dns_dns_tcp_pcap.tsv")
+	checkDNSRow(t, 6, rows[1], d, false)
+	if d.Err != "" || !d.TCP {
+		t.Errorf("err %q tcp %v", d.Err, d.TCP)
 	}
 }

@@ -135,10 +135,18 @@ func FuzzFlow(f *testing.F) {
 	seed = append(seed, enc(TCPAck, 1, 1, []byte("HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"))...)
 	seed = append(seed, enc(TCPFin|TCPAck, 0, 0, nil)...)
 	f.Add(seed)
+	q := []byte{0, 29, 0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1}
+	var dnsSeed []byte
+	dnsSeed = append(dnsSeed, enc(TCPSyn, 0x08, 0, nil)...)
+	dnsSeed = append(dnsSeed, enc(TCPSyn|TCPAck, 0x09, 0, nil)...)
+	dnsSeed = append(dnsSeed, enc(TCPAck, 0x08, 1+10, q[10:])...)
+	dnsSeed = append(dnsSeed, enc(TCPAck, 0x08, 1, q[:10])...)
+	f.Add(dnsSeed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const maxFlows, streamBytes = 4, 256
 		ft := NewFlowTable(FlowConfig{MaxFlows: maxFlows, StreamBytes: streamBytes, StreamBudget: 3 * streamBytes,
 			IdleTimeout: time.Second, Linger: time.Millisecond})
+		tr := NewDNSTracker(DNSConfig{MaxPending: 8})
 		at := time.Unix(1700000000, 0)
 		for n := 0; len(b) >= 8 && n < 256; n++ {
 			flags, dir := b[0], b[1]
@@ -147,7 +155,7 @@ func FuzzFlow(f *testing.F) {
 			b = b[8:]
 			plen = min(plen, len(b))
 			p := &Packet{Time: at.Add(time.Duration(n) * time.Duration(dir&0x30) * time.Millisecond), IPVersion: 4, Proto: ProtoTCP,
-				Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"), SrcPort: 40000 + uint16(dir>>6), DstPort: 443,
+				Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"), SrcPort: 40000 + uint16(dir>>6), DstPort: 443 - 390*uint16(dir>>3&1),
 				TCPFlags: flags, Seq: 1000 + uint32(off), Payload: b[:plen], PayloadLen: max(declared, uint16(plen))}
 			if dir&1 == 1 {
 				p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
@@ -155,6 +163,7 @@ func FuzzFlow(f *testing.F) {
 			}
 			b = b[plen:]
 			ft.Process(p)
+			tr.Process(p)
 			ProcessHTTP(p)
 			ProcessTLS(p)
 			if ft.Len() > maxFlows || ft.stats.StreamBytes > 3*streamBytes || ft.stats.StreamBytes < 0 {

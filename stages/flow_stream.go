@@ -4,6 +4,7 @@ package stages
 const (
 	WantTLS  = 1 << 0 // the direction starts with a TLS handshake record
 	WantHTTP = 1 << 1 // the direction starts with an HTTP request or response line
+	WantDNS  = 1 << 2 // a TCP flow on a DNS port: the direction starts with a length-prefixed message
 )
 
 // maxSpans bounds the out-of-order pieces a Stream remembers beyond its contiguous prefix.
@@ -52,7 +53,7 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 		if f.synSeen[dir] {
 			base = f.isn[dir] + 1
 		}
-		if base == p.Seq && streamWant(p.Payload) == 0 {
+		if base == p.Seq && streamWant(p.Payload, f.dnsPort()) == 0 {
 			f.noStream[dir] = true // the direction does not start with anything we decode
 			return
 		}
@@ -74,7 +75,7 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 	s.add(p.Seq, p.Payload, int(p.PayloadLen))
 	if !s.judged && (s.contig >= 8 || (s.contig > 0 && s.Stalled())) {
 		s.judged = true
-		s.Want = streamWant(s.Bytes())
+		s.Want = streamWant(s.Bytes(), f.dnsPort())
 		if s.Want == 0 {
 			f.noStream[dir] = true
 			t.release(f, dir)
@@ -82,9 +83,13 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 	}
 }
 
-// streamWant says which consumers want a direction that starts with b.
-func streamWant(b []byte) uint8 {
+// streamWant says which consumers want a direction that starts with b; dnsPort says the flow
+// is to or from a DNS port.
+func streamWant(b []byte, dnsPort bool) uint8 {
 	var w uint8
+	if dnsPort && len(b) >= 2 && int(b[0])<<8|int(b[1]) >= 12 {
+		w |= WantDNS
+	}
 	if len(b) >= 3 && b[0] == 0x16 && b[1] == 3 && b[2] <= 4 {
 		w |= WantTLS
 	}
@@ -93,6 +98,8 @@ func streamWant(b []byte) uint8 {
 	}
 	return w
 }
+
+func (f *Flow) dnsPort() bool { return IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort) }
 
 func (t *FlowTable) getBuf() []byte {
 	if n := len(t.bufs); n > 0 {

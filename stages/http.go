@@ -255,8 +255,8 @@ func ProcessHTTP(p *Packet) {
 			}
 			return
 		}
-		if f.streamStarted[dir] && p.Seq == f.streamBase[dir] {
-			return // this packet began a reassembled direction: reported from there
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+			return // reassembly will decide, or this packet began a reassembled direction
 		}
 	}
 	if !LooksHTTP(p.Payload) {

@@ -315,8 +315,8 @@ func processTLS(p *Packet, scratch []byte) []byte {
 			}
 			return scratch
 		}
-		if f.streamStarted[dir] && p.Seq == f.streamBase[dir] {
-			return scratch
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+			return scratch // reassembly will decide, or this packet began a reassembled direction
 		}
 	}
 	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, scratch)

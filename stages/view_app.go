@@ -287,6 +287,9 @@ func (s *AppSink) dnsLine(p *Packet) appLine {
 		if d.Matched {
 			o["latency_ms"] = float64(d.Latency.Microseconds()) / 1000
 		}
+		if d.Err != "" {
+			o["error"] = d.Err
+		}
 		return appLine{obj: o}
 	}
 	var sb strings.Builder
