@@ -339,3 +339,32 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 		t.Errorf("err %q tcp %v", d.Err, d.TCP)
 	}
 }
+
+// TestPreferWireNames: in chains/https.pcap, frame 4 answers api.facebook.com with a CNAME to
+// star.c10r.facebook.com and A 31.13.93.3 (tshark: dns.cname, dns.a). From then on the TLS
+// connection to 31.13.93.3 is named api.facebook.com, the name the client asked for.
+func TestPreferWireNames(t *testing.T) {
+	names := NewWireNames(0, 0)
+	fb := mustAddr(t, "31.13.93.3")
+	named, unnamed := 0, 0
+	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
+		if p.Dst != fb && p.Src != fb {
+			continue
+		}
+		d := p.DstDomain
+		if p.Src == fb {
+			d = p.SrcDomain
+		}
+		switch {
+		case p.Num > 4 && d == "api.facebook.com":
+			named++
+		case p.Num <= 4 && d == "":
+			unnamed++
+		default:
+			t.Errorf("frame %d: domain %q", p.Num, d)
+		}
+	}
+	if named < 30 {
+		t.Errorf("%d packets named", named)
+	}
+}
