@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func setupNetns(t *testing.T) *netnsPair {
 }
 
 // background starts a command that the test stops at its end.
-func background(t *testing.T, stderr *bytes.Buffer, args ...string) *exec.Cmd {
+func background(t *testing.T, stderr *syncBuf, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stderr = stderr
@@ -117,7 +118,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
   server { listen %[2]s:80; listen %[2]s:443 ssl; server_name e2e.test; ssl_certificate %[3]s; ssl_certificate_key %[4]s;
     location / { return 200 "hello\n"; } } }
 `, dir, n.srvIP, crt, key)), 0o600)
-	var nginxErr, dnsErr, dumpErr bytes.Buffer
+	var nginxErr, dnsErr, dumpErr syncBuf
 	background(t, &nginxErr, inSrv("nginx", "-c", conf)...)
 	// dnsmasq answering for e2e.test only.
 	background(t, &dnsErr, inSrv("dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
@@ -181,6 +182,24 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 		}
 	}
 	t.Logf("urlwatch:\n%s\nweird-dns:\n%s", url, weird)
+}
+
+// syncBuf collects a command's stderr while the test reads it.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 type lineBuf struct{ bytes.Buffer }
