@@ -232,7 +232,7 @@ func (t *DNSTracker) Process(p *Packet) {
 			t.finish(p, msg, true)
 			return
 		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
 			return // reassembly will decide, or this segment began a reassembled direction
 		}
 	}

@@ -261,7 +261,7 @@ func (t *FlowTable) Process(p *Packet) {
 		t.remove(f, f.End) // a new connection on the same tuple
 		f = nil
 	}
-	if f != nil && now-f.FirstNs >= int64(t.cfg.ActiveTimeout) {
+	if f != nil && !f.closed && now-f.FirstNs >= int64(t.cfg.ActiveTimeout) {
 		t.report(f, FlowActive)
 		f.restart(now, t.newID())
 	}

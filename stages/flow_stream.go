@@ -44,20 +44,21 @@ func (s *Stream) Segments() int { return s.segments }
 // feed adds p's payload to the reassembly of direction dir of f, starting one if the direction
 // begins with something a consumer wants.
 func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
+	seq := dataSeq(p)
 	s := f.streams[dir]
 	if s == nil {
 		if f.noStream[dir] {
 			return
 		}
-		base := p.Seq
+		base := seq
 		if f.synSeen[dir] {
 			base = f.isn[dir] + 1
 		}
-		if base == p.Seq && streamWant(p.Payload, f.dnsPort()) == 0 {
+		if base == seq && streamWant(p.Payload, f.dnsPort()) == 0 {
 			f.noStream[dir] = true // the direction does not start with anything we decode
 			return
 		}
-		if int32(p.Seq-base) < 0 || int(p.Seq-base) >= t.cfg.StreamBytes {
+		if int32(seq-base) < 0 || int(seq-base) >= t.cfg.StreamBytes {
 			f.noStream[dir] = true // mid-stream, or too far in to matter
 			return
 		}
@@ -72,7 +73,7 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 		f.streams[dir] = s
 		f.streamStarted[dir], f.streamBase[dir] = true, base
 	}
-	s.add(p.Seq, p.Payload, int(p.PayloadLen))
+	s.add(seq, p.Payload, int(p.PayloadLen))
 	if !s.judged && (s.contig >= 8 || (s.contig > 0 && s.Stalled())) {
 		s.judged = true
 		s.Want = streamWant(s.Bytes(), f.dnsPort())
@@ -81,6 +82,14 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 			t.release(f, dir)
 		}
 	}
+}
+
+// dataSeq is the sequence number of p's first payload byte: a SYN (TCP Fast Open) takes one.
+func dataSeq(p *Packet) uint32 {
+	if p.TCPFlags&TCPSyn != 0 {
+		return p.Seq + 1
+	}
+	return p.Seq
 }
 
 // streamWant says which consumers want a direction that starts with b; dnsPort says the flow

@@ -255,7 +255,7 @@ func ProcessHTTP(p *Packet) {
 			}
 			return
 		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
 			return // reassembly will decide, or this packet began a reassembled direction
 		}
 	}

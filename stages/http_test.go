@@ -129,3 +129,20 @@ func TestSafeText(t *testing.T) {
 		t.Errorf("PercentDecode: %q", got)
 	}
 }
+
+// TestHTTPInSYN: a request carried in a TCP Fast Open SYN (its data starts one past the SYN's
+// sequence number) is read from the reassembly, once.
+func TestHTTPInSYN(t *testing.T) {
+	ft := NewFlowTable(FlowConfig{})
+	req := "GET /tfo HTTP/1.1\r\nHost: tfo.example\r\n\r\n"
+	syn := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+		SrcPort: 40001, DstPort: 80, TCPFlags: TCPSyn, Seq: 7000, Payload: []byte(req), PayloadLen: uint16(len(req))}
+	ft.Process(syn)
+	ProcessHTTP(syn)
+	if syn.HTTP == nil || syn.HTTP.URI != "/tfo" || syn.HTTP.Host != "tfo.example" || syn.HTTP.Partial {
+		t.Fatalf("SYN data: %+v", syn.HTTP)
+	}
+	if s := syn.Flow.Stream(0); s == nil || string(s.Bytes()) != req {
+		t.Errorf("stream does not start one past the SYN")
+	}
+}

@@ -315,7 +315,7 @@ func processTLS(p *Packet, scratch []byte) []byte {
 			}
 			return scratch
 		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && p.Seq == f.streamBase[dir]) {
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
 			return scratch // reassembly will decide, or this packet began a reassembled direction
 		}
 	}
