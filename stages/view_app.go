@@ -37,9 +37,13 @@ func AppStages(cfg AppConfig) (Stage, *FlowTable, *DNSTracker) {
 
 // AppViewOptions are the output settings of an application view.
 type AppViewOptions struct {
-	JSON bool // -o json: one JSON object per line
-	UTC  bool // --utc
+	JSON  bool // -o json: one JSON object per line
+	UTC   bool // --utc
+	Color bool // --color resolved: the kind of each text line (HTTP, TLS, DNS, FLOW) in colour
 }
+
+// appColors are the ANSI colours of the kinds of text lines.
+var appColors = map[string]string{"HTTP": "\x1b[32m", "TLS": "\x1b[36m", "DNS": "\x1b[31m", "FLOW": "\x1b[34m"}
 
 // AppSink is the sink of the urlwatch, weird-dns and flows views. Write prints what the view
 // wants of a packet; the flows view prints from the flow table's OnEnd instead, and Close
@@ -122,7 +126,15 @@ func (s *AppSink) emit(l appLine, t time.Time) {
 	} else {
 		b = s.ts(t).AppendFormat(b, "2006-01-02 15:04:05")
 		b = append(b, " - "...)
-		b = append(b, l.text...)
+		kind, rest, _ := strings.Cut(l.text, " ")
+		if c, ok := appColors[kind]; ok && s.opt.Color {
+			b = append(b, c...)
+			b = append(b, kind...)
+			b = append(b, "\x1b[0m "...)
+			b = append(b, rest...)
+		} else {
+			b = append(b, l.text...)
+		}
 	}
 	b = append(b, '\n')
 	s.buf = b
@@ -359,7 +371,11 @@ func (s *AppSink) writeFlow(f *Flow) {
 	}
 	b := s.buf[:0]
 	b = s.ts(f.Last()).AppendFormat(b, "2006-01-02 15:04:05")
-	b = append(b, " - FLOW "...)
+	if s.opt.Color {
+		b = append(b, " - "+appColors["FLOW"]+"FLOW\x1b[0m "...)
+	} else {
+		b = append(b, " - FLOW "...)
+	}
 	b = append(b, proto...)
 	b = append(b, ' ')
 	b = appendEndpoint(b, f.Src, f.SrcPort)

@@ -146,3 +146,19 @@ func TestHostileTextEscaped(t *testing.T) {
 		t.Errorf("line %q", line)
 	}
 }
+
+// TestAppViewColor: with colour, only the kind word is coloured; without, no escape at all.
+func TestAppViewColor(t *testing.T) {
+	for _, color := range []bool{false, true} {
+		var out bufWriter
+		st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{UTC: true, Color: color})
+		for p := range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+			sink.Write(p)
+		}
+		sink.Close()
+		s := out.String()
+		if has := strings.Contains(s, "\x1b[34mFLOW\x1b[0m TCP"); has != color || (!color && strings.Contains(s, "\x1b")) {
+			t.Errorf("color %v:\n%q", color, s)
+		}
+	}
+}
