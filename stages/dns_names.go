@@ -170,19 +170,25 @@ func equalFoldASCII(a, b string) bool {
 }
 
 // PreferWireNames returns a stage that sets SrcDomain and DstDomain to the name DNS answers on
-// the wire gave the address, when there is one (and leaves them alone otherwise). With
-// `--names both` it goes after the reverse-DNS stage, so a wire name wins over a PTR name; with
-// `--names wire` it replaces that stage. It does not allocate.
-func PreferWireNames(w *WireNames) Stage {
+// the wire gave the address, when there is one and named(class) says the address is one a name
+// should show for (nil: every address). For net_watch, named is `c == ClassPublic`: the
+// addresses that would get a PTR lookup, while internal and special ones keep their class.
+// With `--names both` the stage goes after the reverse-DNS stage, so a wire name wins over a
+// PTR name; with `--names wire` it replaces that stage. It does not allocate.
+func PreferWireNames(w *WireNames, named func(Class) bool) Stage {
 	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
 		return func(yield func(*Packet) bool) {
 			for p := range src {
 				if p.IPVersion != 0 {
-					if n, ok := w.Lookup(p.Src, p.Time); ok {
-						p.SrcDomain = n
+					if named == nil || named(p.SrcClass) {
+						if n, ok := w.Lookup(p.Src, p.Time); ok {
+							p.SrcDomain = n
+						}
 					}
-					if n, ok := w.Lookup(p.Dst, p.Time); ok {
-						p.DstDomain = n
+					if named == nil || named(p.DstClass) {
+						if n, ok := w.Lookup(p.Dst, p.Time); ok {
+							p.DstDomain = n
+						}
 					}
 				}
 				if !yield(p) {

@@ -347,7 +347,7 @@ func TestPreferWireNames(t *testing.T) {
 	names := NewWireNames(0, 0)
 	fb := mustAddr(t, "31.13.93.3")
 	named, unnamed := 0, 0
-	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
+	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, nil))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
 		if p.Dst != fb && p.Src != fb {
 			continue
 		}
@@ -366,5 +366,11 @@ func TestPreferWireNames(t *testing.T) {
 	}
 	if named < 30 {
 		t.Errorf("%d packets named", named)
+	}
+	// A class filter keeps the name off addresses it refuses.
+	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, func(Class) bool { return false }))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
+		if p.SrcDomain != "" || p.DstDomain != "" {
+			t.Fatalf("frame %d named despite the filter", p.Num)
+		}
 	}
 }
