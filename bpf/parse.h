@@ -59,6 +59,27 @@ static __always_inline void fail(struct record *r, __u8 status, __u8 layer)
 	}
 }
 
+/* Copies from the packet in words: packet loads may be unaligned (the verifier allows it unless
+ * strict alignment is asked for), and __builtin_memcpy from a byte pointer copies byte by byte.
+ * The destinations in struct record are aligned for the widths used. */
+static __always_inline void copy2(void *dst, const void *src)
+{
+	*(__u16 *)dst = *(const __u16 *)src;
+}
+
+static __always_inline void copy4(void *dst, const void *src)
+{
+	*(__u32 *)dst = *(const __u32 *)src;
+}
+
+static __always_inline void copy16(void *dst, const void *src)
+{
+	copy4(dst, src);
+	copy4(dst + 4, src + 4);
+	copy4(dst + 8, src + 8);
+	copy4(dst + 12, src + 12);
+}
+
 static __always_inline __u16 load_be16(const void *p)
 {
 	return bpf_ntohs(*(const __u16 *)p);
@@ -277,8 +298,8 @@ static __always_inline void parse_ipv4(struct cursor *c, struct record *r, struc
 		r->ip_flags |= IPF_FRAGMENT;
 	r->ttl = h[8];
 	r->l4_proto = h[9];
-	__builtin_memcpy(r->src_addr, h + 12, 4);
-	__builtin_memcpy(r->dst_addr, h + 16, 4);
+	copy4(r->src_addr, h + 12);
+	copy4(r->dst_addr, h + 16);
 
 	hlen = (h[0] & 0x0f) * 4;
 	if (hlen < 20 || r->ip_len < hlen) {
@@ -326,8 +347,8 @@ static __always_inline void parse_ipv6(struct cursor *c, struct record *r, struc
 	next = h[6];
 	r->l4_proto = next;
 	r->ttl = h[7];
-	__builtin_memcpy(r->src_addr, h + 8, 16);
-	__builtin_memcpy(r->dst_addr, h + 24, 16);
+	copy16(r->src_addr, h + 8);
+	copy16(r->dst_addr, h + 24);
 	if (r->ip_len == 0) {
 		/* Jumbograms are not parsed: a zero payload length is an error here. */
 		fail(r, STATUS_MALFORMED, LAYER_IP6);
@@ -433,8 +454,8 @@ static __always_inline void parse_arp(struct cursor *c, struct record *r, struct
 	}
 	if (c->pos + 28 > c->end) /* the same bound as len, in a form the verifier can use */
 		return;
-	__builtin_memcpy(r->src_addr, h + 14, 4);
-	__builtin_memcpy(r->dst_addr, h + 24, 4);
+	copy4(r->src_addr, h + 14);
+	copy4(r->dst_addr, h + 24);
 }
 
 /* Walk one Ethernet frame into r. r must be zeroed. */
@@ -448,8 +469,11 @@ static __always_inline void parse_frame(struct cursor *c, struct record *r, stru
 		fail(r, STATUS_TRUNCATED, LAYER_ETH);
 		return;
 	}
-	__builtin_memcpy(r->dst_mac, h, 6);
-	__builtin_memcpy(r->src_mac, h + 6, 6);
+	copy4(r->dst_mac, h); /* dst_mac is 8-aligned, src_mac 2-aligned */
+	copy2(r->dst_mac + 4, h + 4);
+	copy2(r->src_mac, h + 6);
+	copy2(r->src_mac + 2, h + 8);
+	copy2(r->src_mac + 4, h + 10);
 	proto = load_be16(h + 12);
 	c->pos += ETH_HLEN;
 

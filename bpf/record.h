@@ -99,14 +99,17 @@ struct record {
 };
 
 /* Keys of the per-CPU "counters" map. The truncated and malformed blocks are indexed by enum
- * layer: CNT_TRUNCATED_BASE + layer. */
+ * layer: CNT_TRUNCATED_BASE + layer. A packet costs one counter update, two when it is
+ * truncated, malformed or unsupported. */
 enum counter_key {
-	CNT_XDP_SEEN = 0,  /* packets xdp_sensor ran on */
-	CNT_TC_SEEN,       /* packets tc_sensor ran on */
-	CNT_EMITTED,       /* records submitted to the ring buffer */
-	CNT_RINGBUF_FULL,  /* records lost: ring buffer reservation failed */
-	CNT_SNAP_FAILED,   /* records emitted without their payload bytes (load_bytes failed) */
-	CNT_UNSUPPORTED,   /* records with STATUS_UNSUPPORTED */
+	/* Every packet ends in exactly one of these four, so a hook's packets seen are its
+	 * emitted plus its lost, and the totals always add up. */
+	CNT_XDP_EMITTED = 0, /* ingress records submitted to the ring buffer */
+	CNT_TC_EMITTED,      /* egress records submitted */
+	CNT_XDP_LOST,        /* ingress records lost: ring buffer reservation failed */
+	CNT_TC_LOST,         /* egress records lost */
+	CNT_SNAP_FAILED,     /* records emitted without their payload bytes (load_bytes failed) */
+	CNT_UNSUPPORTED,     /* records with STATUS_UNSUPPORTED */
 	CNT_TRUNCATED_BASE = 8,
 	CNT_TRUNCATED_ETH = CNT_TRUNCATED_BASE + LAYER_ETH,
 	CNT_TRUNCATED_VLAN,

@@ -46,7 +46,9 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 #define EMIT(CLASS)                                                                      \
 	({                                                                               \
 		int ret_ = -1;                                                           \
-		__u8 *s_ = bpf_ringbuf_reserve(&events, sizeof(struct record) + (CLASS), 0); \
+		/* Typed, so that the copy below moves 8 bytes at a time (ring samples are \
+		 * 8-byte aligned). */                                                   \
+		struct record *s_ = bpf_ringbuf_reserve(&events, sizeof(*r) + (CLASS), 0); \
 		if (s_) {                                                                \
 			__u32 n_ = snap;                                                 \
 			/* 1 <= snap <= CLASS here, a power of two: the mask changes     \
@@ -54,10 +56,9 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 			 * the compiler from dropping it. */                             \
 			asm volatile("" : "+r"(n_));                                     \
 			n_ = (((n_ - 1) & ((CLASS) - 1)) + 1);                           \
-			__builtin_memcpy(s_, r, sizeof(*r));                             \
-			if ((CLASS) &&                                                   \
-			    load_payload(ctx, xdp, r->payload_off, s_ + sizeof(*r), n_) < 0) { \
-				((struct record *)s_)->snap_len = 0;                     \
+			*s_ = *r;                                                        \
+			if ((CLASS) && load_payload(ctx, xdp, r->payload_off, s_ + 1, n_) < 0) { \
+				s_->snap_len = 0;                                        \
 				count(CNT_SNAP_FAILED);                                  \
 			}                                                                \
 			bpf_ringbuf_submit(s_, wakeup_flags());                          \
@@ -81,20 +82,53 @@ static __always_inline int emit(void *ctx, int xdp, struct record *r, __u32 snap
 	return -1;
 }
 
-/* Global functions: the verifier checks each once, not once for every way through the parser
- * that reaches it. */
-__attribute__((noinline)) int emit_xdp(struct xdp_md *ctx, struct record *r, __u32 snap)
+/* Everything after the walk: count the status, size the payload, emit, count the outcome. */
+static __always_inline void finish(void *ctx, int xdp, struct record *r, struct walk_result *w)
 {
-	if (!r)
-		return -1;
-	return emit(ctx, 1, r, snap);
+	__u32 snap;
+	int ret;
+
+	switch (r->status) {
+	case STATUS_TRUNCATED:
+		count(CNT_TRUNCATED_BASE + r->bad_layer);
+		break;
+	case STATUS_MALFORMED:
+		count(CNT_MALFORMED_BASE + r->bad_layer);
+		break;
+	case STATUS_UNSUPPORTED:
+		count(CNT_UNSUPPORTED);
+		break;
+	}
+
+	snap = w->large ? cfg.snap_large : cfg.snap_small;
+	if (snap > w->payload_avail)
+		snap = w->payload_avail;
+	if (snap > SNAP_MAX)
+		snap = SNAP_MAX;
+	r->snap_len = snap;
+	ret = emit(ctx, xdp, r, snap);
+	if (xdp)
+		count(ret ? CNT_XDP_LOST : CNT_XDP_EMITTED);
+	else
+		count(ret ? CNT_TC_LOST : CNT_TC_EMITTED);
 }
 
-__attribute__((noinline)) int emit_tc(struct __sk_buff *skb, struct record *r, __u32 snap)
+/* Global functions: the verifier checks each once, not once for every way through the parser
+ * that reaches it (each way leaves other known values in the record). */
+__attribute__((noinline)) int finish_xdp(struct xdp_md *ctx, struct record *r, struct walk_result *w)
 {
-	if (!r)
-		return -1;
-	return emit(skb, 0, r, snap);
+	if (!r || !w)
+		return 0;
+	finish(ctx, 1, r, w);
+	return 0;
+}
+
+__attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r, struct walk_result *w)
+{
+	if (!r || !w)
+		return 0;
+	finish(skb, 0, r, w);
+	return 0;
 }
 
 static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end, __u32 wire_len,
@@ -103,38 +137,16 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 	struct record r = {};
 	struct walk_result w = {};
 	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = data_end - data };
-	__u32 snap;
-	int ret;
 
 	r.ts_ns = bpf_ktime_get_boot_ns();
 	r.ifindex = ifindex;
 	r.wire_len = wire_len;
 	r.dir = dir;
 	parse_frame(&c, &r, &w);
-
-	switch (r.status) {
-	case STATUS_TRUNCATED:
-		count(CNT_TRUNCATED_BASE + r.bad_layer);
-		break;
-	case STATUS_MALFORMED:
-		count(CNT_MALFORMED_BASE + r.bad_layer);
-		break;
-	case STATUS_UNSUPPORTED:
-		count(CNT_UNSUPPORTED);
-		break;
-	}
-
-	snap = w.large ? cfg.snap_large : cfg.snap_small;
-	if (snap > w.payload_avail)
-		snap = w.payload_avail;
-	if (snap > SNAP_MAX)
-		snap = SNAP_MAX;
-	r.snap_len = snap;
 	if (xdp)
-		ret = emit_xdp(ctx, &r, snap);
+		finish_xdp(ctx, &r, &w);
 	else
-		ret = emit_tc(ctx, &r, snap);
-	count(ret ? CNT_RINGBUF_FULL : CNT_EMITTED);
+		finish_tc(ctx, &r, &w);
 }
 
 SEC("xdp")
@@ -143,7 +155,6 @@ int xdp_sensor(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 
-	count(CNT_XDP_SEEN);
 	sense(ctx, 1, data, data_end, data_end - data, ctx->ingress_ifindex, DIR_IN);
 	return XDP_PASS;
 }
@@ -153,7 +164,6 @@ int tc_sensor(struct __sk_buff *skb)
 {
 	__u32 pull = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
 
-	count(CNT_TC_SEEN);
 	/* Make the headers linear for direct access; the payload copy reads past it anyway. */
 	if (skb->data_end - skb->data < pull)
 		bpf_skb_pull_data(skb, pull);

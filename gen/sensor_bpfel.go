@@ -16,10 +16,10 @@ import (
 type SensorCounterKey uint32
 
 const (
-	SensorCounterKeyCNT_XDP_SEEN         SensorCounterKey = 0
-	SensorCounterKeyCNT_TC_SEEN          SensorCounterKey = 1
-	SensorCounterKeyCNT_EMITTED          SensorCounterKey = 2
-	SensorCounterKeyCNT_RINGBUF_FULL     SensorCounterKey = 3
+	SensorCounterKeyCNT_XDP_EMITTED      SensorCounterKey = 0
+	SensorCounterKeyCNT_TC_EMITTED       SensorCounterKey = 1
+	SensorCounterKeyCNT_XDP_LOST         SensorCounterKey = 2
+	SensorCounterKeyCNT_TC_LOST          SensorCounterKey = 3
 	SensorCounterKeyCNT_SNAP_FAILED      SensorCounterKey = 4
 	SensorCounterKeyCNT_UNSUPPORTED      SensorCounterKey = 5
 	SensorCounterKeyCNT_TRUNCATED_BASE   SensorCounterKey = 8

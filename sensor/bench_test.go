@@ -1,6 +1,7 @@
 package sensor_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -12,15 +13,27 @@ import (
 )
 
 // The mix of issue 2: TCP SYN over IPv4, TCP data over IPv6, UDP DNS in a VLAN, ICMPv6 echo.
+var benchNames = []string{"tcp syn v4", "tcp http v6", "udp dns in vlan", "icmpv6 echo"}
+
 func benchMix() [][]byte {
-	want := map[string]bool{"tcp syn v4": true, "tcp http v6": true, "udp dns in vlan": true, "icmpv6 echo": true}
 	var mix [][]byte
-	for _, c := range frameCases() {
-		if want[c.name] {
-			mix = append(mix, c.frame)
+	for _, name := range benchNames {
+		for _, c := range frameCases() {
+			if c.name == name {
+				mix = append(mix, c.frame)
+			}
 		}
 	}
 	return mix
+}
+
+// benchEach runs bench over the mix and over each frame of it alone.
+func benchEach(b *testing.B, bench func(b *testing.B, mix [][]byte)) {
+	mix := benchMix()
+	b.Run("mix", func(b *testing.B) { bench(b, mix) })
+	for i, name := range benchNames {
+		b.Run(strings.ReplaceAll(name, " ", "_"), func(b *testing.B) { bench(b, mix[i:i+1]) })
+	}
 }
 
 // benchBatch is how many runs of one frame go into the ring before it is drained: few enough
@@ -29,14 +42,13 @@ const benchBatch = 20000
 
 // benchProgram reports the kernel's own time per packet (BPF_PROG_TEST_RUN with repeat) for
 // prog over the mix, draining ring between batches.
-func benchProgram(b *testing.B, prog *ebpf.Program, ring *ebpf.Map) {
+func benchProgram(b *testing.B, prog *ebpf.Program, ring *ebpf.Map, mix [][]byte) {
 	rd, err := ringbuf.NewReader(ring)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rd.Close()
 	var rec ringbuf.Record
-	mix := benchMix()
 	var total time.Duration
 	var packets int
 	b.ResetTimer()
@@ -68,7 +80,7 @@ func BenchmarkXDPSensor(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer objs.Close()
-	benchProgram(b, objs.XDP, objs.Events)
+	benchEach(b, func(b *testing.B, mix [][]byte) { benchProgram(b, objs.XDP, objs.Events, mix) })
 }
 
 // BenchmarkXDPFloor is the floor to compare with: reserve, fill and submit a 64-byte record.
@@ -84,7 +96,7 @@ func BenchmarkXDPFloor(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer objs.Close()
-	benchProgram(b, objs.XdpFloor, objs.FloorEvents)
+	benchEach(b, func(b *testing.B, mix [][]byte) { benchProgram(b, objs.XdpFloor, objs.FloorEvents, mix) })
 }
 
 // BenchmarkTwin is the Go twin's cost per frame over the same mix.

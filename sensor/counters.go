@@ -26,16 +26,28 @@ func ReadCounters(objs *Objects) (Counters, error) {
 	return c, nil
 }
 
-// Seen is the number of packets the programs ran on.
-func (c *Counters) Seen() uint64 {
-	return c[gen.SensorCounterKeyCNT_XDP_SEEN] + c[gen.SensorCounterKeyCNT_TC_SEEN]
+// SeenXDP is the number of packets xdp_sensor ran on (each was emitted or lost).
+func (c *Counters) SeenXDP() uint64 {
+	return c[gen.SensorCounterKeyCNT_XDP_EMITTED] + c[gen.SensorCounterKeyCNT_XDP_LOST]
 }
 
+// SeenTC is the number of packets tc_sensor ran on.
+func (c *Counters) SeenTC() uint64 {
+	return c[gen.SensorCounterKeyCNT_TC_EMITTED] + c[gen.SensorCounterKeyCNT_TC_LOST]
+}
+
+// Seen is the number of packets the programs ran on.
+func (c *Counters) Seen() uint64 { return c.SeenXDP() + c.SeenTC() }
+
 // Emitted is the number of records the programs submitted to the ring buffer.
-func (c *Counters) Emitted() uint64 { return c[gen.SensorCounterKeyCNT_EMITTED] }
+func (c *Counters) Emitted() uint64 {
+	return c[gen.SensorCounterKeyCNT_XDP_EMITTED] + c[gen.SensorCounterKeyCNT_TC_EMITTED]
+}
 
 // RingFull is the number of records lost because the ring buffer was full.
-func (c *Counters) RingFull() uint64 { return c[gen.SensorCounterKeyCNT_RINGBUF_FULL] }
+func (c *Counters) RingFull() uint64 {
+	return c[gen.SensorCounterKeyCNT_XDP_LOST] + c[gen.SensorCounterKeyCNT_TC_LOST]
+}
 
 // Truncated returns how many packets were truncated at layer l.
 func (c *Counters) Truncated(l stages.Layer) uint64 {
@@ -60,14 +72,14 @@ func (c *Counters) String() string {
 	var b strings.Builder
 	name := func(k int) string {
 		switch gen.SensorCounterKey(k) {
-		case gen.SensorCounterKeyCNT_XDP_SEEN:
-			return "xdp_seen"
-		case gen.SensorCounterKeyCNT_TC_SEEN:
-			return "tc_seen"
-		case gen.SensorCounterKeyCNT_EMITTED:
-			return "emitted"
-		case gen.SensorCounterKeyCNT_RINGBUF_FULL:
-			return "ringbuf_full"
+		case gen.SensorCounterKeyCNT_XDP_EMITTED:
+			return "xdp_emitted"
+		case gen.SensorCounterKeyCNT_TC_EMITTED:
+			return "tc_emitted"
+		case gen.SensorCounterKeyCNT_XDP_LOST:
+			return "xdp_lost"
+		case gen.SensorCounterKeyCNT_TC_LOST:
+			return "tc_lost"
 		case gen.SensorCounterKeyCNT_SNAP_FAILED:
 			return "snap_failed"
 		case gen.SensorCounterKeyCNT_UNSUPPORTED:
