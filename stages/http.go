@@ -262,10 +262,6 @@ func ProcessHTTP(p *Packet) {
 	if !LooksHTTP(p.Payload) {
 		return
 	}
-	info, complete := ParseHTTPHead(p.Payload)
-	if info != nil && !complete && len(p.Payload) == int(p.PayloadLen) {
-		// The head goes on in a later segment that we will not reassemble: say so.
-		info.Partial = true
-	}
-	p.HTTP = info
+	// A head that goes on in a later segment we do not reassemble comes out Partial.
+	p.HTTP, _ = ParseHTTPHead(p.Payload)
 }
