@@ -54,6 +54,8 @@ type AppSink struct {
 	opt  AppViewOptions
 	buf  []byte
 	err  error
+	ft   *FlowTable
+	dt   *DNSTracker
 	// Flush, when set, is called by Close before it returns (the Output's Flush).
 	Flush func() error
 }
@@ -70,9 +72,14 @@ func NewAppView(name string, cfg AppConfig, out LineWriter, opt AppViewOptions) 
 	default:
 		return nil, nil, false
 	}
-	st, _, _ := AppStages(cfg)
+	st, ft, dt := AppStages(cfg)
+	s.ft, s.dt = ft, dt
 	return st, s, true
 }
+
+// Stats returns the counters of the view's flow table and DNS stage (for the exit summary:
+// flows created, evicted, expired; DNS messages, decoding errors, matched responses).
+func (s *AppSink) Stats() (FlowStats, DNSStats) { return s.ft.Stats(), s.dt.Stats() }
 
 // Write prints p's line for the view, if it has one.
 func (s *AppSink) Write(p *Packet) error {

@@ -118,6 +118,13 @@ func TestFlowsView(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, all)
 		}
 	}
+	var out bufWriter
+	st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{})
+	for range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+	}
+	if fs, ds := sink.Stats(); fs.Flows != 3 || fs.Ended != 3 || ds.Messages != 2 || ds.Matched != 1 {
+		t.Errorf("stats %+v %+v", fs, ds)
+	}
 	for _, l := range runView(t, ViewFlows, "chains/http.pcap", true) {
 		var o map[string]any
 		if err := json.Unmarshal([]byte(l), &o); err != nil || o["type"] != "flow" {
