@@ -391,3 +391,21 @@ func TestTLSClientHelloCutShort(t *testing.T) {
 		t.Fatalf("cut-short hello: %+v", got)
 	}
 }
+
+// TestJA4PublishedFingerprints: captures of browsers give the fingerprints FoxIO publishes for
+// them (FoxIO-LLC/ja4 ja4plus-mapping.csv: "Chromium Browser,,,,t13d1516h2_8daaf6152771_02713d6af862").
+func TestJA4PublishedFingerprints(t *testing.T) {
+	for pcap, want := range map[string]string{
+		"protocols/tls13_ech_ipv6.pcapng": "t13d1516h2_8daaf6152771_02713d6af862", // Chrome with ECH
+	} {
+		var got []string
+		for _, r := range runApp(t, pcap, kernelSnap, nil) {
+			if r.tls != nil && r.tls.Hello == TLSClientHello {
+				got = append(got, r.tls.JA4)
+			}
+		}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("%s: JA4 %v, want %s", pcap, got, want)
+		}
+	}
+}
