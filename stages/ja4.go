@@ -150,3 +150,23 @@ func ja4Hash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:6])
 }
+
+// JA4S returns the JA4S fingerprint of a ServerHello (FoxIO JA4S specification,
+// technical_details/JA4S.md): transport, the chosen version, the extension count and the chosen
+// ALPN's first and last character; then the chosen cipher in hex; then the truncated SHA-256 of
+// the extensions in the order they appear. GREASE values are ignored.
+func JA4S(transport byte, h *TLSInfo) string {
+	a, exts := ja4sParts(transport, h)
+	return a + "_" + hex16(h.Cipher) + "_" + ja4Hash(exts)
+}
+
+// JA4SRaw returns JA4S_r, the fingerprint before hashing.
+func JA4SRaw(transport byte, h *TLSInfo) string {
+	a, exts := ja4sParts(transport, h)
+	return a + "_" + hex16(h.Cipher) + "_" + exts
+}
+
+func ja4sParts(transport byte, h *TLSInfo) (a, exts string) {
+	es := nonGREASE(h.Extensions)
+	return string(transport) + ja4Version(h) + ja4Count(len(es)) + ja4ALPN(h.ALPN), hexList(es)
+}

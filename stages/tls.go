@@ -35,7 +35,7 @@ type TLSInfo struct {
 	Extensions    []uint16 // extension types in wire order (GREASE included)
 	SigAlgs       []uint16 // signature_algorithms in wire order
 	Groups        []uint16 // supported_groups in wire order
-	JA4           string   // ClientHello: JA4 fingerprint ("" when Partial)
+	JA4           string   // ClientHello: JA4 fingerprint; ServerHello: JA4S ("" when Partial)
 	Partial       bool     // the hello was cut short of its declared length; later fields may be missing
 	Segments      int      // TCP segments it was reassembled from (0: read from one packet)
 }
@@ -163,8 +163,12 @@ func ParseTLSHello(msg []byte) *TLSInfo {
 			info.Version = v
 		}
 	}
-	if info.Hello == TLSClientHello && !info.Partial {
-		info.JA4 = JA4('t', info)
+	if !info.Partial {
+		if info.Hello == TLSClientHello {
+			info.JA4 = JA4('t', info)
+		} else {
+			info.JA4 = JA4S('t', info)
+		}
 	}
 	return info
 }

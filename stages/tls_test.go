@@ -408,4 +408,73 @@ func TestJA4PublishedFingerprints(t *testing.T) {
 			t.Errorf("%s: JA4 %v, want %s", pcap, got, want)
 		}
 	}
+	// The same file publishes JA4S t130200_1301_a56c5b993250 for a server answering TLS 1.3
+	// with supported_versions then key_share; zeek.org's server does so with cipher 1302.
+	for _, r := range runApp(t, "protocols/linktype_sll2_tls13_sni.pcap", kernelSnap, nil) {
+		if r.tls != nil && r.tls.Hello == TLSServerHello && r.tls.JA4 != "t130200_1302_a56c5b993250" {
+			t.Errorf("JA4S %s", r.tls.JA4)
+		}
+	}
+}
+
+// TestJA4SSpecExample: the JA4S specification's example (technical_details/JA4S.md): TLS 1.2,
+// cipher c030, extensions 0005,0017,ff01,0000 in that order, no ALPN.
+func TestJA4SSpecExample(t *testing.T) {
+	var body []byte
+	body = binary.BigEndian.AppendUint16(body, 0x0303)
+	body = append(body, make([]byte, 32)...)
+	body = append(body, 0)                             // session id
+	body = binary.BigEndian.AppendUint16(body, 0xc030) // cipher
+	body = append(body, 0)                             // compression
+	exts := []byte{0, 5, 0, 0, 0, 0x17, 0, 0, 0xff, 1, 0, 1, 0, 0, 0, 0, 0}
+	body = binary.BigEndian.AppendUint16(body, uint16(len(exts)))
+	body = append(body, exts...)
+	msg := append([]byte{TLSServerHello, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	h := ParseTLSHello(msg)
+	if h == nil || h.Partial {
+		t.Fatalf("%+v", h)
+	}
+	if got := JA4SRaw('t', h); got != "t120400_c030_0005,0017,ff01,0000" {
+		t.Errorf("JA4S_r %s", got)
+	}
+	if h.JA4 != "t120400_c030_4e8089b08790" {
+		t.Errorf("JA4S %s", h.JA4)
+	}
+}
+
+// TestJA4SAgainstTShark: each ServerHello's JA4S equals one computed here from tshark's fields
+// (supported_versions, alpn, ciphersuite, extension types in order).
+func TestJA4SAgainstTShark(t *testing.T) {
+	for _, c := range tlsCaptures {
+		got := runApp(t, c.pcap, kernelSnap, nil)
+		for _, r := range readTSV(t, c.tsv) {
+			if r[1] != "2" {
+				continue
+			}
+			num, _ := strconv.ParseUint(r[0], 10, 64)
+			h := got[num].tls
+			if h == nil {
+				t.Fatalf("%s frame %d: no ServerHello", c.pcap, num)
+			}
+			version := "12"
+			if r[4] == "0x0304" {
+				version = "13"
+			}
+			exts := strings.Split(r[10], ",")
+			alpn := "00"
+			if r[3] != "" {
+				alpn = r[3][:1] + r[3][len(r[3])-1:]
+			}
+			var hx []string
+			for _, e := range exts {
+				n, _ := strconv.Atoi(e)
+				hx = append(hx, fmt.Sprintf("%04x", n))
+			}
+			sum := sha256.Sum256([]byte(strings.Join(hx, ",")))
+			want := fmt.Sprintf("t%s%02d%s_%s_%s", version, len(exts), alpn, strings.TrimPrefix(r[5], "0x"), hex.EncodeToString(sum[:])[:12])
+			if h.JA4 != want {
+				t.Errorf("%s frame %d: JA4S %s, from tshark's fields %s", c.pcap, num, h.JA4, want)
+			}
+		}
+	}
 }

@@ -248,7 +248,10 @@ func (s *AppSink) tlsLine(p *Packet) appLine {
 		if h.Hello == TLSClientHello {
 			o["hello"], o["sni"], o["alpn"], o["versions"], o["ja4"] = "client", h.SNI, h.ALPN, versions, h.JA4
 		} else {
-			o["hello"], o["version"], o["cipher"] = "server", TLSVersionName(h.Version), "0x"+hex16(h.Cipher)
+			o["hello"], o["version"], o["cipher"], o["ja4s"] = "server", TLSVersionName(h.Version), "0x"+hex16(h.Cipher), h.JA4
+			if len(h.ALPN) > 0 {
+				o["alpn"] = h.ALPN[0]
+			}
 		}
 		if h.Partial {
 			o["partial"] = true
@@ -270,6 +273,12 @@ func (s *AppSink) tlsLine(p *Packet) appLine {
 		}
 	} else {
 		sb.WriteString(" ServerHello version=" + TLSVersionName(h.Version) + " cipher=0x" + hex16(h.Cipher))
+		if len(h.ALPN) > 0 {
+			sb.WriteString(" alpn=" + SafeText(h.ALPN[0]))
+		}
+		if h.JA4 != "" {
+			sb.WriteString(" ja4s=" + h.JA4)
+		}
 	}
 	if h.Partial {
 		sb.WriteString(" (partial)")

@@ -29,7 +29,7 @@ for f in chains/https.pcap protocols/tls12_clienthello_sni.pcap protocols/tls13_
 		-E occurrence=a -E aggregator=',' -e frame.number -e tls.handshake.type \
 		-e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str \
 		-e tls.handshake.extensions.supported_version -e tls.handshake.ciphersuite \
-		-e tls.handshake.ja3_full -e tls.handshake.length -e tls.handshake.sig_hash_alg -e tls.handshake.sig_hash_alg_len > "$out"
+		-e tls.handshake.ja3_full -e tls.handshake.length -e tls.handshake.sig_hash_alg -e tls.handshake.sig_hash_alg_len -e tls.handshake.extension.type > "$out"
 done
 for f in chains/http.pcap chains/dns.pcap chains/https.pcap chains/sqli.pcap protocols/tcp_rst.pcap \
 	protocols/tcp_fastopen_fin.pcap protocols/ipv6_tcp_smtp.pcap protocols/ipv4_http_dns_wikipedia.pcap \
