@@ -39,7 +39,8 @@ type DNSRecord struct {
 	Type  uint16
 	Class uint16 // mDNS: the cache-flush bit (0x8000) is cleared
 	TTL   uint32
-	Data  string // the record data in presentation format (dig's last column)
+	Data  string     // the record data in presentation format (dig's last column)
+	Addr  netip.Addr // A and AAAA: the address
 }
 
 // DNSWeird is one reason why a DNS message looks weird: the rule that fired and what fired it.
@@ -147,9 +148,14 @@ type DNSStats struct {
 
 // dnsKey identifies a query awaiting its response: client, server, transport and id.
 type dnsKey struct {
-	client, server netip.AddrPort
-	tcp            bool
-	id             uint16
+	client, server         [16]byte // plain bytes hash faster than netip.Addr
+	clientPort, serverPort uint16
+	id                     uint16
+	tcp                    bool
+}
+
+func makeDNSKey(client netip.Addr, cport uint16, server netip.Addr, sport uint16, tcp bool, id uint16) dnsKey {
+	return dnsKey{client: client.As16(), server: server.As16(), clientPort: cport, serverPort: sport, id: id, tcp: tcp}
 }
 
 type dnsPending struct {
@@ -341,13 +347,20 @@ func appendRecords(out []DNSRecord, rrs []dns.RR) []DNSRecord {
 			continue
 		}
 		h := rr.Header()
-		out = append(out, DNSRecord{
-			Name:  trimDot(h.Name),
-			Type:  h.Rrtype,
-			Class: h.Class &^ 0x8000,
-			TTL:   h.Ttl,
-			Data:  rrData(rr),
-		})
+		r := DNSRecord{Name: trimDot(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
+		switch x := rr.(type) {
+		case *dns.A:
+			r.Addr, _ = netip.AddrFromSlice(x.A)
+			r.Addr = r.Addr.Unmap()
+		case *dns.AAAA:
+			r.Addr, _ = netip.AddrFromSlice(x.AAAA)
+		}
+		if r.Addr.IsValid() {
+			r.Data = r.Addr.String()
+		} else {
+			r.Data = rrData(rr)
+		}
+		out = append(out, r)
 	}
 	return out
 }
@@ -434,8 +447,7 @@ func (t *DNSTracker) match(p *Packet, info *DNSInfo) {
 		t.gc(now)
 	}
 	if !info.Response {
-		k := dnsKey{client: netip.AddrPortFrom(p.Src, p.SrcPort), server: netip.AddrPortFrom(p.Dst, p.DstPort),
-			tcp: info.TCP, id: info.ID}
+		k := makeDNSKey(p.Src, p.SrcPort, p.Dst, p.DstPort, info.TCP, info.ID)
 		if len(t.pending) >= t.cfg.MaxPending {
 			t.stats.PendingCap++
 			return
@@ -443,8 +455,7 @@ func (t *DNSTracker) match(p *Packet, info *DNSInfo) {
 		t.pending[k] = dnsPending{t: now, num: p.Num}
 		return
 	}
-	k := dnsKey{client: netip.AddrPortFrom(p.Dst, p.DstPort), server: netip.AddrPortFrom(p.Src, p.SrcPort),
-		tcp: info.TCP, id: info.ID}
+	k := makeDNSKey(p.Dst, p.DstPort, p.Src, p.SrcPort, info.TCP, info.ID)
 	q, ok := t.pending[k]
 	if !ok {
 		return

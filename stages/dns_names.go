@@ -115,8 +115,8 @@ func (w *WireNames) Learn(info *DNSInfo, now time.Time) {
 		if r.Type != 1 && r.Type != 28 { // A, AAAA
 			continue
 		}
-		a, err := netip.ParseAddr(r.Data)
-		if err != nil {
+		a := r.Addr
+		if !a.IsValid() {
 			continue
 		}
 		name := r.Name

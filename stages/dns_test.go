@@ -250,8 +250,8 @@ func TestWireNamesCNAME(t *testing.T) {
 		Questions: []DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
 		Answers: []DNSRecord{
 			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},
-			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7"},
-			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8"},
+			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7", Addr: mustAddr(t, "192.0.2.7")},
+			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8", Addr: mustAddr(t, "192.0.2.8")},
 		}}
 	w.Learn(info, now)
 	if n, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now); !ok || n != "www.example.com" {
