@@ -169,3 +169,22 @@ func TestAppViewColor(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowsViewEarlyStop: when the consumer stops early (-c N), the flows begun so far are
+// still printed, once.
+func TestFlowsViewEarlyStop(t *testing.T) {
+	var out bufWriter
+	st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{UTC: true})
+	n := 0
+	for p := range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+		sink.Write(p)
+		if n++; n == 5 {
+			break
+		}
+	}
+	sink.Close()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "end=eof") || !strings.Contains(lines[0], "packets=3/2") {
+		t.Errorf("lines:\n%s", out.String())
+	}
+}
