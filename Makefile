@@ -39,6 +39,7 @@ test: vet
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	scripts/loadbench.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./sensor/

@@ -23,8 +23,9 @@ struct sensor_config {
 	__u16 snap_large;
 	/* Payload bytes copied for any other packet with a payload. At most SNAP_MAX. */
 	__u16 snap_small;
-	/* Wake the reader only when at least this many bytes wait in the ring; 0 leaves the
-	 * wake-up to the kernel (one per record when the reader keeps up). */
+	/* A power of two: wake the reader each time the bytes waiting in the ring cross a
+	 * multiple of it, and only then; 0 leaves the wake-up to the kernel (a wake-up whenever
+	 * the reader has caught up). */
 	__u32 wakeup_bytes;
 };
 

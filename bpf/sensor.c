@@ -25,11 +25,19 @@ const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
 
-static __always_inline __u64 wakeup_flags(void)
+/* With cfg.wakeup_bytes (a power of two) set, wake the reader once each time the bytes waiting
+ * in the ring cross a multiple of it, and never otherwise: a lagging reader is not woken for
+ * every record, and a busy ring wakes it once per wakeup_bytes. size is the sample's size with
+ * its 8-byte header; it is already counted in the ring's available data when this runs. */
+static __always_inline __u64 wakeup_flags(__u64 size)
 {
+	__u64 avail, mask;
+
 	if (!cfg.wakeup_bytes)
 		return 0;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg.wakeup_bytes)
+	avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	mask = ~((__u64)cfg.wakeup_bytes - 1);
+	if (avail >= size && (avail & mask) != ((avail - size) & mask))
 		return BPF_RB_FORCE_WAKEUP;
 	return BPF_RB_NO_WAKEUP;
 }
@@ -61,7 +69,7 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 				s_->snap_len = 0;                                        \
 				count(CNT_SNAP_FAILED);                                  \
 			}                                                                \
-			bpf_ringbuf_submit(s_, wakeup_flags());                          \
+			bpf_ringbuf_submit(s_, wakeup_flags(sizeof(*r) + (CLASS) + 8));  \
 			ret_ = 0;                                                        \
 		}                                                                        \
 		ret_;                                                                    \

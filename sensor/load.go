@@ -30,7 +30,7 @@ const (
 type Config struct {
 	SnapSmall   uint16 // payload bytes for other packets (0: DefaultSnapSmall)
 	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
-	WakeupBytes uint32 // wake the reader once this many bytes wait (0: the kernel's policy)
+	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
 	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
 }
 
@@ -64,6 +64,9 @@ func Load(cfg Config) (*Objects, error) {
 	cfg = cfg.withDefaults()
 	if cfg.SnapSmall > SnapMax || cfg.SnapLarge > SnapMax {
 		return nil, fmt.Errorf("payload snap length above %d bytes", SnapMax)
+	}
+	if cfg.WakeupBytes&(cfg.WakeupBytes-1) != 0 {
+		return nil, fmt.Errorf("wake-up threshold %d is not a power of two", cfg.WakeupBytes)
 	}
 	spec, err := gen.LoadSensor()
 	if err != nil {

@@ -1,0 +1,391 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden (after checking them against tshark)")
+
+// jsonPacket is the part of a JSON line the tests compare with tshark.
+type jsonPacket struct {
+	Num      uint64   `json:"num"`
+	IP       string   `json:"ip"`
+	Src      string   `json:"src"`
+	Dst      string   `json:"dst"`
+	Proto    string   `json:"proto"`
+	Sport    uint16   `json:"sport"`
+	Dport    uint16   `json:"dport"`
+	TCPFlags string   `json:"tcp_flags"`
+	SrcDom   string   `json:"src_domain"`
+	DstDom   string   `json:"dst_domain"`
+	Tags     []string `json:"tags"`
+	Status   string   `json:"status"`
+	BadLayer string   `json:"bad_layer"`
+}
+
+func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(append([]string{"chains-sensor"}, args...), &o, &e)
+	return o.String(), e.String(), code
+}
+
+// tsharkPacket is one frame as tshark decodes it (first occurrence of each field: the outer
+// headers of tunnels).
+type tsharkPacket struct {
+	num                string
+	protocols          []string
+	src, dst           string
+	tcpSport, tcpDport string
+	udpSport, udpDport string
+	arpSrc, arpDst     string
+	fragOff, frag6Off  string
+	moreFrags          bool
+}
+
+func tshark(t *testing.T, file string) []tsharkPacket {
+	t.Helper()
+	path, err := exec.LookPath("tshark")
+	if err != nil {
+		t.Skip("tshark not installed: the golden outputs are checked against it (apt-get install tshark)")
+	}
+	cmd := exec.Command(path, "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f",
+		"-e", "frame.number", "-e", "frame.protocols",
+		"-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
+		"-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4",
+		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport",
+		"-e", "ip.frag_offset", "-e", "ipv6.fraghdr.offset", "-e", "ip.flags.mf", "-e", "ipv6.fraghdr.more")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("tshark -r %s: %v\n%s", file, err, stderr.String())
+	}
+	var pk []tsharkPacket
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "|")
+		if len(f) < 16 {
+			t.Fatalf("tshark line %q", sc.Text())
+		}
+		if f[1] == "pcapng" || f[1] == "data" {
+			continue // a pcapng custom block: tshark shows it as a frame, it is no packet
+		}
+		p := tsharkPacket{num: f[0], protocols: strings.Split(f[1], ":"), src: f[2], dst: f[3],
+			arpSrc: f[6], arpDst: f[7], tcpSport: f[8], tcpDport: f[9], udpSport: f[10], udpDport: f[11],
+			fragOff: f[12], frag6Off: f[13], moreFrags: f[14] == "1" || f[14] == "True" || f[15] == "1" || f[15] == "True"}
+		if p.src == "" {
+			p.src, p.dst = f[4], f[5]
+		}
+		pk = append(pk, p)
+	}
+	return pk
+}
+
+// transportAfterIP returns the first protocol tshark names after the outer IP header (skipping
+// IPv6 extension headers).
+func transportAfterIP(protos []string) string {
+	for i, p := range protos {
+		if p == "ip" || p == "ipv6" {
+			for _, q := range protos[i+1:] {
+				if !strings.HasPrefix(q, "ipv6.") {
+					return q
+				}
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+var tsharkProto = map[string]string{"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMP6": "icmpv6", "GRE": "gre", "IGMP": "igmp"}
+
+// checkAgainstTshark compares our JSON lines with tshark's decode of the same file.
+func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket) {
+	t.Helper()
+	ts := tshark(t, file)
+	if len(ts) != len(lines) {
+		t.Errorf("%s: %d packets, tshark %d", file, len(lines), len(ts))
+		return
+	}
+	for i, p := range lines {
+		w := ts[i]
+		if fmt.Sprint(p.Num) != w.num && !strings.HasSuffix(file, "custom_blocks.pcapng") {
+			t.Errorf("%s: line %d is packet %d, tshark frame %s", file, i+1, p.Num, w.num)
+		}
+		switch p.IP {
+		case "ARP":
+			if p.Status == "ok" && (p.Src != w.arpSrc || p.Dst != w.arpDst) {
+				t.Errorf("%s #%d: ARP %s -> %s, tshark %s -> %s", file, p.Num, p.Src, p.Dst, w.arpSrc, w.arpDst)
+			}
+			continue
+		case "IP", "IP6":
+		default:
+			continue
+		}
+		if w.src == "" { // tshark found no IP header: we must not have addresses either
+			if strings.Contains(p.Src, ".") && !strings.Contains(p.Src, ":") {
+				t.Errorf("%s #%d: we have %s -> %s, tshark no IP header", file, p.Num, p.Src, p.Dst)
+			}
+			continue
+		}
+		if p.Src != w.src || p.Dst != w.dst {
+			t.Errorf("%s #%d: %s -> %s, tshark %s -> %s", file, p.Num, p.Src, p.Dst, w.src, w.dst)
+		}
+		if p.Status != "ok" {
+			continue // truncated or malformed: tshark's transport fields are guesses past the damage
+		}
+		nonFirstFragment := (w.fragOff != "" && w.fragOff != "0") || (w.frag6Off != "" && w.frag6Off != "0")
+		if want, ok := tsharkProto[p.Proto]; ok && !nonFirstFragment {
+			if got := transportAfterIP(w.protocols); got != want && got != "data" {
+				t.Errorf("%s #%d: proto %s, tshark %s (%v)", file, p.Num, p.Proto, got, w.protocols)
+			}
+		}
+		sport, dport := w.tcpSport, w.tcpDport
+		if p.Proto == "UDP" {
+			sport, dport = w.udpSport, w.udpDport
+		}
+		if (p.Proto == "TCP" || p.Proto == "UDP") && !nonFirstFragment && !(w.moreFrags && sport == "") {
+			if fmt.Sprint(p.Sport) != sport || fmt.Sprint(p.Dport) != dport {
+				t.Errorf("%s #%d: ports %d -> %d, tshark %s -> %s", file, p.Num, p.Sport, p.Dport, sport, dport)
+			}
+		}
+	}
+}
+
+var countsLine = regexp.MustCompile(`(?m)^(\d+) packets seen, (\d+) recorded, (\d+) lost\n\z`)
+
+// TestReadGolden reads every capture in chains/ and protocols/: the JSON output is checked
+// packet by packet against tshark (count, addresses, transport, ports), the net_watch text
+// against the JSON (same count, same addresses in order) and against the golden file.
+func TestReadGolden(t *testing.T) {
+	root := sensortest.Pcaps(t)
+	var files []string
+	for _, sub := range []string{"chains", "protocols"} {
+		m, _ := filepath.Glob(filepath.Join(root, sub, "*.pcap*"))
+		files = append(files, m...)
+	}
+	if len(files) < 40 {
+		t.Fatalf("only %d captures under %s", len(files), root)
+	}
+	for _, file := range files {
+		rel, _ := filepath.Rel(root, file)
+		t.Run(rel, func(t *testing.T) {
+			t.Parallel()
+			js, stderr, code := runCmd(t, "read", "-n", "--utc", "-o", "json", file)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			m := countsLine.FindStringSubmatch(stderr)
+			if m == nil {
+				t.Fatalf("stderr does not end with the counters line: %q", stderr)
+			}
+			var lines []jsonPacket
+			for l := range strings.Lines(js) {
+				var p jsonPacket
+				if err := json.Unmarshal([]byte(l), &p); err != nil {
+					t.Fatalf("bad JSON line %q: %v", l, err)
+				}
+				lines = append(lines, p)
+			}
+			if m[1] != fmt.Sprint(len(lines)) || m[3] != "0" {
+				t.Errorf("counters %q for %d lines", m[0], len(lines))
+			}
+			checkAgainstTshark(t, file, lines)
+
+			text, _, code := runCmd(t, "read", "-n", "--utc", file)
+			if code != 0 {
+				t.Fatalf("text exit %d", code)
+			}
+			tl := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+			if text == "" {
+				tl = nil
+			}
+			if len(tl) != len(lines) {
+				t.Fatalf("%d text lines, %d JSON lines", len(tl), len(lines))
+			}
+			for i, l := range tl {
+				if !strings.Contains(l, " "+lines[i].Src+"(") || !strings.Contains(l, " --> "+lines[i].Dst+"(") {
+					t.Errorf("line %d %q lacks %s --> %s", i+1, l, lines[i].Src, lines[i].Dst)
+				}
+				if !netWatchRE.MatchString(l) {
+					t.Errorf("line %d %q is not a net_watch line", i+1, l)
+				}
+			}
+			golden := filepath.Join("testdata", "golden", strings.ReplaceAll(rel, string(filepath.Separator), "_")+".txt")
+			if *update && !t.Failed() {
+				if err := os.WriteFile(golden, []byte(text), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update after checking the output)", err)
+			}
+			if string(want) != text {
+				t.Errorf("output differs from %s:\n%s", golden, firstDiff(string(want), text))
+			}
+		})
+	}
+}
+
+// netWatchRE is DESIGN.md's line: date, time, " - ", optional TRANSPORT, NETWORK, two endpoints.
+var netWatchRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ([A-Z0-9-]+ )?[A-Z0-9x-]+ \S+\([a-z0-9_.-]*\) --> \S+\([a-z0-9_.-]*\)( \[[a-z]+ ?[a-z0-9]*\])?$`)
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < max(len(al), len(bl)); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d:\n- %s\n+ %s", i+1, x, y)
+		}
+	}
+	return ""
+}
+
+// TestReadMalformed: every damaged capture gives a line per readable packet, or a clear error
+// naming the problem, exit 1, and the counters line last; never a panic.
+func TestReadMalformed(t *testing.T) {
+	root := sensortest.Pcaps(t)
+	files, _ := filepath.Glob(filepath.Join(root, "malformed", "*.pcap*"))
+	if len(files) == 0 {
+		t.Fatal("no malformed captures")
+	}
+	for _, file := range files {
+		rel, _ := filepath.Rel(root, file)
+		t.Run(rel, func(t *testing.T) {
+			out, stderr, code := runCmd(t, "read", "-n", "--utc", file)
+			m := countsLine.FindStringSubmatch(stderr)
+			if m == nil {
+				t.Fatalf("stderr does not end with the counters line: %q", stderr)
+			}
+			n := strings.Count(out, "\n")
+			if m[2] != fmt.Sprint(n) {
+				t.Errorf("%d lines but %s recorded", n, m[2])
+			}
+			switch code {
+			case 0:
+				if strings.Contains(stderr, "chains-sensor:") {
+					t.Errorf("exit 0 with an error: %s", stderr)
+				}
+			case 1:
+				if !strings.Contains(stderr, "chains-sensor: read "+file+": ") {
+					t.Errorf("error does not name the file: %s", stderr)
+				}
+			default:
+				t.Errorf("exit %d", code)
+			}
+		})
+	}
+}
+
+// TestReadDamagedMidway cuts a good capture in the middle of a packet: the packets before
+// it print, then the error names the packet, exit 1.
+func TestReadDamagedMidway(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(sensortest.Pcaps(t), "chains", "http.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(cut, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := runCmd(t, "read", "-n", cut)
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	n := strings.Count(out, "\n")
+	if n == 0 || !strings.Contains(stderr, fmt.Sprintf("packet %d", n+1)) {
+		t.Errorf("%d lines; stderr %q should name packet %d", n, stderr, n+1)
+	}
+	if !countsLine.MatchString(stderr) {
+		t.Errorf("no counters line last: %q", stderr)
+	}
+}
+
+func TestReadFlags(t *testing.T) {
+	file := filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap")
+	out, stderr, code := runCmd(t, "read", "-n", "-c", "5", file)
+	if code != 0 || strings.Count(out, "\n") != 5 {
+		t.Errorf("-c 5: exit %d, %d lines, %s", code, strings.Count(out, "\n"), stderr)
+	}
+	for _, bad := range [][]string{
+		{"read", "-n", "-o", "xml", file},
+		{"read", "-n", "--view", "nope", file},
+		{"read", "-n", "--color", "sometimes", file},
+		{"read", "-n", "--internal", "10.0.0.0/33", file},
+		{"read", "-n", "/nonexistent.pcap"},
+		{"read", "-n"},
+	} {
+		_, stderr, code := runCmd(t, bad...)
+		if code != 1 || !strings.Contains(stderr, "chains-sensor: ") {
+			t.Errorf("%v: exit %d, stderr %q", bad, code, stderr)
+		}
+	}
+	out, _, _ = runCmd(t, "read", "-n", "--color", "always", "-c", "1", file)
+	if !strings.Contains(out, "\x1b[") {
+		t.Errorf("--color always: no colour in %q", out)
+	}
+	out, _, _ = runCmd(t, "read", "-n", "-c", "1", file)
+	if strings.Contains(out, "\x1b") {
+		t.Errorf("colour on a non-terminal: %q", out)
+	}
+	out, _, _ = runCmd(t, "read", "-n", "--internal", "192.168.170.0/24", "--view", "packets", "-c", "1", file)
+	if !strings.Contains(out, "Timestamp: ") || !strings.Contains(out, "Domains: internal --> internal") {
+		t.Errorf("packets view: %q", out)
+	}
+}
+
+// TestReadKernelMatchesTwin: `read --kernel` (each frame through xdp_sensor or tc_sensor with
+// BPF_PROG_TEST_RUN) prints the same JSON as the Go twin for every shared capture.
+func TestReadKernelMatchesTwin(t *testing.T) {
+	sensortest.RequireBPF(t)
+	for _, file := range sensortest.PcapFiles(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			t.Parallel()
+			twin, _, c1 := runCmd(t, "read", "-n", "--utc", "-o", "json", file)
+			kern, stderr, c2 := runCmd(t, "read", "--kernel", "-n", "--utc", "-o", "json", file)
+			if c1 != c2 {
+				t.Fatalf("exit %d with the twin, %d with --kernel: %s", c1, c2, stderr)
+			}
+			if twin != kern {
+				t.Errorf("--kernel output differs:\n%s", firstDiff(twin, kern))
+			}
+		})
+	}
+}
+
+// TestReadStdin: `read -` reads the capture from standard input.
+func TestReadStdin(t *testing.T) {
+	f, err := os.Open(filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stdin
+	os.Stdin = f
+	defer func() { os.Stdin = old }()
+	out, stderr, code := runCmd(t, "read", "-n", "-")
+	if code != 0 || strings.Count(out, "\n") != 38 || !strings.HasSuffix(stderr, "38 packets seen, 38 recorded, 0 lost\n") {
+		t.Errorf("exit %d, %d lines, stderr %q", code, strings.Count(out, "\n"), stderr)
+	}
+}

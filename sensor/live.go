@@ -1,0 +1,205 @@
+package sensor
+
+import (
+	"fmt"
+	"io"
+	"iter"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/chains-sensor/chains-sensor/gen"
+	"github.com/chains-sensor/chains-sensor/stages"
+	"golang.org/x/sys/unix"
+)
+
+// PacketDecoder decodes one ring-buffer sample into p. Decoder satisfies it.
+type PacketDecoder interface {
+	Decode(raw []byte, p *stages.Packet) error
+}
+
+// ifaceCount counts the records read for one interface, per direction.
+type ifaceCount struct {
+	name    string
+	in, out atomic.Uint64
+}
+
+// Live turns the samples of a Reader into Packets and counts them per interface. Its counts
+// may be read (Counts) from any goroutine while Packets is being pulled.
+type Live struct {
+	r      *Reader
+	dec    PacketDecoder
+	ifaces map[uint32]*ifaceCount
+	order  []uint32
+
+	decoded, undecodable atomic.Uint64
+	err                  error
+}
+
+// NewLive reads samples from r, decodes them with dec and names their interfaces from names
+// (ifindex to name; samples from other interfaces are counted under their index).
+func NewLive(r *Reader, dec PacketDecoder, names map[uint32]string) *Live {
+	l := &Live{r: r, dec: dec, ifaces: map[uint32]*ifaceCount{}}
+	for idx, n := range names {
+		l.ifaces[idx] = &ifaceCount{name: n}
+		l.order = append(l.order, idx)
+	}
+	slices.Sort(l.order)
+	return l
+}
+
+// Packets yields a Packet per sample, the same Packet each time (reset between yields), with
+// Num counting from 1 and Iface set from the names given to NewLive. It ends when the reader
+// is stopped or closed, or when the consumer stops; Err then says whether reading failed.
+// Samples that do not decode are counted (Counts().Undecodable) and skipped, never silently.
+func (l *Live) Packets() iter.Seq[*stages.Packet] {
+	return func(yield func(*stages.Packet) bool) {
+		var (
+			p   stages.Packet
+			num uint64
+		)
+		l.err = l.r.Run(func(raw []byte) bool {
+			if !l.decode(raw, &p) {
+				return true
+			}
+			num++
+			p.Num = num
+			return yield(&p)
+		})
+	}
+}
+
+// Drain reads what is left in the ring, counting it as Packets would, without yielding it:
+// after the consumer stopped (-c N), so that every record is accounted for. Call Reader.Stop
+// first (after detaching), so that Drain returns once the ring is empty.
+func (l *Live) Drain() error {
+	var p stages.Packet
+	return l.r.Run(func(raw []byte) bool {
+		l.decode(raw, &p)
+		return true
+	})
+}
+
+// decode fills p from raw and counts it; false if it does not decode.
+func (l *Live) decode(raw []byte, p *stages.Packet) bool {
+	p.Reset()
+	if err := l.dec.Decode(raw, p); err != nil {
+		l.undecodable.Add(1)
+		return false
+	}
+	l.decoded.Add(1)
+	if c := l.ifaces[p.Ifindex]; c != nil {
+		p.Iface = c.name
+		if p.Dir == stages.DirOut {
+			c.out.Add(1)
+		} else {
+			c.in.Add(1)
+		}
+	}
+	return true
+}
+
+// Err returns why Packets ended early: a ring-buffer read error, or nil.
+func (l *Live) Err() error { return l.err }
+
+// IfaceCounts are the records read for one interface.
+type IfaceCounts struct {
+	Iface   string
+	In, Out uint64
+}
+
+// LiveCounts are what user space received.
+type LiveCounts struct {
+	Read        uint64 // samples read from the ring
+	Decoded     uint64 // samples decoded into Packets
+	Undecodable uint64 // samples that failed to decode: lost in user space
+	Ifaces      []IfaceCounts
+	Reader      ReaderStats
+}
+
+// Counts returns what was received so far.
+func (l *Live) Counts() LiveCounts {
+	c := LiveCounts{Decoded: l.decoded.Load(), Undecodable: l.undecodable.Load(), Reader: l.r.Stats()}
+	c.Read = c.Reader.Records
+	for _, idx := range l.order {
+		ic := l.ifaces[idx]
+		c.Ifaces = append(c.Ifaces, IfaceCounts{Iface: ic.name, In: ic.in.Load(), Out: ic.out.Load()})
+	}
+	return c
+}
+
+// KernelCounts are the sensor programs' counters that loss accounting needs, summed over CPUs.
+type KernelCounts struct {
+	XDPSeen, TCSeen uint64 // packets each program ran on
+	Emitted         uint64 // records submitted to the ring
+	RingFull        uint64 // records lost: the ring was full
+	SnapFailed      uint64 // records that arrived without their payload bytes
+}
+
+// Loss is the end-to-end account: every packet the programs saw was either recorded (reached
+// user space and was decoded) or lost, and each loss has a reason.
+type Loss struct {
+	Seen, Recorded, Lost uint64
+	RingFull             uint64 // kernel: ring buffer full
+	Undecodable          uint64 // user space: sample did not decode
+	Unread               uint64 // emitted but not (yet) read: in flight while attached, 0 after a drain
+}
+
+// Account balances kernel counters against what user space received. Seen = Recorded + Lost
+// always holds; Lost = RingFull + Undecodable + Unread holds when the counters were read after
+// the programs were detached and the ring drained.
+func Account(k KernelCounts, u LiveCounts) Loss {
+	l := Loss{Seen: k.XDPSeen + k.TCSeen, RingFull: k.RingFull, Undecodable: u.Undecodable}
+	l.Recorded = min(u.Decoded, l.Seen)
+	l.Lost = l.Seen - l.Recorded
+	if k.Emitted > u.Read {
+		l.Unread = k.Emitted - u.Read
+	}
+	return l
+}
+
+// WriteStats prints the per-interface and total counters, ending with the line
+// `<N> packets seen, <M> recorded, <L> lost`.
+func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
+	l := Account(k, u)
+	for _, ic := range u.Ifaces {
+		fmt.Fprintf(w, "%s: %d in, %d out records\n", ic.Iface, ic.In, ic.Out)
+	}
+	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress), %d records, %d lost to a full ring buffer, %d without payload\n",
+		l.Seen, k.XDPSeen, k.TCSeen, k.Emitted, k.RingFull, k.SnapFailed)
+	rs := u.Reader
+	perWake := 0.0
+	if rs.Wakeups+rs.Lingers > 0 {
+		perWake = float64(rs.Records) / float64(rs.Wakeups+rs.Lingers)
+	}
+	fmt.Fprintf(w, "user space: %d read, %d undecodable, %d unread; %d wake-ups, %d lingers (%.0f records each)\n",
+		u.Read, u.Undecodable, l.Unread, rs.Wakeups, rs.Lingers, perWake)
+	fmt.Fprintf(w, "%d packets seen, %d recorded, %d lost\n", l.Seen, l.Recorded, l.Lost)
+	return l
+}
+
+// ReadKernelCounts reads the counters loss accounting needs (ReadCounters, summed over CPUs).
+func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
+	c, err := ReadCounters(objs)
+	if err != nil {
+		return KernelCounts{}, err
+	}
+	return KernelCounts{
+		XDPSeen:    c.SeenXDP(),
+		TCSeen:     c.SeenTC(),
+		Emitted:    c.Emitted(),
+		RingFull:   c.RingFull(),
+		SnapFailed: c[gen.SensorCounterKeyCNT_SNAP_FAILED],
+	}, nil
+}
+
+// BootTime returns the Unix time of boot in nanoseconds as CLOCK_BOOTTIME sees it, for
+// Decoder.BootTime: the kernel stamps records with bpf_ktime_get_boot_ns.
+func BootTime() (int64, error) {
+	var ts unix.Timespec
+	before := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0, fmt.Errorf("read CLOCK_BOOTTIME: %w", err)
+	}
+	return before.UnixNano() - ts.Nano(), nil
+}

@@ -1,0 +1,176 @@
+package stages
+
+import (
+	"bytes"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the Output's flush goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLiveOutputFlushes: a lone line on a live Output reaches the writer within 100 ms.
+func TestLiveOutputFlushes(t *testing.T) {
+	var buf lockedBuffer
+	out := NewOutput(&buf, true)
+	defer out.Close()
+	s := NewNetWatchSink(out, true, false)
+	p := &Packet{Time: time.Unix(1441652914, 0), IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoUDP,
+		Src: netip.MustParseAddr("192.168.1.9"), Dst: netip.MustParseAddr("224.0.0.251"),
+		SrcDomain: "internal", DstDomain: "multicast_dns"}
+	start := time.Now()
+	if err := s.Write(p); err != nil {
+		t.Fatal(err)
+	}
+	for buf.String() == "" {
+		if time.Since(start) > 100*time.Millisecond {
+			t.Fatal("line not flushed within 100 ms")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	want := "2015-09-07 19:08:34 - UDP IP 192.168.1.9(internal) --> 224.0.0.251(multicast_dns)\n"
+	if buf.String() != want {
+		t.Errorf("got %q, want %q", buf.String(), want)
+	}
+	// A file Output holds the line until Close.
+	var fb bytes.Buffer
+	fo := NewOutput(&fb, false)
+	NewNetWatchSink(fo, true, false).Write(p)
+	time.Sleep(3 * FlushInterval)
+	if fb.Len() != 0 {
+		t.Error("file output flushed before Close")
+	}
+	fo.Close()
+	if fb.String() != want {
+		t.Errorf("file output %q", fb.String())
+	}
+}
+
+// TestNetWatchLines pins the net_watch line for each kind of packet, written by hand from
+// DESIGN.md's format.
+func TestNetWatchLines(t *testing.T) {
+	ts := time.Date(2015, 9, 7, 19, 8, 34, 491658000, time.UTC)
+	c := NewClassifier(nil, nil)
+	cases := []struct {
+		p    Packet
+		want string
+	}{
+		{Packet{IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoTCP, L4HdrLen: 20,
+			Src: netip.MustParseAddr("192.168.1.9"), Dst: netip.MustParseAddr("54.164.252.174")},
+			"2015-09-07 19:08:34 - TCP IP 192.168.1.9(internal) --> 54.164.252.174(public)"},
+		{Packet{IPVersion: 6, EtherType: EtherTypeIPv6, Proto: ProtoICMPv6,
+			Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("ff02::1")},
+			"2015-09-07 19:08:34 - ICMP6 IP6 fe80::1(internal) --> ff02::1(all_hosts)"},
+		{Packet{EtherType: EtherTypeARP, ARPOp: 1,
+			Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("10.0.0.1")},
+			"2015-09-07 19:08:34 - ARP 10.0.0.2(internal) --> 10.0.0.1(internal)"},
+		{Packet{IPVersion: 4, EtherType: EtherTypeIPv4, Proto: 47,
+			Src: netip.MustParseAddr("0.0.0.0"), Dst: netip.MustParseAddr("255.255.255.255")},
+			"2015-09-07 19:08:34 - GRE IP 0.0.0.0(unspecified) --> 255.255.255.255(broadcast)"},
+		{Packet{EtherType: 0x88cc, SrcMAC: [6]byte{0, 1, 2, 3, 4, 5}, DstMAC: [6]byte{1, 0x80, 0xc2, 0, 0, 0xe}},
+			"2015-09-07 19:08:34 - LLDP 00:01:02:03:04:05(ethernet) --> 01:80:c2:00:00:0e(multicast)"},
+		{Packet{EtherType: EtherTypeIPv4, Status: StatusTruncated, BadLayer: LayerIPv4,
+			DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
+			"2015-09-07 19:08:34 - IP 00:00:00:00:00:00(ethernet) --> ff:ff:ff:ff:ff:ff(broadcast) [truncated ip]"},
+		{Packet{EtherType: 0x1234},
+			"2015-09-07 19:08:34 - ETHER-0x1234 00:00:00:00:00:00(ethernet) --> 00:00:00:00:00:00(ethernet)"},
+	}
+	s := NewNetWatchSink(nil, true, false)
+	for _, tc := range cases {
+		p := tc.p
+		p.Time = ts
+		c.Annotate(&p)
+		got := strings.TrimSuffix(string(s.AppendLine(nil, &p)), "\n")
+		if got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+}
+
+// TestJSONTimes checks the JSON timestamp against time.Format (an independent formatter).
+func TestJSONTimes(t *testing.T) {
+	loc := time.FixedZone("X", -(3*3600 + 30*60))
+	for _, ts := range []time.Time{
+		time.Date(2015, 9, 7, 19, 8, 34, 491658000, time.UTC),
+		time.Date(1999, 12, 31, 23, 59, 59, 123456789, time.UTC),
+		time.Unix(0, 0),
+	} {
+		c := newClock(true)
+		got := string(c.appendRFC3339(nil, ts))
+		want := ts.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+		if ts.Nanosecond()%1000 != 0 {
+			want = ts.UTC().Format("2006-01-02T15:04:05.000000000Z07:00")
+		}
+		if got != want {
+			t.Errorf("utc: got %s want %s", got, want)
+		}
+		c = &clock{sec: -1 << 62, loc: loc}
+		got = string(c.appendRFC3339(nil, ts))
+		want = ts.In(loc).Format("2006-01-02T15:04:05.000000-07:00")
+		if ts.Nanosecond()%1000 != 0 {
+			want = ts.In(loc).Format("2006-01-02T15:04:05.000000000-07:00")
+		}
+		if got != want {
+			t.Errorf("local: got %s want %s", got, want)
+		}
+	}
+}
+
+// TestBuildViews: the registry holds net_watch and packets, Build rejects unknown views and
+// formats, and user tag functions from Config run in the base chain.
+func TestBuildViews(t *testing.T) {
+	names := strings.Join(ViewNames(), ",")
+	if !strings.Contains(names, "net_watch") || !strings.Contains(names, "packets") {
+		t.Fatalf("views %s", names)
+	}
+	var buf bytes.Buffer
+	out := NewOutput(&buf, false)
+	if _, err := Build(&Config{NoDNS: true, View: "nope"}, out); err == nil {
+		t.Error("unknown view accepted")
+	}
+	if _, err := Build(&Config{NoDNS: true, Format: "xml"}, out); err == nil {
+		t.Error("unknown format accepted")
+	}
+	ssh, err := NewTag("ssh_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{NoDNS: true, Format: "json", UTC: true, TagFuncs: []TagFunc{func(p *Packet) Tags {
+		if p.DstPort == 22 {
+			return ssh
+		}
+		return 0
+	}}}
+	b, err := Build(cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Packet{Time: time.Unix(0, 0), IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoTCP, DstPort: 22,
+		Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("8.8.8.8")}
+	n, err := Run(func(yield func(*Packet) bool) { yield(p) }, b.Stage, b.Sink, 0)
+	if err != nil || n != 1 {
+		t.Fatal(n, err)
+	}
+	b.Sink.Close()
+	if !strings.Contains(buf.String(), `"tags":["outgoing","ssh_test"]`) {
+		t.Errorf("output %s", buf.String())
+	}
+}
