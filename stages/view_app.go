@@ -56,8 +56,9 @@ type AppSink struct {
 	err  error
 	ft   *FlowTable
 	dt   *DNSTracker
-	// Flush, when set, is called by Close before it returns (the Output's Flush).
-	Flush func() error
+	// OnClose, when set, is called by Close before it returns: the Output's Close, which
+	// flushes it and stops a live Output's timer.
+	OnClose func() error
 }
 
 // NewAppView builds the application view name ("urlwatch", "weird-dns" or "flows"): the stages
@@ -102,11 +103,11 @@ func (s *AppSink) Write(p *Packet) error {
 	return s.err
 }
 
-// Close flushes the output. The flows view has printed its open flows by now: the flows
+// Close closes the output (OnClose). The flows view has printed its open flows by now: the flows
 // stage reports them when the input ends.
 func (s *AppSink) Close() error {
-	if s.Flush != nil {
-		if err := s.Flush(); err != nil && s.err == nil {
+	if s.OnClose != nil {
+		if err := s.OnClose(); err != nil && s.err == nil {
 			s.err = err
 		}
 	}
