@@ -206,9 +206,10 @@ func (t *DNSTracker) Stage() Stage {
 // Stats returns the counters so far.
 func (t *DNSTracker) Stats() DNSStats { return t.stats }
 
-// Process decodes p's DNS message, if it carries one, into p.DNS.
+// Process decodes p's DNS message, if it carries one, into p.DNS. A packet whose p.DNS an
+// earlier DNS stage set (one in the shared front, for wire names) is left as it is.
 func (t *DNSTracker) Process(p *Packet) {
-	if len(p.Payload) == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP) ||
+	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP) ||
 		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&IPFlagFragment != 0 && p.FragOff != 0 {
 		return
 	}

@@ -185,3 +185,17 @@ func TestRRData(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSDecodedOnce: a second DNS stage leaves the first one's result alone.
+func TestDNSDecodedOnce(t *testing.T) {
+	m := new(dns.Msg)
+	m.SetQuestion("example.com.", dns.TypeTXT)
+	p := dnsPacket(t, m, "10.0.0.1", "10.0.0.53", 40000, 53, time.Unix(1700000000, 0))
+	first, second := NewDNSTracker(DNSConfig{}), NewDNSTracker(DNSConfig{})
+	first.Process(p)
+	d := p.DNS
+	second.Process(p)
+	if p.DNS != d || second.Stats().Messages != 0 {
+		t.Error("decoded twice")
+	}
+}
