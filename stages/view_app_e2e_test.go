@@ -262,9 +262,9 @@ func TestE2ELiveViews(t *testing.T) {
 	}
 	urlSink.Close()
 	weirdSink.Close()
-	// Egress (TC) payload copies stop at the frame's linear part, so the client's ClientHello
-	// may come out partial live; its SNI is near the start and must be there.
-	e2eCheck(t, url.String(), weird.String(), false)
+	// The client's ClientHello leaves through tc_sensor: its payload must arrive whole,
+	// past the skb's pulled linear part, for the JA4 fingerprint to be there.
+	e2eCheck(t, url.String(), weird.String(), true)
 }
 
 // attachIn attaches the sensor to iface inside network namespace ns.
