@@ -24,6 +24,8 @@ const enum counter_key *unused_counter_key __attribute__((unused));
 const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
+const enum ip_flag *unused_ip_flag __attribute__((unused));
+const enum ext_bit *unused_ext_bit __attribute__((unused));
 
 /* With cfg.wakeup_bytes (a power of two) set, wake the reader once each time the bytes waiting
  * in the ring cross a multiple of it, and never otherwise: a lagging reader is not woken for
