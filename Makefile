@@ -41,8 +41,16 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	scripts/loadbench.sh
 
+# Every fuzz target in turn, FUZZTIME each (go test fuzzes one target at a time).
+FUZZ_TARGETS = ./sensor/:FuzzParseFrame ./stages/:FuzzSanitizeName ./stages/:FuzzJSONString \
+	./stages/:FuzzSinks ./stages/:FuzzDNS ./stages/:FuzzHTTP ./stages/:FuzzTLS ./stages/:FuzzFlow \
+	./cmd/chains-sensor/:FuzzReadPipeline
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseFrame -fuzztime $(FUZZTIME) ./sensor/
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 clean:
 	rm -f chains-sensor

@@ -36,7 +36,8 @@ struct cursor {
 	void *data;
 	void *pos;
 	void *end;
-	__u32 len;    /* end - data */
+	__u32 len;    /* the whole packet: headers must lie before end, the payload before len
+		       * (tc_sensor copies it with bpf_skb_load_bytes, past the linear part) */
 	__u32 ip_end; /* offset of the declared end of the IP packet (may lie past len) */
 };
 

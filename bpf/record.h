@@ -39,17 +39,21 @@ enum layer {
 };
 
 /* ip_flags bits */
-#define IPF_MF (1 << 0)       /* more fragments (IPv4 MF, IPv6 fragment header M) */
-#define IPF_DF (1 << 1)       /* IPv4 don't fragment */
-#define IPF_FRAGMENT (1 << 2) /* a fragment: MF set or offset non-zero */
+enum ip_flag {
+	IPF_MF = 1 << 0,       /* more fragments (IPv4 MF, IPv6 fragment header M) */
+	IPF_DF = 1 << 1,       /* IPv4 don't fragment */
+	IPF_FRAGMENT = 1 << 2, /* a fragment: MF set or offset non-zero */
+};
 
 /* ext_mask bits: IPv6 extension headers walked */
-#define EXT_HOP (1 << 0)
-#define EXT_ROUTING (1 << 1)
-#define EXT_FRAGMENT (1 << 2)
-#define EXT_DSTOPTS (1 << 3)
-#define EXT_AH (1 << 4)
-#define EXT_ESP (1 << 5)
+enum ext_bit {
+	EXT_HOP = 1 << 0,
+	EXT_ROUTING = 1 << 1,
+	EXT_FRAGMENT = 1 << 2,
+	EXT_DSTOPTS = 1 << 3,
+	EXT_AH = 1 << 4,
+	EXT_ESP = 1 << 5, /* seen and not entered */
+};
 
 /* One packet, 120 bytes: with the ring buffer's 8-byte header a header-only packet takes 128
  * bytes of ring. Multi-byte integers are in host byte order; addresses are as on the wire.

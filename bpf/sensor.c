@@ -24,6 +24,8 @@ const enum counter_key *unused_counter_key __attribute__((unused));
 const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
 const enum direction *unused_direction __attribute__((unused));
+const enum ip_flag *unused_ip_flag __attribute__((unused));
+const enum ext_bit *unused_ext_bit __attribute__((unused));
 
 /* With cfg.wakeup_bytes (a power of two) set, wake the reader once each time the bytes waiting
  * in the ring cross a multiple of it, and never otherwise: a lagging reader is not woken for
@@ -182,7 +184,7 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 {
 	struct record r = {};
 	struct walk_result w = {};
-	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = data_end - data };
+	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = wire_len };
 
 	r.ts_ns = bpf_ktime_get_boot_ns();
 	r.ifindex = ifindex;

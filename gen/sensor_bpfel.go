@@ -56,6 +56,25 @@ const (
 	SensorDirectionDIR_OUT SensorDirection = 1
 )
 
+type SensorExtBit uint32
+
+const (
+	SensorExtBitEXT_HOP      SensorExtBit = 1
+	SensorExtBitEXT_ROUTING  SensorExtBit = 2
+	SensorExtBitEXT_FRAGMENT SensorExtBit = 4
+	SensorExtBitEXT_DSTOPTS  SensorExtBit = 8
+	SensorExtBitEXT_AH       SensorExtBit = 16
+	SensorExtBitEXT_ESP      SensorExtBit = 32
+)
+
+type SensorIpFlag uint32
+
+const (
+	SensorIpFlagIPF_MF       SensorIpFlag = 1
+	SensorIpFlagIPF_DF       SensorIpFlag = 2
+	SensorIpFlagIPF_FRAGMENT SensorIpFlag = 4
+)
+
 type SensorLayer uint32
 
 const (
@@ -144,6 +163,8 @@ const (
 	SensorVarCfg              = "cfg"
 	SensorVarUnusedCounterKey = "unused_counter_key"
 	SensorVarUnusedDirection  = "unused_direction"
+	SensorVarUnusedExtBit     = "unused_ext_bit"
+	SensorVarUnusedIpFlag     = "unused_ip_flag"
 	SensorVarUnusedLayer      = "unused_layer"
 	SensorVarUnusedRecord     = "unused_record"
 	SensorVarUnusedStatus     = "unused_status"
@@ -210,6 +231,8 @@ type SensorVariableSpecs struct {
 	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
+	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedIpFlag     *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
 	UnusedStatus     *ebpf.VariableSpec `ebpf:"unused_status"`
@@ -253,6 +276,8 @@ type SensorVariables struct {
 	Cfg              *ebpf.Variable `ebpf:"cfg"`
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
+	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedIpFlag     *ebpf.Variable `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
 	UnusedStatus     *ebpf.Variable `ebpf:"unused_status"`

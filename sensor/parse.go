@@ -35,16 +35,16 @@ const (
 	vlanMax    = 2
 	ipv6ExtMax = 8
 
-	ipfMF       = 1 << 0
-	ipfDF       = 1 << 1
-	ipfFragment = 1 << 2
+	ipfMF       = uint8(gen.SensorIpFlagIPF_MF)
+	ipfDF       = uint8(gen.SensorIpFlagIPF_DF)
+	ipfFragment = uint8(gen.SensorIpFlagIPF_FRAGMENT)
 
-	extHop      = 1 << 0
-	extRouting  = 1 << 1
-	extFragment = 1 << 2
-	extDstOpts  = 1 << 3
-	extAH       = 1 << 4
-	extESP      = 1 << 5
+	extHop      = uint8(gen.SensorExtBitEXT_HOP)
+	extRouting  = uint8(gen.SensorExtBitEXT_ROUTING)
+	extFragment = uint8(gen.SensorExtBitEXT_FRAGMENT)
+	extDstOpts  = uint8(gen.SensorExtBitEXT_DSTOPTS)
+	extAH       = uint8(gen.SensorExtBitEXT_AH)
+	extESP      = uint8(gen.SensorExtBitEXT_ESP)
 )
 
 // Meta is what the kernel takes from its context rather than from the frame: the twin gets it

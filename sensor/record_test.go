@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/gen"
+	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/cilium/ebpf/btf"
 )
 
@@ -63,5 +64,49 @@ func TestRecordLayout(t *testing.T) {
 		if uintptr(m.Offset.Bytes()) != recordLayout[i].off {
 			t.Errorf("BTF member %s at %d, want %d", m.Name, m.Offset.Bytes(), recordLayout[i].off)
 		}
+	}
+}
+
+// TestStagesMirrorsRecord checks the constants stages declares for Packet fields against the
+// ones bpf/record.h defines (through gen): stages cannot import gen's names for its own API.
+func TestStagesMirrorsRecord(t *testing.T) {
+	pairs := []struct {
+		name        string
+		stages, gen uint64
+	}{
+		{"DirIn", uint64(stages.DirIn), uint64(gen.SensorDirectionDIR_IN)},
+		{"DirOut", uint64(stages.DirOut), uint64(gen.SensorDirectionDIR_OUT)},
+		{"StatusOK", uint64(stages.StatusOK), uint64(gen.SensorStatusSTATUS_OK)},
+		{"StatusTruncated", uint64(stages.StatusTruncated), uint64(gen.SensorStatusSTATUS_TRUNCATED)},
+		{"StatusMalformed", uint64(stages.StatusMalformed), uint64(gen.SensorStatusSTATUS_MALFORMED)},
+		{"StatusUnsupported", uint64(stages.StatusUnsupported), uint64(gen.SensorStatusSTATUS_UNSUPPORTED)},
+		{"LayerEthernet", uint64(stages.LayerEthernet), uint64(gen.SensorLayerLAYER_ETH)},
+		{"LayerVLAN", uint64(stages.LayerVLAN), uint64(gen.SensorLayerLAYER_VLAN)},
+		{"LayerPPPoE", uint64(stages.LayerPPPoE), uint64(gen.SensorLayerLAYER_PPPOE)},
+		{"LayerARP", uint64(stages.LayerARP), uint64(gen.SensorLayerLAYER_ARP)},
+		{"LayerIPv4", uint64(stages.LayerIPv4), uint64(gen.SensorLayerLAYER_IP4)},
+		{"LayerIPv6", uint64(stages.LayerIPv6), uint64(gen.SensorLayerLAYER_IP6)},
+		{"LayerIPv6Ext", uint64(stages.LayerIPv6Ext), uint64(gen.SensorLayerLAYER_IP6EXT)},
+		{"LayerTCP", uint64(stages.LayerTCP), uint64(gen.SensorLayerLAYER_TCP)},
+		{"LayerUDP", uint64(stages.LayerUDP), uint64(gen.SensorLayerLAYER_UDP)},
+		{"LayerICMP", uint64(stages.LayerICMP), uint64(gen.SensorLayerLAYER_ICMP)},
+		{"LayerICMPv6", uint64(stages.LayerICMPv6), uint64(gen.SensorLayerLAYER_ICMP6)},
+		{"IPFlagMF", stages.IPFlagMF, uint64(gen.SensorIpFlagIPF_MF)},
+		{"IPFlagDF", stages.IPFlagDF, uint64(gen.SensorIpFlagIPF_DF)},
+		{"IPFlagFragment", stages.IPFlagFragment, uint64(gen.SensorIpFlagIPF_FRAGMENT)},
+		{"ExtHopByHop", stages.ExtHopByHop, uint64(gen.SensorExtBitEXT_HOP)},
+		{"ExtRouting", stages.ExtRouting, uint64(gen.SensorExtBitEXT_ROUTING)},
+		{"ExtFragment", stages.ExtFragment, uint64(gen.SensorExtBitEXT_FRAGMENT)},
+		{"ExtDestOpts", stages.ExtDestOpts, uint64(gen.SensorExtBitEXT_DSTOPTS)},
+		{"ExtAH", stages.ExtAH, uint64(gen.SensorExtBitEXT_AH)},
+		{"ExtESP", stages.ExtESP, uint64(gen.SensorExtBitEXT_ESP)},
+	}
+	for _, p := range pairs {
+		if p.stages != p.gen {
+			t.Errorf("stages.%s = %d, bpf/record.h says %d", p.name, p.stages, p.gen)
+		}
+	}
+	if int(gen.SensorLayerLAYER_MAX) != int(stages.LayerICMPv6)+1 {
+		t.Errorf("bpf/record.h has layers stages does not know")
 	}
 }

@@ -185,6 +185,16 @@ type Packet struct {
 	SrcClass, DstClass   Class  // address classes (domains stage)
 	SrcDomain, DstDomain string // what the net_watch line shows in parentheses
 	Tags                 Tags   // per-packet tags (domains stage and user tag functions)
+
+	// Application layer, set by the flows, dns, http and tls stages (flow.go, dns.go, http.go,
+	// tls.go); nil when the packet carries none. Flow points into the flow table: it changes as
+	// later packets arrive and is recycled after the flow ends, so read it before the next packet
+	// enters the flows stage. DNS, HTTP and TLS are allocated per message and may be kept.
+	Flow      *Flow     // the bidirectional flow the packet belongs to
+	FlowReply bool      // the packet goes from the flow's responder to its originator
+	DNS       *DNSInfo  // a DNS, mDNS or LLMNR message
+	HTTP      *HTTPInfo // an HTTP request or response head
+	TLS       *TLSInfo  // a TLS ClientHello or ServerHello, completed by this packet
 }
 
 // Reset clears every field of p, so that a source can reuse it for the next packet.

@@ -1,0 +1,617 @@
+package stages
+
+import (
+	"encoding/binary"
+	"iter"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/miekg/dns"
+)
+
+// DNS ports: DNS itself, multicast DNS and LLMNR.
+const (
+	PortDNS   = 53
+	PortMDNS  = 5353
+	PortLLMNR = 5355
+)
+
+// Limits on what one DNS message may put into a DNSInfo.
+const (
+	dnsMaxQuestions = 32 // questions kept per message
+	dnsMaxRecords   = 64 // records kept per section
+)
+
+// DNSQuestion is one entry of a DNS question section.
+type DNSQuestion struct {
+	Name  string // presentation format without the trailing dot; odd bytes as \DDD
+	Type  uint16
+	Class uint16 // mDNS: the unicast-response bit (0x8000) is cleared
+}
+
+// DNSRecord is one resource record of an answer, authority or additional section.
+type DNSRecord struct {
+	Name  string
+	Type  uint16
+	Class uint16 // mDNS: the cache-flush bit (0x8000) is cleared
+	TTL   uint32
+	Data  string     // the record data in presentation format (dig's last column)
+	Addr  netip.Addr // A and AAAA: the address
+}
+
+// DNSWeird is one reason why a DNS message looks weird: the rule that fired and what fired it.
+type DNSWeird struct {
+	Rule   string // z, truncated, query_type, query_class, answer_type, answer_class, subdomain, nxdomain_burst
+	Detail string // e.g. "TXT", "CHAOS", "len=42 entropy=4.12 sub=...", "count=10 in 4.2s"
+}
+
+// DNSInfo is a decoded DNS, mDNS or LLMNR message.
+type DNSInfo struct {
+	TCP        bool   // carried over TCP (length-prefixed)
+	ID         uint16 // message id
+	Flags      uint16 // the header's flags word as on the wire (QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode)
+	Response   bool   // QR
+	Opcode     int
+	Rcode      int
+	AA, TC     bool // authoritative answer, truncated
+	RD, RA     bool // recursion desired, recursion available
+	Z          bool // the reserved bit, which must be zero
+	AD, CD     bool // authenticated data, checking disabled
+	Questions  []DNSQuestion
+	Answers    []DNSRecord
+	Authority  []DNSRecord
+	Additional []DNSRecord
+	Err        string        // why decoding stopped early; what was read before is kept
+	Matched    bool          // a response whose query was seen
+	Latency    time.Duration // with Matched: the response's time minus the query's
+	QueryNum   uint64        // with Matched: the query's packet number
+	Weird      []DNSWeird    // why the message is weird; empty when it is not
+
+	qbuf [2]DNSQuestion // Questions' storage for the usual one or two
+}
+
+// IsDNSPort reports whether port is one the DNS stage decodes.
+func IsDNSPort(port uint16) bool {
+	return port == PortDNS || port == PortMDNS || port == PortLLMNR
+}
+
+// DNSTypeName returns the mnemonic of a DNS type (A, AAAA, TXT, ...) or TYPEnnn.
+func DNSTypeName(t uint16) string {
+	if s, ok := dns.TypeToString[t]; ok {
+		return s
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+// DNSClassName returns the mnemonic of a DNS class (IN, CH, HS, NONE, ANY) or CLASSnnn.
+func DNSClassName(c uint16) string {
+	if s, ok := dns.ClassToString[c]; ok {
+		return s
+	}
+	return "CLASS" + strconv.Itoa(int(c))
+}
+
+// DNSRcodeName returns the mnemonic of a DNS response code (NOERROR, NXDOMAIN, ...).
+func DNSRcodeName(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return "RCODE" + strconv.Itoa(rc)
+}
+
+// DNSConfig configures the DNS stage. The zero value is usable: defaults apply.
+type DNSConfig struct {
+	// Names, when set, learns the addresses named by A, AAAA and CNAME answers.
+	Names *WireNames
+	// MatchTimeout is how long a query waits for its response (default 30s).
+	MatchTimeout time.Duration
+	// MaxPending bounds the queries waiting for a response (default 16384).
+	MaxPending int
+	// NXBurst is how many NXDOMAIN answers to one client within NXWindow make a burst
+	// (defaults 10 and 10s).
+	NXBurst  int
+	NXWindow time.Duration
+	// MaxClients bounds the clients tracked for NXDOMAIN bursts (default 4096).
+	MaxClients int
+}
+
+func (c *DNSConfig) defaults() {
+	if c.MatchTimeout <= 0 {
+		c.MatchTimeout = 30 * time.Second
+	}
+	if c.MaxPending <= 0 {
+		c.MaxPending = 16384
+	}
+	if c.NXBurst <= 0 {
+		c.NXBurst = 10
+	}
+	if c.NXWindow <= 0 {
+		c.NXWindow = 10 * time.Second
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 4096
+	}
+}
+
+// DNSStats counts what the DNS stage did.
+type DNSStats struct {
+	Messages   uint64 // messages decoded (possibly partly)
+	Errors     uint64 // messages whose decoding stopped early
+	Matched    uint64 // responses matched to their query
+	Weird      uint64 // messages with at least one weird reason
+	PendingCap uint64 // queries not remembered because the pending table was full
+}
+
+// dnsKey identifies a query awaiting its response: client, server, transport and id.
+type dnsKey struct {
+	client, server         [16]byte // plain bytes hash faster than netip.Addr
+	clientPort, serverPort uint16
+	id                     uint16
+	tcp                    bool
+}
+
+func makeDNSKey(client netip.Addr, cport uint16, server netip.Addr, sport uint16, tcp bool, id uint16) dnsKey {
+	return dnsKey{client: client.As16(), server: server.As16(), clientPort: cport, serverPort: sport, id: id, tcp: tcp}
+}
+
+type dnsPending struct {
+	t   time.Time
+	num uint64
+}
+
+type nxWindow struct {
+	start time.Time
+	count int
+}
+
+// DNSTracker decodes DNS messages, matches responses to queries and judges weirdness. It is the
+// state behind the DNS stage; one tracker serves one chain (it is not safe for concurrent use).
+type DNSTracker struct {
+	cfg     DNSConfig
+	pending map[dnsKey]dnsPending
+	nx      map[netip.Addr]nxWindow
+	lastGC  time.Time
+	stats   DNSStats
+	msg     dns.Msg
+}
+
+// NewDNSTracker returns a tracker with cfg (defaults filled in).
+func NewDNSTracker(cfg DNSConfig) *DNSTracker {
+	cfg.defaults()
+	return &DNSTracker{cfg: cfg, pending: make(map[dnsKey]dnsPending), nx: make(map[netip.Addr]nxWindow)}
+}
+
+// DNS returns the DNS stage: every UDP or TCP packet to or from port 53, 5353 or 5355 with a
+// payload gets Packet.DNS. Other packets pass untouched and without cost beyond a port check.
+func DNS(cfg DNSConfig) Stage { return NewDNSTracker(cfg).Stage() }
+
+// Stage returns the stage that runs packets through t.
+func (t *DNSTracker) Stage() Stage {
+	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
+		return func(yield func(*Packet) bool) {
+			for p := range src {
+				t.Process(p)
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Stats returns the counters so far.
+func (t *DNSTracker) Stats() DNSStats { return t.stats }
+
+// Process decodes p's DNS message, if it carries one, into p.DNS. A packet whose p.DNS an
+// earlier DNS stage set (one in the shared front, for wire names) is left as it is.
+func (t *DNSTracker) Process(p *Packet) {
+	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP) ||
+		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&IPFlagFragment != 0 && p.FragOff != 0 {
+		return
+	}
+	msg := p.Payload
+	tcp := p.Proto == ProtoTCP
+	if tcp && p.Flow != nil {
+		// The first message of each direction comes from the flow's reassembly, so that one
+		// spanning several segments is decoded whole, on the segment that completes it.
+		dir := 0
+		if p.FlowReply {
+			dir = 1
+		}
+		f := p.Flow
+		if s := f.streams[dir]; s != nil && s.Want&WantDNS != 0 {
+			b := s.Bytes()
+			if len(b) < 2 {
+				return
+			}
+			n := int(binary.BigEndian.Uint16(b))
+			if len(b) < 2+n && !s.Stalled() {
+				return
+			}
+			s.Want &^= WantDNS
+			if msg = b[2:min(len(b), 2+n)]; len(msg) < 12 {
+				return
+			}
+			t.finish(p, msg, true)
+			return
+		}
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
+			return // reassembly will decide, or this segment began a reassembled direction
+		}
+	}
+	if tcp {
+		// DNS over TCP: a two-byte length, then the message. Without reassembly, a message
+		// that starts at the start of a segment is decoded from that segment.
+		if len(msg) < 2+12 {
+			return
+		}
+		n := int(binary.BigEndian.Uint16(msg))
+		msg = msg[2:]
+		if n < 12 {
+			return
+		}
+		if n < len(msg) {
+			msg = msg[:n]
+		}
+	} else if len(msg) < 12 {
+		return
+	}
+	t.finish(p, msg, tcp)
+}
+
+// finish decodes msg and sets p.DNS.
+func (t *DNSTracker) finish(p *Packet, msg []byte, tcp bool) {
+	info := t.decode(msg)
+	info.TCP = tcp
+	t.match(p, info)
+	t.judge(p, info)
+	if t.cfg.Names != nil && info.Response && info.Rcode == dns.RcodeSuccess {
+		t.cfg.Names.Learn(info, p.Time)
+	}
+	p.DNS = info
+}
+
+// decode unpacks one message with miekg/dns. A message that fails part-way keeps what was read.
+func (t *DNSTracker) decode(msg []byte) *DNSInfo {
+	t.stats.Messages++
+	m := &t.msg
+	*m = dns.Msg{}
+	err := m.Unpack(msg)
+	info := &DNSInfo{
+		ID:       binary.BigEndian.Uint16(msg),
+		Flags:    binary.BigEndian.Uint16(msg[2:]),
+		Response: m.Response,
+		Opcode:   m.Opcode,
+		Rcode:    m.Rcode,
+		AA:       m.Authoritative,
+		TC:       m.Truncated,
+		RD:       m.RecursionDesired,
+		RA:       m.RecursionAvailable,
+		Z:        m.Zero,
+		AD:       m.AuthenticatedData,
+		CD:       m.CheckingDisabled,
+	}
+	if err != nil {
+		t.stats.Errors++
+		info.Err = err.Error()
+		// The header is read by hand when the library refused it (too short a message).
+		f := info.Flags
+		info.Response = f&0x8000 != 0
+		info.Opcode = int(f>>11) & 0xf
+		info.AA, info.TC, info.RD, info.RA = f&0x0400 != 0, f&0x0200 != 0, f&0x0100 != 0, f&0x0080 != 0
+		info.Z, info.AD, info.CD = f&0x0040 != 0, f&0x0020 != 0, f&0x0010 != 0
+		if m.Rcode == 0 {
+			info.Rcode = int(f & 0xf)
+		}
+	}
+	qs := m.Question
+	if len(qs) > dnsMaxQuestions {
+		qs = qs[:dnsMaxQuestions]
+	}
+	if len(qs) > 0 {
+		if len(qs) <= len(info.qbuf) {
+			info.Questions = info.qbuf[:len(qs)]
+		} else {
+			info.Questions = make([]DNSQuestion, len(qs))
+		}
+		for i, q := range qs {
+			info.Questions[i] = DNSQuestion{Name: trimDot(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
+		}
+	}
+	// One backing array for the three sections.
+	na, nn, ne := min(len(m.Answer), dnsMaxRecords), min(len(m.Ns), dnsMaxRecords), min(len(m.Extra), dnsMaxRecords)
+	if na+nn+ne > 0 {
+		all := make([]DNSRecord, 0, na+nn+ne)
+		all = appendRecords(all, m.Answer[:na])
+		info.Answers = all[:len(all):len(all)]
+		all = appendRecords(all, m.Ns[:nn])
+		info.Authority = all[len(info.Answers):len(all):len(all)]
+		all = appendRecords(all, m.Extra[:ne])
+		info.Additional = all[len(info.Answers)+len(info.Authority):]
+		for _, sec := range []*[]DNSRecord{&info.Answers, &info.Authority, &info.Additional} {
+			if len(*sec) == 0 {
+				*sec = nil
+			}
+		}
+	}
+	m.Question, m.Answer, m.Ns, m.Extra = nil, nil, nil, nil
+	return info
+}
+
+func appendRecords(out []DNSRecord, rrs []dns.RR) []DNSRecord {
+	for _, rr := range rrs {
+		if rr == nil {
+			continue
+		}
+		h := rr.Header()
+		r := DNSRecord{Name: trimDot(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
+		switch x := rr.(type) {
+		case *dns.A:
+			r.Addr, _ = netip.AddrFromSlice(x.A)
+			r.Addr = r.Addr.Unmap()
+		case *dns.AAAA:
+			r.Addr, _ = netip.AddrFromSlice(x.AAAA)
+		}
+		if r.Addr.IsValid() {
+			r.Data = r.Addr.String()
+		} else {
+			r.Data = rrData(rr)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// rrData returns the data part of rr in presentation format.
+func rrData(rr dns.RR) string {
+	switch r := rr.(type) {
+	case *dns.A:
+		if a, ok := netip.AddrFromSlice(r.A); ok {
+			return a.Unmap().String()
+		}
+	case *dns.AAAA:
+		if a, ok := netip.AddrFromSlice(r.AAAA); ok {
+			return a.String()
+		}
+	case *dns.CNAME:
+		return trimDot(r.Target)
+	case *dns.PTR:
+		return trimDot(r.Ptr)
+	case *dns.NS:
+		return trimDot(r.Ns)
+	case *dns.MX:
+		return strconv.Itoa(int(r.Preference)) + " " + trimDot(r.Mx)
+	case *dns.SRV:
+		return strconv.Itoa(int(r.Priority)) + " " + strconv.Itoa(int(r.Weight)) + " " +
+			strconv.Itoa(int(r.Port)) + " " + trimDot(r.Target)
+	case *dns.SOA:
+		return trimDot(r.Ns) + " " + trimDot(r.Mbox) + " " + strconv.FormatUint(uint64(r.Serial), 10) + " " +
+			strconv.FormatUint(uint64(r.Refresh), 10) + " " + strconv.FormatUint(uint64(r.Retry), 10) + " " +
+			strconv.FormatUint(uint64(r.Expire), 10) + " " + strconv.FormatUint(uint64(r.Minttl), 10)
+	case *dns.OPT:
+		return "" // EDNS0: its options are not shown
+	}
+	// The presentation format is "name\tTTL\tCLASS\tTYPE\tdata": keep what follows the fourth tab.
+	s := rr.String()
+	for i := 0; i < 4; i++ {
+		j := strings.IndexByte(s, '\t')
+		if j < 0 {
+			return s
+		}
+		s = s[j+1:]
+	}
+	return s
+}
+
+// trimDot turns a name in miekg/dns presentation format into ours: no trailing dot, and the
+// \DDD escapes of bytes >= 0x80 turned back into bytes when the name is then valid UTF-8 (as
+// tshark shows it); control bytes, dots and backslashes inside labels stay escaped.
+func trimDot(name string) string {
+	if len(name) > 1 && name[len(name)-1] == '.' && name[len(name)-2] != '\\' {
+		name = name[:len(name)-1]
+	}
+	if !strings.Contains(name, "\\") {
+		return name
+	}
+	b := make([]byte, 0, len(name))
+	high := false
+	for i := 0; i < len(name); i++ {
+		if name[i] == '\\' && i+3 < len(name) && isDigit3(name[i+1:i+4]) {
+			v := int(name[i+1]-'0')*100 + int(name[i+2]-'0')*10 + int(name[i+3]-'0')
+			if v >= 0x80 && v <= 0xff {
+				b = append(b, byte(v))
+				i += 3
+				high = true
+				continue
+			}
+		}
+		b = append(b, name[i])
+	}
+	if !high || !utf8.Valid(b) {
+		return name
+	}
+	return string(b)
+}
+
+func isDigit3(s string) bool {
+	return len(s) == 3 && '0' <= s[0] && s[0] <= '9' && '0' <= s[1] && s[1] <= '9' && '0' <= s[2] && s[2] <= '9'
+}
+
+// match pairs responses with their queries and sets Matched and Latency.
+func (t *DNSTracker) match(p *Packet, info *DNSInfo) {
+	now := p.Time
+	if now.Sub(t.lastGC) > t.cfg.MatchTimeout || len(t.pending) >= t.cfg.MaxPending {
+		t.gc(now)
+	}
+	if !info.Response {
+		k := makeDNSKey(p.Src, p.SrcPort, p.Dst, p.DstPort, info.TCP, info.ID)
+		if len(t.pending) >= t.cfg.MaxPending {
+			t.stats.PendingCap++
+			return
+		}
+		t.pending[k] = dnsPending{t: now, num: p.Num}
+		return
+	}
+	k := makeDNSKey(p.Dst, p.DstPort, p.Src, p.SrcPort, info.TCP, info.ID)
+	q, ok := t.pending[k]
+	if !ok {
+		return
+	}
+	delete(t.pending, k)
+	if now.Sub(q.t) > t.cfg.MatchTimeout {
+		return
+	}
+	info.Matched = true
+	info.Latency = now.Sub(q.t)
+	info.QueryNum = q.num
+	t.stats.Matched++
+}
+
+func (t *DNSTracker) gc(now time.Time) {
+	t.lastGC = now
+	for k, q := range t.pending {
+		if now.Sub(q.t) > t.cfg.MatchTimeout || now.Before(q.t.Add(-t.cfg.MatchTimeout)) {
+			delete(t.pending, k)
+		}
+	}
+	for a, w := range t.nx {
+		if now.Sub(w.start) > t.cfg.NXWindow {
+			delete(t.nx, a)
+		}
+	}
+}
+
+// Weird query and answer types and classes of the original chains (dns_meta.py).
+var (
+	dnsWeirdTypes   = map[uint16]bool{dns.TypeNULL: true, dns.TypeHINFO: true, dns.TypeTXT: true}
+	dnsWeirdClasses = map[uint16]bool{dns.ClassCHAOS: true, dns.ClassHESIOD: true, dns.ClassNONE: true, dns.ClassANY: true}
+)
+
+// dnsWeirdType reports whether t is NULL, HINFO, TXT or a type the DNS library does not know.
+func dnsWeirdType(t uint16) bool {
+	if dnsWeirdTypes[t] {
+		return true
+	}
+	_, known := dns.TypeToString[t]
+	return !known
+}
+
+// judge applies the weird-DNS rules of the original chains, plus NXDOMAIN bursts.
+func (t *DNSTracker) judge(p *Packet, info *DNSInfo) {
+	var w []DNSWeird
+	if info.Z {
+		w = append(w, DNSWeird{Rule: "z", Detail: "1"})
+	}
+	if info.TC {
+		w = append(w, DNSWeird{Rule: "truncated", Detail: "1"})
+	}
+	for _, q := range info.Questions {
+		if dnsWeirdType(q.Type) {
+			w = appendWeird(w, "query_type", DNSTypeName(q.Type))
+		}
+		if dnsWeirdClasses[q.Class] {
+			w = appendWeird(w, "query_class", DNSClassName(q.Class))
+		}
+	}
+	for _, sec := range [...][]DNSRecord{info.Answers, info.Authority, info.Additional} {
+		for _, r := range sec {
+			if r.Type == dns.TypeOPT {
+				continue // EDNS0 pseudo-record: its class field is a UDP size
+			}
+			if dnsWeirdType(r.Type) {
+				w = appendWeird(w, "answer_type", DNSTypeName(r.Type))
+			}
+			if dnsWeirdClasses[r.Class] {
+				w = appendWeird(w, "answer_class", DNSClassName(r.Class))
+			}
+		}
+	}
+	for _, q := range info.Questions {
+		sub := Subdomain(q.Name)
+		if len(sub) > 35 {
+			if e := Entropy(sub); e > 3.5 {
+				w = appendWeird(w, "subdomain", "len="+strconv.Itoa(len(sub))+
+					" entropy="+strconv.FormatFloat(e, 'f', 2, 64)+" sub="+sub)
+			}
+		}
+	}
+	if info.Response && info.Rcode == dns.RcodeNameError {
+		if n, d, ok := t.nxBurst(p.Dst, p.Time); ok {
+			w = append(w, DNSWeird{Rule: "nxdomain_burst",
+				Detail: "count=" + strconv.Itoa(n) + " in " + d.Round(time.Millisecond).String()})
+		}
+	}
+	if len(w) > 0 {
+		t.stats.Weird++
+	}
+	info.Weird = w
+}
+
+func appendWeird(w []DNSWeird, rule, detail string) []DNSWeird {
+	for _, x := range w {
+		if x.Rule == rule && x.Detail == detail {
+			return w
+		}
+	}
+	return append(w, DNSWeird{Rule: rule, Detail: detail})
+}
+
+// nxBurst counts an NXDOMAIN answer to client and reports a burst once NXBurst of them arrived
+// within NXWindow (every further one in the window is reported too).
+func (t *DNSTracker) nxBurst(client netip.Addr, now time.Time) (int, time.Duration, bool) {
+	w, ok := t.nx[client]
+	if !ok || now.Sub(w.start) > t.cfg.NXWindow || now.Before(w.start) {
+		if !ok && len(t.nx) >= t.cfg.MaxClients {
+			t.gc(now)
+			if len(t.nx) >= t.cfg.MaxClients {
+				for a := range t.nx { // still full: forget one client
+					delete(t.nx, a)
+					break
+				}
+			}
+		}
+		w = nxWindow{start: now}
+	}
+	w.count++
+	t.nx[client] = w
+	return w.count, now.Sub(w.start), w.count >= t.cfg.NXBurst
+}
+
+// Subdomain returns name without its last two labels ("a.b.example.com" -> "a.b"), as the
+// original chains did before measuring length and entropy.
+func Subdomain(name string) string {
+	name = strings.TrimSuffix(name, ".")
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return ""
+	}
+	j := strings.LastIndexByte(name[:i], '.')
+	if j < 0 {
+		return ""
+	}
+	return name[:j]
+}
+
+// Entropy returns the Shannon entropy of s in bits per byte.
+func Entropy(s string) float64 {
+	if len(s) == 0 {
+		return 0
+	}
+	var counts [256]int
+	for i := 0; i < len(s); i++ {
+		counts[s[i]]++
+	}
+	n := float64(len(s))
+	var e float64
+	for _, c := range counts {
+		if c > 0 {
+			f := float64(c) / n
+			e -= f * math.Log2(f)
+		}
+	}
+	return e
+}

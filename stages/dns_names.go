@@ -1,0 +1,200 @@
+package stages
+
+import (
+	"fmt"
+	"iter"
+	"net/netip"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+)
+
+// NamesMode says where the net_watch line takes an address's name from (`--names`).
+type NamesMode uint8
+
+// Names modes.
+const (
+	NamesBoth NamesMode = iota // the name seen in DNS answers on the wire, else a PTR lookup (default)
+	NamesWire                  // only names seen on the wire; no PTR lookups
+	NamesPTR                   // only PTR lookups
+)
+
+// ParseNamesMode parses the value of `--names`: wire, ptr or both ("" means both).
+func ParseNamesMode(s string) (NamesMode, error) {
+	switch s {
+	case "", "both":
+		return NamesBoth, nil
+	case "wire":
+		return NamesWire, nil
+	case "ptr":
+		return NamesPTR, nil
+	}
+	return NamesBoth, fmt.Errorf("--names %q: want wire, ptr or both", s)
+}
+
+// String returns the flag spelling of m.
+func (m NamesMode) String() string {
+	switch m {
+	case NamesWire:
+		return "wire"
+	case NamesPTR:
+		return "ptr"
+	}
+	return "both"
+}
+
+// WireNames remembers the names that DNS answers seen on the wire give to addresses: an A or
+// AAAA answer names its address with the question's name (the name the client asked for, even
+// when CNAMEs led to the address). It is bounded (an LRU of MaxEntries) and safe for concurrent
+// use: the DNS stage learns, the reverse-DNS stage looks up.
+type WireNames struct {
+	cache  *lru.Cache[netip.Addr, wireName]
+	minTTL time.Duration
+}
+
+type wireName struct {
+	name    string
+	expires time.Time
+}
+
+// DefaultWireNames is the capacity NewWireNames uses for a size of 0.
+const DefaultWireNames = 65536
+
+// NewWireNames returns a table of at most size names (0: DefaultWireNames). A name is kept for
+// its record's TTL, but never less than minTTL (0: 10 minutes), because connections outlive TTLs.
+func NewWireNames(size int, minTTL time.Duration) *WireNames {
+	if size <= 0 {
+		size = DefaultWireNames
+	}
+	if minTTL <= 0 {
+		minTTL = 10 * time.Minute
+	}
+	c, _ := lru.New[netip.Addr, wireName](size) // size > 0: never fails
+	return &WireNames{cache: c, minTTL: minTTL}
+}
+
+// Lookup returns the name the wire gave to a, if one is known and has not expired at now
+// (packet time; the zero time skips the expiry check). It does not allocate.
+func (w *WireNames) Lookup(a netip.Addr, now time.Time) (string, bool) {
+	if w == nil {
+		return "", false
+	}
+	n, ok := w.cache.Get(a.Unmap())
+	if !ok {
+		return "", false
+	}
+	if !now.IsZero() && now.After(n.expires) {
+		return "", false
+	}
+	return n.name, true
+}
+
+// Len returns how many addresses have a name.
+func (w *WireNames) Len() int { return w.cache.Len() }
+
+// Add names a for ttl from now.
+func (w *WireNames) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
+	if ttl < w.minTTL {
+		ttl = w.minTTL
+	}
+	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)})
+}
+
+// Learn takes the A and AAAA answers of a response. The name given to an address is the
+// question's name when the answer's owner is that name or is reached from it through the
+// message's CNAME answers; otherwise the owner's name.
+func (w *WireNames) Learn(info *DNSInfo, now time.Time) {
+	if w == nil || !info.Response {
+		return
+	}
+	qname := ""
+	if len(info.Questions) > 0 {
+		qname = info.Questions[0].Name
+	}
+	for _, r := range info.Answers {
+		if r.Type != 1 && r.Type != 28 { // A, AAAA
+			continue
+		}
+		a := r.Addr
+		if !a.IsValid() {
+			continue
+		}
+		name := r.Name
+		if qname != "" && reachesViaCNAME(info.Answers, qname, r.Name) {
+			name = qname
+		}
+		w.Add(a, name, time.Duration(r.TTL)*time.Second, now)
+	}
+}
+
+// reachesViaCNAME reports whether owner is from or is reached from it by following CNAME
+// answers (at most 8 steps; names compare case-insensitively).
+func reachesViaCNAME(answers []DNSRecord, from, owner string) bool {
+	cur := from
+	for step := 0; step < 8; step++ {
+		if equalFoldASCII(cur, owner) {
+			return true
+		}
+		next := ""
+		for _, r := range answers {
+			if r.Type == 5 && equalFoldASCII(r.Name, cur) { // CNAME
+				next = r.Data
+				break
+			}
+		}
+		if next == "" {
+			return false
+		}
+		cur = next
+	}
+	return false
+}
+
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// PreferWireNames returns a stage that sets SrcDomain and DstDomain to the name DNS answers on
+// the wire gave the address, when there is one and named(class) says the address is one a name
+// should show for (nil: every address). For net_watch, named is `c == ClassPublic`: the
+// addresses that would get a PTR lookup, while internal and special ones keep their class.
+// With `--names both` the stage goes after the reverse-DNS stage, so a wire name wins over a
+// PTR name; with `--names wire` it replaces that stage. It does not allocate.
+func PreferWireNames(w *WireNames, named func(Class) bool) Stage {
+	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
+		return func(yield func(*Packet) bool) {
+			for p := range src {
+				if p.IPVersion != 0 {
+					if named == nil || named(p.SrcClass) {
+						if n, ok := w.Lookup(p.Src, p.Time); ok {
+							p.SrcDomain = n
+						}
+					}
+					if named == nil || named(p.DstClass) {
+						if n, ok := w.Lookup(p.Dst, p.Time); ok {
+							p.DstDomain = n
+						}
+					}
+				}
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,376 @@
+package stages
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// readTSV reads testdata/tshark/NAME: one line per frame, fields separated by '|'. The files
+// are tshark's own decode of the shared captures, made by testdata/tshark/gen.sh.
+func readTSV(t *testing.T, name string) [][]string {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", "tshark", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var rows [][]string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		rows = append(rows, strings.Split(sc.Text(), "|"))
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// TestTSharkDecodesCurrent re-runs gen.sh when tshark is installed and checks that the stored
+// decodes are still what tshark says (so the expected values cannot drift from tshark).
+func TestTSharkDecodesCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: tshark is slow")
+	}
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Skip("tshark not installed; the stored decodes are used as they are")
+	}
+	dir := t.TempDir()
+	gen, _ := filepath.Abs(filepath.Join("testdata", "tshark", "gen.sh"))
+	cmd := exec.Command(gen, pcapDir(t))
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gen.sh: %v\n%s", err, out)
+	}
+	files, _ := filepath.Glob(filepath.Join("testdata", "tshark", "*.tsv"))
+	for _, f := range files {
+		want, _ := os.ReadFile(f)
+		got, err := os.ReadFile(filepath.Join(dir, filepath.Base(f)))
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s differs from tshark's decode now (rerun gen.sh)", f)
+		}
+	}
+}
+
+// dnsCaptures pairs shared captures with their tshark decodes.
+var dnsCaptures = []struct{ pcap, tsv string }{
+	{"chains/dns.pcap", "dns_dns_pcap.tsv"},
+	{"chains/https.pcap", "dns_https_pcap.tsv"},
+	{"chains/nb6-http.pcap", "dns_nb6-http_pcap.tsv"},
+	{"protocols/dns_tcp.pcap", "dns_dns_tcp_pcap.tsv"},
+	{"protocols/dns_udp_a_aaaa_ptr_mx_nxdomain.pcap", "dns_dns_udp_a_aaaa_ptr_mx_nxdomain_pcap.tsv"},
+	{"protocols/dns_udp_txt.pcap", "dns_dns_udp_txt_pcap.tsv"},
+	{"protocols/mdns_ipv4_ipv6.pcap", "dns_mdns_ipv4_ipv6_pcap.tsv"},
+	{"protocols/mdns_queries_answers.pcap", "dns_mdns_queries_answers_pcap.tsv"},
+	{"protocols/llmnr_ipv6.pcapng", "dns_llmnr_ipv6_pcapng.tsv"},
+	{"protocols/ipv4_http_dns_wikipedia.pcap", "dns_ipv4_http_dns_wikipedia_pcap.tsv"},
+	{"protocols/pcapng_multi_interface_dns.pcapng", "dns_pcapng_multi_interface_dns_pcapng.tsv"},
+	{"protocols/linktype_raw_ipv4_dns.pcap", "dns_linktype_raw_ipv4_dns_pcap.tsv"},
+}
+
+// runApp runs the app chain over a capture and returns a copy of the DNS, HTTP and TLS results
+// per frame number.
+type appResult struct {
+	dst  netip.Addr
+	dns  *DNSInfo
+	http *HTTPInfo
+	tls  *TLSInfo
+}
+
+func runApp(t *testing.T, pcap string, snap snapPolicy, names *WireNames) map[uint64]appResult {
+	t.Helper()
+	out := map[uint64]appResult{}
+	chain := Chain(Flows(FlowConfig{}), DNS(DNSConfig{Names: names}), HTTP(), TLS())
+	for p := range chain(capturePackets(t, pcapPath(t, pcap), snap)) {
+		if p.DNS != nil || p.HTTP != nil || p.TLS != nil {
+			out[p.Num] = appResult{p.Dst, p.DNS, p.HTTP, p.TLS}
+		}
+	}
+	return out
+}
+
+func TestDNSAgainstTShark(t *testing.T) {
+	for _, c := range dnsCaptures {
+		t.Run(c.pcap, func(t *testing.T) {
+			got := runApp(t, c.pcap, kernelSnap, nil)
+			rows := readTSV(t, c.tsv)
+			if len(rows) == 0 {
+				t.Fatal("tshark decoded no DNS")
+			}
+			seen := 0
+			for _, r := range rows {
+				num, _ := strconv.ParseUint(r[0], 10, 64)
+				res := got[num]
+				if res.dns == nil {
+					t.Errorf("frame %d: tshark decodes DNS, we do not", num)
+					continue
+				}
+				seen++
+				checkDNSRow(t, num, r, res.dns, res.dst.IsMulticast())
+			}
+			dnsFrames := 0
+			for _, res := range got {
+				if res.dns != nil {
+					dnsFrames++
+				}
+			}
+			if dnsFrames != seen {
+				t.Errorf("we decoded DNS in %d frames, tshark in %d", dnsFrames, seen)
+			}
+		})
+	}
+}
+
+// checkDNSRow compares one tshark row (gen.sh's field order) with our decode.
+// Responses sent to a multicast group (mDNS) are not matched to queries: every responder
+// answers and ids are 0, so tshark's pairing there is not checked.
+func checkDNSRow(t *testing.T, num uint64, r []string, d *DNSInfo, multicast bool) {
+	t.Helper()
+	errf := func(field string, want, got any) {
+		t.Errorf("frame %d %s: tshark %v, we %v", num, field, want, got)
+	}
+	if want := r[1]; want != fmt.Sprintf("0x%04x", d.ID) {
+		errf("id", want, d.ID)
+	}
+	if want := r[2] == "1"; want != d.Response {
+		errf("response", want, d.Response)
+	}
+	if r[3] != strconv.Itoa(d.Opcode) {
+		errf("opcode", r[3], d.Opcode)
+	}
+	if r[4] != "" && r[4] != strconv.Itoa(d.Rcode) {
+		errf("rcode", r[4], d.Rcode)
+	}
+	if (r[5] == "1") != d.Z {
+		errf("z", r[5], d.Z)
+	}
+	if (r[6] == "1") != d.TC {
+		errf("truncated", r[6], d.TC)
+	}
+	if r[7] != strconv.Itoa(len(d.Questions)) {
+		errf("questions", r[7], len(d.Questions))
+	}
+	if r[8] != strconv.Itoa(len(d.Answers)) {
+		errf("answers", r[8], len(d.Answers))
+	}
+	var names, types []string
+	for _, q := range d.Questions {
+		n := q.Name
+		if n == "." {
+			n = "<Root>"
+		}
+		names = append(names, n)
+		types = append(types, strconv.Itoa(int(q.Type)))
+	}
+	if want, got := r[9], strings.Join(names, ","); want != got {
+		errf("query names", want, got)
+	}
+	if want, got := r[10], strings.Join(types, ","); want != got {
+		errf("query types", want, got)
+	}
+	var ttls, as, aaaas []string
+	for _, sec := range [][]DNSRecord{d.Answers, d.Authority, d.Additional} {
+		for _, rr := range sec {
+			if rr.Type == dns.TypeOPT {
+				continue
+			}
+			ttls = append(ttls, strconv.FormatUint(uint64(rr.TTL), 10))
+			switch rr.Type {
+			case dns.TypeA:
+				as = append(as, rr.Data)
+			case dns.TypeAAAA:
+				aaaas = append(aaaas, rr.Data)
+			}
+		}
+	}
+	if want, got := r[11], strings.Join(ttls, ","); want != got {
+		errf("ttls", want, got)
+	}
+	if want, got := r[12], strings.Join(as, ","); want != got {
+		errf("A", want, got)
+	}
+	if want, got := r[13], strings.Join(aaaas, ","); want != got {
+		errf("AAAA", want, got)
+	}
+	if multicast {
+		return
+	}
+	if r[14] != "" {
+		sec, _ := strconv.ParseFloat(r[14], 64)
+		if !d.Matched {
+			errf("matched", true, false)
+		} else if math.Abs(d.Latency.Seconds()-sec) > 1e-6 {
+			errf("latency", sec, d.Latency)
+		}
+	} else if d.Matched && d.Response {
+		errf("matched", false, d.Latency)
+	}
+}
+
+// TestWireNames: the A and AAAA answers of chains/dns.pcap name their addresses (tshark shows
+// frame 10 answering www.netbsd.org with 204.152.190.12, frame 12 with 2001:4f8:4:7:2e0:81ff:fe52:9a6b).
+func TestWireNames(t *testing.T) {
+	names := NewWireNames(0, 0)
+	runApp(t, "chains/dns.pcap", kernelSnap, names)
+	for addr, want := range map[string]string{
+		"204.152.190.12":                  "www.netbsd.org",
+		"2001:4f8:4:7:2e0:81ff:fe52:9a6b": "www.netbsd.org",
+		"216.239.37.26":                   "google.com", // frame 4: an MX answer's additional A: not named
+	} {
+		a := mustAddr(t, addr)
+		got, ok := names.Lookup(a, time.Time{})
+		if addr == "216.239.37.26" {
+			if ok {
+				t.Errorf("%s named %q from an additional record", addr, got)
+			}
+			continue
+		}
+		if !ok || got != want {
+			t.Errorf("%s: got %q %v, want %q", addr, got, ok, want)
+		}
+	}
+}
+
+func TestWireNamesCNAME(t *testing.T) {
+	w := NewWireNames(4, time.Minute)
+	now := time.Unix(1000, 0)
+	info := &DNSInfo{Response: true,
+		Questions: []DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
+		Answers: []DNSRecord{
+			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},
+			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7", Addr: mustAddr(t, "192.0.2.7")},
+			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8", Addr: mustAddr(t, "192.0.2.8")},
+		}}
+	w.Learn(info, now)
+	if n, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now); !ok || n != "www.example.com" {
+		t.Errorf("via CNAME: %q %v", n, ok)
+	}
+	if n, ok := w.Lookup(mustAddr(t, "192.0.2.8"), now); !ok || n != "other.net" {
+		t.Errorf("unrelated owner: %q %v", n, ok)
+	}
+	if _, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now.Add(2*time.Minute)); ok {
+		t.Error("name outlived max(TTL, minTTL)")
+	}
+	for i := 0; i < 10; i++ {
+		w.Add(mustAddr(t, fmt.Sprintf("198.51.100.%d", i)), "x", time.Hour, now)
+	}
+	if w.Len() != 4 {
+		t.Errorf("bounded table holds %d, want 4", w.Len())
+	}
+	if m, err := ParseNamesMode("wire"); err != nil || m != NamesWire {
+		t.Error("ParseNamesMode wire")
+	}
+	if _, err := ParseNamesMode("bogus"); err == nil {
+		t.Error("ParseNamesMode accepted bogus")
+	}
+}
+
+// splitSegment returns copies of a capture's packets before frame num, and frame num's TCP
+// payload cut into segments of at most size bytes.
+func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*Packet) {
+	t.Helper()
+	var whole *Packet
+	for p := range capturePackets(t, pcapPath(t, pcap), fullSnap) {
+		c := *p
+		c.Payload = slices.Clone(p.Payload)
+		if c.Num < num {
+			before = append(before, &c)
+		} else if c.Num == num {
+			whole = &c
+		}
+	}
+	if whole == nil || len(whole.Payload) <= size {
+		t.Fatalf("frame %d: nothing to split", num)
+	}
+	for off := 0; off < len(whole.Payload); off += size {
+		s := *whole
+		s.Payload = whole.Payload[off:min(off+size, len(whole.Payload))]
+		s.PayloadLen = uint16(len(s.Payload))
+		s.Seq = whole.Seq + uint32(off)
+		segs = append(segs, &s)
+	}
+	return before, segs
+}
+
+// TestDNSOverTCPAcrossSegments: dns_tcp.pcap's response (frame 6; tshark: 2 answers, A
+// 192.139.46.66 and 198.199.88.104 among the records) cut into 40-byte segments delivered out of
+// order decodes whole, once, on the segment that completes it, matched to its query.
+func TestDNSOverTCPAcrossSegments(t *testing.T) {
+	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
+	ft := NewFlowTable(FlowConfig{})
+	tr := NewDNSTracker(DNSConfig{})
+	for _, p := range before {
+		ft.Process(p)
+		tr.Process(p)
+	}
+	order := []int{1, 0}
+	for i := 2; i < len(segs); i++ {
+		order = append(order, i)
+	}
+	order[len(order)-1], order[len(order)-2] = order[len(order)-2], order[len(order)-1]
+	var got []*DNSInfo
+	for _, i := range order {
+		p := segs[i]
+		ft.Process(p)
+		tr.Process(p)
+		if p.DNS != nil {
+			got = append(got, p.DNS)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("decoded %d times", len(got))
+	}
+	d := got[0]
+	rows := readTSV(t, "dns_dns_tcp_pcap.tsv")
+	checkDNSRow(t, 6, rows[1], d, false)
+	if d.Err != "" || !d.TCP {
+		t.Errorf("err %q tcp %v", d.Err, d.TCP)
+	}
+}
+
+// TestPreferWireNames: in chains/https.pcap, frame 4 answers api.facebook.com with a CNAME to
+// star.c10r.facebook.com and A 31.13.93.3 (tshark: dns.cname, dns.a). From then on the TLS
+// connection to 31.13.93.3 is named api.facebook.com, the name the client asked for.
+func TestPreferWireNames(t *testing.T) {
+	names := NewWireNames(0, 0)
+	fb := mustAddr(t, "31.13.93.3")
+	named, unnamed := 0, 0
+	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, nil))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
+		if p.Dst != fb && p.Src != fb {
+			continue
+		}
+		d := p.DstDomain
+		if p.Src == fb {
+			d = p.SrcDomain
+		}
+		switch {
+		case p.Num > 4 && d == "api.facebook.com":
+			named++
+		case p.Num <= 4 && d == "":
+			unnamed++
+		default:
+			t.Errorf("frame %d: domain %q", p.Num, d)
+		}
+	}
+	if named < 30 {
+		t.Errorf("%d packets named", named)
+	}
+	// A class filter keeps the name off addresses it refuses.
+	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, func(Class) bool { return false }))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
+		if p.SrcDomain != "" || p.DstDomain != "" {
+			t.Fatalf("frame %d named despite the filter", p.Num)
+		}
+	}
+}

@@ -1,0 +1,47 @@
+package stages_test
+
+import (
+	"io"
+	"testing"
+	"time"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+// BenchmarkFullChain: the whole chain of a view with -n (domains and classes, then flows, DNS
+// with wire names, HTTP, TLS) and its sink writing to a discarded buffered output, over 300,000
+// packets from the shared captures. net_watch+app is the net_watch line with every app stage.
+func BenchmarkFullChain(b *testing.B) {
+	pkts := benchPackets(b, 300_000)
+	for _, view := range []string{"net_watch+app", stages.ViewURLWatch, stages.ViewWeirdDNS, stages.ViewFlows} {
+		b.Run(view, func(b *testing.B) {
+			b.ReportAllocs()
+			var el, cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				out := stages.NewOutput(io.Discard, false)
+				var st stages.Stage
+				var sink stages.Sink
+				if view == "net_watch+app" {
+					names := stages.NewWireNames(0, 0)
+					app, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: names}})
+					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), app, stages.PreferWireNames(names, func(c stages.Class) bool { return c == stages.ClassPublic }))
+					sink = stages.NewNetWatchSink(out, true, false)
+				} else {
+					built, err := stages.Build(&stages.Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
+					if err != nil {
+						b.Fatal(err)
+					}
+					st, sink = built.Stage, built.Sink
+				}
+				start, c0 := time.Now(), cpuTime()
+				if _, err := stages.Run(replay(pkts), st, sink, 0); err != nil {
+					b.Fatal(err)
+				}
+				sink.Close()
+				el += time.Since(start)
+				cpu += cpuTime() - c0
+			}
+			reportRate(b, len(pkts), el, cpu)
+		})
+	}
+}

@@ -1,0 +1,339 @@
+package stages
+
+import (
+	"encoding/binary"
+	"iter"
+)
+
+// TLS handshake message types the TLS stage decodes.
+const (
+	TLSClientHello = 1
+	TLSServerHello = 2
+)
+
+// TLS extension numbers the TLS stage reads.
+const (
+	tlsExtServerName        = 0x0000
+	tlsExtSupportedGroups   = 0x000a
+	tlsExtSignatureAlgs     = 0x000d
+	tlsExtALPN              = 0x0010
+	tlsExtSupportedVersions = 0x002b
+)
+
+// TLSInfo is a decoded TLS ClientHello or ServerHello.
+type TLSInfo struct {
+	Hello         uint8    // TLSClientHello or TLSServerHello
+	Length        int      // the handshake message's declared length
+	RecordVersion uint16   // version field of the first record header
+	LegacyVersion uint16   // the hello's legacy_version field
+	Version       uint16   // ClientHello: the highest offered (supported_versions, else legacy); ServerHello: the chosen one
+	SNI           string   // server_name (host_name) of a ClientHello
+	ALPN          []string // ClientHello: protocols offered; ServerHello: the one chosen
+	Versions      []uint16 // supported_versions as sent (GREASE included)
+	Ciphers       []uint16 // ClientHello: offered suites in wire order (GREASE included)
+	Cipher        uint16   // ServerHello: the chosen suite
+	Extensions    []uint16 // extension types in wire order (GREASE included)
+	SigAlgs       []uint16 // signature_algorithms in wire order
+	Groups        []uint16 // supported_groups in wire order
+	JA4           string   // ClientHello: JA4 fingerprint; ServerHello: JA4S ("" when Partial)
+	Partial       bool     // the hello was cut short of its declared length; later fields may be missing
+	Segments      int      // TCP segments it was reassembled from (0: read from one packet)
+}
+
+// TLSVersionName returns "TLS 1.3", "TLS 1.2", ..., "SSL 3.0", or the hex value.
+func TLSVersionName(v uint16) string {
+	switch v {
+	case 0x0304:
+		return "TLS 1.3"
+	case 0x0303:
+		return "TLS 1.2"
+	case 0x0302:
+		return "TLS 1.1"
+	case 0x0301:
+		return "TLS 1.0"
+	case 0x0300:
+		return "SSL 3.0"
+	case 0x0002:
+		return "SSL 2.0"
+	}
+	return "0x" + hex16(v)
+}
+
+func hex16(v uint16) string {
+	const digits = "0123456789abcdef"
+	return string([]byte{digits[v>>12], digits[v>>8&15], digits[v>>4&15], digits[v&15]})
+}
+
+// IsGREASE reports whether v is a GREASE value (RFC 8701): 0x?a?a with both bytes equal.
+func IsGREASE(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
+
+// tlsHandshake gathers the first handshake message from TLS records at the start of b, across
+// records if it is fragmented. It returns the message (type, 3-byte length, body, possibly cut
+// short), the first record's version, whether the message is complete, and ok=false when b
+// does not start with a handshake record. scratch is reused when records must be joined.
+func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, complete, ok bool, out []byte) {
+	if len(b) < 5 || b[0] != 0x16 || b[1] != 3 {
+		return nil, 0, false, false, scratch
+	}
+	recVersion = binary.BigEndian.Uint16(b[1:])
+	first := true
+	joined := scratch[:0]
+	for len(b) >= 5 && b[0] == 0x16 {
+		n := int(binary.BigEndian.Uint16(b[3:]))
+		body := b[5:]
+		if n < len(body) {
+			body = body[:n]
+		}
+		if first && len(body) >= 4 {
+			want := 4 + (int(body[1])<<16 | int(body[2])<<8 | int(body[3]))
+			if len(body) >= want {
+				return body[:want], recVersion, true, true, scratch
+			}
+		}
+		first = false
+		joined = append(joined, body...)
+		if len(joined) >= 4 {
+			want := 4 + (int(joined[1])<<16 | int(joined[2])<<8 | int(joined[3]))
+			if len(joined) >= want {
+				return joined[:want], recVersion, true, true, joined
+			}
+		}
+		if len(body) < n {
+			break // the record itself is cut short
+		}
+		b = b[5+n:]
+	}
+	return joined, recVersion, false, true, joined
+}
+
+// ParseTLSHello decodes a ClientHello or ServerHello handshake message (type byte first). A
+// message cut short yields what precedes the cut, with Partial set. It returns nil for other
+// message types or when not even the fixed fields are there.
+func ParseTLSHello(msg []byte) *TLSInfo {
+	if len(msg) < 4+2+32 || (msg[0] != TLSClientHello && msg[0] != TLSServerHello) {
+		return nil
+	}
+	declared := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
+	body := msg[4:]
+	info := &TLSInfo{Hello: msg[0], Length: declared}
+	if len(body) < declared {
+		info.Partial = true
+	} else {
+		body = body[:declared]
+	}
+	r := tlsReader{b: body}
+	info.LegacyVersion = r.u16()
+	r.skip(32) // random
+	r.vec8()   // session id
+	if info.Hello == TLSClientHello {
+		cs := r.vec16()
+		for len(cs) >= 2 {
+			info.Ciphers = append(info.Ciphers, binary.BigEndian.Uint16(cs))
+			cs = cs[2:]
+		}
+		r.vec8() // compression methods
+	} else {
+		info.Cipher = r.u16()
+		r.skip(1) // compression method
+	}
+	if r.bad {
+		info.Partial = true
+	}
+	exts := r.vec16()
+	for len(exts) >= 4 {
+		typ := binary.BigEndian.Uint16(exts)
+		n := int(binary.BigEndian.Uint16(exts[2:]))
+		exts = exts[4:]
+		if n > len(exts) {
+			info.Extensions = append(info.Extensions, typ)
+			info.Partial = true
+			break
+		}
+		data := exts[:n]
+		exts = exts[n:]
+		info.Extensions = append(info.Extensions, typ)
+		info.extension(typ, data)
+	}
+	if r.bad || len(exts) != 0 {
+		info.Partial = true
+	}
+	info.Version = info.LegacyVersion
+	for _, v := range info.Versions {
+		if !IsGREASE(v) && (info.Hello == TLSServerHello || v > info.Version) {
+			info.Version = v
+		}
+	}
+	if !info.Partial {
+		if info.Hello == TLSClientHello {
+			info.JA4 = JA4('t', info)
+		} else {
+			info.JA4 = JA4S('t', info)
+		}
+	}
+	return info
+}
+
+func (info *TLSInfo) extension(typ uint16, data []byte) {
+	r := tlsReader{b: data}
+	switch typ {
+	case tlsExtServerName:
+		if info.Hello != TLSClientHello {
+			return
+		}
+		list := tlsReader{b: r.vec16()}
+		for !list.bad && len(list.b) > 0 {
+			kind := list.u8()
+			name := list.vec16()
+			if kind == 0 && !list.bad && info.SNI == "" {
+				info.SNI = clip(name)
+			}
+		}
+	case tlsExtALPN:
+		list := tlsReader{b: r.vec16()}
+		for !list.bad && len(list.b) > 0 && len(info.ALPN) < 16 {
+			p := list.vec8()
+			if !list.bad {
+				info.ALPN = append(info.ALPN, string(p))
+			}
+		}
+	case tlsExtSupportedVersions:
+		if info.Hello == TLSServerHello {
+			info.Versions = append(info.Versions, r.u16())
+			return
+		}
+		vs := r.vec8()
+		for len(vs) >= 2 {
+			info.Versions = append(info.Versions, binary.BigEndian.Uint16(vs))
+			vs = vs[2:]
+		}
+	case tlsExtSignatureAlgs:
+		info.SigAlgs = appendU16s(info.SigAlgs, r.vec16())
+	case tlsExtSupportedGroups:
+		info.Groups = appendU16s(info.Groups, r.vec16())
+	}
+}
+
+func appendU16s(dst []uint16, b []byte) []uint16 {
+	for len(b) >= 2 {
+		dst = append(dst, binary.BigEndian.Uint16(b))
+		b = b[2:]
+	}
+	return dst
+}
+
+// tlsReader reads big-endian fields; reading past the end sets bad and yields zeros.
+type tlsReader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *tlsReader) u8() uint8 {
+	if len(r.b) < 1 {
+		r.bad = true
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
+}
+
+func (r *tlsReader) u16() uint16 {
+	if len(r.b) < 2 {
+		r.bad, r.b = true, nil
+		return 0
+	}
+	v := binary.BigEndian.Uint16(r.b)
+	r.b = r.b[2:]
+	return v
+}
+
+func (r *tlsReader) skip(n int) {
+	if len(r.b) < n {
+		r.bad, r.b = true, nil
+		return
+	}
+	r.b = r.b[n:]
+}
+
+// vec8 and vec16 read a vector with a one- or two-byte length; a vector running past the end
+// yields what is there and sets bad.
+func (r *tlsReader) vec8() []byte  { return r.vec(int(r.u8())) }
+func (r *tlsReader) vec16() []byte { return r.vec(int(r.u16())) }
+
+func (r *tlsReader) vec(n int) []byte {
+	if r.bad {
+		return nil
+	}
+	if n > len(r.b) {
+		v := r.b
+		r.bad, r.b = true, nil
+		return v
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// TLS returns the TLS stage: the packet that completes a ClientHello or ServerHello gets
+// Packet.TLS. A hello spanning several segments is read from the flow's reassembly (the flows
+// stage must run before); without a flow, a hello is read from the packet alone.
+func TLS() Stage {
+	var scratch []byte
+	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
+		return func(yield func(*Packet) bool) {
+			for p := range src {
+				scratch = processTLS(p, scratch)
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ProcessTLS sets p.TLS when p completes or carries a ClientHello or ServerHello.
+func ProcessTLS(p *Packet) { processTLS(p, nil) }
+
+func processTLS(p *Packet, scratch []byte) []byte {
+	if p.Proto != ProtoTCP || (len(p.Payload) == 0 && p.Flow == nil) {
+		return scratch
+	}
+	dir := 0
+	if p.FlowReply {
+		dir = 1
+	}
+	if f := p.Flow; f != nil {
+		if s := f.streams[dir]; s != nil && s.Want&WantTLS != 0 {
+			msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), scratch)
+			scratch = sc
+			switch {
+			case !ok:
+				s.Want &^= WantTLS
+			case complete || s.Stalled():
+				s.Want &^= WantTLS
+				if info := ParseTLSHello(msg); info != nil {
+					info.RecordVersion = rv
+					info.Segments = s.Segments()
+					p.TLS = info
+				}
+			}
+			return scratch
+		}
+		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
+			return scratch // reassembly will decide, or this packet began a reassembled direction
+		}
+	}
+	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, scratch)
+	scratch = sc
+	if !ok {
+		return scratch
+	}
+	if info := ParseTLSHello(msg); info != nil {
+		info.RecordVersion = rv
+		if !complete {
+			info.Partial, info.JA4 = true, ""
+		}
+		p.TLS = info
+	}
+	return scratch
+}
