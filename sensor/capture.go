@@ -35,6 +35,9 @@ type Capture struct {
 	link  func(iface int) layers.LinkType
 	names []string
 	fcs   int // pcap: bytes of frame check sequence at the end of each frame
+	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
+	// reads them as they come when link types may be mixed).
+	noIfaces func() bool
 	buf   []byte
 	frame Frame
 	num   uint64
@@ -42,7 +45,8 @@ type Capture struct {
 
 const (
 	pcapngMagic      = 0x0a0d0d0a
-	linktypeMask     = 0x03ffffff // LT_LINKTYPE: the link type proper
+	linktypeMask     = 0x0000ffff // LT_LINKTYPE: the link type proper
+	linktypeReserved = 0x03ff0000 // LT_RESERVED1: must be zero
 	linktypeFCSFlag  = 0x04000000 // LT_FCS_DATALINK_EXT: FCS length is present
 	linktypeFCSShift = 28
 )
@@ -63,6 +67,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 		if err != nil {
 			return nil, fmt.Errorf("not a readable pcapng file: %w", err)
 		}
+		c.noIfaces = func() bool { return ng.NInterfaces() == 0 }
 		c.read = ng.ZeroCopyReadPacketData
 		c.link = func(i int) layers.LinkType {
 			ifc, err := ng.Interface(i)
@@ -77,14 +82,29 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 		}
 		return c, nil
 	}
+	// pcapgo keeps 16 bits of the link-type field; the FCS and reserved bits above them are
+	// read from the header here.
+	var raw uint32
+	if hdr, err := br.Peek(24); err == nil {
+		if binary.LittleEndian.Uint32(hdr) == 0xa1b2c3d4 || binary.LittleEndian.Uint32(hdr) == 0xa1b23c4d {
+			raw = binary.LittleEndian.Uint32(hdr[20:24])
+		} else {
+			raw = binary.BigEndian.Uint32(hdr[20:24])
+		}
+	}
 	pr, err := pcapgo.NewReader(acceptPcapMinor(br))
 	if err != nil {
 		return nil, fmt.Errorf("not a readable pcap or pcapng file: %w", err)
 	}
-	raw := uint32(pr.LinkType())
+	if raw&linktypeReserved != 0 {
+		return nil, fmt.Errorf("the file header's link-type field %#x has reserved bits set: not a pcap file this reader understands", raw)
+	}
 	lt := layers.LinkType(raw & linktypeMask)
 	if raw&linktypeFCSFlag != 0 {
 		c.fcs = int(raw>>linktypeFCSShift) * 2
+	}
+	if !supportedLinkType(lt) {
+		return nil, unsupportedLinkType(lt)
 	}
 	c.read = pr.ZeroCopyReadPacketData
 	c.link = func(int) layers.LinkType { return lt }
@@ -106,6 +126,9 @@ func (c *Capture) Next() (*Frame, error) {
 	n := c.num + 1
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(data) == 0 && !errors.Is(err, io.ErrUnexpectedEOF) {
+			if c.noIfaces != nil && c.noIfaces() {
+				return nil, errors.New("the pcapng file has no interface description block, so it can hold no packets")
+			}
 			return nil, io.EOF
 		}
 		if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -181,7 +204,7 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, er
 		}
 		hdr = 4
 	default:
-		return 0, fmt.Errorf("link type %s (%d) is not supported (supported: Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback)", lt, int(lt))
+		return 0, unsupportedLinkType(lt)
 	}
 	c.buf = append(c.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(etype>>8), byte(etype))
 	copy(c.buf[6:12], src)
@@ -214,6 +237,21 @@ func acceptPcapMinor(br *bufio.Reader) io.Reader {
 	order.PutUint16(fixed[6:8], 4)
 	br.Discard(24)
 	return io.MultiReader(bytes.NewReader(fixed), br)
+}
+
+// supportedLinkType says whether toEthernet can wrap frames of lt.
+func supportedLinkType(lt layers.LinkType) bool {
+	switch lt {
+	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkType(276),
+		layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkType(12), layers.LinkType(14),
+		layers.LinkTypeNull, layers.LinkTypeLoop:
+		return true
+	}
+	return false
+}
+
+func unsupportedLinkType(lt layers.LinkType) error {
+	return fmt.Errorf("link type %s (%d) is not supported (supported: Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback)", lt, int(lt))
 }
 
 // ipEthertype guesses the ethertype of a raw IP packet from its version nibble.
