@@ -4,7 +4,9 @@
 // A chain is pulled by its sink, as the generators of the original Python "chains" were:
 //
 //	src := source()                      // iter.Seq[*Packet]: ring buffer or capture file
-//	for p := range Chain(Meta(), Domains(cfg))(src) { sink.Write(p) }
+//	r, _ := NewResolver(RDNSConfig{})
+//	chain := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
+//	for p := range chain(src) { sink.Write(p) }
 //
 // A stage may hold a packet back (reverse DNS waits, bounded, for a name) but yields packets in
 // the order it received them. Packets are reused by sources: a stage that keeps data beyond the

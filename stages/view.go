@@ -21,6 +21,7 @@ type Config struct {
 	Live      bool           // the source is a live capture: flush on a timer, hold packets on a timer
 	RDNS      RDNSConfig     // reverse-DNS tuning; Servers and Live are filled from the fields above
 	TagFuncs  []TagFunc      // user tag functions, run after reverse DNS (see NewTag)
+	Names     NamesMode      // --names: names from DNS answers on the wire, PTR lookups, or both
 }
 
 // Built holds what a view built: the chain to run, the sink at its end, and the resolver (nil
@@ -110,16 +111,32 @@ func BaseChain(cfg *Config) (Stage, *Resolver, error) {
 	if cfg.NoDNS {
 		return Chain(append([]Stage{front}, tags...)...), nil, nil
 	}
-	rc := cfg.RDNS
-	if cfg.DNSServer != "" {
-		rc.Servers = []string{cfg.DNSServer}
+	// Names: the DNS answers seen on the wire name the addresses they resolve (--names wire or
+	// both), PTR lookups name the rest (ptr or both); a wire name wins over a PTR name. Both
+	// only for public addresses: internal and special ones show their class.
+	chain := []Stage{front}
+	var wire *WireNames
+	if cfg.Names != NamesPTR {
+		wire = NewWireNames(0, 0)
+		chain = append(chain, DNS(DNSConfig{Names: wire}))
 	}
-	rc.Live = cfg.Live
-	r, err := NewResolver(rc)
-	if err != nil {
-		return nil, nil, err
+	var r *Resolver
+	if cfg.Names != NamesWire {
+		rc := cfg.RDNS
+		if cfg.DNSServer != "" {
+			rc.Servers = []string{cfg.DNSServer}
+		}
+		rc.Live = cfg.Live
+		var err error
+		if r, err = NewResolver(rc); err != nil {
+			return nil, nil, err
+		}
+		chain = append(chain, r.Stage())
 	}
-	return Chain(append([]Stage{front, r.Stage()}, tags...)...), r, nil
+	if wire != nil {
+		chain = append(chain, PreferWireNames(wire, func(c Class) bool { return c == ClassPublic }))
+	}
+	return Chain(append(chain, tags...)...), r, nil
 }
 
 // Build builds cfg.View (DefaultView when empty) writing to out.

@@ -53,6 +53,7 @@ const (
 	flagColor     = "color"
 	flagInternal  = "internal"
 	flagRDNSWait  = "rdns-wait"
+	flagNames     = "names"
 )
 
 // sharedFlags returns the flags every packet-printing command takes.
@@ -66,6 +67,7 @@ func sharedFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagUTC, Usage: "print times in UTC instead of local time"},
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
 		&cli.StringSliceFlag{Name: flagInternal, Usage: "more internal networks: `CIDR,...`"},
+		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire`, from PTR lookups (ptr), or both (a wire name wins)"},
 		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest a packet waits for its reverse-DNS name"},
 	}
 }
@@ -83,6 +85,11 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*st
 		Ifaces:    ifaces,
 		Live:      live,
 	}
+	names, err := stages.ParseNamesMode(c.String(flagNames))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Names = names
 	cfg.RDNS.Wait = c.Duration(flagRDNSWait)
 	if cfg.RDNS.Wait <= 0 {
 		return nil, fmt.Errorf("--%s must be positive", flagRDNSWait)
