@@ -38,9 +38,9 @@ type Capture struct {
 	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
 	// reads them as they come when link types may be mixed).
 	noIfaces func() bool
-	buf   []byte
-	frame Frame
-	num   uint64
+	buf      []byte
+	frame    Frame
+	num      uint64
 }
 
 const (
