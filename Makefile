@@ -4,7 +4,8 @@
 CLANG ?= clang-19
 ARCH_INCLUDE ?= /usr/include/$(shell uname -m)-linux-gnu
 BPF2GO_CFLAGS ?= -O2 -g -Wall -Werror -I$(ARCH_INCLUDE)
-GO ?= go
+# sudo's secure_path leaves out /usr/local/go/bin, where Go's own installer puts go.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 FUZZTIME ?= 60s
 
 export BPF2GO_CC := $(CLANG)
