@@ -105,6 +105,7 @@ func BenchmarkTwin(b *testing.B) {
 	mix := benchMix()
 	buf := make([]byte, 0, 8192)
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		buf = twin.Parse(buf[:0], mix[i%len(mix)], sensor.Meta{})
 	}

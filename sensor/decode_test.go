@@ -47,6 +47,7 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	var p stages.Packet
 	b.ReportAllocs()
+	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if err := (sensor.Decoder{}).Decode(raws[i%len(raws)], &p); err != nil {
 			b.Fatal(err)
