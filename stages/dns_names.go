@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"iter"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -50,6 +51,7 @@ func (m NamesMode) String() string {
 type WireNames struct {
 	cache  *lru.Cache[netip.Addr, wireName]
 	minTTL time.Duration
+	added  atomic.Bool // a name was ever added: until then Lookup takes no lock
 }
 
 type wireName struct {
@@ -76,10 +78,12 @@ func NewWireNames(size int, minTTL time.Duration) *WireNames {
 // Lookup returns the name the wire gave to a, if one is known and has not expired at now
 // (packet time; the zero time skips the expiry check). It does not allocate.
 func (w *WireNames) Lookup(a netip.Addr, now time.Time) (string, bool) {
-	if w == nil {
+	if w == nil || !w.added.Load() {
 		return "", false
 	}
-	n, ok := w.cache.Get(a.Unmap())
+	// Peek takes the read lock only; the LRU order is that of learning, which suits names
+	// that are kept for their TTL anyway.
+	n, ok := w.cache.Peek(a.Unmap())
 	if !ok {
 		return "", false
 	}
@@ -98,6 +102,7 @@ func (w *WireNames) Add(a netip.Addr, name string, ttl time.Duration, now time.T
 		ttl = w.minTTL
 	}
 	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)})
+	w.added.Store(true)
 }
 
 // Learn takes the A and AAAA answers of a response. The name given to an address is the
