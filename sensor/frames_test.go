@@ -67,6 +67,11 @@ func frameCases() []frameCase {
 	get := []byte("GET /index.html HTTP/1.1\r\nHost: example.test\r\n\r\n")
 	hello := cat([]byte{0x16, 0x03, 0x01, 0x01, 0x00}, make([]byte, 300))
 	bulk := bytes.Repeat([]byte{0xaa}, 200)
+	// The sizes issue 2 names: a DNS message of 1400 bytes (past 512), an HTTP request head of
+	// 1200 bytes (past 1 KiB), a TLS ClientHello record of 2100 bytes (past 2 KiB).
+	bigDNS := cat([]byte{0x12, 0x34, 0x81, 0x80}, make([]byte, 1396))
+	bigGet := cat([]byte("GET /"), bytes.Repeat([]byte("a"), 1200-len("GET / HTTP/1.1\r\n\r\n")), []byte(" HTTP/1.1\r\n\r\n"))
+	bigHello := cat([]byte{0x16, 0x03, 0x01, 0x08, 0x2f}, bytes.Repeat([]byte{0x42}, 2095))
 	ah := cat([]byte{6, 4, 0, 0}, be32(0x100), be32(1), make([]byte, 12)) // 24 bytes: (4+2)*4
 	arp := cat(be16(1), be16(0x0800), []byte{6, 4}, be16(1), macA, v4A.AsSlice(), make([]byte, 6), v4B.AsSlice())
 	pppoe := cat([]byte{0x11, 0x00}, be16(0x2a), be16(2+20+8), be16(0x0021))
@@ -143,6 +148,15 @@ func frameCases() []frameCase {
 		}},
 		{"tls client hello", cat(eth(0x0800), ipv4(6, uint16(40+len(hello)), 0, nil), tcp(50000, 8443, 0x18, nil), hello), func(t *testing.T, p *stages.Packet) {
 			want(t, len(p.Payload) == len(hello), "TLS handshake whole (large class)", p)
+		}},
+		{"dns 1400 bytes", cat(eth(0x0800), ipv4(17, uint16(28+len(bigDNS)), 0, nil), udp(53, 40000, len(bigDNS)), bigDNS), func(t *testing.T, p *stages.Packet) {
+			want(t, len(p.Payload) == 1400 && bytes.Equal(p.Payload, bigDNS), "DNS message whole", p)
+		}},
+		{"http head 1200 bytes", cat(eth(0x86dd), ipv6(6, uint16(20+len(bigGet))), tcp(40000, 80, 0x18, nil), bigGet), func(t *testing.T, p *stages.Packet) {
+			want(t, len(bigGet) == 1200 && bytes.Equal(p.Payload, bigGet), "HTTP head whole", p)
+		}},
+		{"client hello 2100 bytes", cat(eth(0x0800), ipv4(6, uint16(40+len(bigHello)), 0, nil), tcp(40000, 443, 0x18, nil), bigHello), func(t *testing.T, p *stages.Packet) {
+			want(t, len(bigHello) == 2100 && bytes.Equal(p.Payload, bigHello), "ClientHello whole", p)
 		}},
 		{"bulk tcp", cat(eth(0x0800), ipv4(6, uint16(40+len(bulk)), 0, nil), tcp(50000, 9000, 0x10, nil), bulk), func(t *testing.T, p *stages.Packet) {
 			want(t, len(p.Payload) == sensor.DefaultSnapSmall && p.PayloadLen == 200, "small class", p)
