@@ -155,6 +155,8 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 		snap = SNAP_MAX;
 	r->snap_len = snap;
 	ret = emit(ctx, xdp, r, snap);
+	if (ret)
+		count_lost(r->ifindex);
 	if (xdp)
 		count(ret ? CNT_XDP_LOST : CNT_XDP_EMITTED);
 	else

@@ -158,6 +158,7 @@ const (
 const (
 	SensorMapCounters         = "counters"
 	SensorMapEvents           = "events"
+	SensorMapLostByIface      = "lost_by_iface"
 	SensorProgTcSensor        = "tc_sensor"
 	SensorProgXdpSensor       = "xdp_sensor"
 	SensorVarCfg              = "cfg"
@@ -220,8 +221,9 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	LostByIface *ebpf.MapSpec `ebpf:"lost_by_iface"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -258,14 +260,16 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	Events      *ebpf.Map `ebpf:"events"`
+	LostByIface *ebpf.Map `ebpf:"lost_by_iface"`
 }
 
 func (m *SensorMaps) Close() error {
 	return _SensorClose(
 		m.Counters,
 		m.Events,
+		m.LostByIface,
 	)
 }
 

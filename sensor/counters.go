@@ -26,6 +26,24 @@ func ReadCounters(objs *Objects) (Counters, error) {
 	return c, nil
 }
 
+// ReadLostByIfindex returns the records lost to a full ring buffer per interface index, summed
+// over CPUs (the kernel counts them only when one is lost).
+func ReadLostByIfindex(objs *Objects) (map[uint32]uint64, error) {
+	lost := map[uint32]uint64{}
+	var idx uint32
+	var per []uint64
+	it := objs.LostByIf.Iterate()
+	for it.Next(&idx, &per) {
+		for _, v := range per {
+			lost[idx] += v
+		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading the per-interface loss: %w", err)
+	}
+	return lost, nil
+}
+
 // SeenXDP is the number of packets xdp_sensor ran on (each was emitted or lost).
 func (c *Counters) SeenXDP() uint64 {
 	return c[gen.SensorCounterKeyCNT_XDP_EMITTED] + c[gen.SensorCounterKeyCNT_XDP_LOST]

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"os"
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
 )
 
@@ -249,5 +251,38 @@ func TestCounters(t *testing.T) {
 	}
 	if c[gen.SensorCounterKeyCNT_SNAP_FAILED] != 0 {
 		t.Errorf("payload copies failed: %s", c.String())
+	}
+}
+
+// TestLossByInterface fills a one-page ring with test runs that nobody reads: every record the
+// ring refuses is counted as lost, in total and for the interface the test run gives the packet.
+func TestLossByInterface(t *testing.T) {
+	sensortest.RequireBPF(t)
+	objs, err := sensor.Load(sensor.Config{RingSize: uint32(os.Getpagesize())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer objs.Close()
+	const runs = 500
+	if _, _, err := objs.XDP.Benchmark(frameCases()[0].frame, runs, nil); err != nil {
+		t.Fatal(err)
+	}
+	c, err := sensor.ReadCounters(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byIf, err := sensor.ReadLostByIfindex(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SeenXDP() != runs || c.RingFull() == 0 || c.Emitted()+c.RingFull() != runs {
+		t.Fatalf("%d runs: %s", runs, c.String())
+	}
+	var sum uint64
+	for _, v := range byIf {
+		sum += v
+	}
+	if sum != c.RingFull() || len(byIf) != 1 {
+		t.Errorf("lost by interface %v, lost in all %d", byIf, c.RingFull())
 	}
 }

@@ -105,6 +105,7 @@ func (l *Live) Err() error { return l.err }
 // IfaceCounts are the records read for one interface.
 type IfaceCounts struct {
 	Iface   string
+	Ifindex uint32
 	In, Out uint64
 }
 
@@ -123,7 +124,7 @@ func (l *Live) Counts() LiveCounts {
 	c.Read = c.Reader.Records
 	for _, idx := range l.order {
 		ic := l.ifaces[idx]
-		c.Ifaces = append(c.Ifaces, IfaceCounts{Iface: ic.name, In: ic.in.Load(), Out: ic.out.Load()})
+		c.Ifaces = append(c.Ifaces, IfaceCounts{Iface: ic.name, Ifindex: idx, In: ic.in.Load(), Out: ic.out.Load()})
 	}
 	return c
 }
@@ -134,6 +135,8 @@ type KernelCounts struct {
 	Emitted         uint64 // records submitted to the ring
 	RingFull        uint64 // records lost: the ring was full
 	SnapFailed      uint64 // records that arrived without their payload bytes
+	// LostByIfindex is RingFull by interface index.
+	LostByIfindex map[uint32]uint64
 }
 
 // Loss is the end-to-end account: every packet the programs saw was either recorded (reached
@@ -163,7 +166,9 @@ func Account(k KernelCounts, u LiveCounts) Loss {
 func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	l := Account(k, u)
 	for _, ic := range u.Ifaces {
-		fmt.Fprintf(w, "%s: %d in, %d out records\n", ic.Iface, ic.In, ic.Out)
+		lost := k.LostByIfindex[ic.Ifindex]
+		fmt.Fprintf(w, "%s: %d seen, %d in and %d out records, %d lost to a full ring buffer\n",
+			ic.Iface, ic.In+ic.Out+lost, ic.In, ic.Out, lost)
 	}
 	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress), %d records, %d lost to a full ring buffer, %d without payload\n",
 		l.Seen, k.XDPSeen, k.TCSeen, k.Emitted, k.RingFull, k.SnapFailed)
@@ -184,12 +189,17 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 	if err != nil {
 		return KernelCounts{}, err
 	}
+	lost, err := ReadLostByIfindex(objs)
+	if err != nil {
+		return KernelCounts{}, err
+	}
 	return KernelCounts{
-		XDPSeen:    c.SeenXDP(),
-		TCSeen:     c.SeenTC(),
-		Emitted:    c.Emitted(),
-		RingFull:   c.RingFull(),
-		SnapFailed: c[gen.SensorCounterKeyCNT_SNAP_FAILED],
+		XDPSeen:       c.SeenXDP(),
+		TCSeen:        c.SeenTC(),
+		Emitted:       c.Emitted(),
+		RingFull:      c.RingFull(),
+		SnapFailed:    c[gen.SensorCounterKeyCNT_SNAP_FAILED],
+		LostByIfindex: lost,
 	}, nil
 }
 

@@ -43,14 +43,15 @@ func TestAccountBalances(t *testing.T) {
 func TestWriteStatsLastLine(t *testing.T) {
 	var buf bytes.Buffer
 	u := LiveCounts{Read: 96, Decoded: 95, Undecodable: 1,
-		Ifaces: []IfaceCounts{{"eth0", 60, 30}, {"eth1", 5, 0}},
+		Ifaces: []IfaceCounts{{"eth0", 2, 60, 30}, {"eth1", 3, 5, 0}},
 		Reader: ReaderStats{Records: 96, Wakeups: 2, Lingers: 1}}
-	WriteStats(&buf, KernelCounts{XDPSeen: 70, TCSeen: 30, Emitted: 96, RingFull: 4}, u)
+	WriteStats(&buf, KernelCounts{XDPSeen: 70, TCSeen: 30, Emitted: 96, RingFull: 4, LostByIfindex: map[uint32]uint64{2: 3, 3: 1}}, u)
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
 	if last := lines[len(lines)-1]; last != "100 packets seen, 95 recorded, 5 lost" {
 		t.Errorf("last line %q", last)
 	}
-	for _, want := range []string{"eth0: 60 in, 30 out records", "eth1: 5 in, 0 out records",
+	for _, want := range []string{"eth0: 93 seen, 60 in and 30 out records, 3 lost to a full ring buffer",
+		"eth1: 6 seen, 5 in and 0 out records, 1 lost to a full ring buffer",
 		"4 lost to a full ring buffer", "1 undecodable", fmt.Sprintf("%d records each", 96/3)} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("no %q in\n%s", want, buf.String())

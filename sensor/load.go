@@ -53,6 +53,7 @@ type Objects struct {
 	TC       *ebpf.Program // tc_sensor
 	Events   *ebpf.Map     // the ring buffer
 	Counters *ebpf.Map     // per-CPU counters keyed by gen.SensorCounterKey
+	LostByIf *ebpf.Map     // per-CPU records lost to a full ring, keyed by ifindex
 	Config   Config        // the knobs the programs were loaded with
 
 	objs gen.SensorObjects
@@ -90,7 +91,7 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, explainLoadError(err)
 	}
 	o.XDP, o.TC = o.objs.XdpSensor, o.objs.TcSensor
-	o.Events, o.Counters = o.objs.Events, o.objs.Counters
+	o.Events, o.Counters, o.LostByIf = o.objs.Events, o.objs.Counters, o.objs.LostByIface
 	return o, nil
 }
 

@@ -1094,14 +1094,20 @@ func TestE2ETwoInterfaces(t *testing.T) {
 			t.Errorf("%d ICMP packets for %q, want 3 (all: %v)", echoes[w], w, echoes)
 		}
 	}
-	// stderr: "<iface>: <in> in, <out> out records" per interface, summing to the total.
-	re := regexp.MustCompile(`(?m)^(\S+): (\d+) in, (\d+) out records$`)
+	// stderr: "<iface>: <seen> seen, <in> in and <out> out records, <lost> lost to a full ring
+	// buffer" per interface, the records summing to the total.
+	re := regexp.MustCompile(`(?m)^(\S+): (\d+) seen, (\d+) in and (\d+) out records, (\d+) lost to a full ring buffer$`)
 	sumIfaces := uint64(0)
 	for _, m := range re.FindAllStringSubmatch(sp.stderrText(), -1) {
-		in, _ := strconv.ParseUint(m[2], 10, 64)
-		out, _ := strconv.ParseUint(m[3], 10, 64)
+		seen, _ := strconv.ParseUint(m[2], 10, 64)
+		in, _ := strconv.ParseUint(m[3], 10, 64)
+		out, _ := strconv.ParseUint(m[4], 10, 64)
+		lost, _ := strconv.ParseUint(m[5], 10, 64)
 		if int(in+out) != perIface[m[1]] {
 			t.Errorf("%s: stderr counts %d records, the output has %d", m[1], in+out, perIface[m[1]])
+		}
+		if seen != in+out+lost {
+			t.Errorf("%s: %d seen != %d records + %d lost", m[1], seen, in+out, lost)
 		}
 		sumIfaces += in + out
 	}
@@ -1194,11 +1200,16 @@ func TestE2ELossCounted(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, sp.stderrText())
 	}
 	seen, recorded, lost := sp.counters(t)
-	m := regexp.MustCompile(`(\d+) lost to a full ring buffer`).FindStringSubmatch(sp.stderrText())
+	m := regexp.MustCompile(`(?m)^kernel: .* (\d+) lost to a full ring buffer`).FindStringSubmatch(sp.stderrText())
 	if m == nil {
 		t.Fatalf("no ring-full count in stderr:\n%s", sp.stderrText())
 	}
 	full, _ := strconv.ParseUint(m[1], 10, 64)
+	// The kernel also counts the loss by interface: all of it is this one's.
+	mi := regexp.MustCompile(`(?m)^` + tn.ifA + `: (\d+) seen, .* (\d+) lost to a full ring buffer$`).FindStringSubmatch(sp.stderrText())
+	if mi == nil || mi[2] != m[1] || mi[1] != strconv.FormatUint(seen, 10) {
+		t.Errorf("per-interface line does not carry the loss (%s lost of %d seen):\n%s", m[1], seen, sp.stderrText())
+	}
 	t.Logf("%d seen, %d recorded, %d lost (%d to a full ring)", seen, recorded, lost, full)
 	if seen < frames || lost == 0 || full != lost {
 		t.Errorf("want all %d frames seen and the loss, all of it to the full ring, counted:\n%s", frames, sp.stderrText())
