@@ -88,15 +88,9 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 			b = append(b, " op:"...)
 			b = u(b, uint64(p.ARPOp))
 		}
-		b = append(b, ' ')
-		b = appendAddr(b, p.Src)
-		b = append(b, " --> "...)
-		b = appendAddr(b, p.Dst)
+		b = appendAddrPair(b, p)
 	case p.IPVersion == 4:
-		b = append(b, ' ')
-		b = appendAddr(b, p.Src)
-		b = append(b, " --> "...)
-		b = appendAddr(b, p.Dst)
+		b = appendAddrPair(b, p)
 		b = append(b, " (len:"...)
 		b = u(b, uint64(p.IPLen))
 		b = append(b, " ttl:"...)
@@ -113,10 +107,7 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 		b = u(b, uint64(p.FragOff))
 		b = append(b, ')')
 	case p.IPVersion == 6:
-		b = append(b, ' ')
-		b = appendAddr(b, p.Src)
-		b = append(b, " --> "...)
-		b = appendAddr(b, p.Dst)
+		b = appendAddrPair(b, p)
 		b = append(b, " (len:"...)
 		b = u(b, uint64(p.IPLen))
 		b = append(b, " hlim:"...)
@@ -314,4 +305,12 @@ func ApplicationGuess(p *Packet) string {
 		}
 	}
 	return ""
+}
+
+// appendAddrPair appends " SRC --> DST", the addresses of the Packet line.
+func appendAddrPair(b []byte, p *Packet) []byte {
+	b = append(b, ' ')
+	b = appendAddr(b, p.Src)
+	b = append(b, " --> "...)
+	return appendAddr(b, p.Dst)
 }
