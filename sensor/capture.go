@@ -85,12 +85,8 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 	// pcapgo keeps 16 bits of the link-type field; the FCS and reserved bits above them are
 	// read from the header here.
 	var raw uint32
-	if hdr, err := br.Peek(24); err == nil {
-		if binary.LittleEndian.Uint32(hdr) == 0xa1b2c3d4 || binary.LittleEndian.Uint32(hdr) == 0xa1b23c4d {
-			raw = binary.LittleEndian.Uint32(hdr[20:24])
-		} else {
-			raw = binary.BigEndian.Uint32(hdr[20:24])
-		}
+	if hdr, order := pcapHeader(br); order != nil {
+		raw = order.Uint32(hdr[20:24])
 	}
 	pr, err := pcapgo.NewReader(acceptPcapMinor(br))
 	if err != nil {
@@ -213,20 +209,28 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, er
 	return hdr, nil
 }
 
+// pcapHeader peeks at the 24-byte pcap file header and returns it with the byte order its
+// magic number (micro- or nanosecond) says; the order is nil when it is no pcap header.
+func pcapHeader(br *bufio.Reader) ([]byte, binary.ByteOrder) {
+	hdr, err := br.Peek(24)
+	if err != nil {
+		return nil, nil
+	}
+	switch binary.LittleEndian.Uint32(hdr) {
+	case 0xa1b2c3d4, 0xa1b23c4d:
+		return hdr, binary.LittleEndian
+	case 0xd4c3b2a1, 0x4d3cb2a1:
+		return hdr, binary.BigEndian
+	}
+	return nil, nil
+}
+
 // acceptPcapMinor lets pcap files of format 2.0 to 2.3 through, as libpcap does: pcapgo takes
 // 2.4 only, and the record format has not changed since 2.0. Other versions are left for pcapgo
 // to refuse.
 func acceptPcapMinor(br *bufio.Reader) io.Reader {
-	hdr, err := br.Peek(24)
-	if err != nil {
-		return br
-	}
-	var order binary.ByteOrder = binary.LittleEndian
-	switch binary.LittleEndian.Uint32(hdr) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
-	case 0xd4c3b2a1, 0x4d3cb2a1:
-		order = binary.BigEndian
-	default:
+	hdr, order := pcapHeader(br)
+	if order == nil {
 		return br
 	}
 	if order.Uint16(hdr[4:6]) != 2 || order.Uint16(hdr[6:8]) >= 4 {
