@@ -40,7 +40,7 @@ func fuzzReplayer(t *testing.T) *sensor.Replayer {
 
 // FuzzParseFrame feeds frames to the Go twin and, as root, to xdp_sensor and tc_sensor: no
 // panic, a record that decodes and keeps its own bounds, and the same bytes from the kernel.
-// Seeded with every frame of the shared captures and the hand-built frames.
+// Seeded with every frame of the test captures and the hand-built frames.
 func FuzzParseFrame(f *testing.F) {
 	for _, c := range frameCases() {
 		f.Add(c.frame)

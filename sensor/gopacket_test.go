@@ -10,7 +10,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// TestTwinAgreesWithGopacket decodes every frame of every shared capture with gopacket, an
+// TestTwinAgreesWithGopacket decodes every frame of every test capture with gopacket, an
 // independent decoder, and compares what both read. Together with TestKernelMatchesTwin this
 // checks the kernel programs' fields too.
 func TestTwinAgreesWithGopacket(t *testing.T) {

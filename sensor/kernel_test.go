@@ -34,7 +34,7 @@ func loadObjects(t testing.TB) (*sensor.Objects, *sensor.Replayer) {
 	return objs, rep
 }
 
-// eachFrame calls fn for every frame of every shared capture that opens.
+// eachFrame calls fn for every frame of every test capture that opens.
 func eachFrame(t *testing.T, fn func(name string, f *sensor.Frame)) {
 	for _, path := range sensortest.PcapFiles(t) {
 		name := filepath.Base(filepath.Dir(path)) + "/" + filepath.Base(path)
@@ -58,7 +58,7 @@ func eachFrame(t *testing.T, fn func(name string, f *sensor.Frame)) {
 	}
 }
 
-// TestKernelMatchesTwin runs every frame of every shared capture through xdp_sensor and
+// TestKernelMatchesTwin runs every frame of every test capture through xdp_sensor and
 // tc_sensor and demands the Go twin's bytes.
 func TestKernelMatchesTwin(t *testing.T) {
 	_, rep := loadObjects(t)
@@ -88,7 +88,7 @@ func TestKernelMatchesTwin(t *testing.T) {
 	})
 	t.Logf("%d records compared; %d frames outside BPF_PROG_TEST_RUN's size range, %d refused as skbs", compared, tooBig, refused)
 	if compared < 1000 {
-		t.Fatalf("only %d records compared: are the shared captures there?", compared)
+		t.Fatalf("only %d records compared: are the test captures there?", compared)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 )
 
 // readTSV reads testdata/tshark/NAME: one line per frame, fields separated by '|'. The files
-// are tshark's own decode of the shared captures, made by testdata/tshark/gen.sh.
+// are tshark's own decode of the test captures, made by testdata/tshark/gen.sh.
 func readTSV(t *testing.T, name string) [][]string {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "tshark", name))

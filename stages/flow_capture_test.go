@@ -1,6 +1,6 @@
 package stages
 
-// Test helper: read a shared capture with gopacket (pcapgo + layers) and fill Packets the way
+// Test helper: read a test capture with gopacket (pcapgo + layers) and fill Packets the way
 // the sensor's records would, including its payload size policy. The stages must not care how
 // packets were produced; this keeps the app-stage tests independent of the sensor package.
 
@@ -15,29 +15,14 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 )
 
-// pcapDir finds shared/testdata/pcaps by walking up from the package directory.
-func pcapDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 6; i++ {
-		for _, c := range []string{filepath.Join(dir, "shared", "testdata", "pcaps"), filepath.Join(dir, "..", "shared", "testdata", "pcaps")} {
-			if st, err := os.Stat(c); err == nil && st.IsDir() {
-				return c
-			}
-		}
-		dir = filepath.Dir(dir)
-	}
-	t.Skip("shared/testdata/pcaps not found beside the repository")
-	return ""
-}
+// pcapDir is the repository's testdata/pcaps.
+func pcapDir(t testing.TB) string { return sensortest.Pcaps(t) }
 
 // snapPolicy mirrors the kernel's payload policy: DNS ports, TLS handshake starts and HTTP heads
 // get up to snapLarge bytes, other payloads snapSmall. snapLarge 0 keeps whole payloads.
@@ -228,5 +213,5 @@ func capturePackets(t testing.TB, path string, snap snapPolicy) iter.Seq[*Packet
 	}
 }
 
-// pcapPath returns the path of a shared capture, e.g. "chains/dns.pcap".
+// pcapPath returns the path of a test capture, e.g. "chains/dns.pcap".
 func pcapPath(t testing.TB, name string) string { return filepath.Join(pcapDir(t), name) }

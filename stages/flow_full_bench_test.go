@@ -10,7 +10,7 @@ import (
 
 // BenchmarkFullChain: the whole chain of a view with -n (domains and classes, then flows, DNS
 // with wire names, HTTP, TLS) and its sink writing to a discarded buffered output, over 300,000
-// packets from the shared captures. net_watch+app is the net_watch line with every app stage.
+// packets from the test captures. net_watch+app is the net_watch line with every app stage.
 func BenchmarkFullChain(b *testing.B) {
 	pkts := benchPackets(b, 300_000)
 	for _, view := range []string{"net_watch+app", stages.ViewURLWatch, stages.ViewWeirdDNS, stages.ViewFlows} {

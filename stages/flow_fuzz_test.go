@@ -1,6 +1,6 @@
 package stages
 
-// Fuzz targets of the application stages, seeded from the shared captures (and, under
+// Fuzz targets of the application stages, seeded from the test captures (and, under
 // testdata/fuzz, with what earlier fuzzing found). Run one with e.g.
 //
 //	go test -run XXX -fuzz FuzzDNS -fuzztime 60s ./stages
@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// seedPayloads adds the payloads of the shared captures' packets that pass keep.
+// seedPayloads adds the payloads of the test captures' packets that pass keep.
 func seedPayloads(f *testing.F, files []string, keep func(p *Packet) bool) {
 	dir := pcapDir(f)
 	for _, name := range files {

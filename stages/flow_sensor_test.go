@@ -53,7 +53,7 @@ func replay(pkts []stages.Packet) func(func(*stages.Packet) bool) {
 	}
 }
 
-// TestAppOnSensorPackets runs every shared capture, damaged ones included, through the
+// TestAppOnSensorPackets runs every test capture, damaged ones included, through the
 // application stages as the read path delivers them: no panic, and the SNI of every ClientHello
 // tshark decodes in the TLS captures (testdata/tshark/tls_*.tsv, third field) is found.
 func TestAppOnSensorPackets(t *testing.T) {
@@ -90,7 +90,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 	}
 }
 
-// benchPackets builds n packets from the shared chains/ and protocols/ captures, repeated; each
+// benchPackets builds n packets from the chains/ and protocols/ captures, repeated; each
 // repetition shifts time by an hour (so earlier flows time out) and the client addresses (so
 // flows, DNS clients and wire names keep coming).
 func benchPackets(b *testing.B, n int) []stages.Packet {
@@ -169,7 +169,7 @@ func reportRate(b *testing.B, perOp int, wall, cpu time.Duration) {
 
 // benchMixPackets builds n packets of a more usual link: 85% TCP data segments of 2,000
 // established connections (payload neither HTTP nor TLS), 10% UDP datagrams of 500 QUIC-like
-// flows, 3% DNS messages and 2% TLS and HTTP packets, the last two taken from the shared
+// flows, 3% DNS messages and 2% TLS and HTTP packets, the last two taken from the test
 // captures (addresses shifted per round, so flows and clients keep coming).
 func benchMixPackets(b *testing.B, n int) []stages.Packet {
 	var dns, app []stages.Packet

@@ -143,7 +143,7 @@ func pick(a, b string) string {
 	return b
 }
 
-// flowPcapFor maps flows_NAME_pcap.tsv back to the shared capture it was made from.
+// flowPcapFor maps flows_NAME_pcap.tsv back to the test capture it was made from.
 func flowPcapFor(tsv string) string {
 	name := strings.TrimSuffix(strings.TrimPrefix(tsv, "flows_"), ".tsv")
 	i := strings.LastIndexByte(name, '_')

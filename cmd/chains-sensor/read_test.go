@@ -365,7 +365,7 @@ func TestReadFlags(t *testing.T) {
 }
 
 // TestReadKernelMatchesTwin: `read --kernel` (each frame through xdp_sensor or tc_sensor with
-// BPF_PROG_TEST_RUN) prints the same JSON as the Go twin for every shared capture.
+// BPF_PROG_TEST_RUN) prints the same JSON as the Go twin for every test capture.
 func TestReadKernelMatchesTwin(t *testing.T) {
 	sensortest.RequireBPF(t)
 	for _, file := range sensortest.PcapFiles(t) {

@@ -1,5 +1,5 @@
 // Package sensortest holds what the tests of every package share: the gate for tests that need
-// BPF and root, and the way to the shared captures.
+// BPF and root, and the way to the test captures in testdata/pcaps.
 package sensortest
 
 import (
@@ -22,8 +22,8 @@ func RequireBPF(t testing.TB) {
 	t.Skip(msg)
 }
 
-// Pcaps returns the directory of the shared captures (shared/testdata/pcaps beside the
-// repository), looked up from the working directory upwards. It fails t when there is none.
+// Pcaps returns the directory of the test captures, testdata/pcaps at the module root (found
+// from the working directory upwards, by its go.mod). It fails t when there is none.
 func Pcaps(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
@@ -31,23 +31,22 @@ func Pcaps(t testing.TB) string {
 		t.Fatal(err)
 	}
 	for {
-		for _, cand := range []string{
-			filepath.Join(dir, "shared", "testdata", "pcaps"),
-			filepath.Join(dir, "..", "shared", "testdata", "pcaps"),
-		} {
-			if st, err := os.Stat(cand); err == nil && st.IsDir() {
-				return filepath.Clean(cand)
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			pcaps := filepath.Join(dir, "testdata", "pcaps")
+			if st, err := os.Stat(pcaps); err != nil || !st.IsDir() {
+				t.Fatalf("%s missing: the test captures are part of the repository", pcaps)
 			}
+			return pcaps
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("shared/testdata/pcaps not found beside the repository (CI lays shared/ next to the clone)")
+			t.Fatal("no go.mod above the working directory: run the tests inside the repository")
 		}
 		dir = parent
 	}
 }
 
-// PcapFiles returns every capture under the shared captures directory (chains/, protocols/,
+// PcapFiles returns every capture under the test captures directory (chains/, protocols/,
 // malformed/), as paths.
 func PcapFiles(t testing.TB) []string {
 	t.Helper()

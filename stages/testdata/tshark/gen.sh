@@ -1,9 +1,9 @@
 #!/bin/sh
 # Regenerates the tshark decodes the app-stage tests compare against (TShark 4.0.17, Debian 12).
 # Tunnelled packets (L2TP, VXLAN, ICMP-quoted) are left out: the sensor does not enter tunnels.
-# Run from this directory: ./gen.sh ../../../../shared/testdata/pcaps  (or wherever the captures are)
+# Run from this directory: ./gen.sh [PCAPS]  (default: the repository's testdata/pcaps)
 set -e
-P=${1:-../../../../shared/testdata/pcaps}
+P=${1:-../../../testdata/pcaps}
 for f in chains/dns.pcap chains/https.pcap chains/nb6-http.pcap protocols/dns_tcp.pcap \
 	protocols/dns_udp_a_aaaa_ptr_mx_nxdomain.pcap protocols/dns_udp_txt.pcap protocols/mdns_ipv4_ipv6.pcap \
 	protocols/mdns_queries_answers.pcap protocols/llmnr_ipv6.pcapng protocols/ipv4_http_dns_wikipedia.pcap \
