@@ -194,7 +194,7 @@ func (t *DNSTracker) Stage() Stage {
 	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
 		return func(yield func(*Packet) bool) {
 			for p := range src {
-				t.Process(p)
+				t.Packet(p)
 				if !yield(p) {
 					return
 				}
@@ -206,43 +206,16 @@ func (t *DNSTracker) Stage() Stage {
 // Stats returns the counters so far.
 func (t *DNSTracker) Stats() DNSStats { return t.stats }
 
-// Process decodes p's DNS message, if it carries one, into p.DNS. A packet whose p.DNS an
-// earlier DNS stage set (one in the shared front, for wire names) is left as it is.
-func (t *DNSTracker) Process(p *Packet) {
+// Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
+// datagram, or a TCP segment that starts with a message's two-byte length. A packet whose
+// p.DNS an earlier DNS stage set (one in the shared front, for wire names) is left as it is.
+func (t *DNSTracker) Packet(p *Packet) {
 	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP) ||
 		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&IPFlagFragment != 0 && p.FragOff != 0 {
 		return
 	}
 	msg := p.Payload
 	tcp := p.Proto == ProtoTCP
-	if tcp && p.Flow != nil {
-		// The first message of each direction comes from the flow's reassembly, so that one
-		// spanning several segments is decoded whole, on the segment that completes it.
-		dir := 0
-		if p.FlowReply {
-			dir = 1
-		}
-		f := p.Flow
-		if s := f.streams[dir]; s != nil && s.Want&WantDNS != 0 {
-			b := s.Bytes()
-			if len(b) < 2 {
-				return
-			}
-			n := int(binary.BigEndian.Uint16(b))
-			if len(b) < 2+n && !s.Stalled() {
-				return
-			}
-			s.Want &^= WantDNS
-			if msg = b[2:min(len(b), 2+n)]; len(msg) < 12 {
-				return
-			}
-			t.finish(p, msg, true)
-			return
-		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
-			return // reassembly will decide, or this segment began a reassembled direction
-		}
-	}
 	if tcp {
 		// DNS over TCP: a two-byte length, then the message. Without reassembly, a message
 		// that starts at the start of a segment is decoded from that segment.
@@ -261,6 +234,31 @@ func (t *DNSTracker) Process(p *Packet) {
 		return
 	}
 	t.finish(p, msg, tcp)
+}
+
+// Process is Packet: it decodes what p carries on its own.
+func (t *DNSTracker) Process(p *Packet) { t.Packet(p) }
+
+// Accept reads a TCP direction on a DNS port that starts with a plausible message length.
+func (t *DNSTracker) Accept(f *Flow, _ int, head []byte) bool {
+	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
+}
+
+// Stream decodes the direction's first message once it is whole (or can grow no more), on the
+// segment that completes it.
+func (t *DNSTracker) Stream(p *Packet, s *Stream) bool {
+	b := s.Bytes()
+	if len(b) < 2 {
+		return true
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	if len(b) < 2+n && !s.Stalled() {
+		return true
+	}
+	if msg := b[2:min(len(b), 2+n)]; len(msg) >= 12 && p.DNS == nil {
+		t.finish(p, msg, true)
+	}
+	return false
 }
 
 // finish decodes msg and sets p.DNS.

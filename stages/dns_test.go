@@ -92,7 +92,7 @@ type appResult struct {
 func runApp(t *testing.T, pcap string, snap snapPolicy, names *WireNames) map[uint64]appResult {
 	t.Helper()
 	out := map[uint64]appResult{}
-	chain := Chain(Flows(FlowConfig{}), DNS(DNSConfig{Names: names}), HTTP(), TLS())
+	chain, _, _ := AppStages(AppConfig{DNS: DNSConfig{Names: names}})
 	for p := range chain(capturePackets(t, pcapPath(t, pcap), snap)) {
 		if p.DNS != nil || p.HTTP != nil || p.TLS != nil {
 			out[p.Num] = appResult{p.Dst, p.DNS, p.HTTP, p.TLS}
@@ -309,11 +309,10 @@ func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs
 // order decodes whole, once, on the segment that completes it, matched to its query.
 func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
-	ft := NewFlowTable(FlowConfig{})
 	tr := NewDNSTracker(DNSConfig{})
+	ft := NewFlowTable(FlowConfig{Handlers: []Handler{tr}})
 	for _, p := range before {
 		ft.Process(p)
-		tr.Process(p)
 	}
 	order := []int{1, 0}
 	for i := 2; i < len(segs); i++ {
@@ -324,7 +323,6 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	for _, i := range order {
 		p := segs[i]
 		ft.Process(p)
-		tr.Process(p)
 		if p.DNS != nil {
 			got = append(got, p.DNS)
 		}

@@ -78,18 +78,12 @@ type Flow struct {
 	State            TCPState
 	End              FlowEnd // why it finished (FlowRunning until then)
 
-	key           flowKey
-	origIsA       bool
-	closed        bool // FIN from both sides or RST: ends after Linger without packets
-	prev, next    *Flow
-	isn           [2]uint32
-	synSeen       [2]bool
-	finSeen       [2]bool
-	noStream      [2]bool
-	streamStarted [2]bool   // a Stream began in this direction
-	streamBase    [2]uint32 // its first sequence number
-	streams       [2]*Stream
-	cid           string
+	key        flowKey
+	origIsA    bool
+	closed     bool // FIN from both sides or RST: ends after Linger without packets
+	prev, next *Flow
+	dirs       [2]direction
+	cid        string
 }
 
 // First returns the time of the flow's first packet.
@@ -117,15 +111,6 @@ func (f *Flow) AppendCommunityID(b []byte) []byte {
 	return AppendCommunityID(b, 0, f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto, f.OneWay)
 }
 
-// Stream returns the reassembled leading bytes of direction dir (0 from the originator, 1
-// back), or nil when that direction is not being reassembled.
-func (f *Flow) Stream(dir int) *Stream {
-	if dir < 0 || dir > 1 {
-		return nil
-	}
-	return f.streams[dir]
-}
-
 // FlowConfig configures a FlowTable. The zero value is usable: defaults apply.
 type FlowConfig struct {
 	MaxFlows      int           // table capacity; the least recently seen flow is evicted (default 65536)
@@ -137,6 +122,8 @@ type FlowConfig struct {
 	// OnEnd, when set, is called for every flow that finishes, with End set. f is valid
 	// during the call only.
 	OnEnd func(f *Flow)
+	// Handlers read the application layer (see Handler), at most MaxHandlers, in this order.
+	Handlers []Handler
 }
 
 // Defaults of FlowConfig.
@@ -194,6 +181,9 @@ type FlowTable struct {
 // NewFlowTable returns an empty table with cfg (defaults filled in).
 func NewFlowTable(cfg FlowConfig) *FlowTable {
 	cfg.defaults()
+	if len(cfg.Handlers) > MaxHandlers {
+		panic("stages: more than MaxHandlers flow handlers")
+	}
 	return &FlowTable{cfg: cfg, m: make(map[flowKey]*Flow, min(cfg.MaxFlows, 1<<16))}
 }
 
@@ -237,11 +227,13 @@ func (t *FlowTable) Flush() {
 	}
 }
 
-// Process assigns p to its flow (creating it), counts it and feeds the reassembly.
+// Process assigns p to its flow (creating it), counts it, and hands its payload to the
+// handlers: through the reassembly of its direction, or on its own.
 func (t *FlowTable) Process(p *Packet) {
 	p.Flow, p.FlowReply = nil, false
 	if p.IPVersion == 0 || !p.Src.IsValid() || !p.Dst.IsValid() ||
 		(p.IPFlags&IPFlagFragment != 0 && p.FragOff != 0) {
+		t.lone(p)
 		return
 	}
 	now := p.Time.UnixNano()
@@ -280,10 +272,12 @@ func (t *FlowTable) Process(p *Packet) {
 	f.Packets[dir]++
 	f.Bytes[dir] += uint64(p.WireLen)
 	f.PayloadBytes[dir] += uint64(p.PayloadLen)
+	p.Flow, p.FlowReply = f, dir == 1
 	if p.Proto == ProtoTCP {
 		t.tcp(f, dir, p)
+	} else {
+		t.lone(p)
 	}
-	p.Flow, p.FlowReply = f, dir == 1
 	if !f.closed && (f.State == TCPClosed || f.State == TCPReset) {
 		// Reported when it leaves the table, Linger later: the last ACK and stragglers count.
 		f.closed, f.End = true, FlowFIN
@@ -358,15 +352,17 @@ func (f *Flow) restart(now int64, id uint64) {
 	f.Packets, f.Bytes, f.PayloadBytes, f.TCPFlags = [2]uint64{}, [2]uint64{}, [2]uint64{}, [2]uint8{}
 }
 
-// tcp advances the flow's TCP state and feeds the reassembly of p's direction.
+// tcp advances the flow's TCP state and hands p's payload on: to the reassembly of its
+// direction, or (a RST's payload) on its own.
 func (t *FlowTable) tcp(f *Flow, dir int, p *Packet) {
 	fl := p.TCPFlags
 	f.TCPFlags[dir] |= fl
+	d := &f.dirs[dir]
 	switch {
 	case fl&TCPRst != 0:
 		f.State = TCPReset
 	case fl&TCPSyn != 0:
-		f.isn[dir], f.synSeen[dir] = p.Seq, true
+		d.isn, d.syn = p.Seq, true
 		if fl&TCPAck != 0 {
 			if f.State < TCPSynAck {
 				f.State = TCPSynAck
@@ -376,8 +372,8 @@ func (t *FlowTable) tcp(f *Flow, dir int, p *Packet) {
 		}
 	}
 	if fl&TCPFin != 0 && f.State != TCPReset {
-		f.finSeen[dir] = true
-		if f.finSeen[0] && f.finSeen[1] {
+		d.fin = true
+		if f.dirs[0].fin && f.dirs[1].fin {
 			f.State = TCPClosed
 		} else if f.State < TCPClosing {
 			f.State = TCPClosing
@@ -386,13 +382,12 @@ func (t *FlowTable) tcp(f *Flow, dir int, p *Packet) {
 		(f.State == TCPSynAck || (f.Packets[0] > 0 && f.Packets[1] > 0)) {
 		f.State = TCPEstablished
 	}
-	if len(p.Payload) > 0 && fl&TCPRst == 0 {
+	switch {
+	case len(p.Payload) == 0:
+	case fl&TCPRst != 0:
+		t.lone(p)
+	default:
 		t.feed(f, dir, p)
-	}
-	for d := range f.streams {
-		if s := f.streams[d]; s != nil && s.judged && s.Want == 0 {
-			t.release(f, d)
-		}
 	}
 }
 
@@ -461,8 +456,8 @@ func (t *FlowTable) remove(f *Flow, end FlowEnd) {
 	t.report(f, end)
 	t.unlink(f)
 	delete(t.m, f.key)
-	t.release(f, 0)
-	t.release(f, 1)
+	t.release(&f.dirs[0])
+	t.release(&f.dirs[1])
 	*f = Flow{}
 	if len(t.free) < 1024 {
 		t.free = append(t.free, f)

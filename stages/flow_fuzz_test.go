@@ -144,9 +144,9 @@ func FuzzFlow(f *testing.F) {
 	f.Add(dnsSeed)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const maxFlows, streamBytes = 4, 256
-		ft := NewFlowTable(FlowConfig{MaxFlows: maxFlows, StreamBytes: streamBytes, StreamBudget: 3 * streamBytes,
-			IdleTimeout: time.Second, Linger: time.Millisecond})
 		tr := NewDNSTracker(DNSConfig{MaxPending: 8})
+		ft := NewFlowTable(FlowConfig{MaxFlows: maxFlows, StreamBytes: streamBytes, StreamBudget: 3 * streamBytes,
+			IdleTimeout: time.Second, Linger: time.Millisecond, Handlers: []Handler{tr, HTTPHandler{}, &TLSHandler{}}})
 		at := time.Unix(1700000000, 0)
 		for n := 0; len(b) >= 8 && n < 256; n++ {
 			flags, dir := b[0], b[1]
@@ -163,15 +163,12 @@ func FuzzFlow(f *testing.F) {
 			}
 			b = b[plen:]
 			ft.Process(p)
-			tr.Process(p)
-			ProcessHTTP(p)
-			ProcessTLS(p)
 			if ft.Len() > maxFlows || ft.stats.StreamBytes > 3*streamBytes || ft.stats.StreamBytes < 0 {
 				t.Fatalf("bounds: %d flows, %d stream bytes", ft.Len(), ft.stats.StreamBytes)
 			}
 			if f := p.Flow; f != nil {
 				for d := 0; d < 2; d++ {
-					if s := f.Stream(d); s != nil && (s.contig > len(s.buf) || s.contig < 0) {
+					if s := f.dirs[d].stream; s != nil && (s.contig > len(s.buf) || s.contig < 0) {
 						t.Fatalf("stream prefix %d of %d", s.contig, len(s.buf))
 					}
 				}

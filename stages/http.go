@@ -2,7 +2,6 @@ package stages
 
 import (
 	"bytes"
-	"iter"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -217,51 +216,36 @@ func SafeText(s string) string {
 	return b.String()
 }
 
-// HTTP returns the HTTP stage: a TCP packet that starts an HTTP/1.x head (by content, on any
-// port) gets Packet.HTTP. A head spanning several segments is read from the flow's reassembly
-// (the flows stage must run before) and reported on the packet that completes it.
-func HTTP() Stage {
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		return func(yield func(*Packet) bool) {
-			for p := range src {
-				ProcessHTTP(p)
-				if !yield(p) {
-					return
-				}
-			}
-		}
+// HTTPHandler is the flow handler of HTTP/1.x heads: a TCP direction that starts like HTTP
+// is reassembled and its first head reported on the packet that completes it; later heads (and
+// any without reassembly) are read from the segment that starts them, by content, on any port.
+type HTTPHandler struct{}
+
+// Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
+// segment comes out Partial.
+func (HTTPHandler) Packet(p *Packet) { ProcessHTTP(p) }
+
+// Accept reads a direction that starts like HTTP.
+func (HTTPHandler) Accept(_ *Flow, _ int, head []byte) bool { return LooksHTTP(head) }
+
+// Stream reports the direction's first head once it is complete or can grow no more.
+func (HTTPHandler) Stream(p *Packet, s *Stream) bool {
+	info, complete := ParseHTTPHead(s.Bytes())
+	if info == nil {
+		return false
 	}
+	if !complete && !s.Stalled() {
+		return true
+	}
+	info.Segments = s.Segments()
+	p.HTTP = info
+	return false
 }
 
-// ProcessHTTP sets p.HTTP when p completes or carries an HTTP head.
+// ProcessHTTP sets p.HTTP when p's TCP payload, on its own, starts an HTTP head.
 func ProcessHTTP(p *Packet) {
-	if p.Proto != ProtoTCP || (len(p.Payload) == 0 && p.Flow == nil) {
+	if p.Proto != ProtoTCP || !LooksHTTP(p.Payload) {
 		return
 	}
-	dir := 0
-	if p.FlowReply {
-		dir = 1
-	}
-	if f := p.Flow; f != nil {
-		if s := f.streams[dir]; s != nil && s.Want&WantHTTP != 0 {
-			b := s.Bytes()
-			info, complete := ParseHTTPHead(b)
-			if info == nil {
-				s.Want &^= WantHTTP
-			} else if complete || s.Stalled() {
-				s.Want &^= WantHTTP
-				info.Segments = s.Segments()
-				p.HTTP = info
-			}
-			return
-		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
-			return // reassembly will decide, or this packet began a reassembled direction
-		}
-	}
-	if !LooksHTTP(p.Payload) {
-		return
-	}
-	// A head that goes on in a later segment we do not reassemble comes out Partial.
 	p.HTTP, _ = ParseHTTPHead(p.Payload)
 }

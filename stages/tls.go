@@ -2,7 +2,6 @@ package stages
 
 import (
 	"encoding/binary"
-	"iter"
 )
 
 // TLS handshake message types the TLS stage decodes.
@@ -274,59 +273,23 @@ func (r *tlsReader) vec(n int) []byte {
 	return v
 }
 
-// TLS returns the TLS stage: the packet that completes a ClientHello or ServerHello gets
-// Packet.TLS. A hello spanning several segments is read from the flow's reassembly (the flows
-// stage must run before); without a flow, a hello is read from the packet alone.
-func TLS() Stage {
-	var scratch []byte
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		return func(yield func(*Packet) bool) {
-			for p := range src {
-				scratch = processTLS(p, scratch)
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
+// TLSHandler is the flow handler of TLS hellos: a TCP direction that starts with a handshake
+// record is reassembled and its ClientHello or ServerHello reported on the packet that
+// completes it; without reassembly a hello is read from the packet alone. The zero value is
+// ready; one handler serves one flow table.
+type TLSHandler struct {
+	scratch []byte // joins a hello fragmented over several records
 }
 
-// ProcessTLS sets p.TLS when p completes or carries a ClientHello or ServerHello.
-func ProcessTLS(p *Packet) { processTLS(p, nil) }
-
-func processTLS(p *Packet, scratch []byte) []byte {
-	if p.Proto != ProtoTCP || (len(p.Payload) == 0 && p.Flow == nil) {
-		return scratch
+// Packet sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
+func (h *TLSHandler) Packet(p *Packet) {
+	if p.Proto != ProtoTCP {
+		return
 	}
-	dir := 0
-	if p.FlowReply {
-		dir = 1
-	}
-	if f := p.Flow; f != nil {
-		if s := f.streams[dir]; s != nil && s.Want&WantTLS != 0 {
-			msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), scratch)
-			scratch = sc
-			switch {
-			case !ok:
-				s.Want &^= WantTLS
-			case complete || s.Stalled():
-				s.Want &^= WantTLS
-				if info := ParseTLSHello(msg); info != nil {
-					info.RecordVersion = rv
-					info.Segments = s.Segments()
-					p.TLS = info
-				}
-			}
-			return scratch
-		}
-		if s := f.streams[dir]; (s != nil && !s.judged) || (f.streamStarted[dir] && dataSeq(p) == f.streamBase[dir]) {
-			return scratch // reassembly will decide, or this packet began a reassembled direction
-		}
-	}
-	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, scratch)
-	scratch = sc
+	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, h.scratch)
+	h.scratch = sc
 	if !ok {
-		return scratch
+		return
 	}
 	if info := ParseTLSHello(msg); info != nil {
 		info.RecordVersion = rv
@@ -335,5 +298,30 @@ func processTLS(p *Packet, scratch []byte) []byte {
 		}
 		p.TLS = info
 	}
-	return scratch
 }
+
+// Accept reads a direction that starts with a TLS handshake record.
+func (*TLSHandler) Accept(_ *Flow, _ int, head []byte) bool {
+	return len(head) >= 3 && head[0] == 0x16 && head[1] == 3 && head[2] <= 4
+}
+
+// Stream reports the direction's first hello once it is whole or can grow no more.
+func (h *TLSHandler) Stream(p *Packet, s *Stream) bool {
+	msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), h.scratch)
+	h.scratch = sc
+	if !ok {
+		return false
+	}
+	if !complete && !s.Stalled() {
+		return true
+	}
+	if info := ParseTLSHello(msg); info != nil {
+		info.RecordVersion = rv
+		info.Segments = s.Segments()
+		p.TLS = info
+	}
+	return false
+}
+
+// ProcessTLS sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
+func ProcessTLS(p *Packet) { new(TLSHandler).Packet(p) }

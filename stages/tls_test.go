@@ -341,16 +341,14 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 	if len(segs) != 4 {
 		t.Fatalf("%d segments", len(segs))
 	}
-	ft := NewFlowTable(FlowConfig{})
+	ft := NewFlowTable(FlowConfig{Handlers: []Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
-		ProcessTLS(p)
 	}
 	var got []*TLSInfo
 	for _, i := range []int{1, 0, 3, 2} {
 		p := segs[i]
 		ft.Process(p)
-		ProcessTLS(p)
 		if p.TLS != nil {
 			got = append(got, p.TLS)
 			if i != 2 {
@@ -372,7 +370,7 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 // and no JA4 (which needs every extension).
 func TestTLSClientHelloCutShort(t *testing.T) {
 	setup, segs := splitHello(t, 1200)
-	ft := NewFlowTable(FlowConfig{})
+	ft := NewFlowTable(FlowConfig{Handlers: []Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
 	}
@@ -382,7 +380,6 @@ func TestTLSClientHelloCutShort(t *testing.T) {
 			p.Payload = p.Payload[:64]
 		}
 		ft.Process(p)
-		ProcessTLS(p)
 		if p.TLS != nil {
 			got = p.TLS
 		}

@@ -27,12 +27,13 @@ type AppConfig struct {
 	DNS   DNSConfig // DNS.Names, when set, learns names from the wire
 }
 
-// AppStages returns the application stages in their order: flows (with reassembly), DNS, HTTP
-// and TLS; and the flow table, for its statistics.
+// AppStages returns the application stage: the flow table (with reassembly) and its handlers,
+// DNS, HTTP and TLS; and the flow table and DNS tracker, for their statistics.
 func AppStages(cfg AppConfig) (Stage, *FlowTable, *DNSTracker) {
-	ft := NewFlowTable(cfg.Flows)
 	dt := NewDNSTracker(cfg.DNS)
-	return Chain(ft.Stage(), dt.Stage(), HTTP(), TLS()), ft, dt
+	cfg.Flows.Handlers = []Handler{dt, HTTPHandler{}, &TLSHandler{}}
+	ft := NewFlowTable(cfg.Flows)
+	return ft.Stage(), ft, dt
 }
 
 // AppViewOptions are the output settings of an application view.
