@@ -2,7 +2,6 @@ package stages
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"iter"
 	"net/netip"
@@ -99,9 +98,6 @@ func (o *Output) Close() error {
 	}
 	return o.Flush()
 }
-
-// ErrLimit is returned by Run when it stopped because the packet limit was reached.
-var ErrLimit = errors.New("packet limit reached")
 
 // Run pulls src through stage into sink until src ends, the sink fails, or limit packets (0: no
 // limit) were written. It returns how many packets the sink got. It does not close the sink.

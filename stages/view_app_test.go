@@ -188,29 +188,3 @@ func TestFlowsViewEarlyStop(t *testing.T) {
 		t.Errorf("lines:\n%s", out.String())
 	}
 }
-
-// TestAppViewsRegistered: the three views are in the registry and build, with -n, a chain and a
-// sink that print what the views print (the front adds the class names to the endpoints).
-func TestAppViewsRegistered(t *testing.T) {
-	for view, want := range map[string]string{
-		ViewURLWatch: "HTTP 145.254.160.237:3372(public) --> 65.208.228.223:80(public) GET http://www.ethereal.com/download.html",
-		ViewWeirdDNS: "",
-		ViewFlows:    "FLOW TCP 145.254.160.237:3372 --> 65.208.228.223:80 end=fin state=closed duration=30.393704s packets=16/18 bytes=1351/19344",
-	} {
-		var buf bytes.Buffer
-		out := NewOutput(&buf, false)
-		built, err := Build(&Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Run(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap), built.Stage, built.Sink, 0); err != nil {
-			t.Fatal(err)
-		}
-		if err := built.Sink.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(buf.String(), want) || (want == "") != (buf.Len() == 0) {
-			t.Errorf("%s:\n%s", view, buf.String())
-		}
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +63,7 @@ func sharedFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagNoDNS, Aliases: []string{"no-dns"}, Usage: "no reverse DNS: show address classes only"},
 		&cli.Uint64Flag{Name: flagCount, Aliases: []string{"count"}, Usage: "stop after `N` packets (0: no limit)"},
 		&cli.StringFlag{Name: flagOutput, Aliases: []string{"output"}, Value: "text", Usage: "output `FORMAT`: text or json"},
-		&cli.StringFlag{Name: flagView, Value: stages.DefaultView, Usage: "`VIEW`: " + strings.Join(stages.ViewNames(), ", ")},
+		&cli.StringFlag{Name: flagView, Value: views.DefaultView, Usage: "`VIEW`: " + strings.Join(views.Names(), ", ")},
 		&cli.StringFlag{Name: flagDNSServer, Usage: "reverse DNS through `HOST:PORT` instead of resolv.conf's servers"},
 		&cli.BoolFlag{Name: flagUTC, Usage: "print times in UTC instead of local time"},
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
@@ -72,18 +73,20 @@ func sharedFlags() []cli.Flag {
 	}
 }
 
-// configFromFlags resolves the shared flags into a stages.Config. live says the source is a
+// configFromFlags resolves the shared flags into a views.Config. live says the source is a
 // live capture; ifaces are the watched interfaces (their prefixes count as internal).
-func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*stages.Config, error) {
-	cfg := &stages.Config{
-		NoDNS:     c.Bool(flagNoDNS),
-		Count:     c.Uint64(flagCount),
-		Format:    c.String(flagOutput),
-		View:      c.String(flagView),
-		DNSServer: c.String(flagDNSServer),
-		UTC:       c.Bool(flagUTC),
-		Ifaces:    ifaces,
-		Live:      live,
+func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*views.Config, error) {
+	cfg := &views.Config{
+		NoDNS:  c.Bool(flagNoDNS),
+		Count:  c.Uint64(flagCount),
+		Format: c.String(flagOutput),
+		View:   c.String(flagView),
+		UTC:    c.Bool(flagUTC),
+		Ifaces: ifaces,
+		Live:   live,
+	}
+	if s := c.String(flagDNSServer); s != "" {
+		cfg.RDNS.Servers = []string{s}
 	}
 	names, err := stages.ParseNamesMode(c.String(flagNames))
 	if err != nil {
@@ -128,20 +131,19 @@ func isTerminal(w io.Writer) bool {
 }
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
-// stdout (buffered; flushed on a timer when live). Close the sink at the end: it flushes.
-// The returned Built also carries the reverse-DNS resolver (nil with -n) for its statistics.
-func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*stages.Built, *stages.Config, error) {
+// stdout (buffered; flushed on a timer when live). Close it at the end: it flushes.
+func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*views.Pipeline, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	out := stages.NewOutput(c.App.Writer, live)
-	b, err := stages.Build(cfg, out)
+	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return b, cfg, nil
+	return b, nil
 }
 
 // printCounts writes the closing line every command ends stderr with; seen = recorded + lost.

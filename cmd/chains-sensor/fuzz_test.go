@@ -10,6 +10,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // FuzzReadPipeline feeds mutated capture files through the whole read path: the pcap/pcapng
@@ -33,9 +34,9 @@ func FuzzReadPipeline(f *testing.F) {
 		}
 		src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
 		var js bytes.Buffer
-		cfg := &stages.Config{NoDNS: true, Format: "json", UTC: true}
+		cfg := &views.Config{NoDNS: true, Format: "json", UTC: true}
 		out := stages.NewOutput(&js, false)
-		b, err := stages.Build(cfg, out)
+		b, err := views.Build(cfg, out)
 		if err != nil {
 			t.Fatal(err)
 		}

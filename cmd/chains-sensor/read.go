@@ -7,7 +7,7 @@ import (
 	"os"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,10 +31,10 @@ func runRead(c *cli.Context) error {
 	var err error
 	if c.NArg() != 1 {
 		err = fmt.Errorf("takes one FILE (or - for stdin), got %d arguments", c.NArg())
-	} else if built, cfg, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
+	} else if chain, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
 		err = berr
 	} else {
-		err = readFile(c, name, built, cfg, &src)
+		err = readFile(c, name, chain, &src)
 	}
 	var recorded, lost uint64
 	if src != nil {
@@ -54,9 +54,9 @@ func runRead(c *cli.Context) error {
 	return nil
 }
 
-func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Config, srcOut **sensor.FileSource) (err error) {
+func readFile(c *cli.Context, name string, chain *views.Pipeline, srcOut **sensor.FileSource) (err error) {
 	defer func() {
-		if cerr := built.Sink.Close(); cerr != nil && err == nil {
+		if cerr := chain.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("writing the output: %w", cerr)
 		}
 	}()
@@ -88,7 +88,7 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 	}
 	src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), rep)
 	*srcOut = src
-	if _, err := stages.Run(src.Packets(), built.Stage, built.Sink, cfg.Count); err != nil {
+	if _, err := chain.Run(src.Packets()); err != nil {
 		if errors.Is(err, os.ErrClosed) {
 			return nil
 		}

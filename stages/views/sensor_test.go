@@ -1,64 +1,27 @@
-package stages_test
+package views_test
 
 // The application stages on packets made by the sensor's own read path (capture reader, Go
 // twin parser, decoder), with the kernel's payload policy, as `chains-sensor read` makes them.
 
 import (
-	"bufio"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
-
-// readPackets returns deep copies of the Packets the sensor's read path yields for a capture.
-func readPackets(t testing.TB, path string) []stages.Packet {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := sensor.OpenCapture(bufio.NewReader(f))
-	if err != nil {
-		return nil // damaged headers: the reader's own tests cover them
-	}
-	src := sensor.NewFileSource(c, sensor.NewTwin(sensor.Config{}), nil)
-	var out []stages.Packet
-	for p := range src.Packets() {
-		q := *p
-		q.Payload = slices.Clone(p.Payload)
-		out = append(out, q)
-	}
-	return out
-}
-
-func replay(pkts []stages.Packet) func(func(*stages.Packet) bool) {
-	return func(yield func(*stages.Packet) bool) {
-		var p stages.Packet
-		for i := range pkts {
-			p = pkts[i]
-			if !yield(&p) {
-				return
-			}
-		}
-	}
-}
 
 // TestAppOnSensorPackets runs every test capture, damaged ones included, through the
 // application stages as the read path delivers them: no panic, and the SNI of every ClientHello
 // tshark decodes in the TLS captures (testdata/tshark/tls_*.tsv, third field) is found.
 func TestAppOnSensorPackets(t *testing.T) {
 	wantSNI := map[string]bool{}
-	tsvs, _ := filepath.Glob(filepath.Join("testdata", "tshark", "tls_*.tsv"))
+	tsvs, _ := filepath.Glob(filepath.Join(stagestest.TSharkDir(t), "tls_*.tsv"))
 	for _, tsv := range tsvs {
 		b, err := os.ReadFile(tsv)
 		if err != nil {
@@ -72,7 +35,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 	}
 	for _, path := range sensortest.PcapFiles(t) {
 		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
-		for p := range st(replay(readPackets(t, path))) {
+		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
 					wantSNI[p.TLS.SNI] = true
@@ -99,7 +62,7 @@ func benchPackets(b *testing.B, n int) []stages.Packet {
 		if strings.Contains(path, "malformed") {
 			continue
 		}
-		base = append(base, readPackets(b, path)...)
+		base = append(base, stagestest.ReadPackets(b, path)...)
 	}
 	if len(base) == 0 {
 		b.Skip("no captures")
@@ -140,31 +103,13 @@ func BenchmarkAppChain(b *testing.B) {
 	pkts := benchPackets(b, 300_000)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
-		for range st(replay(pkts)) {
+		for range st(stagestest.Replay(pkts)) {
 		}
 	}
-	reportRate(b, len(pkts), time.Since(start), cpuTime()-cpu)
-}
-
-// cpuTime is the CPU time (user and system, every thread: the garbage collector's too) the
-// process used so far. On a busy machine it measures the work better than the wall clock.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// reportRate reports packets per second of wall-clock time and CPU nanoseconds per packet.
-func reportRate(b *testing.B, perOp int, wall, cpu time.Duration) {
-	n := float64(b.N * perOp)
-	b.ReportMetric(n/wall.Seconds(), "pkts/s")
-	b.ReportMetric(float64(wall.Nanoseconds())/n, "ns/pkt")
-	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/pkt")
+	stagestest.ReportRate(b, len(pkts), time.Since(start), stagestest.CPUTime()-cpu)
 }
 
 // benchMixPackets builds n packets of a more usual link: 85% TCP data segments of 2,000
@@ -177,7 +122,7 @@ func benchMixPackets(b *testing.B, n int) []stages.Packet {
 		if strings.Contains(path, "malformed") {
 			continue
 		}
-		for _, p := range readPackets(b, path) {
+		for _, p := range stagestest.ReadPackets(b, path) {
 			switch {
 			case stages.IsDNSPort(p.SrcPort) || stages.IsDNSPort(p.DstPort):
 				dns = append(dns, p)
@@ -232,11 +177,11 @@ func BenchmarkAppChainMix(b *testing.B) {
 	pkts := benchMixPackets(b, 300_000)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu := time.Now(), cpuTime()
+	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
-		for range st(replay(pkts)) {
+		for range st(stagestest.Replay(pkts)) {
 		}
 	}
-	reportRate(b, len(pkts), time.Since(start), cpuTime()-cpu)
+	stagestest.ReportRate(b, len(pkts), time.Since(start), stagestest.CPUTime()-cpu)
 }

@@ -1,4 +1,4 @@
-package stages_test
+package views_test
 
 // End to end on real traffic: in network namespaces of its own, the test runs nginx (HTTP and
 // HTTPS) and dnsmasq, makes curl and dig talk to them, captures the client side with tcpdump,
@@ -21,6 +21,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/vishvananda/netns"
 )
 
@@ -198,14 +199,14 @@ func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
 	dump.Process.Signal(os.Interrupt)
 	dump.Wait()
 
-	pkts := readPackets(t, pcap)
+	pkts := stagestest.ReadPackets(t, pcap)
 	if len(pkts) < 10 {
 		t.Fatalf("captured %d packets; tcpdump: %s", len(pkts), dumpErr.String())
 	}
 	view := func(name string) string {
 		var out lineBuf
 		st, sink, _ := stages.NewAppView(name, stages.AppConfig{}, &out, stages.AppViewOptions{UTC: true})
-		for p := range st(replay(pkts)) {
+		for p := range st(stagestest.Replay(pkts)) {
 			sink.Write(p)
 		}
 		sink.Close()

@@ -1,4 +1,4 @@
-package stages_test
+package views_test
 
 import (
 	"io"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // BenchmarkFullChain: the whole chain of a view with -n (domains and classes, then flows, DNS
@@ -27,21 +29,21 @@ func BenchmarkFullChain(b *testing.B) {
 					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), app, stages.PreferWireNames(names, func(c stages.Class) bool { return c == stages.ClassPublic }))
 					sink = stages.NewNetWatchSink(out, true, false)
 				} else {
-					built, err := stages.Build(&stages.Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
+					built, err := views.Build(&views.Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
 					if err != nil {
 						b.Fatal(err)
 					}
 					st, sink = built.Stage, built.Sink
 				}
-				start, c0 := time.Now(), cpuTime()
-				if _, err := stages.Run(replay(pkts), st, sink, 0); err != nil {
+				start, c0 := time.Now(), stagestest.CPUTime()
+				if _, err := (&views.Pipeline{Stage: st, Sink: sink}).Run(stagestest.Replay(pkts)); err != nil {
 					b.Fatal(err)
 				}
 				sink.Close()
 				el += time.Since(start)
-				cpu += cpuTime() - c0
+				cpu += stagestest.CPUTime() - c0
 			}
-			reportRate(b, len(pkts), el, cpu)
+			stagestest.ReportRate(b, len(pkts), el, cpu)
 		})
 	}
 }
