@@ -79,36 +79,6 @@ func BenchmarkChainPackets(b *testing.B) {
 	benchChain(b, Domains(NewClassifier(nil, nil)), NewPacketsSink(out, true, false))
 }
 
-// BenchmarkChainCachedDNS: domains, reverse DNS with every name cached, net_watch out.
-func BenchmarkChainCachedDNS(b *testing.B) {
-	s := startPTRServer(&testing.T{})
-	s.setDefault(func(q string) (string, bool) { return "host-" + q[:6] + ".example.", true })
-	r, err := NewResolver(RDNSConfig{Servers: []string{s.addr}, HostsFile: "-", Wait: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	st := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
-	for range st(loopSource(benchPackets(), 64)) { // warm the cache
-	}
-	if st := r.Stats(); st.Answers == 0 {
-		b.Fatalf("cache not warmed: %+v", st)
-	}
-	out := NewOutput(io.Discard, false)
-	benchChain(b, st, NewNetWatchSink(out, true, false))
-}
-
-// BenchmarkChainDeadDNS: domains, reverse DNS against a server that never answers, net_watch
-// out: the steady-state cost once the lookups have been given up (compare BenchmarkChainNoDNS).
-func BenchmarkChainDeadDNS(b *testing.B) {
-	addr := silentServer(&testing.T{})
-	r, err := NewResolver(RDNSConfig{Servers: []string{addr}, HostsFile: "-", Wait: 50 * time.Millisecond})
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := NewOutput(io.Discard, false)
-	benchChain(b, Chain(Domains(NewClassifier(nil, nil)), r.Stage()), NewNetWatchSink(out, true, false))
-}
-
 // BenchmarkClassify: one address classification.
 func BenchmarkClassify(b *testing.B) {
 	c := NewClassifier(nil, nil)

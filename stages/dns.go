@@ -105,8 +105,6 @@ func DNSRcodeName(rc int) string {
 
 // DNSConfig configures the DNS stage. The zero value is usable: defaults apply.
 type DNSConfig struct {
-	// Names, when set, learns the addresses named by A, AAAA and CNAME answers.
-	Names *WireNames
 	// MatchTimeout is how long a query waits for its response (default 30s).
 	MatchTimeout time.Duration
 	// MaxPending bounds the queries waiting for a response (default 16384).
@@ -267,9 +265,6 @@ func (t *DNSTracker) finish(p *Packet, msg []byte, tcp bool) {
 	info.TCP = tcp
 	t.match(p, info)
 	t.judge(p, info)
-	if t.cfg.Names != nil && info.Response && info.Rcode == dns.RcodeSuccess {
-		t.cfg.Names.Learn(info, p.Time)
-	}
 	p.DNS = info
 }
 

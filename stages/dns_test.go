@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/miekg/dns"
 )
@@ -89,10 +88,10 @@ type appResult struct {
 	tls  *TLSInfo
 }
 
-func runApp(t *testing.T, pcap string, snap snapPolicy, names *WireNames) map[uint64]appResult {
+func runApp(t *testing.T, pcap string, snap snapPolicy) map[uint64]appResult {
 	t.Helper()
 	out := map[uint64]appResult{}
-	chain, _, _ := AppStages(AppConfig{DNS: DNSConfig{Names: names}})
+	chain, _, _ := AppStages(AppConfig{})
 	for p := range chain(capturePackets(t, pcapPath(t, pcap), snap)) {
 		if p.DNS != nil || p.HTTP != nil || p.TLS != nil {
 			out[p.Num] = appResult{p.Dst, p.DNS, p.HTTP, p.TLS}
@@ -104,7 +103,7 @@ func runApp(t *testing.T, pcap string, snap snapPolicy, names *WireNames) map[ui
 func TestDNSAgainstTShark(t *testing.T) {
 	for _, c := range dnsCaptures {
 		t.Run(c.pcap, func(t *testing.T) {
-			got := runApp(t, c.pcap, kernelSnap, nil)
+			got := runApp(t, c.pcap, kernelSnap)
 			rows := readTSV(t, c.tsv)
 			if len(rows) == 0 {
 				t.Fatal("tshark decoded no DNS")
@@ -219,64 +218,6 @@ func checkDNSRow(t *testing.T, num uint64, r []string, d *DNSInfo, multicast boo
 	}
 }
 
-// TestWireNames: the A and AAAA answers of chains/dns.pcap name their addresses (tshark shows
-// frame 10 answering www.netbsd.org with 204.152.190.12, frame 12 with 2001:4f8:4:7:2e0:81ff:fe52:9a6b).
-func TestWireNames(t *testing.T) {
-	names := NewWireNames(0, 0)
-	runApp(t, "chains/dns.pcap", kernelSnap, names)
-	for addr, want := range map[string]string{
-		"204.152.190.12":                  "www.netbsd.org",
-		"2001:4f8:4:7:2e0:81ff:fe52:9a6b": "www.netbsd.org",
-		"216.239.37.26":                   "google.com", // frame 4: an MX answer's additional A: not named
-	} {
-		a := mustAddr(t, addr)
-		got, ok := names.Lookup(a, time.Time{})
-		if addr == "216.239.37.26" {
-			if ok {
-				t.Errorf("%s named %q from an additional record", addr, got)
-			}
-			continue
-		}
-		if !ok || got != want {
-			t.Errorf("%s: got %q %v, want %q", addr, got, ok, want)
-		}
-	}
-}
-
-func TestWireNamesCNAME(t *testing.T) {
-	w := NewWireNames(4, time.Minute)
-	now := time.Unix(1000, 0)
-	info := &DNSInfo{Response: true,
-		Questions: []DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
-		Answers: []DNSRecord{
-			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},
-			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7", Addr: mustAddr(t, "192.0.2.7")},
-			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8", Addr: mustAddr(t, "192.0.2.8")},
-		}}
-	w.Learn(info, now)
-	if n, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now); !ok || n != "www.example.com" {
-		t.Errorf("via CNAME: %q %v", n, ok)
-	}
-	if n, ok := w.Lookup(mustAddr(t, "192.0.2.8"), now); !ok || n != "other.net" {
-		t.Errorf("unrelated owner: %q %v", n, ok)
-	}
-	if _, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now.Add(2*time.Minute)); ok {
-		t.Error("name outlived max(TTL, minTTL)")
-	}
-	for i := 0; i < 10; i++ {
-		w.Add(mustAddr(t, fmt.Sprintf("198.51.100.%d", i)), "x", time.Hour, now)
-	}
-	if w.Len() != 4 {
-		t.Errorf("bounded table holds %d, want 4", w.Len())
-	}
-	if m, err := ParseNamesMode("wire"); err != nil || m != NamesWire {
-		t.Error("ParseNamesMode wire")
-	}
-	if _, err := ParseNamesMode("bogus"); err == nil {
-		t.Error("ParseNamesMode accepted bogus")
-	}
-}
-
 // splitSegment returns copies of a capture's packets before frame num, and frame num's TCP
 // payload cut into segments of at most size bytes.
 func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*Packet) {
@@ -335,40 +276,5 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	checkDNSRow(t, 6, rows[1], d, false)
 	if d.Err != "" || !d.TCP {
 		t.Errorf("err %q tcp %v", d.Err, d.TCP)
-	}
-}
-
-// TestPreferWireNames: in chains/https.pcap, frame 4 answers api.facebook.com with a CNAME to
-// star.c10r.facebook.com and A 31.13.93.3 (tshark: dns.cname, dns.a). From then on the TLS
-// connection to 31.13.93.3 is named api.facebook.com, the name the client asked for.
-func TestPreferWireNames(t *testing.T) {
-	names := NewWireNames(0, 0)
-	fb := mustAddr(t, "31.13.93.3")
-	named, unnamed := 0, 0
-	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, nil))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
-		if p.Dst != fb && p.Src != fb {
-			continue
-		}
-		d := p.DstDomain
-		if p.Src == fb {
-			d = p.SrcDomain
-		}
-		switch {
-		case p.Num > 4 && d == "api.facebook.com":
-			named++
-		case p.Num <= 4 && d == "":
-			unnamed++
-		default:
-			t.Errorf("frame %d: domain %q", p.Num, d)
-		}
-	}
-	if named < 30 {
-		t.Errorf("%d packets named", named)
-	}
-	// A class filter keeps the name off addresses it refuses.
-	for p := range Chain(DNS(DNSConfig{Names: names}), PreferWireNames(names, func(Class) bool { return false }))(capturePackets(t, pcapPath(t, "chains/https.pcap"), kernelSnap)) {
-		if p.SrcDomain != "" || p.DstDomain != "" {
-			t.Fatalf("frame %d named despite the filter", p.Num)
-		}
 	}
 }

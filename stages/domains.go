@@ -117,6 +117,9 @@ func ClassByName(name string) (Class, bool) {
 	return ClassNone, false
 }
 
+// NXDomain is the domain of an address whose reverse lookup failed.
+const NXDomain = "nxdomain"
+
 // Built-in tags. More can be registered with NewTag.
 const (
 	TagIncoming    Tags = 1 << iota // an outside address talks to an internal one

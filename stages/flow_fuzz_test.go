@@ -34,7 +34,7 @@ var dnsSeedFiles = []string{"chains/dns.pcap", "protocols/dns_tcp.pcap", "protoc
 // lists stay within their bounds.
 func FuzzDNS(f *testing.F) {
 	seedPayloads(f, dnsSeedFiles, func(p *Packet) bool { return IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort) })
-	tr := NewDNSTracker(DNSConfig{Names: NewWireNames(64, 0), MaxPending: 64, MaxClients: 16, NXBurst: 2})
+	tr := NewDNSTracker(DNSConfig{MaxPending: 64, MaxClients: 16, NXBurst: 2})
 	at := time.Unix(1700000000, 0)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, proto := range []uint8{ProtoUDP, ProtoTCP} {

@@ -285,7 +285,7 @@ func filepathGlob(pattern string) ([]string, error) {
 // through the flows, DNS, HTTP and TLS stages without allocating; so does a TCP data segment
 // of an uninteresting protocol.
 func TestAppFastPathNoAlloc(t *testing.T) {
-	dt := NewDNSTracker(DNSConfig{Names: NewWireNames(0, 0)})
+	dt := NewDNSTracker(DNSConfig{})
 	ft := NewFlowTable(FlowConfig{Handlers: []Handler{dt, HTTPHandler{}, &TLSHandler{}}})
 	p := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "192.0.2.9"),
 		SrcPort: 50000, DstPort: 22, TCPFlags: TCPAck, Seq: 1, WireLen: 1500, PayloadLen: 1448,

@@ -22,7 +22,7 @@ func TestHTTPAgainstTShark(t *testing.T) {
 	for _, snap := range []snapPolicy{kernelSnap, fullSnap} {
 		for _, c := range httpCaptures {
 			t.Run(c.pcap, func(t *testing.T) {
-				got := runApp(t, c.pcap, snap, nil)
+				got := runApp(t, c.pcap, snap)
 				var wantStatus, gotStatus []string
 				requests := 0
 				for _, r := range readTSV(t, c.tsv) {

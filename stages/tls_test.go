@@ -48,7 +48,7 @@ func TestTLSAgainstTShark(t *testing.T) {
 	for _, snap := range []snapPolicy{kernelSnap, fullSnap} {
 		for _, c := range tlsCaptures {
 			t.Run(c.pcap, func(t *testing.T) {
-				got := runApp(t, c.pcap, snap, nil)
+				got := runApp(t, c.pcap, snap)
 				n := 0
 				for _, r := range readTSV(t, c.tsv) {
 					num, _ := strconv.ParseUint(r[0], 10, 64)
@@ -333,7 +333,7 @@ func splitHello(t *testing.T, size int) (setup []*Packet, segs []*Packet) {
 // TestTLSClientHelloAcrossSegments: the kyber ClientHello cut into 500-byte segments and
 // delivered out of order gives the same SNI and JA4 as in one piece, on the last segment.
 func TestTLSClientHelloAcrossSegments(t *testing.T) {
-	whole := runApp(t, "protocols/tls13_large_clienthello_kyber.pcap", fullSnap, nil)[4].tls
+	whole := runApp(t, "protocols/tls13_large_clienthello_kyber.pcap", fullSnap)[4].tls
 	if whole == nil || whole.SNI != "lh3.google.com" {
 		t.Fatalf("whole hello: %+v", whole)
 	}
@@ -396,7 +396,7 @@ func TestJA4PublishedFingerprints(t *testing.T) {
 		"protocols/tls13_ech_ipv6.pcapng": "t13d1516h2_8daaf6152771_02713d6af862", // Chrome with ECH
 	} {
 		var got []string
-		for _, r := range runApp(t, pcap, kernelSnap, nil) {
+		for _, r := range runApp(t, pcap, kernelSnap) {
 			if r.tls != nil && r.tls.Hello == TLSClientHello {
 				got = append(got, r.tls.JA4)
 			}
@@ -407,7 +407,7 @@ func TestJA4PublishedFingerprints(t *testing.T) {
 	}
 	// The same file publishes JA4S t130200_1301_a56c5b993250 for a server answering TLS 1.3
 	// with supported_versions then key_share; zeek.org's server does so with cipher 1302.
-	for _, r := range runApp(t, "protocols/linktype_sll2_tls13_sni.pcap", kernelSnap, nil) {
+	for _, r := range runApp(t, "protocols/linktype_sll2_tls13_sni.pcap", kernelSnap) {
 		if r.tls != nil && r.tls.Hello == TLSServerHello && r.tls.JA4 != "t130200_1302_a56c5b993250" {
 			t.Errorf("JA4S %s", r.tls.JA4)
 		}
@@ -443,7 +443,7 @@ func TestJA4SSpecExample(t *testing.T) {
 // (supported_versions, alpn, ciphersuite, extension types in order).
 func TestJA4SAgainstTShark(t *testing.T) {
 	for _, c := range tlsCaptures {
-		got := runApp(t, c.pcap, kernelSnap, nil)
+		got := runApp(t, c.pcap, kernelSnap)
 		for _, r := range readTSV(t, c.tsv) {
 			if r[1] != "2" {
 				continue

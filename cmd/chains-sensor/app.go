@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -88,11 +89,11 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vi
 	if s := c.String(flagDNSServer); s != "" {
 		cfg.RDNS.Servers = []string{s}
 	}
-	names, err := stages.ParseNamesMode(c.String(flagNames))
+	mode, err := names.ParseMode(c.String(flagNames))
 	if err != nil {
 		return nil, err
 	}
-	cfg.Names = names
+	cfg.Names = mode
 	cfg.RDNS.Wait = c.Duration(flagRDNSWait)
 	if cfg.RDNS.Wait <= 0 {
 		return nil, fmt.Errorf("--%s must be positive", flagRDNSWait)

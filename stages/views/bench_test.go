@@ -7,6 +7,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
@@ -24,9 +25,9 @@ func BenchmarkFullChain(b *testing.B) {
 				var st stages.Stage
 				var sink stages.Sink
 				if view == "net_watch+app" {
-					names := stages.NewWireNames(0, 0)
-					app, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: names}})
-					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), app, stages.PreferWireNames(names, func(c stages.Class) bool { return c == stages.ClassPublic }))
+					wire := names.NewWire(0, 0)
+					app, _, _ := stages.AppStages(stages.AppConfig{})
+					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
 					sink = stages.NewNetWatchSink(out, true, false)
 				} else {
 					built, err := views.Build(&views.Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)

@@ -14,6 +14,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/names"
 )
 
 // TestAppOnSensorPackets runs every test capture, damaged ones included, through the
@@ -34,7 +35,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 		}
 	}
 	for _, path := range sensortest.PcapFiles(t) {
-		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		st, _, _ := stages.AppStages(stages.AppConfig{})
 		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
@@ -105,7 +106,8 @@ func BenchmarkAppChain(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		st, _, _ := stages.AppStages(stages.AppConfig{})
+		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}
 	}
@@ -179,7 +181,8 @@ func BenchmarkAppChainMix(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st, _, _ := stages.AppStages(stages.AppConfig{DNS: stages.DNSConfig{Names: stages.NewWireNames(0, 0)}})
+		st, _, _ := stages.AppStages(stages.AppConfig{})
+		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}
 	}

@@ -15,25 +15,26 @@ import (
 	"strings"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/names"
 )
 
 // Config holds everything a chain is built from: the shared flags, resolved, and each stage's
 // own settings. Build reads it; nothing writes back.
 type Config struct {
-	View     string                // --view: a name in List ("" is DefaultView)
-	Format   string                // -o: "text" or "json", checked by the caller
-	UTC      bool                  // --utc
-	Color    bool                  // --color, resolved against the terminal
-	Live     bool                  // the source is live: flush on a timer, hold packets on a timer
-	Count    uint64                // -c N: Pipeline.Run stops after N packets (0: no limit)
-	Ifaces   []stages.Interface    // the watched interfaces (their prefixes are internal)
-	Internal []netip.Prefix        // --internal
-	NoDNS    bool                  // -n: no names at all, only address classes
-	Names    stages.NamesMode      // --names: names from DNS answers on the wire, PTR lookups, or both
-	RDNS     stages.RDNSConfig     // the reverse-DNS stage (Live is set from Live)
-	Flows    stages.FlowConfig     // the flow table of the views that read the application layer
-	DNS      stages.DNSConfig      // the DNS decoder
-	TagFuncs []stages.TagFunc      // user tag functions, run after the names
+	View     string               // --view: a name in List ("" is DefaultView)
+	Format   string               // -o: "text" or "json", checked by the caller
+	UTC      bool                 // --utc
+	Color    bool                 // --color, resolved against the terminal
+	Live     bool                 // the source is live: flush on a timer, hold packets on a timer
+	Count    uint64               // -c N: Pipeline.Run stops after N packets (0: no limit)
+	Ifaces   []stages.Interface   // the watched interfaces (their prefixes are internal)
+	Internal []netip.Prefix       // --internal
+	NoDNS    bool                 // -n: no names at all, only address classes
+	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
+	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
+	Flows    stages.FlowConfig    // the flow table of the views that read the application layer
+	DNS      stages.DNSConfig     // the DNS decoder
+	TagFuncs []stages.TagFunc     // user tag functions, run after the names
 }
 
 // View is one entry of List.
@@ -149,22 +150,22 @@ func frontStages(cfg *Config) ([]stages.Stage, error) {
 		// Names: the DNS answers seen on the wire name the addresses they resolve (--names
 		// wire or both), PTR lookups name the rest (ptr or both); a wire name wins over a PTR
 		// name. Both only for public addresses: internal and special ones show their class.
-		var wire *stages.WireNames
-		if cfg.Names != stages.NamesPTR {
-			wire = stages.NewWireNames(0, 0)
-			chain = append(chain, stages.DNS(stages.DNSConfig{Names: wire}))
+		var wire *names.Wire
+		if cfg.Names != names.ModePTR {
+			wire = names.NewWire(0, 0)
+			chain = append(chain, stages.DNS(stages.DNSConfig{}), wire.Learner())
 		}
-		if cfg.Names != stages.NamesWire {
+		if cfg.Names != names.ModeWire {
 			rc := cfg.RDNS
 			rc.Live = cfg.Live
-			r, err := stages.NewResolver(rc)
+			r, err := names.NewResolver(rc)
 			if err != nil {
 				return nil, err
 			}
 			chain = append(chain, r.Stage())
 		}
 		if wire != nil {
-			chain = append(chain, stages.PreferWireNames(wire, func(c stages.Class) bool { return c == stages.ClassPublic }))
+			chain = append(chain, wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }))
 		}
 	}
 	if len(cfg.TagFuncs) > 0 {

@@ -1,4 +1,4 @@
-package stages
+package names
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/miekg/dns"
 )
 
@@ -114,13 +115,13 @@ func silentServer(t *testing.T) string {
 
 type pkt struct{ src, dst string }
 
-// reusingSource yields packets through ONE reused Packet, as real sources do.
-func reusingSource(list []pkt) iter.Seq[*Packet] { return slowSource(list, 0) }
+// reusingSource yields packets through ONE reused stages.Packet, as real sources do.
+func reusingSource(list []pkt) iter.Seq[*stages.Packet] { return slowSource(list, 0) }
 
 // slowSource is reusingSource sleeping a millisecond every `every` packets (0: never).
-func slowSource(list []pkt, every int) iter.Seq[*Packet] {
-	return func(yield func(*Packet) bool) {
-		var p Packet
+func slowSource(list []pkt, every int) iter.Seq[*stages.Packet] {
+	return func(yield func(*stages.Packet) bool) {
+		var p stages.Packet
 		buf := make([]byte, 8)
 		for i, x := range list {
 			if every > 0 && i%every == 0 {
@@ -129,14 +130,14 @@ func slowSource(list []pkt, every int) iter.Seq[*Packet] {
 			p.Reset()
 			p.Num = uint64(i + 1)
 			p.Time = time.Unix(1441652914, 0)
-			p.EtherType = EtherTypeIPv4
+			p.EtherType = stages.EtherTypeIPv4
 			p.IPVersion = 4
 			p.Src = netip.MustParseAddr(x.src)
 			p.Dst = netip.MustParseAddr(x.dst)
 			if p.Src.Is6() {
-				p.EtherType, p.IPVersion = EtherTypeIPv6, 6
+				p.EtherType, p.IPVersion = stages.EtherTypeIPv6, 6
 			}
-			p.Proto = ProtoUDP
+			p.Proto = stages.ProtoUDP
 			for j := range buf {
 				buf[j] = byte(i)
 			}
@@ -152,22 +153,22 @@ func slowSource(list []pkt, every int) iter.Seq[*Packet] {
 type seen struct {
 	num      uint64
 	src, dst string
-	tags     Tags
+	tags     stages.Tags
 	payload0 byte
 }
 
-func runRDNS(t *testing.T, cfg RDNSConfig, list []pkt) ([]seen, *Resolver) {
+func runRDNS(t *testing.T, cfg ResolverConfig, list []pkt) ([]seen, *Resolver) {
 	return runRDNSFrom(t, cfg, list, reusingSource(list))
 }
 
-func runRDNSFrom(t *testing.T, cfg RDNSConfig, list []pkt, src iter.Seq[*Packet]) ([]seen, *Resolver) {
+func runRDNSFrom(t *testing.T, cfg ResolverConfig, list []pkt, src iter.Seq[*stages.Packet]) ([]seen, *Resolver) {
 	t.Helper()
 	cfg.HostsFile = "-"
 	r, err := NewResolver(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
 	var out []seen
 	for p := range st(src) {
 		out = append(out, seen{p.Num, p.SrcDomain, p.DstDomain, p.Tags, p.Payload[0]})
@@ -202,13 +203,13 @@ func TestRDNSNames(t *testing.T) {
 		{"2001:db8::1", "2606:4700::1111"},
 		{"192.168.1.9", "8.8.8.8"},
 	}
-	out, r := runRDNS(t, RDNSConfig{Servers: []string{s.addr}, Wait: 2 * time.Second}, list)
+	out, r := runRDNS(t, ResolverConfig{Servers: []string{s.addr}, Wait: 2 * time.Second}, list)
 	want := []seen{
-		{1, "internal", "dns.google", TagOutgoing, 0},
-		{2, "dns.google", "internal", TagIncoming, 1},
-		{3, "internal", "multicast_dns", TagInternal, 2},
+		{1, "internal", "dns.google", stages.TagOutgoing, 0},
+		{2, "dns.google", "internal", stages.TagIncoming, 1},
+		{3, "internal", "multicast_dns", stages.TagInternal, 2},
 		{4, "documentation", "one.one.one.one", 0, 3},
-		{5, "internal", "dns.google", TagOutgoing, 4},
+		{5, "internal", "dns.google", stages.TagOutgoing, 4},
 	}
 	for i := range want {
 		if out[i] != want[i] {
@@ -227,16 +228,16 @@ func TestRDNSTTLExpiry(t *testing.T) {
 	s := startPTRServer(t)
 	s.setTTL(1)
 	s.set("1.1.1.1", "first.example.")
-	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: 2 * time.Second, MinTTL: time.Millisecond, HostsFile: "-"}
+	cfg := ResolverConfig{Servers: []string{s.addr}, Wait: 2 * time.Second, MinTTL: time.Millisecond, HostsFile: "-"}
 	r, err := NewResolver(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
 	// One packet now, then the source sleeps past the TTL and sends more.
-	src := func(yield func(*Packet) bool) {
-		mk := func(n uint64) *Packet {
-			return &Packet{Num: n, Time: time.Now(), IPVersion: 4, EtherType: EtherTypeIPv4,
+	src := func(yield func(*stages.Packet) bool) {
+		mk := func(n uint64) *stages.Packet {
+			return &stages.Packet{Num: n, Time: time.Now(), IPVersion: 4, EtherType: stages.EtherTypeIPv4,
 				Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("1.1.1.1")}
 		}
 		if !yield(mk(1)) {
@@ -273,13 +274,13 @@ func TestRDNSTTLExpiry(t *testing.T) {
 func TestRDNSNXDomain(t *testing.T) {
 	s := startPTRServer(t)
 	list := []pkt{{"10.1.1.1", "9.9.9.9"}, {"9.9.9.9", "10.1.1.1"}, {"10.1.1.1", "9.9.9.9"}}
-	out, r := runRDNS(t, RDNSConfig{Servers: []string{s.addr}, Wait: 2 * time.Second}, list)
+	out, r := runRDNS(t, ResolverConfig{Servers: []string{s.addr}, Wait: 2 * time.Second}, list)
 	for i, o := range out {
-		if o.tags&TagNXDomain == 0 {
+		if o.tags&stages.TagNXDomain == 0 {
 			t.Errorf("packet %d: no nxdomain tag: %+v", i+1, o)
 		}
 	}
-	if out[0].dst != NXDomain || out[1].src != NXDomain {
+	if out[0].dst != stages.NXDomain || out[1].src != stages.NXDomain {
 		t.Errorf("domains %+v", out)
 	}
 	if n := s.count("9.9.9.9"); n != 1 {
@@ -298,7 +299,7 @@ func TestRDNSServerNeverAnswers(t *testing.T) {
 	}
 	start := time.Now()
 	wait := 100 * time.Millisecond
-	out, r := runRDNS(t, RDNSConfig{Servers: []string{addr}, Wait: wait, Timeout: 5 * time.Second}, list)
+	out, r := runRDNS(t, ResolverConfig{Servers: []string{addr}, Wait: wait, Timeout: 5 * time.Second}, list)
 	el := time.Since(start)
 	if el > 10*wait {
 		t.Errorf("run took %v with a dead server; bounded wait is %v", el, wait)
@@ -317,17 +318,17 @@ func TestRDNSEscapes(t *testing.T) {
 	s.set("5.5.5.5", `\027[2J\007evil\013\127.example.`)
 	s.set("6.6.6.6", strings.Repeat("a", 63)+"."+strings.Repeat("b", 63)+"."+strings.Repeat("c", 63)+"."+strings.Repeat("d", 61)+".")
 	list := []pkt{{"10.0.0.1", "5.5.5.5"}, {"10.0.0.1", "6.6.6.6"}}
-	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: 2 * time.Second, HostsFile: "-"}
+	cfg := ResolverConfig{Servers: []string{s.addr}, Wait: 2 * time.Second, HostsFile: "-"}
 	r, err := NewResolver(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var text, js strings.Builder
-	outT := NewOutput(&text, false)
-	outJ := NewOutput(&js, false)
-	nw := NewNetWatchSink(outT, true, false)
-	jsn := NewJSONSink(outJ, true)
-	for p := range Chain(Domains(NewClassifier(nil, nil)), r.Stage())(reusingSource(list)) {
+	outT := stages.NewOutput(&text, false)
+	outJ := stages.NewOutput(&js, false)
+	nw := stages.NewNetWatchSink(outT, true, false)
+	jsn := stages.NewJSONSink(outJ, true)
+	for p := range stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())(reusingSource(list)) {
 		nw.Write(p)
 		jsn.Write(p)
 	}
@@ -372,7 +373,7 @@ func TestRDNSManyAddressesBounded(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: 50 * time.Millisecond, Workers: 16, Queue: 256, CacheSize: 2000, MaxHeld: 512}
+	cfg := ResolverConfig{Servers: []string{s.addr}, Wait: 50 * time.Millisecond, Workers: 16, Queue: 256, CacheSize: 2000, MaxHeld: 512}
 	out, r := runRDNSFrom(t, cfg, list, slowSource(list, 20))
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -411,13 +412,13 @@ func TestRDNSManyAddressesBounded(t *testing.T) {
 // following packet to push it out.
 func TestRDNSLive(t *testing.T) {
 	addr := silentServer(t)
-	cfg := RDNSConfig{Servers: []string{addr}, Wait: 80 * time.Millisecond, HostsFile: "-", Live: true}
+	cfg := ResolverConfig{Servers: []string{addr}, Wait: 80 * time.Millisecond, HostsFile: "-", Live: true}
 	r, err := NewResolver(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	feed := make(chan *Packet)
-	src := func(yield func(*Packet) bool) {
+	feed := make(chan *stages.Packet)
+	src := func(yield func(*stages.Packet) bool) {
 		for p := range feed {
 			if !yield(p) {
 				return
@@ -426,13 +427,13 @@ func TestRDNSLive(t *testing.T) {
 	}
 	got := make(chan time.Time, 4)
 	go func() {
-		for range Chain(Domains(NewClassifier(nil, nil)), r.Stage())(src) {
+		for range stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())(src) {
 			got <- time.Now()
 		}
 		close(got)
 	}()
 	sent := time.Now()
-	feed <- &Packet{Num: 1, IPVersion: 4, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("7.7.7.7")}
+	feed <- &stages.Packet{Num: 1, IPVersion: 4, Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("7.7.7.7")}
 	select {
 	case at := <-got:
 		// Nothing else arrives: only the timer can release it (generous bound for loaded machines).
@@ -455,14 +456,14 @@ func TestRDNSHostsAndResolvConf(t *testing.T) {
 	resolv := dir + "/resolv.conf"
 	writeFile(t, hosts, "# comment\n8.8.4.4 dns-two.example alias\n2001:4860:4860::8844 dns-two-v6.example\n9.9.9.9 bad\x1bname\n")
 	writeFile(t, resolv, "search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n")
-	r, err := NewResolver(RDNSConfig{HostsFile: hosts, ResolvConf: resolv})
+	r, err := NewResolver(ResolverConfig{HostsFile: hosts, ResolvConf: resolv})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(r.cfg.Servers, " "); got != "192.0.2.53:53 [2001:db8::53]:53" {
 		t.Errorf("servers %q", got)
 	}
-	st := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
 	var got []string
 	for p := range st(reusingSource([]pkt{{"10.0.0.1", "8.8.4.4"}, {"fd00::1", "2001:4860:4860::8844"}, {"10.0.0.1", "9.9.9.9"}})) {
 		got = append(got, p.DstDomain)
@@ -474,7 +475,7 @@ func TestRDNSHostsAndResolvConf(t *testing.T) {
 	if st := r.Stats(); st.Lookups != 0 {
 		t.Errorf("%d DNS lookups for names in the hosts file", st.Lookups)
 	}
-	if _, err := NewResolver(RDNSConfig{HostsFile: "-", ResolvConf: dir + "/missing"}); err == nil || !strings.Contains(err.Error(), "-n") {
+	if _, err := NewResolver(ResolverConfig{HostsFile: "-", ResolvConf: dir + "/missing"}); err == nil || !strings.Contains(err.Error(), "-n") {
 		t.Errorf("missing resolv.conf: %v", err)
 	}
 }
@@ -487,7 +488,7 @@ func writeFile(t *testing.T, path, s string) {
 }
 
 // TestRDNSLiveOrderAndNames: in live mode packets keep their order, carry the names the server
-// gives, and survive the source reusing its Packet.
+// gives, and survive the source reusing its stages.Packet.
 func TestRDNSLiveOrderAndNames(t *testing.T) {
 	s := startPTRServer(t)
 	s.setDefault(func(q string) (string, bool) { return "n-" + strings.SplitN(q, ".", 2)[0] + ".example.", true })
@@ -495,7 +496,7 @@ func TestRDNSLiveOrderAndNames(t *testing.T) {
 	for i := range 300 {
 		list = append(list, pkt{"10.0.0.1", fmt.Sprintf("44.1.1.%d", i%25)})
 	}
-	cfg := RDNSConfig{Servers: []string{s.addr}, Wait: time.Second, Live: true}
+	cfg := ResolverConfig{Servers: []string{s.addr}, Wait: time.Second, Live: true}
 	out, _ := runRDNSFrom(t, cfg, list, slowSource(list, 10))
 	for i, o := range out {
 		want := fmt.Sprintf("n-%d.example", i%25)

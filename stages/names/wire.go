@@ -1,4 +1,9 @@
-package stages
+// Package names gives addresses their names: Resolver, the non-blocking reverse-DNS (PTR)
+// stage, and Wire, the names that DNS answers seen on the wire give (Learner learns them from
+// the decoded responses, Namer shows them). Names are kept as DNS presents them; the sinks
+// escape them for the terminal. A new source of names is one more stage here, set into the
+// chain by package views.
+package names
 
 import (
 	"fmt"
@@ -7,48 +12,49 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/stages"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
 
-// NamesMode says where the net_watch line takes an address's name from (`--names`).
-type NamesMode uint8
+// Mode says where the net_watch line takes an address's name from (`--names`).
+type Mode uint8
 
 // Names modes.
 const (
-	NamesBoth NamesMode = iota // the name seen in DNS answers on the wire, else a PTR lookup (default)
-	NamesWire                  // only names seen on the wire; no PTR lookups
-	NamesPTR                   // only PTR lookups
+	ModeBoth Mode = iota // the name seen in DNS answers on the wire, else a PTR lookup (default)
+	ModeWire             // only names seen on the wire; no PTR lookups
+	ModePTR              // only PTR lookups
 )
 
-// ParseNamesMode parses the value of `--names`: wire, ptr or both ("" means both).
-func ParseNamesMode(s string) (NamesMode, error) {
+// ParseMode parses the value of `--names`: wire, ptr or both ("" means both).
+func ParseMode(s string) (Mode, error) {
 	switch s {
 	case "", "both":
-		return NamesBoth, nil
+		return ModeBoth, nil
 	case "wire":
-		return NamesWire, nil
+		return ModeWire, nil
 	case "ptr":
-		return NamesPTR, nil
+		return ModePTR, nil
 	}
-	return NamesBoth, fmt.Errorf("--names %q: want wire, ptr or both", s)
+	return ModeBoth, fmt.Errorf("--names %q: want wire, ptr or both", s)
 }
 
 // String returns the flag spelling of m.
-func (m NamesMode) String() string {
+func (m Mode) String() string {
 	switch m {
-	case NamesWire:
+	case ModeWire:
 		return "wire"
-	case NamesPTR:
+	case ModePTR:
 		return "ptr"
 	}
 	return "both"
 }
 
-// WireNames remembers the names that DNS answers seen on the wire give to addresses: an A or
+// Wire remembers the names that DNS answers seen on the wire give to addresses: an A or
 // AAAA answer names its address with the question's name (the name the client asked for, even
 // when CNAMEs led to the address). It is bounded (an LRU of MaxEntries) and safe for concurrent
-// use: the DNS stage learns, the reverse-DNS stage looks up.
-type WireNames struct {
+// use.
+type Wire struct {
 	cache  *lru.Cache[netip.Addr, wireName]
 	minTTL time.Duration
 	added  atomic.Bool // a name was ever added: until then Lookup takes no lock
@@ -59,25 +65,25 @@ type wireName struct {
 	expires time.Time
 }
 
-// DefaultWireNames is the capacity NewWireNames uses for a size of 0.
-const DefaultWireNames = 65536
+// DefaultWireSize is the capacity NewWire uses for a size of 0.
+const DefaultWireSize = 65536
 
-// NewWireNames returns a table of at most size names (0: DefaultWireNames). A name is kept for
+// NewWire returns a table of at most size names (0: DefaultWireSize). A name is kept for
 // its record's TTL, but never less than minTTL (0: 10 minutes), because connections outlive TTLs.
-func NewWireNames(size int, minTTL time.Duration) *WireNames {
+func NewWire(size int, minTTL time.Duration) *Wire {
 	if size <= 0 {
-		size = DefaultWireNames
+		size = DefaultWireSize
 	}
 	if minTTL <= 0 {
 		minTTL = 10 * time.Minute
 	}
 	c, _ := lru.New[netip.Addr, wireName](size) // size > 0: never fails
-	return &WireNames{cache: c, minTTL: minTTL}
+	return &Wire{cache: c, minTTL: minTTL}
 }
 
 // Lookup returns the name the wire gave to a, if one is known and has not expired at now
 // (packet time; the zero time skips the expiry check). It does not allocate.
-func (w *WireNames) Lookup(a netip.Addr, now time.Time) (string, bool) {
+func (w *Wire) Lookup(a netip.Addr, now time.Time) (string, bool) {
 	if w == nil || !w.added.Load() {
 		return "", false
 	}
@@ -94,10 +100,10 @@ func (w *WireNames) Lookup(a netip.Addr, now time.Time) (string, bool) {
 }
 
 // Len returns how many addresses have a name.
-func (w *WireNames) Len() int { return w.cache.Len() }
+func (w *Wire) Len() int { return w.cache.Len() }
 
 // Add names a for ttl from now.
-func (w *WireNames) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
+func (w *Wire) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
 	if ttl < w.minTTL {
 		ttl = w.minTTL
 	}
@@ -108,7 +114,7 @@ func (w *WireNames) Add(a netip.Addr, name string, ttl time.Duration, now time.T
 // Learn takes the A and AAAA answers of a response. The name given to an address is the
 // question's name when the answer's owner is that name or is reached from it through the
 // message's CNAME answers; otherwise the owner's name.
-func (w *WireNames) Learn(info *DNSInfo, now time.Time) {
+func (w *Wire) Learn(info *stages.DNSInfo, now time.Time) {
 	if w == nil || !info.Response {
 		return
 	}
@@ -134,7 +140,7 @@ func (w *WireNames) Learn(info *DNSInfo, now time.Time) {
 
 // reachesViaCNAME reports whether owner is from or is reached from it by following CNAME
 // answers (at most 8 steps; names compare case-insensitively).
-func reachesViaCNAME(answers []DNSRecord, from, owner string) bool {
+func reachesViaCNAME(answers []stages.DNSRecord, from, owner string) bool {
 	cur := from
 	for step := 0; step < 8; step++ {
 		if equalFoldASCII(cur, owner) {
@@ -174,15 +180,33 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// PreferWireNames returns a stage that sets SrcDomain and DstDomain to the name DNS answers on
-// the wire gave the address, when there is one and named(class) says the address is one a name
-// should show for (nil: every address). For net_watch, named is `c == ClassPublic`: the
-// addresses that would get a PTR lookup, while internal and special ones keep their class.
-// With `--names both` the stage goes after the reverse-DNS stage, so a wire name wins over a
-// PTR name; with `--names wire` it replaces that stage. It does not allocate.
-func PreferWireNames(w *WireNames, named func(Class) bool) Stage {
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		return func(yield func(*Packet) bool) {
+// Learner returns the stage that learns names from the DNS responses the chain decoded: the A
+// and AAAA answers of every successful response in Packet.DNS (see Learn). It goes after the
+// stage that decodes DNS.
+func (w *Wire) Learner() stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
+			for p := range src {
+				if d := p.DNS; d != nil && d.Response && d.Rcode == 0 {
+					w.Learn(d, p.Time)
+				}
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Namer returns a stage that sets SrcDomain and DstDomain to the name DNS answers on the wire
+// gave the address, when there is one and named(class) says the address is one a name should
+// show for (nil: every address). For net_watch, named is `c == ClassPublic`: the addresses
+// that would get a PTR lookup, while internal and special ones keep their class. With `--names
+// both` the stage goes after the reverse-DNS stage, so a wire name wins over a PTR name; with
+// `--names wire` it replaces that stage. It does not allocate.
+func (w *Wire) Namer(named func(stages.Class) bool) stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
 			for p := range src {
 				if p.IPVersion != 0 {
 					if named == nil || named(p.SrcClass) {

@@ -1,4 +1,4 @@
-package stages
+package names
 
 import (
 	"bufio"
@@ -15,15 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/miekg/dns"
 )
 
-// NXDomain is what the net_watch line shows for an address whose reverse lookup failed.
-const NXDomain = "nxdomain"
-
-// RDNSConfig configures the reverse-DNS stage. Zero fields take the defaults in brackets.
-type RDNSConfig struct {
+// ResolverConfig configures the reverse-DNS stage. Zero fields take the defaults in brackets.
+type ResolverConfig struct {
 	Servers    []string      // DNS servers "host:port" (--dns-server); [from ResolvConf]
 	ResolvConf string        // [/etc/resolv.conf]
 	HostsFile  string        // [/etc/hosts]; "-" reads none
@@ -39,7 +37,7 @@ type RDNSConfig struct {
 	Live       bool          // the source blocks (ring buffer): hold packets with a timer, not on the next packet
 }
 
-func (c *RDNSConfig) setDefaults() {
+func (c *ResolverConfig) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -67,8 +65,8 @@ func (c *RDNSConfig) setDefaults() {
 	}
 }
 
-// RDNSStats counts what the reverse-DNS stage did. Read it with Resolver.Stats.
-type RDNSStats struct {
+// ResolverStats counts what the reverse-DNS stage did. Read it with Resolver.Stats.
+type ResolverStats struct {
 	Lookups     uint64 // queries started
 	Answers     uint64 // names found
 	Failures    uint64 // NXDOMAIN, no PTR, errors and timeouts
@@ -82,7 +80,7 @@ type RDNSStats struct {
 }
 
 type rdnsEntry struct {
-	name    string // sanitized name, NXDomain, or "" (front cache: lookup pending, do not wait)
+	name    string // sanitized name, stages.NXDomain, or "" (front cache: lookup pending, do not wait)
 	expires int64  // monotonic nanoseconds; 0 never (hosts file)
 }
 
@@ -116,9 +114,9 @@ type rdnsResult struct {
 // Resolver is the non-blocking reverse-DNS stage. Its cache belongs to the goroutine that runs
 // the stage; lookups run in a bounded pool of workers that report back over a channel, so a
 // cached name costs two map lookups and no allocation, and a slow or dead server only ever
-// delays a packet by RDNSConfig.Wait.
+// delays a packet by ResolverConfig.Wait.
 type Resolver struct {
-	cfg    RDNSConfig
+	cfg    ResolverConfig
 	hosts  map[netip.Addr]string
 	client *dns.Client
 
@@ -140,17 +138,17 @@ type Resolver struct {
 	ticks   uint32
 	lastSec int64
 
-	stats RDNSStats // owned by the stage goroutine
+	stats ResolverStats // owned by the stage goroutine
 	inFl  int
 
 	active, maxActive atomic.Int64 // DNS queries running now, and at most
 
 	mu  sync.Mutex
-	pub RDNSStats // published copy of stats
+	pub ResolverStats // published copy of stats
 }
 
 type heldPacket struct {
-	p        Packet
+	p        stages.Packet
 	buf      []byte
 	deadline int64
 	gen      uint64 // Resolver.gen when the names were last looked at
@@ -159,8 +157,8 @@ type heldPacket struct {
 }
 
 // NewResolver reads the hosts file and the resolver configuration and returns the stage
-// state. Run it as a stage with Stage; one Resolver serves one chain at a time.
-func NewResolver(cfg RDNSConfig) (*Resolver, error) {
+// state. Run it as a stage with stages.Stage; one Resolver serves one chain at a time.
+func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	cfg.setDefaults()
 	r := &Resolver{cfg: cfg, hosts: map[netip.Addr]string{}, base: time.Now()}
 	if len(r.cfg.Servers) == 0 {
@@ -223,7 +221,7 @@ func (r *Resolver) readHosts(path string) error {
 }
 
 // Stats returns the counters as last published: when the stage ends and every 4096 packets.
-func (r *Resolver) Stats() RDNSStats {
+func (r *Resolver) Stats() ResolverStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.pub
@@ -232,11 +230,11 @@ func (r *Resolver) Stats() RDNSStats {
 func (r *Resolver) clock() int64 { return int64(time.Since(r.base)) }
 
 // Stage returns the reverse-DNS stage: for each public address, the cached name (or nxdomain,
-// which also sets TagNXDomain); on a miss a lookup starts and the packet is held back until its
-// names are known or RDNSConfig.Wait has passed. Order is preserved.
-func (r *Resolver) Stage() Stage {
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		return func(yield func(*Packet) bool) {
+// which also sets stages.TagNXDomain); on a miss a lookup starts and the packet is held back until its
+// names are known or ResolverConfig.Wait has passed. Order is preserved.
+func (r *Resolver) Stage() stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			r.start(ctx)
@@ -341,7 +339,7 @@ func (r *Resolver) apply(res rdnsResult) {
 	ttl := min(max(res.ttl, r.cfg.MinTTL), r.cfg.MaxTTL)
 	name := res.name
 	if name == "" {
-		name = NXDomain
+		name = stages.NXDomain
 		r.stats.Failures++
 	} else {
 		r.stats.Answers++
@@ -420,15 +418,15 @@ func (r *Resolver) request(a netip.Addr) bool {
 }
 
 // annotate fills the public addresses' domains; it reports which sides wait for a lookup.
-func (r *Resolver) annotate(p *Packet) (waitSrc, waitDst bool) {
-	if p.SrcClass == ClassPublic {
+func (r *Resolver) annotate(p *stages.Packet) (waitSrc, waitDst bool) {
+	if p.SrcClass == stages.ClassPublic {
 		var n string
 		n, waitSrc = r.name(p.Src)
 		if n != "" {
 			r.setSrc(p, n)
 		}
 	}
-	if p.DstClass == ClassPublic {
+	if p.DstClass == stages.ClassPublic {
 		var n string
 		n, waitDst = r.name(p.Dst)
 		if n != "" {
@@ -438,17 +436,17 @@ func (r *Resolver) annotate(p *Packet) (waitSrc, waitDst bool) {
 	return
 }
 
-func (r *Resolver) setSrc(p *Packet, n string) {
+func (r *Resolver) setSrc(p *stages.Packet, n string) {
 	p.SrcDomain = n
-	if n == NXDomain {
-		p.Tags |= TagNXDomain
+	if n == stages.NXDomain {
+		p.Tags |= stages.TagNXDomain
 	}
 }
 
-func (r *Resolver) setDst(p *Packet, n string) {
+func (r *Resolver) setDst(p *stages.Packet, n string) {
 	p.DstDomain = n
-	if n == NXDomain {
-		p.Tags |= TagNXDomain
+	if n == stages.NXDomain {
+		p.Tags |= stages.TagNXDomain
 	}
 }
 
@@ -491,7 +489,7 @@ func (r *Resolver) newSlab() []*heldPacket {
 }
 
 // hold copies p (the source reuses it) to the tail of the held queue.
-func (r *Resolver) hold(p *Packet, waitSrc, waitDst bool) {
+func (r *Resolver) hold(p *stages.Packet, waitSrc, waitDst bool) {
 	if len(r.free) == 0 && r.slab == nil {
 		r.free = r.newSlab()
 	}
@@ -520,7 +518,7 @@ func (r *Resolver) hold(p *Packet, waitSrc, waitDst bool) {
 // With full set (the held queue is full: names come slower than packets), it gives up waiting
 // for every lookup in flight and yields every held packet. It returns false when the consumer
 // stopped.
-func (r *Resolver) release(yield func(*Packet) bool, full bool) bool {
+func (r *Resolver) release(yield func(*stages.Packet) bool, full bool) bool {
 	if full {
 		r.givenUp = r.now
 	}
@@ -546,7 +544,7 @@ func (r *Resolver) release(yield func(*Packet) bool, full bool) bool {
 	return true
 }
 
-func (r *Resolver) runSync(src iter.Seq[*Packet], yield func(*Packet) bool) {
+func (r *Resolver) runSync(src iter.Seq[*stages.Packet], yield func(*stages.Packet) bool) {
 	for p := range src {
 		// The clock is read every 64 packets or when the capture time's second changes: clock
 		// reads cost more than the rest of a cache hit. (A file source delivers 64 packets in
@@ -579,7 +577,7 @@ func (r *Resolver) runSync(src iter.Seq[*Packet], yield func(*Packet) bool) {
 }
 
 // flush waits (at most Wait past the last packet held) for the held packets' names and yields them.
-func (r *Resolver) flush(yield func(*Packet) bool) {
+func (r *Resolver) flush(yield func(*stages.Packet) bool) {
 	timer := time.NewTimer(r.cfg.Wait)
 	defer timer.Stop()
 	for r.n > 0 {
@@ -603,7 +601,7 @@ func (r *Resolver) flush(yield func(*Packet) bool) {
 
 // runLive pulls the blocking source from a goroutine, so held packets are released on time
 // even when no packet follows.
-func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*Packet], yield func(*Packet) bool) {
+func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*stages.Packet], yield func(*stages.Packet) bool) {
 	total := len(r.held)
 	pool := make(chan *heldPacket, total)
 	// A fresh set of slots: a feeder of an earlier run may still hold some of the old ones.
