@@ -312,7 +312,7 @@ func (t *DNSTracker) decode(msg []byte) *DNSInfo {
 			info.Questions = make([]DNSQuestion, len(qs))
 		}
 		for i, q := range qs {
-			info.Questions[i] = DNSQuestion{Name: trimDot(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
+			info.Questions[i] = DNSQuestion{Name: DNSName(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
 		}
 	}
 	// One backing array for the three sections.
@@ -341,7 +341,7 @@ func appendRecords(out []DNSRecord, rrs []dns.RR) []DNSRecord {
 			continue
 		}
 		h := rr.Header()
-		r := DNSRecord{Name: trimDot(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
+		r := DNSRecord{Name: DNSName(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
 		switch x := rr.(type) {
 		case *dns.A:
 			r.Addr, _ = netip.AddrFromSlice(x.A)
@@ -371,18 +371,18 @@ func rrData(rr dns.RR) string {
 			return a.String()
 		}
 	case *dns.CNAME:
-		return trimDot(r.Target)
+		return DNSName(r.Target)
 	case *dns.PTR:
-		return trimDot(r.Ptr)
+		return DNSName(r.Ptr)
 	case *dns.NS:
-		return trimDot(r.Ns)
+		return DNSName(r.Ns)
 	case *dns.MX:
-		return strconv.Itoa(int(r.Preference)) + " " + trimDot(r.Mx)
+		return strconv.Itoa(int(r.Preference)) + " " + DNSName(r.Mx)
 	case *dns.SRV:
 		return strconv.Itoa(int(r.Priority)) + " " + strconv.Itoa(int(r.Weight)) + " " +
-			strconv.Itoa(int(r.Port)) + " " + trimDot(r.Target)
+			strconv.Itoa(int(r.Port)) + " " + DNSName(r.Target)
 	case *dns.SOA:
-		return trimDot(r.Ns) + " " + trimDot(r.Mbox) + " " + strconv.FormatUint(uint64(r.Serial), 10) + " " +
+		return DNSName(r.Ns) + " " + DNSName(r.Mbox) + " " + strconv.FormatUint(uint64(r.Serial), 10) + " " +
 			strconv.FormatUint(uint64(r.Refresh), 10) + " " + strconv.FormatUint(uint64(r.Retry), 10) + " " +
 			strconv.FormatUint(uint64(r.Expire), 10) + " " + strconv.FormatUint(uint64(r.Minttl), 10)
 	case *dns.OPT:
@@ -400,10 +400,11 @@ func rrData(rr dns.RR) string {
 	return s
 }
 
-// trimDot turns a name in miekg/dns presentation format into ours: no trailing dot, and the
-// \DDD escapes of bytes >= 0x80 turned back into bytes when the name is then valid UTF-8 (as
-// tshark shows it); control bytes, dots and backslashes inside labels stay escaped.
-func trimDot(name string) string {
+// DNSName turns a name in miekg/dns presentation format into the form DNSInfo holds names in:
+// no trailing dot, and the \DDD escapes of bytes >= 0x80 turned back into bytes when the name
+// is then valid UTF-8 (as tshark shows it); control bytes, dots and backslashes inside labels
+// stay escaped.
+func DNSName(name string) string {
 	if len(name) > 1 && name[len(name)-1] == '.' && name[len(name)-2] != '\\' {
 		name = name[:len(name)-1]
 	}

@@ -88,10 +88,16 @@ type appResult struct {
 	tls  *TLSInfo
 }
 
+// appChain is the application layer as the views run it: the flow table with the DNS, HTTP and
+// TLS handlers.
+func appChain() Stage {
+	return NewFlowTable(FlowConfig{Handlers: []Handler{NewDNSTracker(DNSConfig{}), HTTPHandler{}, &TLSHandler{}}}).Stage()
+}
+
 func runApp(t *testing.T, pcap string, snap snapPolicy) map[uint64]appResult {
 	t.Helper()
 	out := map[uint64]appResult{}
-	chain, _, _ := AppStages(AppConfig{})
+	chain := appChain()
 	for p := range chain(capturePackets(t, pcapPath(t, pcap), snap)) {
 		if p.DNS != nil || p.HTTP != nil || p.TLS != nil {
 			out[p.Num] = appResult{p.Dst, p.DNS, p.HTTP, p.TLS}

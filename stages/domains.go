@@ -154,8 +154,8 @@ func NewTag(name string) (Tags, error) {
 	return t, nil
 }
 
-// tagName returns the name of a single tag bit i.
-func tagName(i int) string {
+// TagName returns the name of tag bit i ("" when none is registered).
+func TagName(i int) string {
 	if i < numBuiltinTags {
 		return tagRegistry.names[i]
 	}
@@ -172,7 +172,7 @@ func (t Tags) Names() iter.Seq[string] {
 				continue
 			}
 			t &^= 1 << i
-			n := tagName(i)
+			n := TagName(i)
 			if n == "" {
 				n = fmt.Sprintf("tag%d", i)
 			}

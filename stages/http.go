@@ -3,15 +3,13 @@ package stages
 import (
 	"bytes"
 	"strconv"
-	"strings"
-	"unicode/utf8"
 )
 
 // HTTPInfo is the head of an HTTP/1.x request or response.
 type HTTPInfo struct {
 	Request   bool   // a request; otherwise a response
 	Method    string // request method
-	URI       string // request target as sent (percent-encoded); see DisplayURI
+	URI       string // request target as sent (percent-encoded)
 	Version   string // "HTTP/1.1", ...
 	Host      string // Host header
 	UserAgent string // User-Agent header
@@ -138,82 +136,6 @@ func clip(b []byte) string {
 		b = b[:httpMaxField]
 	}
 	return string(b)
-}
-
-// DisplayURI returns the request target percent-decoded for reading, with every byte that
-// could harm a terminal (controls, escape sequences, invalid UTF-8) escaped as \xNN.
-func (h *HTTPInfo) DisplayURI() string { return SafeText(PercentDecode(h.URI)) }
-
-// PercentDecode decodes %XX escapes; a malformed escape is kept as it is.
-func PercentDecode(s string) string {
-	if strings.IndexByte(s, '%') < 0 {
-		return s
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b.WriteByte(unhex(s[i+1])<<4 | unhex(s[i+2]))
-			i += 2
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
-}
-
-// SafeText returns s with every byte that could harm a terminal escaped: ASCII controls, DEL,
-// C1 controls, invalid UTF-8 and the backslash itself become \xNN (\\ for the backslash).
-// Printable UTF-8 passes unchanged. Text from the network goes through it before display.
-func SafeText(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	const hexdigits = "0123456789abcdef"
-	var b strings.Builder
-	b.Grow(len(s) + 8)
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c < 0x7f {
-			if c == '\\' {
-				b.WriteString(`\\`)
-			} else {
-				b.WriteByte(c)
-			}
-			i++
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if c >= 0x80 && r != utf8.RuneError && !(r >= 0x80 && r < 0xa0) && r != 0x2028 && r != 0x2029 && r != 0xfeff {
-			b.WriteString(s[i : i+n])
-			i += n
-			continue
-		}
-		b.WriteString(`\x`)
-		b.WriteByte(hexdigits[c>>4])
-		b.WriteByte(hexdigits[c&15])
-		i++
-	}
-	return b.String()
 }
 
 // HTTPHandler is the flow handler of HTTP/1.x heads: a TCP direction that starts like HTTP

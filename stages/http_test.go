@@ -103,30 +103,6 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 		h.Referer != "http://r.example/" || h.Segments != 3 {
 		t.Errorf("got %+v", h)
 	}
-	if got, want := h.DisplayURI(), `/a b?x=\x1b[31m`; got != want {
-		t.Errorf("DisplayURI %q, want %q", got, want)
-	}
-}
-
-func TestSafeText(t *testing.T) {
-	for in, want := range map[string]string{
-		"plain":       "plain",
-		"a\x1b[2Jb":   `a\x1b[2Jb`,
-		"back\\slash": `back\\slash`,
-		"caf\u00e9":   "caf\u00e9",
-		"bad\xffutf8": `bad\xffutf8`,
-		"c1\u009bx":   `c1\xc2\x9bx`,
-		"nl\r\n":      `nl\x0d\x0a`,
-		"\u202e-rtl":  "\u202e-rtl",
-		"%41%zz%4":    "%41%zz%4",
-	} {
-		if got := SafeText(in); got != want {
-			t.Errorf("SafeText(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if got := PercentDecode("%41%zz%4%2f"); got != "A%zz%4/" {
-		t.Errorf("PercentDecode: %q", got)
-	}
 }
 
 // TestHTTPInSYN: a request carried in a TCP Fast Open SYN (its data starts one past the SYN's

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -80,7 +81,6 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vi
 	cfg := &views.Config{
 		NoDNS:  c.Bool(flagNoDNS),
 		Count:  c.Uint64(flagCount),
-		Format: c.String(flagOutput),
 		View:   c.String(flagView),
 		UTC:    c.Bool(flagUTC),
 		Ifaces: ifaces,
@@ -98,10 +98,8 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vi
 	if cfg.RDNS.Wait <= 0 {
 		return nil, fmt.Errorf("--%s must be positive", flagRDNSWait)
 	}
-	switch cfg.Format {
-	case "text", "json":
-	default:
-		return nil, fmt.Errorf("-o %q: the output format is text or json", cfg.Format)
+	if cfg.Format, err = sinks.ParseFormat(c.String(flagOutput)); err != nil {
+		return nil, err
 	}
 	for _, s := range c.StringSlice(flagInternal) {
 		p, err := stages.ParsePrefixes(s)
@@ -115,7 +113,7 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vi
 		cfg.Color = true
 	case "never":
 	case "auto":
-		cfg.Color = cfg.Format == "text" && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.Writer)
+		cfg.Color = cfg.Format == sinks.FormatText && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.Writer)
 	default:
 		return nil, fmt.Errorf("--%s %q: auto, always or never", flagColor, c.String(flagColor))
 	}
@@ -138,7 +136,7 @@ func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vie
 	if err != nil {
 		return nil, err
 	}
-	out := stages.NewOutput(c.App.Writer, live)
+	out := sinks.NewOutput(c.App.Writer, live)
 	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()

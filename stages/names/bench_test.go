@@ -7,6 +7,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
 // BenchmarkChainCachedDNS: domains, reverse DNS with every name cached, net_watch out.
@@ -23,8 +24,8 @@ func BenchmarkChainCachedDNS(b *testing.B) {
 	if st := r.Stats(); st.Answers == 0 {
 		b.Fatalf("cache not warmed: %+v", st)
 	}
-	out := stages.NewOutput(io.Discard, false)
-	stagestest.BenchChain(b, st, stages.NewNetWatchSink(out, true, false))
+	out := sinks.NewOutput(io.Discard, false)
+	stagestest.BenchChain(b, st, sinks.NewNetWatch(out, sinks.Options{UTC: true}))
 }
 
 // BenchmarkChainDeadDNS: domains, reverse DNS against a server that never answers, net_watch
@@ -35,6 +36,6 @@ func BenchmarkChainDeadDNS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	out := stages.NewOutput(io.Discard, false)
-	stagestest.BenchChain(b, stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage()), stages.NewNetWatchSink(out, true, false))
+	out := sinks.NewOutput(io.Discard, false)
+	stagestest.BenchChain(b, stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage()), sinks.NewNetWatch(out, sinks.Options{UTC: true}))
 }

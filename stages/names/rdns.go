@@ -214,7 +214,7 @@ func (r *Resolver) readHosts(path string) error {
 		}
 		a = a.Unmap().WithZone("")
 		if _, dup := r.hosts[a]; !dup {
-			r.hosts[a] = SanitizeName(fields[1])
+			r.hosts[a] = cleanName(fields[1])
 		}
 	}
 	return sc.Err()
@@ -305,7 +305,7 @@ func (r *Resolver) lookup(ctx context.Context, a netip.Addr) rdnsResult {
 		case dns.RcodeSuccess:
 			for _, rr := range in.Answer {
 				if ptr, ok := rr.(*dns.PTR); ok {
-					res.name = SanitizeName(ptr.Ptr)
+					res.name = cleanName(ptr.Ptr)
 					res.ttl = time.Duration(ptr.Hdr.Ttl) * time.Second
 					if res.name != "" {
 						return res
@@ -695,36 +695,17 @@ func (r *Resolver) syncStats() {
 	r.mu.Unlock()
 }
 
-// SanitizeName makes a name from the network safe to print: the trailing dot goes, bytes
-// outside printable ASCII (control bytes, escape sequences, UTF-8) become \xHH, and names
-// longer than MaxNameLen are cut, ending in "...".
-func SanitizeName(s string) string {
-	s = strings.TrimSuffix(s, ".")
-	clean := len(s) <= MaxNameLen
-	for i := 0; clean && i < len(s); i++ {
-		if s[i] <= 0x20 || s[i] >= 0x7f {
-			clean = false
-		}
+// cleanName is a name from a PTR answer or the hosts file as the resolver keeps it: in the form
+// DNSInfo holds names (stages.DNSName: no trailing dot, odd bytes as miekg/dns presents them),
+// at most MaxNameLen bytes (a longer one is cut, ending in "..."). The sinks escape it for the
+// terminal.
+func cleanName(s string) string {
+	s = stages.DNSName(s)
+	if len(s) > MaxNameLen {
+		s = s[:MaxNameLen-3] + "..."
 	}
-	if clean {
-		return s
-	}
-	const hex = "0123456789abcdef"
-	b := make([]byte, 0, min(len(s), MaxNameLen)+8)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c > 0x20 && c < 0x7f {
-			b = append(b, c)
-		} else {
-			b = append(b, '\\', 'x', hex[c>>4], hex[c&15])
-		}
-		if len(b) > MaxNameLen {
-			b = append(b[:MaxNameLen-3], "..."...)
-			break
-		}
-	}
-	return string(b)
+	return s
 }
 
-// MaxNameLen is the longest name SanitizeName returns (a DNS name has at most 253 characters).
+// MaxNameLen is the longest name the resolver keeps (a DNS name has at most 253 characters).
 const MaxNameLen = 253

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/miekg/dns"
 )
 
@@ -324,10 +325,10 @@ func TestRDNSEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var text, js strings.Builder
-	outT := stages.NewOutput(&text, false)
-	outJ := stages.NewOutput(&js, false)
-	nw := stages.NewNetWatchSink(outT, true, false)
-	jsn := stages.NewJSONSink(outJ, true)
+	outT := sinks.NewOutput(&text, false)
+	outJ := sinks.NewOutput(&js, false)
+	nw := sinks.NewNetWatch(outT, sinks.Options{UTC: true})
+	jsn := sinks.NewJSON(outJ, sinks.Options{UTC: true})
 	for p := range stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())(reusingSource(list)) {
 		nw.Write(p)
 		jsn.Write(p)
@@ -347,17 +348,19 @@ func TestRDNSEscapes(t *testing.T) {
 	t.Logf("text:\n%s", text.String())
 }
 
-func TestSanitizeName(t *testing.T) {
+// TestCleanName: names are kept as DNS presents them (RFC 1035 section 5.1: \DDD for an odd
+// byte), UTF-8 decoded as tshark shows it, without the trailing dot, and cut to 253 bytes.
+func TestCleanName(t *testing.T) {
 	cases := map[string]string{
 		"www.example.com.":       "www.example.com",
-		"a\x1b[31mb":             `a\x1b[31mb`,
-		"x\u00e9":                `x\xc3\xa9`,
-		"sp ace":                 `sp\x20ace`,
+		`\027[2J.example.`:       `\027[2J.example`,
+		`x\195\169.example.`:     "x\u00e9.example",
+		"host.local":             "host.local",
 		strings.Repeat("a", 300): strings.Repeat("a", 250) + "...",
 	}
 	for in, want := range cases {
-		if got := SanitizeName(in); got != want {
-			t.Errorf("SanitizeName(%q) = %q, want %q", in, got, want)
+		if got := cleanName(in); got != want {
+			t.Errorf("cleanName(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -448,8 +451,8 @@ func TestRDNSLive(t *testing.T) {
 	}
 }
 
-// TestRDNSHostsAndResolvConf: /etc/hosts-style names win without a query (and are sanitized);
-// resolv.conf's nameservers become the servers.
+// TestRDNSHostsAndResolvConf: /etc/hosts-style names win without a query (kept as they are,
+// escaped by the sinks); resolv.conf's nameservers become the servers.
 func TestRDNSHostsAndResolvConf(t *testing.T) {
 	dir := t.TempDir()
 	hosts := dir + "/hosts"
@@ -466,7 +469,7 @@ func TestRDNSHostsAndResolvConf(t *testing.T) {
 	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
 	var got []string
 	for p := range st(reusingSource([]pkt{{"10.0.0.1", "8.8.4.4"}, {"fd00::1", "2001:4860:4860::8844"}, {"10.0.0.1", "9.9.9.9"}})) {
-		got = append(got, p.DstDomain)
+		got = append(got, sinks.Text(p.DstDomain))
 	}
 	want := []string{"dns-two.example", "dns-two-v6.example", `bad\x1bname`}
 	if strings.Join(got, " ") != strings.Join(want, " ") {

@@ -8,6 +8,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
@@ -16,21 +17,21 @@ import (
 // packets from the test captures. net_watch+app is the net_watch line with every app stage.
 func BenchmarkFullChain(b *testing.B) {
 	pkts := benchPackets(b, 300_000)
-	for _, view := range []string{"net_watch+app", stages.ViewURLWatch, stages.ViewWeirdDNS, stages.ViewFlows} {
+	for _, view := range []string{"net_watch+app", "urlwatch", "weird-dns", "flows"} {
 		b.Run(view, func(b *testing.B) {
 			b.ReportAllocs()
 			var el, cpu time.Duration
 			for i := 0; i < b.N; i++ {
-				out := stages.NewOutput(io.Discard, false)
+				out := sinks.NewOutput(io.Discard, false)
 				var st stages.Stage
-				var sink stages.Sink
+				var sink sinks.Sink
 				if view == "net_watch+app" {
 					wire := names.NewWire(0, 0)
-					app, _, _ := stages.AppStages(stages.AppConfig{})
+					app := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
 					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
-					sink = stages.NewNetWatchSink(out, true, false)
+					sink = sinks.NewNetWatch(out, sinks.Options{UTC: true})
 				} else {
-					built, err := views.Build(&views.Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
+					built, err := views.Build(&views.Config{NoDNS: true, View: view, UTC: true}, out)
 					if err != nil {
 						b.Fatal(err)
 					}

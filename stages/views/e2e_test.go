@@ -22,6 +22,8 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/vishvananda/netns"
 )
 
@@ -204,15 +206,16 @@ func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
 		t.Fatalf("captured %d packets; tcpdump: %s", len(pkts), dumpErr.String())
 	}
 	view := func(name string) string {
-		var out lineBuf
-		st, sink, _ := stages.NewAppView(name, stages.AppConfig{}, &out, stages.AppViewOptions{UTC: true})
+		var out bytes.Buffer
+		chain, _ := views.Build(&views.Config{View: name, NoDNS: true, UTC: true}, sinks.NewOutput(&out, false))
+		st, sink := chain.Stage, chain.Sink
 		for p := range st(stagestest.Replay(pkts)) {
 			sink.Write(p)
 		}
 		sink.Close()
 		return out.String()
 	}
-	e2eCheck(t, view(stages.ViewURLWatch), view(stages.ViewWeirdDNS), true)
+	e2eCheck(t, view("urlwatch"), view("weird-dns"), true)
 }
 
 // TestE2ELiveViews: the same traffic watched live: the sensor attached to the client's veth
@@ -240,9 +243,10 @@ func TestE2ELiveViews(t *testing.T) {
 	}
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, nil)
 
-	var url, weird lineBuf
-	st, urlSink, _ := stages.NewAppView(stages.ViewURLWatch, stages.AppConfig{}, &url, stages.AppViewOptions{UTC: true})
-	_, weirdSink, _ := stages.NewAppView(stages.ViewWeirdDNS, stages.AppConfig{}, &weird, stages.AppViewOptions{UTC: true})
+	var url, weird bytes.Buffer
+	st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
+	urlSink := sinks.NewURLWatch(sinks.NewOutput(&url, false), sinks.Options{UTC: true})
+	weirdSink := sinks.NewWeirdDNS(sinks.NewOutput(&weird, false), sinks.Options{UTC: true})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -311,7 +315,3 @@ func (s *syncBuf) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
-
-type lineBuf struct{ bytes.Buffer }
-
-func (b *lineBuf) Write(p []byte) error { _, err := b.Buffer.Write(p); return err }

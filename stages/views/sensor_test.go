@@ -15,6 +15,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // TestAppOnSensorPackets runs every test capture, damaged ones included, through the
@@ -35,7 +36,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 		}
 	}
 	for _, path := range sensortest.PcapFiles(t) {
-		st, _, _ := stages.AppStages(stages.AppConfig{})
+		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
 		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
@@ -106,7 +107,7 @@ func BenchmarkAppChain(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st, _, _ := stages.AppStages(stages.AppConfig{})
+		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}
@@ -181,7 +182,7 @@ func BenchmarkAppChainMix(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st, _, _ := stages.AppStages(stages.AppConfig{})
+		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}

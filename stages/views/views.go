@@ -16,13 +16,14 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
 // Config holds everything a chain is built from: the shared flags, resolved, and each stage's
 // own settings. Build reads it; nothing writes back.
 type Config struct {
 	View     string               // --view: a name in List ("" is DefaultView)
-	Format   string               // -o: "text" or "json", checked by the caller
+	Format   sinks.Format         // -o
 	UTC      bool                 // --utc
 	Color    bool                 // --color, resolved against the terminal
 	Live     bool                 // the source is live: flush on a timer, hold packets on a timer
@@ -44,8 +45,8 @@ type View struct {
 	// App says the view reads the application layer: the flow table and the DNS, HTTP and
 	// TLS decoders run before its sink.
 	App bool
-	// sink makes the view's sink; with App, st is the application stage the view prints from.
-	sink func(cfg *Config, out *stages.Output, app *stages.AppConfig) (stages.Stage, stages.Sink)
+	// Sink makes the view's sink. A sinks.FlowWriter is also handed every finished flow.
+	Sink func(out *sinks.Output, opt sinks.Options) sinks.Sink
 }
 
 // DefaultView is the view used when Config.View is "".
@@ -54,34 +55,25 @@ const DefaultView = "net_watch"
 // List holds the views, the default first.
 var List = []View{
 	{Name: "net_watch", Doc: "one line per packet: who talks to whom (the default)",
-		sink: func(cfg *Config, out *stages.Output, _ *stages.AppConfig) (stages.Stage, stages.Sink) {
-			return nil, packetSink(cfg, out, stages.NewNetWatchSink(out, cfg.UTC, cfg.Color))
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink {
+			if opt.Format == sinks.FormatJSON {
+				return sinks.NewJSON(out, opt)
+			}
+			return sinks.NewNetWatch(out, opt)
 		}},
 	{Name: "packets", Doc: "a block per packet with every layer, as the original PacketPrinter",
-		sink: func(cfg *Config, out *stages.Output, _ *stages.AppConfig) (stages.Stage, stages.Sink) {
-			return nil, packetSink(cfg, out, stages.NewPacketsSink(out, cfg.UTC, cfg.Color))
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink {
+			if opt.Format == sinks.FormatJSON {
+				return sinks.NewJSON(out, opt)
+			}
+			return sinks.NewPackets(out, opt)
 		}},
-	appView(stages.ViewURLWatch, "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)"),
-	appView(stages.ViewWeirdDNS, "each weird DNS message: why it is weird, its queries and answers"),
-	appView(stages.ViewFlows, "a line per finished flow: packets and bytes each way, TCP state, Community ID"),
-}
-
-func appView(name, doc string) View {
-	return View{Name: name, Doc: doc, App: true,
-		sink: func(cfg *Config, out *stages.Output, app *stages.AppConfig) (stages.Stage, stages.Sink) {
-			st, sink, _ := stages.NewAppView(name, *app, out,
-				stages.AppViewOptions{JSON: cfg.Format == "json", UTC: cfg.UTC, Color: cfg.Color})
-			sink.OnClose = out.Close
-			return st, sink
-		}}
-}
-
-// packetSink is the per-packet sink: JSON lines with -o json, else the view's text.
-func packetSink(cfg *Config, out *stages.Output, text stages.Sink) stages.Sink {
-	if cfg.Format == "json" {
-		return stages.NewJSONSink(out, cfg.UTC)
-	}
-	return text
+	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewURLWatch(out, opt) }},
+	{Name: "weird-dns", Doc: "each weird DNS message: why it is weird, its queries and answers", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewWeirdDNS(out, opt) }},
+	{Name: "flows", Doc: "a line per finished flow: packets and bytes each way, TCP state, Community ID", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewFlows(out, opt) }},
 }
 
 // Names returns the names of the views in List.
@@ -106,14 +98,14 @@ func Lookup(name string) (View, bool) {
 // Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
 type Pipeline struct {
 	Stage stages.Stage // every stage, in order
-	Sink  stages.Sink  // the view's sink
+	Sink  sinks.Sink   // the view's sink
 	count uint64
 }
 
 // Build builds the chain of cfg.View writing to out. The application views run the shared
 // front (domains, then the names) before their application stage, so that a packet's Flow is
 // still its own (not yet recycled for a later flow) when the sink prints the packet.
-func Build(cfg *Config, out *stages.Output) (*Pipeline, error) {
+func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	name := cfg.View
 	if name == "" {
 		name = DefaultView
@@ -122,16 +114,26 @@ func Build(cfg *Config, out *stages.Output) (*Pipeline, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
 	}
-	front, err := frontStages(cfg)
+	chain, err := frontStages(cfg)
 	if err != nil {
 		return nil, err
 	}
-	app := stages.AppConfig{Flows: cfg.Flows, DNS: cfg.DNS}
-	st, sink := v.sink(cfg, out, &app)
-	if st != nil {
-		front = append(front, st)
+	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	if v.App {
+		fc := cfg.Flows
+		if fw, ok := sink.(sinks.FlowWriter); ok {
+			fc.OnEnd = fw.WriteFlow
+		}
+		chain = append(chain, AppStage(fc, cfg.DNS))
 	}
-	return &Pipeline{Stage: stages.Chain(front...), Sink: sink, count: cfg.Count}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+}
+
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
+// TLS decoders as its handlers.
+func AppStage(fc stages.FlowConfig, dc stages.DNSConfig) stages.Stage {
+	fc.Handlers = []stages.Handler{stages.NewDNSTracker(dc), stages.HTTPHandler{}, &stages.TLSHandler{}}
+	return stages.NewFlowTable(fc).Stage()
 }
 
 // frontStages are the stages every view shares: interface names (when the interfaces are

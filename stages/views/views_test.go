@@ -9,6 +9,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
 // TestBuildViews: the list holds net_watch and packets, Build rejects unknown views, and user
@@ -19,7 +20,7 @@ func TestBuildViews(t *testing.T) {
 		t.Fatalf("views %s", names)
 	}
 	var buf bytes.Buffer
-	out := stages.NewOutput(&buf, false)
+	out := sinks.NewOutput(&buf, false)
 	if _, err := Build(&Config{NoDNS: true, View: "nope"}, out); err == nil {
 		t.Error("unknown view accepted")
 	}
@@ -27,7 +28,7 @@ func TestBuildViews(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &Config{NoDNS: true, Format: "json", UTC: true, TagFuncs: []stages.TagFunc{func(p *stages.Packet) stages.Tags {
+	cfg := &Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true, TagFuncs: []stages.TagFunc{func(p *stages.Packet) stages.Tags {
 		if p.DstPort == 22 {
 			return ssh
 		}
@@ -53,7 +54,7 @@ func TestBuildViews(t *testing.T) {
 func TestCount(t *testing.T) {
 	for _, v := range List {
 		var buf bytes.Buffer
-		b, err := Build(&Config{NoDNS: true, View: v.Name, UTC: true, Count: 5}, stages.NewOutput(&buf, false))
+		b, err := Build(&Config{NoDNS: true, View: v.Name, UTC: true, Count: 5}, sinks.NewOutput(&buf, false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -74,8 +75,8 @@ func TestAppViewsBuilt(t *testing.T) {
 		"flows":     "FLOW TCP 145.254.160.237:3372 --> 65.208.228.223:80 end=fin state=closed duration=30.393704s packets=16/18 bytes=1351/19344",
 	} {
 		var buf bytes.Buffer
-		out := stages.NewOutput(&buf, false)
-		built, err := Build(&Config{NoDNS: true, View: view, Format: "text", UTC: true}, out)
+		out := sinks.NewOutput(&buf, false)
+		built, err := Build(&Config{NoDNS: true, View: view, UTC: true}, out)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,39 +1,39 @@
-package stages
+package sinks
 
-import "net/netip"
+import "github.com/chains-sensor/chains-sensor/stages"
 
-// NetWatchSink prints DESIGN.md's net_watch line, one per packet:
+// NetWatch prints DESIGN.md's net_watch line, one per packet:
 //
 //	2015-09-07 19:08:34 - UDP IP 192.168.1.9(internal) --> 224.0.0.251(multicast_dns)
 //
 // The TRANSPORT token is left out where there is none (ARP, non-IP frames); non-IP frames show
 // their MAC addresses; a packet the parser could not finish ends in " [truncated tcp]" or the like.
-type NetWatchSink struct {
+type NetWatch struct {
 	out   *Output
 	clk   *clock
 	color bool
 	buf   []byte
 }
 
-// NewNetWatchSink returns a net_watch sink writing to out; utc prints UTC instead of local time.
-func NewNetWatchSink(out *Output, utc, color bool) *NetWatchSink {
-	return &NetWatchSink{out: out, clk: newClock(utc), color: color, buf: make([]byte, 0, 512)}
+// NewNetWatch returns a net_watch sink writing to out.
+func NewNetWatch(out *Output, opt Options) *NetWatch {
+	return &NetWatch{out: out, clk: newClock(opt.UTC), color: opt.Color, buf: make([]byte, 0, 512)}
 }
 
 // Write prints p's line.
-func (s *NetWatchSink) Write(p *Packet) error {
+func (s *NetWatch) Write(p *stages.Packet) error {
 	s.buf = s.AppendLine(s.buf[:0], p)
 	return s.out.Write(s.buf)
 }
 
 // Close flushes the output and stops its flush timer.
-func (s *NetWatchSink) Close() error { return s.out.Close() }
+func (s *NetWatch) Close() error { return s.out.Close() }
 
 // AppendLine appends p's net_watch line, newline included.
-func (s *NetWatchSink) AppendLine(b []byte, p *Packet) []byte {
+func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
 	b = s.clk.appendSeconds(b, p.Time)
 	b = append(b, " - "...)
-	if hasTransport(p) && p.EtherType != EtherTypeARP {
+	if hasTransport(p) && p.EtherType != stages.EtherTypeARP {
 		if s.color {
 			b = append(b, protoColor(p.Proto)...)
 		}
@@ -46,9 +46,9 @@ func (s *NetWatchSink) AppendLine(b []byte, p *Packet) []byte {
 	b = appendNetwork(b, p)
 	b = append(b, ' ')
 	if p.Src.IsValid() || p.Dst.IsValid() {
-		b = s.appendEnd(b, p.Src, p.SrcDomain, p.SrcClass)
+		b = appendEndpoint(b, p.Src, 0, false, p.SrcDomain, s.domainColor(p.SrcDomain, p.SrcClass))
 		b = append(b, " --> "...)
-		b = s.appendEnd(b, p.Dst, p.DstDomain, p.DstClass)
+		b = appendEndpoint(b, p.Dst, 0, false, p.DstDomain, s.domainColor(p.DstDomain, p.DstClass))
 	} else {
 		b = appendMAC(b, p.SrcMAC)
 		b = append(b, '(')
@@ -63,40 +63,30 @@ func (s *NetWatchSink) AppendLine(b []byte, p *Packet) []byte {
 	return append(b, '\n')
 }
 
-func (s *NetWatchSink) appendEnd(b []byte, a netip.Addr, domain string, c Class) []byte {
-	b = appendAddr(b, a)
-	b = append(b, '(')
-	if s.color {
-		b = append(b, domainColor(domain, c)...)
-		b = appendSafe(b, domain)
-		b = append(b, colReset...)
-	} else {
-		b = appendSafe(b, domain)
-	}
-	return append(b, ')')
-}
-
 func protoColor(p uint8) string {
 	switch p {
-	case ProtoTCP:
+	case stages.ProtoTCP:
 		return colCyan
-	case ProtoUDP:
+	case stages.ProtoUDP:
 		return colMagenta
-	case ProtoICMP, ProtoICMPv6:
+	case stages.ProtoICMP, stages.ProtoICMPv6:
 		return colYellow
 	}
 	return colBold
 }
 
-func domainColor(domain string, c Class) string {
+// domainColor is the colour of a domain, "" without colours.
+func (s *NetWatch) domainColor(domain string, c stages.Class) string {
 	switch {
-	case domain == NXDomain:
+	case !s.color:
+		return ""
+	case domain == stages.NXDomain:
 		return colRed
-	case c == ClassInternal:
+	case c == stages.ClassInternal:
 		return colGreen
-	case c == ClassBroadcast || c.IsMulticast():
+	case c == stages.ClassBroadcast || c.IsMulticast():
 		return colBlue
-	case c == ClassPublic:
+	case c == stages.ClassPublic:
 		return colYellow
 	}
 	return colDim

@@ -1,4 +1,4 @@
-package stages
+package sinks
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the Output's flush goroutine.
@@ -32,8 +34,8 @@ func TestLiveOutputFlushes(t *testing.T) {
 	var buf lockedBuffer
 	out := NewOutput(&buf, true)
 	defer out.Close()
-	s := NewNetWatchSink(out, true, false)
-	p := &Packet{Time: time.Unix(1441652914, 0), IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoUDP,
+	s := NewNetWatch(out, Options{UTC: true})
+	p := &stages.Packet{Time: time.Unix(1441652914, 0), IPVersion: 4, EtherType: stages.EtherTypeIPv4, Proto: stages.ProtoUDP,
 		Src: netip.MustParseAddr("192.168.1.9"), Dst: netip.MustParseAddr("224.0.0.251"),
 		SrcDomain: "internal", DstDomain: "multicast_dns"}
 	start := time.Now()
@@ -53,7 +55,7 @@ func TestLiveOutputFlushes(t *testing.T) {
 	// A file Output holds the line until Close.
 	var fb bytes.Buffer
 	fo := NewOutput(&fb, false)
-	NewNetWatchSink(fo, true, false).Write(p)
+	NewNetWatch(fo, Options{UTC: true}).Write(p)
 	time.Sleep(3 * FlushInterval)
 	if fb.Len() != 0 {
 		t.Error("file output flushed before Close")
@@ -68,32 +70,32 @@ func TestLiveOutputFlushes(t *testing.T) {
 // DESIGN.md's format.
 func TestNetWatchLines(t *testing.T) {
 	ts := time.Date(2015, 9, 7, 19, 8, 34, 491658000, time.UTC)
-	c := NewClassifier(nil, nil)
+	c := stages.NewClassifier(nil, nil)
 	cases := []struct {
-		p    Packet
+		p    stages.Packet
 		want string
 	}{
-		{Packet{IPVersion: 4, EtherType: EtherTypeIPv4, Proto: ProtoTCP, L4HdrLen: 20,
+		{stages.Packet{IPVersion: 4, EtherType: stages.EtherTypeIPv4, Proto: stages.ProtoTCP, L4HdrLen: 20,
 			Src: netip.MustParseAddr("192.168.1.9"), Dst: netip.MustParseAddr("54.164.252.174")},
 			"2015-09-07 19:08:34 - TCP IP 192.168.1.9(internal) --> 54.164.252.174(public)"},
-		{Packet{IPVersion: 6, EtherType: EtherTypeIPv6, Proto: ProtoICMPv6,
+		{stages.Packet{IPVersion: 6, EtherType: stages.EtherTypeIPv6, Proto: stages.ProtoICMPv6,
 			Src: netip.MustParseAddr("fe80::1"), Dst: netip.MustParseAddr("ff02::1")},
 			"2015-09-07 19:08:34 - ICMP6 IP6 fe80::1(internal) --> ff02::1(all_hosts)"},
-		{Packet{EtherType: EtherTypeARP, ARPOp: 1,
+		{stages.Packet{EtherType: stages.EtherTypeARP, ARPOp: 1,
 			Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("10.0.0.1")},
 			"2015-09-07 19:08:34 - ARP 10.0.0.2(internal) --> 10.0.0.1(internal)"},
-		{Packet{IPVersion: 4, EtherType: EtherTypeIPv4, Proto: 47,
+		{stages.Packet{IPVersion: 4, EtherType: stages.EtherTypeIPv4, Proto: 47,
 			Src: netip.MustParseAddr("0.0.0.0"), Dst: netip.MustParseAddr("255.255.255.255")},
 			"2015-09-07 19:08:34 - GRE IP 0.0.0.0(unspecified) --> 255.255.255.255(broadcast)"},
-		{Packet{EtherType: 0x88cc, SrcMAC: [6]byte{0, 1, 2, 3, 4, 5}, DstMAC: [6]byte{1, 0x80, 0xc2, 0, 0, 0xe}},
+		{stages.Packet{EtherType: 0x88cc, SrcMAC: [6]byte{0, 1, 2, 3, 4, 5}, DstMAC: [6]byte{1, 0x80, 0xc2, 0, 0, 0xe}},
 			"2015-09-07 19:08:34 - LLDP 00:01:02:03:04:05(ethernet) --> 01:80:c2:00:00:0e(multicast)"},
-		{Packet{EtherType: EtherTypeIPv4, Status: StatusTruncated, BadLayer: LayerIPv4,
+		{stages.Packet{EtherType: stages.EtherTypeIPv4, Status: stages.StatusTruncated, BadLayer: stages.LayerIPv4,
 			DstMAC: [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
 			"2015-09-07 19:08:34 - IP 00:00:00:00:00:00(ethernet) --> ff:ff:ff:ff:ff:ff(broadcast) [truncated ip]"},
-		{Packet{EtherType: 0x1234},
+		{stages.Packet{EtherType: 0x1234},
 			"2015-09-07 19:08:34 - ETHER-0x1234 00:00:00:00:00:00(ethernet) --> 00:00:00:00:00:00(ethernet)"},
 	}
-	s := NewNetWatchSink(nil, true, false)
+	s := NewNetWatch(nil, Options{UTC: true})
 	for _, tc := range cases {
 		p := tc.p
 		p.Time = ts
@@ -131,5 +133,25 @@ func TestJSONTimes(t *testing.T) {
 		if got != want {
 			t.Errorf("local: got %s want %s", got, want)
 		}
+	}
+}
+func TestText(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain":       "plain",
+		"a\x1b[2Jb":   `a\x1b[2Jb`,
+		"back\\slash": `back\\slash`,
+		"caf\u00e9":   "caf\u00e9",
+		"bad\xffutf8": `bad\xffutf8`,
+		"c1\u009bx":   `c1\xc2\x9bx`,
+		"nl\r\n":      `nl\x0d\x0a`,
+		"\u202e-rtl":  "\u202e-rtl",
+		"%41%zz%4":    "%41%zz%4",
+	} {
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := PercentDecode("%41%zz%4%2f"); got != "A%zz%4/" {
+		t.Errorf("PercentDecode: %q", got)
 	}
 }

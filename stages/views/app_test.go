@@ -1,26 +1,58 @@
-package stages
+package views
 
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/miekg/dns"
 )
 
-type bufWriter struct{ bytes.Buffer }
+// weirdType is the weird-type rule of the DNS decoder: NULL, HINFO and TXT, and any type the
+// DNS library does not know.
+func weirdType(t uint16) bool {
+	_, known := dns.TypeToString[t]
+	return t == dns.TypeNULL || t == dns.TypeHINFO || t == dns.TypeTXT || !known
+}
 
-func (w *bufWriter) Write(b []byte) error { _, err := w.Buffer.Write(b); return err }
+// appView builds view name's application stage and sink, without the front of the chain (so
+// no domains), writing to out.
+func appView(t testing.TB, name string, out *sinks.Output, opt sinks.Options) (stages.Stage, sinks.Sink) {
+	t.Helper()
+	v, ok := Lookup(name)
+	if !ok || !v.App {
+		t.Fatalf("no application view %s", name)
+	}
+	sink := v.Sink(out, opt)
+	var fc stages.FlowConfig
+	if fw, ok := sink.(sinks.FlowWriter); ok {
+		fc.OnEnd = fw.WriteFlow
+	}
+	return AppStage(fc, stages.DNSConfig{}), sink
+}
+
+// capture is a test capture's packets, with the kernel's payload policy.
+func capture(t testing.TB, pcap string) iter.Seq[*stages.Packet] {
+	return stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.KernelSnap)
+}
 
 // runView runs an application view over a capture and returns its output lines.
 func runView(t *testing.T, view, pcap string, json bool) []string {
 	t.Helper()
-	var out bufWriter
-	st, sink, ok := NewAppView(view, AppConfig{}, &out, AppViewOptions{JSON: json, UTC: true})
-	if !ok {
-		t.Fatalf("no view %s", view)
+	var buf bytes.Buffer
+	opt := sinks.Options{UTC: true}
+	if json {
+		opt.Format = sinks.FormatJSON
 	}
-	for p := range st(capturePackets(t, pcapPath(t, pcap), kernelSnap)) {
+	st, sink := appView(t, view, sinks.NewOutput(&buf, false), opt)
+	for p := range st(capture(t, pcap)) {
 		if err := sink.Write(p); err != nil {
 			t.Fatal(err)
 		}
@@ -28,7 +60,7 @@ func runView(t *testing.T, view, pcap string, json bool) []string {
 	if err := sink.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s := strings.TrimSuffix(out.String(), "\n")
+	s := strings.TrimSuffix(buf.String(), "\n")
 	if s == "" {
 		return nil
 	}
@@ -39,8 +71,8 @@ func runView(t *testing.T, view, pcap string, json bool) []string {
 // and URIs are tshark's (testdata/tshark/http_http_pcap.tsv), the SNI tshark's
 // (tls_tls13_large_clienthello_kyber_pcap.tsv).
 func TestURLWatchView(t *testing.T) {
-	lines := runView(t, ViewURLWatch, "chains/http.pcap", false)
-	rows := readTSV(t, "http_http_pcap.tsv")
+	lines := runView(t, "urlwatch", "chains/http.pcap", false)
+	rows := stagestest.TSV(t, "http_http_pcap.tsv")
 	if len(lines) != len(rows) {
 		t.Errorf("%d lines for %d HTTP messages:\n%s", len(lines), len(rows), strings.Join(lines, "\n"))
 	}
@@ -48,7 +80,7 @@ func TestURLWatchView(t *testing.T) {
 		if r[1] == "" {
 			continue
 		}
-		want := "GET http://" + r[2] + PercentDecode(r[3])
+		want := "GET http://" + r[2] + sinks.PercentDecode(r[3])
 		found := false
 		for _, l := range lines {
 			if strings.Contains(l, want) && strings.Contains(l, `ua="`+r[4]+`"`) {
@@ -62,12 +94,12 @@ func TestURLWatchView(t *testing.T) {
 	if !strings.HasPrefix(lines[0], "2004-05-13 10:17:08 - HTTP 145.254.160.237:3372 --> 65.208.228.223:80 GET http://www.ethereal.com/download.html") {
 		t.Errorf("first line: %s", lines[0])
 	}
-	tls := runView(t, ViewURLWatch, "protocols/tls13_large_clienthello_kyber.pcap", false)
+	tls := runView(t, "urlwatch", "protocols/tls13_large_clienthello_kyber.pcap", false)
 	if len(tls) != 2 || !strings.Contains(tls[0], "ClientHello sni=lh3.google.com alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ja4=t13d") ||
 		!strings.Contains(tls[1], "ServerHello version=TLS 1.3 cipher=0x1301") {
 		t.Errorf("TLS lines:\n%s", strings.Join(tls, "\n"))
 	}
-	for _, l := range runView(t, ViewURLWatch, "chains/sqli.pcap", true) {
+	for _, l := range runView(t, "urlwatch", "chains/sqli.pcap", true) {
 		var o map[string]any
 		if err := json.Unmarshal([]byte(l), &o); err != nil || o["view"] != "urlwatch" || o["ts"] == nil {
 			t.Errorf("bad JSON line %s: %v", l, err)
@@ -78,7 +110,7 @@ func TestURLWatchView(t *testing.T) {
 // TestWeirdDNSView: chains/dns.pcap's TXT, NULL, HINFO and unknown-type queries (by tshark's
 // dns.qry.type) all appear in the weird-dns view, queries and responses alike.
 func TestWeirdDNSView(t *testing.T) {
-	lines := runView(t, ViewWeirdDNS, "chains/dns.pcap", true)
+	lines := runView(t, "weird-dns", "chains/dns.pcap", true)
 	ids := map[string]int{}
 	for _, l := range lines {
 		var o struct {
@@ -88,17 +120,17 @@ func TestWeirdDNSView(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &o); err != nil || len(o.Weird) == 0 {
 			t.Fatalf("bad line %s: %v", l, err)
 		}
-		ids["0x"+hex16(o.ID)]++
+		ids[fmt.Sprintf("0x%04x", o.ID)]++
 	}
-	for _, r := range readTSV(t, "dns_dns_pcap.tsv") {
+	for _, r := range stagestest.TSV(t, "dns_dns_pcap.tsv") {
 		for _, ty := range strings.Split(r[10], ",") {
 			n, _ := strconv.Atoi(ty)
-			if dnsWeirdType(uint16(n)) && ids[r[1]] == 0 {
+			if weirdType(uint16(n)) && ids[r[1]] == 0 {
 				t.Errorf("frame %s (id %s, type %s) not in the weird-dns view", r[0], r[1], ty)
 			}
 		}
 	}
-	text := runView(t, ViewWeirdDNS, "chains/dns.pcap", false)
+	text := runView(t, "weird-dns", "chains/dns.pcap", false)
 	if len(text) != len(lines) || !strings.Contains(strings.Join(text, "\n"), "weird=[query_type=TXT] q=[google.com TXT IN]") {
 		t.Errorf("text view:\n%s", strings.Join(text, "\n"))
 	}
@@ -107,7 +139,7 @@ func TestWeirdDNSView(t *testing.T) {
 // TestFlowsView: a line per TCP and UDP conversation tshark counts in chains/http.pcap (-z
 // conv: 2 TCP, 1 UDP), with their ends and Community IDs.
 func TestFlowsView(t *testing.T) {
-	lines := runView(t, ViewFlows, "chains/http.pcap", false)
+	lines := runView(t, "flows", "chains/http.pcap", false)
 	if len(lines) != 3 {
 		t.Fatalf("%d flow lines:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
@@ -118,14 +150,16 @@ func TestFlowsView(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, all)
 		}
 	}
-	var out bufWriter
-	st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{})
-	for range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+	var fs stages.FlowStats
+	dt := stages.NewDNSTracker(stages.DNSConfig{})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dt, stages.HTTPHandler{}, &stages.TLSHandler{}}})
+	for range ft.Stage()(capture(t, "chains/http.pcap")) {
 	}
-	if fs, ds := sink.Stats(); fs.Flows != 3 || fs.Ended != 3 || ds.Messages != 2 || ds.Matched != 1 {
+	fs = ft.Stats()
+	if ds := dt.Stats(); fs.Flows != 3 || fs.Ended != 3 || ds.Messages != 2 || ds.Matched != 1 {
 		t.Errorf("stats %+v %+v", fs, ds)
 	}
-	for _, l := range runView(t, ViewFlows, "chains/http.pcap", true) {
+	for _, l := range runView(t, "flows", "chains/http.pcap", true) {
 		var o map[string]any
 		if err := json.Unmarshal([]byte(l), &o); err != nil || o["type"] != "flow" {
 			t.Errorf("bad JSON %s", l)
@@ -133,33 +167,12 @@ func TestFlowsView(t *testing.T) {
 	}
 }
 
-// TestHostileTextEscaped: an HTTP request whose URI and agent carry terminal escapes prints
-// them escaped, in text and in JSON.
-func TestHostileTextEscaped(t *testing.T) {
-	var out bufWriter
-	sink := &AppSink{view: ViewURLWatch, out: &out, opt: AppViewOptions{UTC: true}}
-	p := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"), SrcPort: 1, DstPort: 80}
-	p.Payload = []byte("GET /%1b]0;pwned%07?\x1b[2J HTTP/1.1\r\nHost: a\x1bb\r\nUser-Agent: \x9b31m\r\n\r\n")
-	p.PayloadLen = uint16(len(p.Payload))
-	ProcessHTTP(p)
-	if err := sink.Write(p); err != nil {
-		t.Fatal(err)
-	}
-	line := out.String()
-	if strings.ContainsAny(strings.TrimSuffix(line, "\n"), "\x1b\x07\x9b\r\n") {
-		t.Errorf("control bytes reached the output: %q", line)
-	}
-	if !strings.Contains(line, `/\x1b]0;pwned\x07?\x1b[2J`) {
-		t.Errorf("line %q", line)
-	}
-}
-
 // TestAppViewColor: with colour, only the kind word is coloured; without, no escape at all.
 func TestAppViewColor(t *testing.T) {
 	for _, color := range []bool{false, true} {
-		var out bufWriter
-		st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{UTC: true, Color: color})
-		for p := range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+		var out bytes.Buffer
+		st, sink := appView(t, "flows", sinks.NewOutput(&out, false), sinks.Options{UTC: true, Color: color})
+		for p := range st(capture(t, "chains/http.pcap")) {
 			sink.Write(p)
 		}
 		sink.Close()
@@ -173,10 +186,10 @@ func TestAppViewColor(t *testing.T) {
 // TestFlowsViewEarlyStop: when the consumer stops early (-c N), the flows begun so far are
 // still printed, once.
 func TestFlowsViewEarlyStop(t *testing.T) {
-	var out bufWriter
-	st, sink, _ := NewAppView(ViewFlows, AppConfig{}, &out, AppViewOptions{UTC: true})
+	var out bytes.Buffer
+	st, sink := appView(t, "flows", sinks.NewOutput(&out, false), sinks.Options{UTC: true})
 	n := 0
-	for p := range st(capturePackets(t, pcapPath(t, "chains/http.pcap"), kernelSnap)) {
+	for p := range st(capture(t, "chains/http.pcap")) {
 		sink.Write(p)
 		if n++; n == 5 {
 			break
@@ -186,5 +199,24 @@ func TestFlowsViewEarlyStop(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 1 || !strings.Contains(lines[0], "end=eof") || !strings.Contains(lines[0], "packets=3/2") {
 		t.Errorf("lines:\n%s", out.String())
+	}
+}
+
+// TestOneProtocolNamer: the flows view names a flow's protocol as net_watch names its packets:
+// protocols/gre_icmp.pcap's GRE flow (IP protocol 47, "gre" in tshark's frame.protocols, GRE
+// in IANA's registry), read as the sensor reads it, is "FLOW GRE", not "IP47".
+func TestOneProtocolNamer(t *testing.T) {
+	pkts := stagestest.ReadPackets(t, stagestest.PcapPath(t, "protocols/gre_icmp.pcap"))
+	for view, want := range map[string]string{"flows": " - FLOW GRE 172.27.1.66 --> 66.59.109.137 end=", "net_watch": " - GRE IP 172.27.1.66(internal) --> "} {
+		var buf bytes.Buffer
+		b, err := Build(&Config{NoDNS: true, UTC: true, View: view}, sinks.NewOutput(&buf, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Run(stagestest.Replay(pkts))
+		b.Close()
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("%s: no %q in\n%s", view, want, buf.String())
+		}
 	}
 }

@@ -1,12 +1,16 @@
-package stages
+package sinks
 
-import "strconv"
+import (
+	"strconv"
 
-// PacketsSink prints a block per packet, as the original chains PacketPrinter did:
+	"github.com/chains-sensor/chains-sensor/stages"
+)
+
+// Packets prints a block per packet, as the original chains PacketPrinter did:
 //
 //	Timestamp: 2015-09-07 19:08:34.491658 (in eth0, 73 bytes)
 //	Ethernet Frame: 00:1b:21:aa:bb:cc --> 01:00:5e:00:00:fb (type: 0x0800)
-//	Packet: IP 192.168.1.9 --> 224.0.0.251 (len:59 ttl:255 tos:0 id:0) -- Frag(df:0 mf:0 offset:0)
+//	stages.Packet: IP 192.168.1.9 --> 224.0.0.251 (len:59 ttl:255 tos:0 id:0) -- Frag(df:0 mf:0 offset:0)
 //	Domains: internal --> multicast_dns
 //	Transport: UDP sport:5353 dport:5353 len:39
 //	Data: 31 bytes (\x00\x00\x00\x00\x00\x01...)
@@ -15,28 +19,28 @@ import "strconv"
 //
 // followed by an empty line. Lines without content (no transport, unknown application, no
 // tags) are left out.
-type PacketsSink struct {
+type Packets struct {
 	out   *Output
 	clk   *clock
 	color bool
 	buf   []byte
 }
 
-// NewPacketsSink returns a packets sink writing to out.
-func NewPacketsSink(out *Output, utc, color bool) *PacketsSink {
-	return &PacketsSink{out: out, clk: newClock(utc), color: color, buf: make([]byte, 0, 1024)}
+// NewPackets returns a packets sink writing to out.
+func NewPackets(out *Output, opt Options) *Packets {
+	return &Packets{out: out, clk: newClock(opt.UTC), color: opt.Color, buf: make([]byte, 0, 1024)}
 }
 
 // Write prints p's block.
-func (s *PacketsSink) Write(p *Packet) error {
+func (s *Packets) Write(p *stages.Packet) error {
 	s.buf = s.AppendBlock(s.buf[:0], p)
 	return s.out.Write(s.buf)
 }
 
 // Close flushes the output and stops its flush timer.
-func (s *PacketsSink) Close() error { return s.out.Close() }
+func (s *Packets) Close() error { return s.out.Close() }
 
-func (s *PacketsSink) head(b []byte, h string) []byte {
+func (s *Packets) head(b []byte, h string) []byte {
 	if s.color {
 		b = append(b, colBold...)
 		b = append(b, h...)
@@ -46,7 +50,7 @@ func (s *PacketsSink) head(b []byte, h string) []byte {
 }
 
 // AppendBlock appends p's block and the empty line after it.
-func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
+func (s *Packets) AppendBlock(b []byte, p *stages.Packet) []byte {
 	u := func(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
 
 	b = s.head(b, "Timestamp: ")
@@ -78,7 +82,7 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 	b = s.head(b, "Packet: ")
 	b = appendNetwork(b, p)
 	switch {
-	case p.EtherType == EtherTypeARP:
+	case p.EtherType == stages.EtherTypeARP:
 		switch p.ARPOp {
 		case 1:
 			b = append(b, " request"...)
@@ -100,9 +104,9 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 		b = append(b, " id:"...)
 		b = u(b, uint64(p.IPID))
 		b = append(b, ") -- Frag(df:"...)
-		b = appendBool(b, p.IPFlags&IPFlagDF != 0)
+		b = appendBool(b, p.IPFlags&stages.IPFlagDF != 0)
 		b = append(b, " mf:"...)
-		b = appendBool(b, p.IPFlags&IPFlagMF != 0)
+		b = appendBool(b, p.IPFlags&stages.IPFlagMF != 0)
 		b = append(b, " offset:"...)
 		b = u(b, uint64(p.FragOff))
 		b = append(b, ')')
@@ -121,9 +125,9 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 			b = append(b, " ext:"...)
 			b = appendExt(b, p.ExtMask)
 		}
-		if p.ExtMask&ExtFragment != 0 {
+		if p.ExtMask&stages.ExtFragment != 0 {
 			b = append(b, " -- Frag(mf:"...)
-			b = appendBool(b, p.IPFlags&IPFlagMF != 0)
+			b = appendBool(b, p.IPFlags&stages.IPFlagMF != 0)
 			b = append(b, " offset:"...)
 			b = u(b, uint64(p.FragOff))
 			b = append(b, " id:"...)
@@ -136,18 +140,18 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 
 	if p.Src.IsValid() || p.Dst.IsValid() {
 		b = s.head(b, "Domains: ")
-		b = appendSafe(b, p.SrcDomain)
+		b = appendText(b, p.SrcDomain)
 		b = append(b, " --> "...)
-		b = appendSafe(b, p.DstDomain)
+		b = appendText(b, p.DstDomain)
 		b = append(b, '\n')
 	}
 
-	if hasTransport(p) && p.EtherType != EtherTypeARP {
+	if hasTransport(p) && p.EtherType != stages.EtherTypeARP {
 		b = s.head(b, "Transport: ")
 		b = append(b, protoNames[p.Proto]...)
 		switch {
 		case p.L4HdrLen == 0:
-		case p.Proto == ProtoTCP:
+		case p.Proto == stages.ProtoTCP:
 			b = append(b, " sport:"...)
 			b = u(b, uint64(p.SrcPort))
 			b = append(b, " dport:"...)
@@ -160,14 +164,14 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 			b = u(b, uint64(p.Ack))
 			b = append(b, " win:"...)
 			b = u(b, uint64(p.Window))
-		case p.Proto == ProtoUDP:
+		case p.Proto == stages.ProtoUDP:
 			b = append(b, " sport:"...)
 			b = u(b, uint64(p.SrcPort))
 			b = append(b, " dport:"...)
 			b = u(b, uint64(p.DstPort))
 			b = append(b, " len:"...)
 			b = u(b, uint64(p.UDPLen))
-		case p.Proto == ProtoICMP || p.Proto == ProtoICMPv6:
+		case p.Proto == stages.ProtoICMP || p.Proto == stages.ProtoICMPv6:
 			b = append(b, " type:"...)
 			b = u(b, uint64(p.ICMPType))
 			b = append(b, " code:"...)
@@ -206,7 +210,7 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 				b = append(b, ", "...)
 			}
 			first = false
-			b = appendSafe(b, n)
+			b = appendText(b, n)
 		}
 		b = append(b, '\n')
 	}
@@ -235,8 +239,8 @@ func appendExt(b []byte, m uint8) []byte {
 	return b
 }
 
-func isEcho(p *Packet) bool {
-	if p.Proto == ProtoICMP {
+func isEcho(p *stages.Packet) bool {
+	if p.Proto == stages.ProtoICMP {
 		return p.ICMPType == 0 || p.ICMPType == 8
 	}
 	return p.ICMPType == 128 || p.ICMPType == 129
@@ -249,7 +253,7 @@ func appendPreview(b []byte, data []byte, n int) []byte {
 	if more {
 		data = data[:n]
 	}
-	b = appendText(b, data)
+	b = appendBytes(b, data)
 	if more {
 		b = append(b, "..."...)
 	}
@@ -260,8 +264,8 @@ var httpMethods = []string{"GET ", "POST ", "PUT ", "HEAD ", "DELETE ", "OPTIONS
 
 // ApplicationGuess names the application protocol of a packet from its ports and first payload
 // bytes ("" when it cannot tell). The application stages give the real decode.
-func ApplicationGuess(p *Packet) string {
-	if len(p.Payload) > 0 && p.Proto == ProtoTCP {
+func ApplicationGuess(p *stages.Packet) string {
+	if len(p.Payload) > 0 && p.Proto == stages.ProtoTCP {
 		if len(p.Payload) >= 3 && p.Payload[0] == 0x16 && p.Payload[1] == 3 {
 			return "TLS handshake"
 		}
@@ -271,7 +275,7 @@ func ApplicationGuess(p *Packet) string {
 			}
 		}
 	}
-	if p.Proto != ProtoTCP && p.Proto != ProtoUDP {
+	if p.Proto != stages.ProtoTCP && p.Proto != stages.ProtoUDP {
 		return ""
 	}
 	for _, port := range [2]uint16{p.DstPort, p.SrcPort} {
@@ -307,8 +311,8 @@ func ApplicationGuess(p *Packet) string {
 	return ""
 }
 
-// appendAddrPair appends " SRC --> DST", the addresses of the Packet line.
-func appendAddrPair(b []byte, p *Packet) []byte {
+// appendAddrPair appends " SRC --> DST", the addresses of the stages.Packet line.
+func appendAddrPair(b []byte, p *stages.Packet) []byte {
 	b = append(b, ' ')
 	b = appendAddr(b, p.Src)
 	b = append(b, " --> "...)
