@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
@@ -35,9 +36,9 @@ func (s snapPolicy) cut(p *Packet, payload []byte) []byte {
 	if s.large == 0 {
 		return payload
 	}
+	dnsPort := func(port uint16) bool { return port == 53 || port == 5353 || port == 5355 }
 	n := s.small
-	if IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort) ||
-		(p.Proto == ProtoTCP && (len(payload) >= 3 && payload[0] == 0x16 && payload[1] == 3 || LooksHTTP(payload))) {
+	if dnsPort(p.SrcPort) || dnsPort(p.DstPort) || p.Proto == ProtoTCP && len(payload) >= 4 && payload[0] == 0x16 && payload[1] == 3 {
 		n = s.large
 	}
 	return payload[:min(n, len(payload))]
@@ -215,3 +216,26 @@ func capturePackets(t testing.TB, path string, snap snapPolicy) iter.Seq[*Packet
 
 // pcapPath returns the path of a test capture, e.g. "chains/dns.pcap".
 func pcapPath(t testing.TB, name string) string { return filepath.Join(pcapDir(t), name) }
+
+func mustAddr(t testing.TB, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// readTSV reads tshark's stored decode testdata/tshark/NAME.
+func readTSV(t *testing.T, name string) [][]string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "tshark", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]string
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		rows = append(rows, strings.Split(l, "|"))
+	}
+	return rows
+}

@@ -280,30 +280,3 @@ func filepathGlob(pattern string) ([]string, error) {
 	}
 	return m, err
 }
-
-// TestAppFastPathNoAlloc: a packet that is neither DNS, HTTP nor TLS, of a known flow, goes
-// through the flows, DNS, HTTP and TLS stages without allocating; so does a TCP data segment
-// of an uninteresting protocol.
-func TestAppFastPathNoAlloc(t *testing.T) {
-	dt := NewDNSTracker(DNSConfig{})
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{dt, HTTPHandler{}, &TLSHandler{}}})
-	p := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "192.0.2.9"),
-		SrcPort: 50000, DstPort: 22, TCPFlags: TCPAck, Seq: 1, WireLen: 1500, PayloadLen: 1448,
-		Payload: []byte("SSH-2.0-OpenSSH_9.6 some more bytes of an ssh stream, not decoded by anyone")[:64]}
-	at := time.Unix(1700000000, 0)
-	run := func() {
-		at = at.Add(time.Microsecond)
-		p.Time = at
-		p.Seq += 1448
-		ft.Process(p)
-	}
-	run()
-	if n := testing.AllocsPerRun(10000, run); n != 0 {
-		t.Errorf("%.2f allocations per packet", n)
-	}
-	u := &Packet{IPVersion: 6, Proto: ProtoUDP, Src: mustAddr(t, "2001:db8::1"), Dst: mustAddr(t, "2001:db8::2"),
-		SrcPort: 40000, DstPort: 443, WireLen: 1300, PayloadLen: 1250, Payload: make([]byte, 64)}
-	if n := testing.AllocsPerRun(10000, func() { ft.Process(u) }); n != 0 {
-		t.Errorf("QUIC-like UDP: %.2f allocations per packet", n)
-	}
-}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/miekg/dns"
 )
@@ -696,11 +697,11 @@ func (r *Resolver) syncStats() {
 }
 
 // cleanName is a name from a PTR answer or the hosts file as the resolver keeps it: in the form
-// DNSInfo holds names (stages.DNSName: no trailing dot, odd bytes as miekg/dns presents them),
+// DNSInfo holds names (protocols.DNSName: no trailing dot, odd bytes as miekg/dns presents them),
 // at most MaxNameLen bytes (a longer one is cut, ending in "..."). The sinks escape it for the
 // terminal.
 func cleanName(s string) string {
-	s = stages.DNSName(s)
+	s = protocols.DNSName(s)
 	if len(s) > MaxNameLen {
 		s = s[:MaxNameLen-3] + "..."
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
 
 func mustAddr(t testing.TB, s string) netip.Addr {
@@ -22,7 +23,7 @@ func mustAddr(t testing.TB, s string) netip.Addr {
 
 // decodeDNS is a source of a capture's packets with their DNS messages decoded.
 func decodeDNS(t testing.TB, pcap string) iter.Seq[*stages.Packet] {
-	dns := stages.NewDNSTracker(stages.DNSConfig{})
+	dns := protocols.NewDNSTracker(protocols.DNSConfig{})
 	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dns}})
 	return ft.Stage()(stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.KernelSnap))
 }

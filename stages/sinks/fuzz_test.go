@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
 
 func FuzzJSONString(f *testing.F) {
@@ -97,7 +98,7 @@ func FuzzSinks(f *testing.F) {
 		}
 
 		// The application sinks, with the same hostile text in every field they print.
-		p.HTTP, _ = stages.ParseHTTPHead(p.Payload)
+		p.HTTP, _ = protocols.ParseHTTPHead(p.Payload)
 		if p.HTTP == nil {
 			p.HTTP = &stages.HTTPInfo{Request: raw[28]&1 == 0, Method: srcDom, URI: dstDom, Host: iface, UserAgent: srcDom, Referer: dstDom, Reason: iface}
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
 
 // URLWatch is the sink of the urlwatch view: a line per HTTP request or response head and per
@@ -91,8 +92,8 @@ func (s *URLWatch) tls(p *stages.Packet) {
 	h := p.TLS
 	var versions []string
 	for _, v := range h.Versions {
-		if !stages.IsGREASE(v) {
-			versions = append(versions, stages.TLSVersionName(v))
+		if !protocols.IsGREASE(v) {
+			versions = append(versions, protocols.TLSVersionName(v))
 		}
 	}
 	if s.opt.Format == FormatJSON {
@@ -106,7 +107,7 @@ func (s *URLWatch) tls(p *stages.Packet) {
 			w.str("ja4", h.JA4)
 		} else {
 			w.str("hello", "server")
-			w.str("version", stages.TLSVersionName(h.Version))
+			w.str("version", protocols.TLSVersionName(h.Version))
 			w.str("cipher", "0x"+hex16(h.Cipher))
 			w.str("ja4s", h.JA4)
 			if len(h.ALPN) > 0 {
@@ -146,7 +147,7 @@ func (s *URLWatch) tls(p *stages.Packet) {
 		}
 	} else {
 		b = append(b, " ServerHello version="...)
-		b = append(b, stages.TLSVersionName(h.Version)...)
+		b = append(b, protocols.TLSVersionName(h.Version)...)
 		b = append(b, " cipher=0x"...)
 		b = appendHex16(b, h.Cipher)
 		if len(h.ALPN) > 0 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
 
 // TestHostileTextEscaped: an HTTP request whose URI, host and agent carry terminal escapes
@@ -16,7 +17,7 @@ func TestHostileTextEscaped(t *testing.T) {
 		SrcPort: 1, DstPort: 80, L4HdrLen: 20}
 	p.Payload = []byte("GET /%1b]0;pwned%07?\x1b[2J HTTP/1.1\r\nHost: a\x1bb\r\nUser-Agent: \x9b31m\r\n\r\n")
 	p.PayloadLen = uint16(len(p.Payload))
-	stages.ProcessHTTP(p)
+	protocols.ProcessHTTP(p)
 	for _, f := range []Format{FormatText, FormatJSON} {
 		var buf bytes.Buffer
 		sink := NewURLWatch(NewOutput(&buf, false), Options{Format: f, UTC: true})

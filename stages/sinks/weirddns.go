@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
 
 // WeirdDNS is the sink of the weird-dns view: a line per DNS message with at least one weird
@@ -37,7 +38,7 @@ func (s *WeirdDNS) json1(p *stages.Packet) {
 	w.uint("id", uint64(d.ID))
 	w.bool("response", d.Response)
 	w.int("opcode", d.Opcode)
-	w.str("rcode", stages.DNSRcodeName(d.Rcode))
+	w.str("rcode", protocols.DNSRcodeName(d.Rcode))
 	w.array("weird")
 	for _, x := range d.Weird {
 		w.elemObject()
@@ -54,8 +55,8 @@ func (s *WeirdDNS) json1(p *stages.Packet) {
 		for _, q := range d.Questions {
 			w.elemObject()
 			w.str("name", q.Name)
-			w.str("type", stages.DNSTypeName(q.Type))
-			w.str("class", stages.DNSClassName(q.Class))
+			w.str("type", protocols.DNSTypeName(q.Type))
+			w.str("class", protocols.DNSClassName(q.Class))
 			w.endObject()
 		}
 		w.endArray()
@@ -71,8 +72,8 @@ func (s *WeirdDNS) json1(p *stages.Packet) {
 		for _, r := range sec.rs {
 			w.elemObject()
 			w.str("name", r.Name)
-			w.str("type", stages.DNSTypeName(r.Type))
-			w.str("class", stages.DNSClassName(r.Class))
+			w.str("type", protocols.DNSTypeName(r.Type))
+			w.str("class", protocols.DNSClassName(r.Class))
 			w.uint("ttl", uint64(r.TTL))
 			w.str("data", r.Data)
 			w.endObject()
@@ -94,7 +95,7 @@ func (s *WeirdDNS) text1(p *stages.Packet) {
 	b = appendPacketEnds(b, p)
 	if d.Response {
 		b = append(b, " response "...)
-		b = append(b, stages.DNSRcodeName(d.Rcode)...)
+		b = append(b, protocols.DNSRcodeName(d.Rcode)...)
 	} else {
 		b = append(b, " query"...)
 	}
@@ -116,9 +117,9 @@ func (s *WeirdDNS) text1(p *stages.Packet) {
 		}
 		b = appendText(b, q.Name)
 		b = append(b, ' ')
-		b = append(b, stages.DNSTypeName(q.Type)...)
+		b = append(b, protocols.DNSTypeName(q.Type)...)
 		b = append(b, ' ')
-		b = append(b, stages.DNSClassName(q.Class)...)
+		b = append(b, protocols.DNSClassName(q.Class)...)
 	}
 	b = append(b, ']')
 	for _, sec := range [...]struct {
@@ -142,7 +143,7 @@ func (s *WeirdDNS) text1(p *stages.Packet) {
 			b = append(b, ' ')
 			b = strconv.AppendUint(b, uint64(r.TTL), 10)
 			b = append(b, ' ')
-			b = append(b, stages.DNSTypeName(r.Type)...)
+			b = append(b, protocols.DNSTypeName(r.Type)...)
 			b = append(b, ' ')
 			b = appendText(b, r.Data)
 		}

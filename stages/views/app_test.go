@@ -11,6 +11,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/miekg/dns"
 )
@@ -35,7 +36,7 @@ func appView(t testing.TB, name string, out *sinks.Output, opt sinks.Options) (s
 	if fw, ok := sink.(sinks.FlowWriter); ok {
 		fc.OnEnd = fw.WriteFlow
 	}
-	return AppStage(fc, stages.DNSConfig{}), sink
+	return AppStage(fc, protocols.DNSConfig{}), sink
 }
 
 // capture is a test capture's packets, with the kernel's payload policy.
@@ -151,8 +152,8 @@ func TestFlowsView(t *testing.T) {
 		}
 	}
 	var fs stages.FlowStats
-	dt := stages.NewDNSTracker(stages.DNSConfig{})
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dt, stages.HTTPHandler{}, &stages.TLSHandler{}}})
+	dt := protocols.NewDNSTracker(protocols.DNSConfig{})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dt, protocols.HTTPHandler{}, &protocols.TLSHandler{}}})
 	for range ft.Stage()(capture(t, "chains/http.pcap")) {
 	}
 	fs = ft.Stats()

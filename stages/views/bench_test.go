@@ -8,6 +8,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 )
@@ -27,7 +28,7 @@ func BenchmarkFullChain(b *testing.B) {
 				var sink sinks.Sink
 				if view == "net_watch+app" {
 					wire := names.NewWire(0, 0)
-					app := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
+					app := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
 					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
 					sink = sinks.NewNetWatch(out, sinks.Options{UTC: true})
 				} else {

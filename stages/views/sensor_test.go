@@ -15,6 +15,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
@@ -36,7 +37,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 		}
 	}
 	for _, path := range sensortest.PcapFiles(t) {
-		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
+		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
 		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
@@ -107,7 +108,7 @@ func BenchmarkAppChain(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
+		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}
@@ -127,9 +128,9 @@ func benchMixPackets(b *testing.B, n int) []stages.Packet {
 		}
 		for _, p := range stagestest.ReadPackets(b, path) {
 			switch {
-			case stages.IsDNSPort(p.SrcPort) || stages.IsDNSPort(p.DstPort):
+			case protocols.IsDNSPort(p.SrcPort) || protocols.IsDNSPort(p.DstPort):
 				dns = append(dns, p)
-			case p.Proto == stages.ProtoTCP && (len(p.Payload) > 0 && p.Payload[0] == 0x16 || stages.LooksHTTP(p.Payload)):
+			case p.Proto == stages.ProtoTCP && (len(p.Payload) > 0 && p.Payload[0] == 0x16 || protocols.LooksHTTP(p.Payload)):
 				app = append(app, p)
 			}
 		}
@@ -182,7 +183,7 @@ func BenchmarkAppChainMix(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st := views.AppStage(stages.FlowConfig{}, stages.DNSConfig{})
+		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}

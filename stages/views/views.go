@@ -16,6 +16,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
@@ -34,7 +35,7 @@ type Config struct {
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
 	Flows    stages.FlowConfig    // the flow table of the views that read the application layer
-	DNS      stages.DNSConfig     // the DNS decoder
+	DNS      protocols.DNSConfig  // the DNS decoder
 	TagFuncs []stages.TagFunc     // user tag functions, run after the names
 }
 
@@ -131,8 +132,8 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
 // TLS decoders as its handlers.
-func AppStage(fc stages.FlowConfig, dc stages.DNSConfig) stages.Stage {
-	fc.Handlers = []stages.Handler{stages.NewDNSTracker(dc), stages.HTTPHandler{}, &stages.TLSHandler{}}
+func AppStage(fc stages.FlowConfig, dc protocols.DNSConfig) stages.Stage {
+	fc.Handlers = []stages.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
 	return stages.NewFlowTable(fc).Stage()
 }
 
@@ -155,7 +156,7 @@ func frontStages(cfg *Config) ([]stages.Stage, error) {
 		var wire *names.Wire
 		if cfg.Names != names.ModePTR {
 			wire = names.NewWire(0, 0)
-			chain = append(chain, stages.DNS(stages.DNSConfig{}), wire.Learner())
+			chain = append(chain, protocols.DNS(protocols.DNSConfig{}), wire.Learner())
 		}
 		if cfg.Names != names.ModeWire {
 			rc := cfg.RDNS

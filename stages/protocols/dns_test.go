@@ -1,7 +1,6 @@
-package stages
+package protocols
 
 import (
-	"bufio"
 	"fmt"
 	"math"
 	"net/netip"
@@ -14,28 +13,11 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-)
 
-// readTSV reads testdata/tshark/NAME: one line per frame, fields separated by '|'. The files
-// are tshark's own decode of the test captures, made by testdata/tshark/gen.sh.
-func readTSV(t *testing.T, name string) [][]string {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "tshark", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var rows [][]string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		rows = append(rows, strings.Split(sc.Text(), "|"))
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return rows
-}
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
+)
 
 // TestTSharkDecodesCurrent re-runs gen.sh when tshark is installed and checks that the stored
 // decodes are still what tshark says (so the expected values cannot drift from tshark).
@@ -47,13 +29,13 @@ func TestTSharkDecodesCurrent(t *testing.T) {
 		t.Skip("tshark not installed; the stored decodes are used as they are")
 	}
 	dir := t.TempDir()
-	gen, _ := filepath.Abs(filepath.Join("testdata", "tshark", "gen.sh"))
-	cmd := exec.Command(gen, pcapDir(t))
+	gen, _ := filepath.Abs(filepath.Join(stagestest.TSharkDir(t), "gen.sh"))
+	cmd := exec.Command(gen, sensortest.Pcaps(t))
 	cmd.Dir = dir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("gen.sh: %v\n%s", err, out)
 	}
-	files, _ := filepath.Glob(filepath.Join("testdata", "tshark", "*.tsv"))
+	files, _ := filepath.Glob(filepath.Join(stagestest.TSharkDir(t), "*.tsv"))
 	for _, f := range files {
 		want, _ := os.ReadFile(f)
 		got, err := os.ReadFile(filepath.Join(dir, filepath.Base(f)))
@@ -83,22 +65,22 @@ var dnsCaptures = []struct{ pcap, tsv string }{
 // per frame number.
 type appResult struct {
 	dst  netip.Addr
-	dns  *DNSInfo
-	http *HTTPInfo
-	tls  *TLSInfo
+	dns  *stages.DNSInfo
+	http *stages.HTTPInfo
+	tls  *stages.TLSInfo
 }
 
 // appChain is the application layer as the views run it: the flow table with the DNS, HTTP and
 // TLS handlers.
-func appChain() Stage {
-	return NewFlowTable(FlowConfig{Handlers: []Handler{NewDNSTracker(DNSConfig{}), HTTPHandler{}, &TLSHandler{}}}).Stage()
+func appChain() stages.Stage {
+	return stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{NewDNSTracker(DNSConfig{}), HTTPHandler{}, &TLSHandler{}}}).Stage()
 }
 
-func runApp(t *testing.T, pcap string, snap snapPolicy) map[uint64]appResult {
+func runApp(t *testing.T, pcap string, snap stagestest.Snap) map[uint64]appResult {
 	t.Helper()
 	out := map[uint64]appResult{}
 	chain := appChain()
-	for p := range chain(capturePackets(t, pcapPath(t, pcap), snap)) {
+	for p := range chain(stagestest.Capture(t, stagestest.PcapPath(t, pcap), snap)) {
 		if p.DNS != nil || p.HTTP != nil || p.TLS != nil {
 			out[p.Num] = appResult{p.Dst, p.DNS, p.HTTP, p.TLS}
 		}
@@ -109,8 +91,8 @@ func runApp(t *testing.T, pcap string, snap snapPolicy) map[uint64]appResult {
 func TestDNSAgainstTShark(t *testing.T) {
 	for _, c := range dnsCaptures {
 		t.Run(c.pcap, func(t *testing.T) {
-			got := runApp(t, c.pcap, kernelSnap)
-			rows := readTSV(t, c.tsv)
+			got := runApp(t, c.pcap, stagestest.KernelSnap)
+			rows := stagestest.TSV(t, c.tsv)
 			if len(rows) == 0 {
 				t.Fatal("tshark decoded no DNS")
 			}
@@ -141,7 +123,7 @@ func TestDNSAgainstTShark(t *testing.T) {
 // checkDNSRow compares one tshark row (gen.sh's field order) with our decode.
 // Responses sent to a multicast group (mDNS) are not matched to queries: every responder
 // answers and ids are 0, so tshark's pairing there is not checked.
-func checkDNSRow(t *testing.T, num uint64, r []string, d *DNSInfo, multicast bool) {
+func checkDNSRow(t *testing.T, num uint64, r []string, d *stages.DNSInfo, multicast bool) {
 	t.Helper()
 	errf := func(field string, want, got any) {
 		t.Errorf("frame %d %s: tshark %v, we %v", num, field, want, got)
@@ -186,7 +168,7 @@ func checkDNSRow(t *testing.T, num uint64, r []string, d *DNSInfo, multicast boo
 		errf("query types", want, got)
 	}
 	var ttls, as, aaaas []string
-	for _, sec := range [][]DNSRecord{d.Answers, d.Authority, d.Additional} {
+	for _, sec := range [][]stages.DNSRecord{d.Answers, d.Authority, d.Additional} {
 		for _, rr := range sec {
 			if rr.Type == dns.TypeOPT {
 				continue
@@ -226,10 +208,10 @@ func checkDNSRow(t *testing.T, num uint64, r []string, d *DNSInfo, multicast boo
 
 // splitSegment returns copies of a capture's packets before frame num, and frame num's TCP
 // payload cut into segments of at most size bytes.
-func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*Packet) {
+func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*stages.Packet) {
 	t.Helper()
-	var whole *Packet
-	for p := range capturePackets(t, pcapPath(t, pcap), fullSnap) {
+	var whole *stages.Packet
+	for p := range stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.FullSnap) {
 		c := *p
 		c.Payload = slices.Clone(p.Payload)
 		if c.Num < num {
@@ -257,7 +239,7 @@ func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs
 func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
 	tr := NewDNSTracker(DNSConfig{})
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{tr}})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{tr}})
 	for _, p := range before {
 		ft.Process(p)
 	}
@@ -266,7 +248,7 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 		order = append(order, i)
 	}
 	order[len(order)-1], order[len(order)-2] = order[len(order)-2], order[len(order)-1]
-	var got []*DNSInfo
+	var got []*stages.DNSInfo
 	for _, i := range order {
 		p := segs[i]
 		ft.Process(p)
@@ -278,7 +260,7 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 		t.Fatalf("decoded %d times", len(got))
 	}
 	d := got[0]
-	rows := readTSV(t, "dns_dns_tcp_pcap.tsv")
+	rows := stagestest.TSV(t, "dns_dns_tcp_pcap.tsv")
 	checkDNSRow(t, 6, rows[1], d, false)
 	if d.Err != "" || !d.TCP {
 		t.Errorf("err %q tcp %v", d.Err, d.TCP)

@@ -1,9 +1,12 @@
-package stages
+package protocols
 
 import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
 var httpCaptures = []struct{ pcap, tsv string }{
@@ -19,13 +22,13 @@ var httpCaptures = []struct{ pcap, tsv string }{
 // referer) is ours on the same frame; responses have the same status codes in the same order
 // (tshark reports a response on the frame that ends its body, we on the frame of its head).
 func TestHTTPAgainstTShark(t *testing.T) {
-	for _, snap := range []snapPolicy{kernelSnap, fullSnap} {
+	for _, snap := range []stagestest.Snap{stagestest.KernelSnap, stagestest.FullSnap} {
 		for _, c := range httpCaptures {
 			t.Run(c.pcap, func(t *testing.T) {
 				got := runApp(t, c.pcap, snap)
 				var wantStatus, gotStatus []string
 				requests := 0
-				for _, r := range readTSV(t, c.tsv) {
+				for _, r := range stagestest.TSV(t, c.tsv) {
 					num, _ := strconv.ParseUint(r[0], 10, 64)
 					if r[6] != "" {
 						wantStatus = append(wantStatus, r[6])
@@ -74,22 +77,22 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 	parts := []string{head[:20], head[20:50], head[50:]}
 	seqs := []uint32{1001, 1021, 1051}
 	order := []int{0, 2, 1}
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{HTTPHandler{}}})
-	var reported []*HTTPInfo
-	mk := func(flags uint8, seq uint32, payload string, reply bool) *Packet {
-		p := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{HTTPHandler{}}})
+	var reported []*stages.HTTPInfo
+	mk := func(flags uint8, seq uint32, payload string, reply bool) *stages.Packet {
+		p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
 			SrcPort: 40000, DstPort: 8080, TCPFlags: flags, Seq: seq, Payload: []byte(payload), PayloadLen: uint16(len(payload))}
 		if reply {
 			p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
 		}
 		return p
 	}
-	for _, p := range []*Packet{mk(TCPSyn, 1000, "", false), mk(TCPSyn|TCPAck, 5000, "", true), mk(TCPAck, 1001, "", false)} {
+	for _, p := range []*stages.Packet{mk(stages.TCPSyn, 1000, "", false), mk(stages.TCPSyn|stages.TCPAck, 5000, "", true), mk(stages.TCPAck, 1001, "", false)} {
 		ft.Process(p)
 	}
 	for _, i := range order {
 		// The kernel would give a continuation segment 64 bytes; these are shorter.
-		p := mk(TCPAck|TCPPsh, seqs[i], parts[i], false)
+		p := mk(stages.TCPAck|stages.TCPPsh, seqs[i], parts[i], false)
 		ft.Process(p)
 		if p.HTTP != nil {
 			reported = append(reported, p.HTTP)
@@ -108,10 +111,10 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 // TestHTTPInSYN: a request carried in a TCP Fast Open SYN (its data starts one past the SYN's
 // sequence number) is read from the reassembly, once.
 func TestHTTPInSYN(t *testing.T) {
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{HTTPHandler{}}})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{HTTPHandler{}}})
 	req := "GET /tfo HTTP/1.1\r\nHost: tfo.example\r\n\r\n"
-	syn := &Packet{IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
-		SrcPort: 40001, DstPort: 80, TCPFlags: TCPSyn, Seq: 7000, Payload: []byte(req), PayloadLen: uint16(len(req))}
+	syn := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+		SrcPort: 40001, DstPort: 80, TCPFlags: stages.TCPSyn, Seq: 7000, Payload: []byte(req), PayloadLen: uint16(len(req))}
 	ft.Process(syn)
 	// Segments 1: read from the reassembly, whose first byte is one past the SYN's (a stream
 	// starting at the SYN's own number would wait for a byte that never comes).

@@ -1,4 +1,4 @@
-package stages
+package protocols
 
 import (
 	"crypto/sha256"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 // JA4 returns the JA4 fingerprint of a ClientHello (FoxIO JA4 specification,
@@ -13,19 +15,19 @@ import (
 // not, cipher and extension counts, ALPN's first and last character; then the truncated SHA-256
 // of the sorted ciphers; then of the sorted extensions (without SNI and ALPN) and the signature
 // algorithms in order. GREASE values are ignored throughout.
-func JA4(transport byte, h *TLSInfo) string {
+func JA4(transport byte, h *stages.TLSInfo) string {
 	a, ciphers, exts := ja4Parts(transport, h)
 	return a + "_" + ja4Hash(ciphers) + "_" + ja4Hash(exts)
 }
 
 // JA4Raw returns JA4_r, the fingerprint before hashing (sorted lists), as the specification
 // prints it for checking.
-func JA4Raw(transport byte, h *TLSInfo) string {
+func JA4Raw(transport byte, h *stages.TLSInfo) string {
 	a, ciphers, exts := ja4Parts(transport, h)
 	return a + "_" + ciphers + "_" + exts
 }
 
-func ja4Parts(transport byte, h *TLSInfo) (a, ciphers, exts string) {
+func ja4Parts(transport byte, h *stages.TLSInfo) (a, ciphers, exts string) {
 	var sb strings.Builder
 	sb.WriteByte(transport)
 	sb.WriteString(ja4Version(h))
@@ -59,7 +61,7 @@ func ja4Parts(transport byte, h *TLSInfo) (a, ciphers, exts string) {
 }
 
 // ja4Version is the highest non-GREASE supported_versions entry, else the legacy version.
-func ja4Version(h *TLSInfo) string {
+func ja4Version(h *stages.TLSInfo) string {
 	v := uint16(0)
 	for _, x := range h.Versions {
 		if !IsGREASE(x) && x > v {
@@ -155,18 +157,18 @@ func ja4Hash(s string) string {
 // technical_details/JA4S.md): transport, the chosen version, the extension count and the chosen
 // ALPN's first and last character; then the chosen cipher in hex; then the truncated SHA-256 of
 // the extensions in the order they appear. GREASE values are ignored.
-func JA4S(transport byte, h *TLSInfo) string {
+func JA4S(transport byte, h *stages.TLSInfo) string {
 	a, exts := ja4sParts(transport, h)
 	return a + "_" + hex16(h.Cipher) + "_" + ja4Hash(exts)
 }
 
 // JA4SRaw returns JA4S_r, the fingerprint before hashing.
-func JA4SRaw(transport byte, h *TLSInfo) string {
+func JA4SRaw(transport byte, h *stages.TLSInfo) string {
 	a, exts := ja4sParts(transport, h)
 	return a + "_" + hex16(h.Cipher) + "_" + exts
 }
 
-func ja4sParts(transport byte, h *TLSInfo) (a, exts string) {
+func ja4sParts(transport byte, h *stages.TLSInfo) (a, exts string) {
 	es := nonGREASE(h.Extensions)
 	return string(transport) + ja4Version(h) + ja4Count(len(es)) + ja4ALPN(h.ALPN), hexList(es)
 }

@@ -1,13 +1,9 @@
-package stages
+package protocols
 
 import (
 	"encoding/binary"
-)
 
-// TLS handshake message types the TLS stage decodes.
-const (
-	TLSClientHello = 1
-	TLSServerHello = 2
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 // TLS extension numbers the TLS stage reads.
@@ -18,26 +14,6 @@ const (
 	tlsExtALPN              = 0x0010
 	tlsExtSupportedVersions = 0x002b
 )
-
-// TLSInfo is a decoded TLS ClientHello or ServerHello.
-type TLSInfo struct {
-	Hello         uint8    // TLSClientHello or TLSServerHello
-	Length        int      // the handshake message's declared length
-	RecordVersion uint16   // version field of the first record header
-	LegacyVersion uint16   // the hello's legacy_version field
-	Version       uint16   // ClientHello: the highest offered (supported_versions, else legacy); ServerHello: the chosen one
-	SNI           string   // server_name (host_name) of a ClientHello
-	ALPN          []string // ClientHello: protocols offered; ServerHello: the one chosen
-	Versions      []uint16 // supported_versions as sent (GREASE included)
-	Ciphers       []uint16 // ClientHello: offered suites in wire order (GREASE included)
-	Cipher        uint16   // ServerHello: the chosen suite
-	Extensions    []uint16 // extension types in wire order (GREASE included)
-	SigAlgs       []uint16 // signature_algorithms in wire order
-	Groups        []uint16 // supported_groups in wire order
-	JA4           string   // ClientHello: JA4 fingerprint; ServerHello: JA4S ("" when Partial)
-	Partial       bool     // the hello was cut short of its declared length; later fields may be missing
-	Segments      int      // TCP segments it was reassembled from (0: read from one packet)
-}
 
 // TLSVersionName returns "TLS 1.3", "TLS 1.2", ..., "SSL 3.0", or the hex value.
 func TLSVersionName(v uint16) string {
@@ -108,13 +84,13 @@ func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, comp
 // ParseTLSHello decodes a ClientHello or ServerHello handshake message (type byte first). A
 // message cut short yields what precedes the cut, with Partial set. It returns nil for other
 // message types or when not even the fixed fields are there.
-func ParseTLSHello(msg []byte) *TLSInfo {
-	if len(msg) < 4+2+32 || (msg[0] != TLSClientHello && msg[0] != TLSServerHello) {
+func ParseTLSHello(msg []byte) *stages.TLSInfo {
+	if len(msg) < 4+2+32 || (msg[0] != stages.TLSClientHello && msg[0] != stages.TLSServerHello) {
 		return nil
 	}
 	declared := int(msg[1])<<16 | int(msg[2])<<8 | int(msg[3])
 	body := msg[4:]
-	info := &TLSInfo{Hello: msg[0], Length: declared}
+	info := &stages.TLSInfo{Hello: msg[0], Length: declared}
 	if len(body) < declared {
 		info.Partial = true
 	} else {
@@ -124,7 +100,7 @@ func ParseTLSHello(msg []byte) *TLSInfo {
 	info.LegacyVersion = r.u16()
 	r.skip(32) // random
 	r.vec8()   // session id
-	if info.Hello == TLSClientHello {
+	if info.Hello == stages.TLSClientHello {
 		cs := r.vec16()
 		for len(cs) >= 2 {
 			info.Ciphers = append(info.Ciphers, binary.BigEndian.Uint16(cs))
@@ -151,19 +127,19 @@ func ParseTLSHello(msg []byte) *TLSInfo {
 		data := exts[:n]
 		exts = exts[n:]
 		info.Extensions = append(info.Extensions, typ)
-		info.extension(typ, data)
+		extension(info, typ, data)
 	}
 	if r.bad || len(exts) != 0 {
 		info.Partial = true
 	}
 	info.Version = info.LegacyVersion
 	for _, v := range info.Versions {
-		if !IsGREASE(v) && (info.Hello == TLSServerHello || v > info.Version) {
+		if !IsGREASE(v) && (info.Hello == stages.TLSServerHello || v > info.Version) {
 			info.Version = v
 		}
 	}
 	if !info.Partial {
-		if info.Hello == TLSClientHello {
+		if info.Hello == stages.TLSClientHello {
 			info.JA4 = JA4('t', info)
 		} else {
 			info.JA4 = JA4S('t', info)
@@ -172,11 +148,12 @@ func ParseTLSHello(msg []byte) *TLSInfo {
 	return info
 }
 
-func (info *TLSInfo) extension(typ uint16, data []byte) {
+// extension reads the extensions ParseTLSHello keeps.
+func extension(info *stages.TLSInfo, typ uint16, data []byte) {
 	r := tlsReader{b: data}
 	switch typ {
 	case tlsExtServerName:
-		if info.Hello != TLSClientHello {
+		if info.Hello != stages.TLSClientHello {
 			return
 		}
 		list := tlsReader{b: r.vec16()}
@@ -196,7 +173,7 @@ func (info *TLSInfo) extension(typ uint16, data []byte) {
 			}
 		}
 	case tlsExtSupportedVersions:
-		if info.Hello == TLSServerHello {
+		if info.Hello == stages.TLSServerHello {
 			info.Versions = append(info.Versions, r.u16())
 			return
 		}
@@ -281,9 +258,9 @@ type TLSHandler struct {
 	scratch []byte // joins a hello fragmented over several records
 }
 
-// Packet sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
-func (h *TLSHandler) Packet(p *Packet) {
-	if p.Proto != ProtoTCP {
+// stages.Packet sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
+func (h *TLSHandler) Packet(p *stages.Packet) {
+	if p.Proto != stages.ProtoTCP {
 		return
 	}
 	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, h.scratch)
@@ -301,12 +278,12 @@ func (h *TLSHandler) Packet(p *Packet) {
 }
 
 // Accept reads a direction that starts with a TLS handshake record.
-func (*TLSHandler) Accept(_ *Flow, _ int, head []byte) bool {
+func (*TLSHandler) Accept(_ *stages.Flow, _ int, head []byte) bool {
 	return len(head) >= 3 && head[0] == 0x16 && head[1] == 3 && head[2] <= 4
 }
 
-// Stream reports the direction's first hello once it is whole or can grow no more.
-func (h *TLSHandler) Stream(p *Packet, s *Stream) bool {
+// stages.Stream reports the direction's first hello once it is whole or can grow no more.
+func (h *TLSHandler) Stream(p *stages.Packet, s *stages.Stream) bool {
 	msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), h.scratch)
 	h.scratch = sc
 	if !ok {
@@ -324,4 +301,4 @@ func (h *TLSHandler) Stream(p *Packet, s *Stream) bool {
 }
 
 // ProcessTLS sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
-func ProcessTLS(p *Packet) { new(TLSHandler).Packet(p) }
+func ProcessTLS(p *stages.Packet) { new(TLSHandler).Packet(p) }

@@ -1,9 +1,16 @@
-package stages
+// Package protocols decodes the application layer, one file per protocol: dns.go, http.go,
+// tls.go (with ja4.go, its fingerprints). Each protocol is a handler of the flow table
+// (stages.Handler): the table hands it payloads on their own (UDP, lone TCP segments) and the
+// reassembled start of the TCP directions it accepts; it sets Packet.DNS, HTTP or TLS. The
+// parsers themselves are stateless functions of bytes.
+//
+// A new protocol is one more file here: its parser, its Handler, and a line in package views'
+// AppStage that hands it to the flow table.
+package protocols
 
 import (
 	"encoding/binary"
 	"iter"
-	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -11,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/miekg/dns"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 // DNS ports: DNS itself, multicast DNS and LLMNR.
@@ -20,59 +29,11 @@ const (
 	PortLLMNR = 5355
 )
 
-// Limits on what one DNS message may put into a DNSInfo.
+// Limits on what one DNS message may put into a stages.DNSInfo.
 const (
 	dnsMaxQuestions = 32 // questions kept per message
 	dnsMaxRecords   = 64 // records kept per section
 )
-
-// DNSQuestion is one entry of a DNS question section.
-type DNSQuestion struct {
-	Name  string // presentation format without the trailing dot; odd bytes as \DDD
-	Type  uint16
-	Class uint16 // mDNS: the unicast-response bit (0x8000) is cleared
-}
-
-// DNSRecord is one resource record of an answer, authority or additional section.
-type DNSRecord struct {
-	Name  string
-	Type  uint16
-	Class uint16 // mDNS: the cache-flush bit (0x8000) is cleared
-	TTL   uint32
-	Data  string     // the record data in presentation format (dig's last column)
-	Addr  netip.Addr // A and AAAA: the address
-}
-
-// DNSWeird is one reason why a DNS message looks weird: the rule that fired and what fired it.
-type DNSWeird struct {
-	Rule   string // z, truncated, query_type, query_class, answer_type, answer_class, subdomain, nxdomain_burst
-	Detail string // e.g. "TXT", "CHAOS", "len=42 entropy=4.12 sub=...", "count=10 in 4.2s"
-}
-
-// DNSInfo is a decoded DNS, mDNS or LLMNR message.
-type DNSInfo struct {
-	TCP        bool   // carried over TCP (length-prefixed)
-	ID         uint16 // message id
-	Flags      uint16 // the header's flags word as on the wire (QR, opcode, AA, TC, RD, RA, Z, AD, CD, rcode)
-	Response   bool   // QR
-	Opcode     int
-	Rcode      int
-	AA, TC     bool // authoritative answer, truncated
-	RD, RA     bool // recursion desired, recursion available
-	Z          bool // the reserved bit, which must be zero
-	AD, CD     bool // authenticated data, checking disabled
-	Questions  []DNSQuestion
-	Answers    []DNSRecord
-	Authority  []DNSRecord
-	Additional []DNSRecord
-	Err        string        // why decoding stopped early; what was read before is kept
-	Matched    bool          // a response whose query was seen
-	Latency    time.Duration // with Matched: the response's time minus the query's
-	QueryNum   uint64        // with Matched: the query's packet number
-	Weird      []DNSWeird    // why the message is weird; empty when it is not
-
-	qbuf [2]DNSQuestion // Questions' storage for the usual one or two
-}
 
 // IsDNSPort reports whether port is one the DNS stage decodes.
 func IsDNSPort(port uint16) bool {
@@ -184,13 +145,13 @@ func NewDNSTracker(cfg DNSConfig) *DNSTracker {
 }
 
 // DNS returns the DNS stage: every UDP or TCP packet to or from port 53, 5353 or 5355 with a
-// payload gets Packet.DNS. Other packets pass untouched and without cost beyond a port check.
-func DNS(cfg DNSConfig) Stage { return NewDNSTracker(cfg).Stage() }
+// payload gets stages.Packet.DNS. Other packets pass untouched and without cost beyond a port check.
+func DNS(cfg DNSConfig) stages.Stage { return NewDNSTracker(cfg).Stage() }
 
-// Stage returns the stage that runs packets through t.
-func (t *DNSTracker) Stage() Stage {
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		return func(yield func(*Packet) bool) {
+// stages.Stage returns the stage that runs packets through t.
+func (t *DNSTracker) Stage() stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
 			for p := range src {
 				t.Packet(p)
 				if !yield(p) {
@@ -204,16 +165,16 @@ func (t *DNSTracker) Stage() Stage {
 // Stats returns the counters so far.
 func (t *DNSTracker) Stats() DNSStats { return t.stats }
 
-// Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
+// stages.Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
 // datagram, or a TCP segment that starts with a message's two-byte length. A packet whose
 // p.DNS an earlier DNS stage set (one in the shared front, for wire names) is left as it is.
-func (t *DNSTracker) Packet(p *Packet) {
-	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != ProtoUDP && p.Proto != ProtoTCP) ||
-		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&IPFlagFragment != 0 && p.FragOff != 0 {
+func (t *DNSTracker) Packet(p *stages.Packet) {
+	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != stages.ProtoUDP && p.Proto != stages.ProtoTCP) ||
+		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0 {
 		return
 	}
 	msg := p.Payload
-	tcp := p.Proto == ProtoTCP
+	tcp := p.Proto == stages.ProtoTCP
 	if tcp {
 		// DNS over TCP: a two-byte length, then the message. Without reassembly, a message
 		// that starts at the start of a segment is decoded from that segment.
@@ -235,16 +196,16 @@ func (t *DNSTracker) Packet(p *Packet) {
 }
 
 // Process is Packet: it decodes what p carries on its own.
-func (t *DNSTracker) Process(p *Packet) { t.Packet(p) }
+func (t *DNSTracker) Process(p *stages.Packet) { t.Packet(p) }
 
 // Accept reads a TCP direction on a DNS port that starts with a plausible message length.
-func (t *DNSTracker) Accept(f *Flow, _ int, head []byte) bool {
+func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte) bool {
 	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
 }
 
-// Stream decodes the direction's first message once it is whole (or can grow no more), on the
+// stages.Stream decodes the direction's first message once it is whole (or can grow no more), on the
 // segment that completes it.
-func (t *DNSTracker) Stream(p *Packet, s *Stream) bool {
+func (t *DNSTracker) Stream(p *stages.Packet, s *stages.Stream) bool {
 	b := s.Bytes()
 	if len(b) < 2 {
 		return true
@@ -260,7 +221,7 @@ func (t *DNSTracker) Stream(p *Packet, s *Stream) bool {
 }
 
 // finish decodes msg and sets p.DNS.
-func (t *DNSTracker) finish(p *Packet, msg []byte, tcp bool) {
+func (t *DNSTracker) finish(p *stages.Packet, msg []byte, tcp bool) {
 	info := t.decode(msg)
 	info.TCP = tcp
 	t.match(p, info)
@@ -268,13 +229,21 @@ func (t *DNSTracker) finish(p *Packet, msg []byte, tcp bool) {
 	p.DNS = info
 }
 
+// dnsInfo is a DNSInfo allocated with room for the usual one or two questions.
+type dnsInfo struct {
+	stages.DNSInfo
+	qbuf [2]stages.DNSQuestion
+}
+
 // decode unpacks one message with miekg/dns. A message that fails part-way keeps what was read.
-func (t *DNSTracker) decode(msg []byte) *DNSInfo {
+func (t *DNSTracker) decode(msg []byte) *stages.DNSInfo {
 	t.stats.Messages++
 	m := &t.msg
 	*m = dns.Msg{}
 	err := m.Unpack(msg)
-	info := &DNSInfo{
+	a := new(dnsInfo)
+	info := &a.DNSInfo
+	*info = stages.DNSInfo{
 		ID:       binary.BigEndian.Uint16(msg),
 		Flags:    binary.BigEndian.Uint16(msg[2:]),
 		Response: m.Response,
@@ -306,26 +275,26 @@ func (t *DNSTracker) decode(msg []byte) *DNSInfo {
 		qs = qs[:dnsMaxQuestions]
 	}
 	if len(qs) > 0 {
-		if len(qs) <= len(info.qbuf) {
-			info.Questions = info.qbuf[:len(qs)]
+		if len(qs) <= len(a.qbuf) {
+			info.Questions = a.qbuf[:len(qs)]
 		} else {
-			info.Questions = make([]DNSQuestion, len(qs))
+			info.Questions = make([]stages.DNSQuestion, len(qs))
 		}
 		for i, q := range qs {
-			info.Questions[i] = DNSQuestion{Name: DNSName(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
+			info.Questions[i] = stages.DNSQuestion{Name: DNSName(q.Name), Type: q.Qtype, Class: q.Qclass &^ 0x8000}
 		}
 	}
 	// One backing array for the three sections.
 	na, nn, ne := min(len(m.Answer), dnsMaxRecords), min(len(m.Ns), dnsMaxRecords), min(len(m.Extra), dnsMaxRecords)
 	if na+nn+ne > 0 {
-		all := make([]DNSRecord, 0, na+nn+ne)
+		all := make([]stages.DNSRecord, 0, na+nn+ne)
 		all = appendRecords(all, m.Answer[:na])
 		info.Answers = all[:len(all):len(all)]
 		all = appendRecords(all, m.Ns[:nn])
 		info.Authority = all[len(info.Answers):len(all):len(all)]
 		all = appendRecords(all, m.Extra[:ne])
 		info.Additional = all[len(info.Answers)+len(info.Authority):]
-		for _, sec := range []*[]DNSRecord{&info.Answers, &info.Authority, &info.Additional} {
+		for _, sec := range []*[]stages.DNSRecord{&info.Answers, &info.Authority, &info.Additional} {
 			if len(*sec) == 0 {
 				*sec = nil
 			}
@@ -335,13 +304,13 @@ func (t *DNSTracker) decode(msg []byte) *DNSInfo {
 	return info
 }
 
-func appendRecords(out []DNSRecord, rrs []dns.RR) []DNSRecord {
+func appendRecords(out []stages.DNSRecord, rrs []dns.RR) []stages.DNSRecord {
 	for _, rr := range rrs {
 		if rr == nil {
 			continue
 		}
 		h := rr.Header()
-		r := DNSRecord{Name: DNSName(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
+		r := stages.DNSRecord{Name: DNSName(h.Name), Type: h.Rrtype, Class: h.Class &^ 0x8000, TTL: h.Ttl}
 		switch x := rr.(type) {
 		case *dns.A:
 			r.Addr, _ = netip.AddrFromSlice(x.A)
@@ -400,7 +369,7 @@ func rrData(rr dns.RR) string {
 	return s
 }
 
-// DNSName turns a name in miekg/dns presentation format into the form DNSInfo holds names in:
+// DNSName turns a name in miekg/dns presentation format into the form stages.DNSInfo holds names in:
 // no trailing dot, and the \DDD escapes of bytes >= 0x80 turned back into bytes when the name
 // is then valid UTF-8 (as tshark shows it); control bytes, dots and backslashes inside labels
 // stay escaped.
@@ -436,7 +405,7 @@ func isDigit3(s string) bool {
 }
 
 // match pairs responses with their queries and sets Matched and Latency.
-func (t *DNSTracker) match(p *Packet, info *DNSInfo) {
+func (t *DNSTracker) match(p *stages.Packet, info *stages.DNSInfo) {
 	now := p.Time
 	if now.Sub(t.lastGC) > t.cfg.MatchTimeout || len(t.pending) >= t.cfg.MaxPending {
 		t.gc(now)
@@ -477,135 +446,4 @@ func (t *DNSTracker) gc(now time.Time) {
 			delete(t.nx, a)
 		}
 	}
-}
-
-// Weird query and answer types and classes of the original chains (dns_meta.py).
-var (
-	dnsWeirdTypes   = map[uint16]bool{dns.TypeNULL: true, dns.TypeHINFO: true, dns.TypeTXT: true}
-	dnsWeirdClasses = map[uint16]bool{dns.ClassCHAOS: true, dns.ClassHESIOD: true, dns.ClassNONE: true, dns.ClassANY: true}
-)
-
-// dnsWeirdType reports whether t is NULL, HINFO, TXT or a type the DNS library does not know.
-func dnsWeirdType(t uint16) bool {
-	if dnsWeirdTypes[t] {
-		return true
-	}
-	_, known := dns.TypeToString[t]
-	return !known
-}
-
-// judge applies the weird-DNS rules of the original chains, plus NXDOMAIN bursts.
-func (t *DNSTracker) judge(p *Packet, info *DNSInfo) {
-	var w []DNSWeird
-	if info.Z {
-		w = append(w, DNSWeird{Rule: "z", Detail: "1"})
-	}
-	if info.TC {
-		w = append(w, DNSWeird{Rule: "truncated", Detail: "1"})
-	}
-	for _, q := range info.Questions {
-		if dnsWeirdType(q.Type) {
-			w = appendWeird(w, "query_type", DNSTypeName(q.Type))
-		}
-		if dnsWeirdClasses[q.Class] {
-			w = appendWeird(w, "query_class", DNSClassName(q.Class))
-		}
-	}
-	for _, sec := range [...][]DNSRecord{info.Answers, info.Authority, info.Additional} {
-		for _, r := range sec {
-			if r.Type == dns.TypeOPT {
-				continue // EDNS0 pseudo-record: its class field is a UDP size
-			}
-			if dnsWeirdType(r.Type) {
-				w = appendWeird(w, "answer_type", DNSTypeName(r.Type))
-			}
-			if dnsWeirdClasses[r.Class] {
-				w = appendWeird(w, "answer_class", DNSClassName(r.Class))
-			}
-		}
-	}
-	for _, q := range info.Questions {
-		sub := Subdomain(q.Name)
-		if len(sub) > 35 {
-			if e := Entropy(sub); e > 3.5 {
-				w = appendWeird(w, "subdomain", "len="+strconv.Itoa(len(sub))+
-					" entropy="+strconv.FormatFloat(e, 'f', 2, 64)+" sub="+sub)
-			}
-		}
-	}
-	if info.Response && info.Rcode == dns.RcodeNameError {
-		if n, d, ok := t.nxBurst(p.Dst, p.Time); ok {
-			w = append(w, DNSWeird{Rule: "nxdomain_burst",
-				Detail: "count=" + strconv.Itoa(n) + " in " + d.Round(time.Millisecond).String()})
-		}
-	}
-	if len(w) > 0 {
-		t.stats.Weird++
-	}
-	info.Weird = w
-}
-
-func appendWeird(w []DNSWeird, rule, detail string) []DNSWeird {
-	for _, x := range w {
-		if x.Rule == rule && x.Detail == detail {
-			return w
-		}
-	}
-	return append(w, DNSWeird{Rule: rule, Detail: detail})
-}
-
-// nxBurst counts an NXDOMAIN answer to client and reports a burst once NXBurst of them arrived
-// within NXWindow (every further one in the window is reported too).
-func (t *DNSTracker) nxBurst(client netip.Addr, now time.Time) (int, time.Duration, bool) {
-	w, ok := t.nx[client]
-	if !ok || now.Sub(w.start) > t.cfg.NXWindow || now.Before(w.start) {
-		if !ok && len(t.nx) >= t.cfg.MaxClients {
-			t.gc(now)
-			if len(t.nx) >= t.cfg.MaxClients {
-				for a := range t.nx { // still full: forget one client
-					delete(t.nx, a)
-					break
-				}
-			}
-		}
-		w = nxWindow{start: now}
-	}
-	w.count++
-	t.nx[client] = w
-	return w.count, now.Sub(w.start), w.count >= t.cfg.NXBurst
-}
-
-// Subdomain returns name without its last two labels ("a.b.example.com" -> "a.b"), as the
-// original chains did before measuring length and entropy.
-func Subdomain(name string) string {
-	name = strings.TrimSuffix(name, ".")
-	i := strings.LastIndexByte(name, '.')
-	if i < 0 {
-		return ""
-	}
-	j := strings.LastIndexByte(name[:i], '.')
-	if j < 0 {
-		return ""
-	}
-	return name[:j]
-}
-
-// Entropy returns the Shannon entropy of s in bits per byte.
-func Entropy(s string) float64 {
-	if len(s) == 0 {
-		return 0
-	}
-	var counts [256]int
-	for i := 0; i < len(s); i++ {
-		counts[s[i]]++
-	}
-	n := float64(len(s))
-	var e float64
-	for _, c := range counts {
-		if c > 0 {
-			f := float64(c) / n
-			e -= f * math.Log2(f)
-		}
-	}
-	return e
 }

@@ -1,4 +1,4 @@
-package stages
+package protocols
 
 import (
 	"net/netip"
@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 func mustAddr(t testing.TB, s string) netip.Addr {
@@ -20,17 +22,17 @@ func mustAddr(t testing.TB, s string) netip.Addr {
 }
 
 // dnsPacket builds a UDP packet carrying m, from src:sport to dst:dport at time at.
-func dnsPacket(t testing.TB, m *dns.Msg, src, dst string, sport, dport uint16, at time.Time) *Packet {
+func dnsPacket(t testing.TB, m *dns.Msg, src, dst string, sport, dport uint16, at time.Time) *stages.Packet {
 	t.Helper()
 	b, err := m.Pack()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Packet{Time: at, IPVersion: 4, Src: mustAddr(t, src), Dst: mustAddr(t, dst), Proto: ProtoUDP,
+	return &stages.Packet{Time: at, IPVersion: 4, Src: mustAddr(t, src), Dst: mustAddr(t, dst), Proto: stages.ProtoUDP,
 		SrcPort: sport, DstPort: dport, Payload: b, PayloadLen: uint16(len(b))}
 }
 
-func weirdRules(d *DNSInfo) string {
+func weirdRules(d *stages.DNSInfo) string {
 	var r []string
 	for _, w := range d.Weird {
 		r = append(r, w.Rule+"="+w.Detail)
@@ -113,7 +115,7 @@ func TestEntropy(t *testing.T) {
 func TestNXDOMAINBurst(t *testing.T) {
 	tr := NewDNSTracker(DNSConfig{NXBurst: 10, NXWindow: 10 * time.Second})
 	at := time.Unix(1700000000, 0)
-	resp := func(i int, client string) *Packet {
+	resp := func(i int, client string) *stages.Packet {
 		m := new(dns.Msg)
 		m.Id = uint16(i)
 		m.Response = true

@@ -1,4 +1,4 @@
-package stages
+package protocols
 
 import (
 	"crypto/sha256"
@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
 var tlsCaptures = []struct{ pcap, tsv string }{
@@ -45,12 +48,12 @@ func decU16s(vs []uint16) string {
 // (compared with tshark's ja3_full string) and handshake length; the JA4 we compute equals a
 // JA4 computed here, independently, from tshark's fields alone.
 func TestTLSAgainstTShark(t *testing.T) {
-	for _, snap := range []snapPolicy{kernelSnap, fullSnap} {
+	for _, snap := range []stagestest.Snap{stagestest.KernelSnap, stagestest.FullSnap} {
 		for _, c := range tlsCaptures {
 			t.Run(c.pcap, func(t *testing.T) {
 				got := runApp(t, c.pcap, snap)
 				n := 0
-				for _, r := range readTSV(t, c.tsv) {
+				for _, r := range stagestest.TSV(t, c.tsv) {
 					num, _ := strconv.ParseUint(r[0], 10, 64)
 					h := got[num].tls
 					if h == nil {
@@ -74,7 +77,7 @@ func TestTLSAgainstTShark(t *testing.T) {
 	}
 }
 
-func checkTLSRow(t *testing.T, num uint64, r []string, h *TLSInfo) {
+func checkTLSRow(t *testing.T, num uint64, r []string, h *stages.TLSInfo) {
 	t.Helper()
 	eq := func(field, want, got string) {
 		if want != got {
@@ -86,7 +89,7 @@ func checkTLSRow(t *testing.T, num uint64, r []string, h *TLSInfo) {
 	if h.Partial {
 		t.Errorf("frame %d: partial", num)
 	}
-	if h.Hello == TLSServerHello {
+	if h.Hello == stages.TLSServerHello {
 		eq("selected version", r[4], hexU16s(h.Versions, true))
 		eq("cipher", r[5], fmt.Sprintf("0x%04x", h.Cipher))
 		return
@@ -239,7 +242,7 @@ func buildClientHello(ciphers []uint16, exts []uint16, sni string, alpn []string
 	}
 	body = u16(body, len(ext))
 	body = append(body, ext...)
-	hs := []byte{TLSClientHello, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}
+	hs := []byte{stages.TLSClientHello, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}
 	hs = append(hs, body...)
 	rec := []byte{0x16, 3, 1}
 	rec = u16(rec, len(hs))
@@ -305,9 +308,9 @@ func TestJA4SpecExample(t *testing.T) {
 
 // tlsFlowPackets returns the handshake and the ClientHello of the kyber capture (the 1,747-byte
 // hello, in one 1,756-byte segment there) split into segments of at most size bytes.
-func splitHello(t *testing.T, size int) (setup []*Packet, segs []*Packet) {
-	var hello *Packet
-	for p := range capturePackets(t, pcapPath(t, "protocols/tls13_large_clienthello_kyber.pcap"), fullSnap) {
+func splitHello(t *testing.T, size int) (setup []*stages.Packet, segs []*stages.Packet) {
+	var hello *stages.Packet
+	for p := range stagestest.Capture(t, stagestest.PcapPath(t, "protocols/tls13_large_clienthello_kyber.pcap"), stagestest.FullSnap) {
 		c := *p
 		c.Payload = slices.Clone(p.Payload)
 		if c.Num <= 3 {
@@ -333,7 +336,7 @@ func splitHello(t *testing.T, size int) (setup []*Packet, segs []*Packet) {
 // TestTLSClientHelloAcrossSegments: the kyber ClientHello cut into 500-byte segments and
 // delivered out of order gives the same SNI and JA4 as in one piece, on the last segment.
 func TestTLSClientHelloAcrossSegments(t *testing.T) {
-	whole := runApp(t, "protocols/tls13_large_clienthello_kyber.pcap", fullSnap)[4].tls
+	whole := runApp(t, "protocols/tls13_large_clienthello_kyber.pcap", stagestest.FullSnap)[4].tls
 	if whole == nil || whole.SNI != "lh3.google.com" {
 		t.Fatalf("whole hello: %+v", whole)
 	}
@@ -341,11 +344,11 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 	if len(segs) != 4 {
 		t.Fatalf("%d segments", len(segs))
 	}
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{&TLSHandler{}}})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
 	}
-	var got []*TLSInfo
+	var got []*stages.TLSInfo
 	for _, i := range []int{1, 0, 3, 2} {
 		p := segs[i]
 		ft.Process(p)
@@ -370,11 +373,11 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 // and no JA4 (which needs every extension).
 func TestTLSClientHelloCutShort(t *testing.T) {
 	setup, segs := splitHello(t, 1200)
-	ft := NewFlowTable(FlowConfig{Handlers: []Handler{&TLSHandler{}}})
+	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
 	}
-	var got *TLSInfo
+	var got *stages.TLSInfo
 	for i, p := range segs {
 		if i > 0 {
 			p.Payload = p.Payload[:64]
@@ -396,8 +399,8 @@ func TestJA4PublishedFingerprints(t *testing.T) {
 		"protocols/tls13_ech_ipv6.pcapng": "t13d1516h2_8daaf6152771_02713d6af862", // Chrome with ECH
 	} {
 		var got []string
-		for _, r := range runApp(t, pcap, kernelSnap) {
-			if r.tls != nil && r.tls.Hello == TLSClientHello {
+		for _, r := range runApp(t, pcap, stagestest.KernelSnap) {
+			if r.tls != nil && r.tls.Hello == stages.TLSClientHello {
 				got = append(got, r.tls.JA4)
 			}
 		}
@@ -407,8 +410,8 @@ func TestJA4PublishedFingerprints(t *testing.T) {
 	}
 	// The same file publishes JA4S t130200_1301_a56c5b993250 for a server answering TLS 1.3
 	// with supported_versions then key_share; zeek.org's server does so with cipher 1302.
-	for _, r := range runApp(t, "protocols/linktype_sll2_tls13_sni.pcap", kernelSnap) {
-		if r.tls != nil && r.tls.Hello == TLSServerHello && r.tls.JA4 != "t130200_1302_a56c5b993250" {
+	for _, r := range runApp(t, "protocols/linktype_sll2_tls13_sni.pcap", stagestest.KernelSnap) {
+		if r.tls != nil && r.tls.Hello == stages.TLSServerHello && r.tls.JA4 != "t130200_1302_a56c5b993250" {
 			t.Errorf("JA4S %s", r.tls.JA4)
 		}
 	}
@@ -426,7 +429,7 @@ func TestJA4SSpecExample(t *testing.T) {
 	exts := []byte{0, 5, 0, 0, 0, 0x17, 0, 0, 0xff, 1, 0, 1, 0, 0, 0, 0, 0}
 	body = binary.BigEndian.AppendUint16(body, uint16(len(exts)))
 	body = append(body, exts...)
-	msg := append([]byte{TLSServerHello, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+	msg := append([]byte{stages.TLSServerHello, 0, byte(len(body) >> 8), byte(len(body))}, body...)
 	h := ParseTLSHello(msg)
 	if h == nil || h.Partial {
 		t.Fatalf("%+v", h)
@@ -443,8 +446,8 @@ func TestJA4SSpecExample(t *testing.T) {
 // (supported_versions, alpn, ciphersuite, extension types in order).
 func TestJA4SAgainstTShark(t *testing.T) {
 	for _, c := range tlsCaptures {
-		got := runApp(t, c.pcap, kernelSnap)
-		for _, r := range readTSV(t, c.tsv) {
+		got := runApp(t, c.pcap, stagestest.KernelSnap)
+		for _, r := range stagestest.TSV(t, c.tsv) {
 			if r[1] != "2" {
 				continue
 			}

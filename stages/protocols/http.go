@@ -1,26 +1,13 @@
-package stages
+package protocols
 
 import (
 	"bytes"
 	"strconv"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
-// HTTPInfo is the head of an HTTP/1.x request or response.
-type HTTPInfo struct {
-	Request   bool   // a request; otherwise a response
-	Method    string // request method
-	URI       string // request target as sent (percent-encoded)
-	Version   string // "HTTP/1.1", ...
-	Host      string // Host header
-	UserAgent string // User-Agent header
-	Referer   string // Referer header
-	Status    int    // response status code
-	Reason    string // response reason phrase
-	Partial   bool   // the head was cut short (capture or reassembly limit); later fields may be missing
-	Segments  int    // TCP segments the head was reassembled from (0: read from one packet)
-}
-
-// Limits on what an HTTP head may put into an HTTPInfo.
+// Limits on what an HTTP head may put into an stages.HTTPInfo.
 const (
 	httpMaxField = 2048 // bytes kept of a URI or header value
 	httpMaxHead  = 16 << 10
@@ -54,7 +41,7 @@ func LooksHTTP(b []byte) bool {
 // ParseHTTPHead decodes the start line and the Host, User-Agent and Referer headers of an HTTP
 // head at the start of b. It returns nil when b does not start like HTTP. complete says
 // whether the blank line ending the head was found.
-func ParseHTTPHead(b []byte) (info *HTTPInfo, complete bool) {
+func ParseHTTPHead(b []byte) (info *stages.HTTPInfo, complete bool) {
 	if !LooksHTTP(b) {
 		return nil, false
 	}
@@ -68,7 +55,7 @@ func ParseHTTPHead(b []byte) (info *HTTPInfo, complete bool) {
 		head, complete = b[:i], true
 	}
 	line, rest, more := cutLine(head)
-	info = &HTTPInfo{Partial: !complete}
+	info = &stages.HTTPInfo{Partial: !complete}
 	if bytes.HasPrefix(line, []byte("HTTP/")) {
 		v, after, _ := bytes.Cut(line, []byte(" "))
 		info.Version = clip(v)
@@ -143,15 +130,15 @@ func clip(b []byte) string {
 // any without reassembly) are read from the segment that starts them, by content, on any port.
 type HTTPHandler struct{}
 
-// Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
+// stages.Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
 // segment comes out Partial.
-func (HTTPHandler) Packet(p *Packet) { ProcessHTTP(p) }
+func (HTTPHandler) Packet(p *stages.Packet) { ProcessHTTP(p) }
 
 // Accept reads a direction that starts like HTTP.
-func (HTTPHandler) Accept(_ *Flow, _ int, head []byte) bool { return LooksHTTP(head) }
+func (HTTPHandler) Accept(_ *stages.Flow, _ int, head []byte) bool { return LooksHTTP(head) }
 
-// Stream reports the direction's first head once it is complete or can grow no more.
-func (HTTPHandler) Stream(p *Packet, s *Stream) bool {
+// stages.Stream reports the direction's first head once it is complete or can grow no more.
+func (HTTPHandler) Stream(p *stages.Packet, s *stages.Stream) bool {
 	info, complete := ParseHTTPHead(s.Bytes())
 	if info == nil {
 		return false
@@ -165,8 +152,8 @@ func (HTTPHandler) Stream(p *Packet, s *Stream) bool {
 }
 
 // ProcessHTTP sets p.HTTP when p's TCP payload, on its own, starts an HTTP head.
-func ProcessHTTP(p *Packet) {
-	if p.Proto != ProtoTCP || !LooksHTTP(p.Payload) {
+func ProcessHTTP(p *stages.Packet) {
+	if p.Proto != stages.ProtoTCP || !LooksHTTP(p.Payload) {
 		return
 	}
 	p.HTTP, _ = ParseHTTPHead(p.Payload)
