@@ -121,6 +121,7 @@ const (
 	ProtoTCP    = 6
 	ProtoUDP    = 17
 	ProtoICMPv6 = 58
+	ProtoSCTP   = 132 // which Community ID treats like TCP and UDP
 )
 
 // Ethertypes the stages look at.

@@ -158,7 +158,7 @@ type heldPacket struct {
 }
 
 // NewResolver reads the hosts file and the resolver configuration and returns the stage
-// state. Run it as a stage with stages.Stage; one Resolver serves one chain at a time.
+// state. Run it as a stage with Stage; one Resolver serves one chain at a time.
 func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	cfg.setDefaults()
 	r := &Resolver{cfg: cfg, hosts: map[netip.Addr]string{}, base: time.Now()}

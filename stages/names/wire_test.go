@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
@@ -24,7 +25,7 @@ func mustAddr(t testing.TB, s string) netip.Addr {
 // decodeDNS is a source of a capture's packets with their DNS messages decoded.
 func decodeDNS(t testing.TB, pcap string) iter.Seq[*stages.Packet] {
 	dns := protocols.NewDNSTracker(protocols.DNSConfig{})
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dns}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{dns}})
 	return ft.Stage()(stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.KernelSnap))
 }
 

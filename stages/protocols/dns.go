@@ -1,6 +1,6 @@
 // Package protocols decodes the application layer, one file per protocol: dns.go, http.go,
 // tls.go (with ja4.go, its fingerprints). Each protocol is a handler of the flow table
-// (stages.Handler): the table hands it payloads on their own (UDP, lone TCP segments) and the
+// (flows.Handler): the table hands it payloads on their own (UDP, lone TCP segments) and the
 // reassembled start of the TCP directions it accepts; it sets Packet.DNS, HTTP or TLS. The
 // parsers themselves are stateless functions of bytes.
 //
@@ -20,6 +20,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 )
 
 // DNS ports: DNS itself, multicast DNS and LLMNR.
@@ -145,10 +146,10 @@ func NewDNSTracker(cfg DNSConfig) *DNSTracker {
 }
 
 // DNS returns the DNS stage: every UDP or TCP packet to or from port 53, 5353 or 5355 with a
-// payload gets stages.Packet.DNS. Other packets pass untouched and without cost beyond a port check.
+// payload gets Packet.DNS. Other packets pass untouched and without cost beyond a port check.
 func DNS(cfg DNSConfig) stages.Stage { return NewDNSTracker(cfg).Stage() }
 
-// stages.Stage returns the stage that runs packets through t.
+// Stage returns the stage that runs packets through t.
 func (t *DNSTracker) Stage() stages.Stage {
 	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
 		return func(yield func(*stages.Packet) bool) {
@@ -165,7 +166,7 @@ func (t *DNSTracker) Stage() stages.Stage {
 // Stats returns the counters so far.
 func (t *DNSTracker) Stats() DNSStats { return t.stats }
 
-// stages.Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
+// Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
 // datagram, or a TCP segment that starts with a message's two-byte length. A packet whose
 // p.DNS an earlier DNS stage set (one in the shared front, for wire names) is left as it is.
 func (t *DNSTracker) Packet(p *stages.Packet) {
@@ -203,9 +204,9 @@ func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte) bool {
 	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
 }
 
-// stages.Stream decodes the direction's first message once it is whole (or can grow no more), on the
+// flows.Stream decodes the direction's first message once it is whole (or can grow no more), on the
 // segment that completes it.
-func (t *DNSTracker) Stream(p *stages.Packet, s *stages.Stream) bool {
+func (t *DNSTracker) Stream(p *stages.Packet, s *flows.Stream) bool {
 	b := s.Bytes()
 	if len(b) < 2 {
 		return true

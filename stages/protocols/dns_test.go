@@ -16,6 +16,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
@@ -73,7 +74,7 @@ type appResult struct {
 // appChain is the application layer as the views run it: the flow table with the DNS, HTTP and
 // TLS handlers.
 func appChain() stages.Stage {
-	return stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{NewDNSTracker(DNSConfig{}), HTTPHandler{}, &TLSHandler{}}}).Stage()
+	return flows.New(flows.Config{Handlers: []flows.Handler{NewDNSTracker(DNSConfig{}), HTTPHandler{}, &TLSHandler{}}}).Stage()
 }
 
 func runApp(t *testing.T, pcap string, snap stagestest.Snap) map[uint64]appResult {
@@ -239,7 +240,7 @@ func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs
 func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
 	tr := NewDNSTracker(DNSConfig{})
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{tr}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{tr}})
 	for _, p := range before {
 		ft.Process(p)
 	}

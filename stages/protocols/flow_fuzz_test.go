@@ -15,6 +15,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
@@ -146,8 +147,8 @@ func FuzzFlow(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		const maxFlows, streamBytes = 4, 256
 		tr := NewDNSTracker(DNSConfig{MaxPending: 8})
-		ft := stages.NewFlowTable(stages.FlowConfig{MaxFlows: maxFlows, StreamBytes: streamBytes, StreamBudget: 3 * streamBytes,
-			IdleTimeout: time.Second, Linger: time.Millisecond, Handlers: []stages.Handler{tr, HTTPHandler{}, &TLSHandler{}}})
+		ft := flows.New(flows.Config{MaxFlows: maxFlows, StreamBytes: streamBytes, StreamBudget: 3 * streamBytes,
+			IdleTimeout: time.Second, Linger: time.Millisecond, Handlers: []flows.Handler{tr, HTTPHandler{}, &TLSHandler{}}})
 		at := time.Unix(1700000000, 0)
 		for n := 0; len(b) >= 8 && n < 256; n++ {
 			flags, dir := b[0], b[1]
@@ -180,7 +181,7 @@ func FuzzFlow(f *testing.F) {
 // of an uninteresting protocol.
 func TestAppFastPathNoAlloc(t *testing.T) {
 	dt := NewDNSTracker(DNSConfig{})
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dt, HTTPHandler{}, &TLSHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{dt, HTTPHandler{}, &TLSHandler{}}})
 	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "192.0.2.9"),
 		SrcPort: 50000, DstPort: 22, TCPFlags: stages.TCPAck, Seq: 1, WireLen: 1500, PayloadLen: 1448,
 		Payload: []byte("SSH-2.0-OpenSSH_9.6 some more bytes of an ssh stream, not decoded by anyone")[:64]}

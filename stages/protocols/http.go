@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 )
 
 // Limits on what an HTTP head may put into an stages.HTTPInfo.
@@ -130,15 +131,15 @@ func clip(b []byte) string {
 // any without reassembly) are read from the segment that starts them, by content, on any port.
 type HTTPHandler struct{}
 
-// stages.Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
+// Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
 // segment comes out Partial.
 func (HTTPHandler) Packet(p *stages.Packet) { ProcessHTTP(p) }
 
 // Accept reads a direction that starts like HTTP.
 func (HTTPHandler) Accept(_ *stages.Flow, _ int, head []byte) bool { return LooksHTTP(head) }
 
-// stages.Stream reports the direction's first head once it is complete or can grow no more.
-func (HTTPHandler) Stream(p *stages.Packet, s *stages.Stream) bool {
+// flows.Stream reports the direction's first head once it is complete or can grow no more.
+func (HTTPHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
 	info, complete := ParseHTTPHead(s.Bytes())
 	if info == nil {
 		return false

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
@@ -77,7 +78,7 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 	parts := []string{head[:20], head[20:50], head[50:]}
 	seqs := []uint32{1001, 1021, 1051}
 	order := []int{0, 2, 1}
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{HTTPHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{HTTPHandler{}}})
 	var reported []*stages.HTTPInfo
 	mk := func(flags uint8, seq uint32, payload string, reply bool) *stages.Packet {
 		p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
@@ -111,7 +112,7 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 // TestHTTPInSYN: a request carried in a TCP Fast Open SYN (its data starts one past the SYN's
 // sequence number) is read from the reassembly, once.
 func TestHTTPInSYN(t *testing.T) {
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{HTTPHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{HTTPHandler{}}})
 	req := "GET /tfo HTTP/1.1\r\nHost: tfo.example\r\n\r\n"
 	syn := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
 		SrcPort: 40001, DstPort: 80, TCPFlags: stages.TCPSyn, Seq: 7000, Payload: []byte(req), PayloadLen: uint16(len(req))}

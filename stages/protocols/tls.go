@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 )
 
 // TLS extension numbers the TLS stage reads.
@@ -258,7 +259,7 @@ type TLSHandler struct {
 	scratch []byte // joins a hello fragmented over several records
 }
 
-// stages.Packet sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
+// Packet sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
 func (h *TLSHandler) Packet(p *stages.Packet) {
 	if p.Proto != stages.ProtoTCP {
 		return
@@ -282,8 +283,8 @@ func (*TLSHandler) Accept(_ *stages.Flow, _ int, head []byte) bool {
 	return len(head) >= 3 && head[0] == 0x16 && head[1] == 3 && head[2] <= 4
 }
 
-// stages.Stream reports the direction's first hello once it is whole or can grow no more.
-func (h *TLSHandler) Stream(p *stages.Packet, s *stages.Stream) bool {
+// flows.Stream reports the direction's first hello once it is whole or can grow no more.
+func (h *TLSHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
 	msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), h.scratch)
 	h.scratch = sc
 	if !ok {

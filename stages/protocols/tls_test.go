@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
@@ -344,7 +345,7 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 	if len(segs) != 4 {
 		t.Fatalf("%d segments", len(segs))
 	}
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{&TLSHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
 	}
@@ -373,7 +374,7 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 // and no JA4 (which needs every extension).
 func TestTLSClientHelloCutShort(t *testing.T) {
 	setup, segs := splitHello(t, 1200)
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{&TLSHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)
 	}

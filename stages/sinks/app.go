@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 )
 
 // appLines is what the sinks of the application views share: a line is text,
@@ -67,7 +68,7 @@ func packetFields(w *jsonWriter, p *stages.Packet) {
 		w.str("dst_domain", p.DstDomain)
 	}
 	if p.Flow != nil {
-		w.str("community_id", p.Flow.CommunityID())
+		w.str("community_id", flows.FlowCommunityID(p.Flow))
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 )
 
 // Flows is the sink of the flows view: a line per finished flow, from the flow table (it is a
@@ -56,7 +57,7 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 		w.pair("packets", f.Packets)
 		w.pair("bytes", f.Bytes)
 		w.pair("payload_bytes", f.PayloadBytes)
-		w.str("community_id", f.CommunityID())
+		w.str("community_id", flows.FlowCommunityID(f))
 		if f.Proto == stages.ProtoTCP {
 			w.str("state", f.State.String())
 		}
@@ -86,6 +87,6 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 	b = append(b, '/')
 	b = strconv.AppendUint(b, f.Bytes[1], 10)
 	b = append(b, " cid="...)
-	b = f.AppendCommunityID(b)
+	b = flows.AppendFlowCommunityID(b, f)
 	s.emit(b)
 }

@@ -311,7 +311,7 @@ func ApplicationGuess(p *stages.Packet) string {
 	return ""
 }
 
-// appendAddrPair appends " SRC --> DST", the addresses of the stages.Packet line.
+// appendAddrPair appends " SRC --> DST", the addresses of the Packet line.
 func appendAddrPair(b []byte, p *stages.Packet) []byte {
 	b = append(b, ' ')
 	b = appendAddr(b, p.Src)

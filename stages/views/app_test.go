@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
@@ -32,7 +33,7 @@ func appView(t testing.TB, name string, out *sinks.Output, opt sinks.Options) (s
 		t.Fatalf("no application view %s", name)
 	}
 	sink := v.Sink(out, opt)
-	var fc stages.FlowConfig
+	var fc flows.Config
 	if fw, ok := sink.(sinks.FlowWriter); ok {
 		fc.OnEnd = fw.WriteFlow
 	}
@@ -151,9 +152,9 @@ func TestFlowsView(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, all)
 		}
 	}
-	var fs stages.FlowStats
+	var fs flows.Stats
 	dt := protocols.NewDNSTracker(protocols.DNSConfig{})
-	ft := stages.NewFlowTable(stages.FlowConfig{Handlers: []stages.Handler{dt, protocols.HTTPHandler{}, &protocols.TLSHandler{}}})
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{dt, protocols.HTTPHandler{}, &protocols.TLSHandler{}}})
 	for range ft.Stage()(capture(t, "chains/http.pcap")) {
 	}
 	fs = ft.Stats()

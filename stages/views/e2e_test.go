@@ -20,7 +20,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
@@ -245,7 +245,7 @@ func TestE2ELiveViews(t *testing.T) {
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, nil)
 
 	var url, weird bytes.Buffer
-	st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
+	st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
 	urlSink := sinks.NewURLWatch(sinks.NewOutput(&url, false), sinks.Options{UTC: true})
 	weirdSink := sinks.NewWeirdDNS(sinks.NewOutput(&weird, false), sinks.Options{UTC: true})
 	done := make(chan struct{})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
@@ -37,7 +38,7 @@ func TestAppOnSensorPackets(t *testing.T) {
 		}
 	}
 	for _, path := range sensortest.PcapFiles(t) {
-		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
+		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
 		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
@@ -108,7 +109,7 @@ func BenchmarkAppChain(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
+		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}
@@ -183,7 +184,7 @@ func BenchmarkAppChainMix(b *testing.B) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st := views.AppStage(stages.FlowConfig{}, protocols.DNSConfig{})
+		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
@@ -34,7 +35,7 @@ type Config struct {
 	NoDNS    bool                 // -n: no names at all, only address classes
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
-	Flows    stages.FlowConfig    // the flow table of the views that read the application layer
+	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
 	TagFuncs []stages.TagFunc     // user tag functions, run after the names
 }
@@ -132,9 +133,9 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
 // TLS decoders as its handlers.
-func AppStage(fc stages.FlowConfig, dc protocols.DNSConfig) stages.Stage {
-	fc.Handlers = []stages.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return stages.NewFlowTable(fc).Stage()
+func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
+	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
+	return flows.New(fc).Stage()
 }
 
 // frontStages are the stages every view shares: interface names (when the interfaces are

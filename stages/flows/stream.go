@@ -1,10 +1,12 @@
-package stages
+package flows
+
+import "github.com/chains-sensor/chains-sensor/stages"
 
 // Handler reads the application layer of what a flow table sees. The table knows its handlers
 // only through this interface: it decides nothing about protocols. For every packet with a
 // payload it either hands the payload to Packet, on its own, or (TCP) keeps it for the
 // reassembly of its direction, whose bytes go in sequence order to the handlers that accepted
-// the direction. A new protocol is one more Handler in FlowConfig.Handlers.
+// the direction. A new protocol is one more Handler in Config.Handlers.
 //
 // The calls come from the goroutine that runs the table, one packet at a time; a handler sets
 // the packet's application fields (Packet.DNS, HTTP, TLS) on the packet it is given.
@@ -12,18 +14,18 @@ type Handler interface {
 	// Packet reads a payload on its own: a UDP datagram, a packet without a flow, or a TCP
 	// segment of a direction that no handler reassembles (begun before the capture, read to
 	// its end by every handler that accepted it, or denied a buffer).
-	Packet(p *Packet)
+	Packet(p *stages.Packet)
 	// Accept is asked once for each direction of a TCP flow, with the direction's first bytes
 	// (at least AcceptBytes of them, unless the direction can give no more): true makes the
 	// table reassemble the direction and hand its bytes to Stream.
-	Accept(f *Flow, dir int, head []byte) bool
+	Accept(f *stages.Flow, dir int, head []byte) bool
 	// Stream is called with the packet that added bytes to (or stalled) the contiguous start of
 	// a direction the handler accepted. It returns false once it wants no more of it; the
 	// direction's later segments then go to Packet.
-	Stream(p *Packet, s *Stream) bool
+	Stream(p *stages.Packet, s *Stream) bool
 }
 
-// MaxHandlers bounds FlowConfig.Handlers.
+// MaxHandlers bounds Config.Handlers.
 const MaxHandlers = 8
 
 // AcceptBytes is how many contiguous bytes a direction's start has when Handler.Accept is asked
@@ -49,7 +51,7 @@ type direction struct {
 }
 
 // Stream is the leading bytes of one direction of a TCP flow, reassembled in sequence order
-// from the payload of its segments, up to FlowConfig.StreamBytes. A segment whose payload was
+// from the payload of its segments, up to Config.StreamBytes. A segment whose payload was
 // captured short of its declared length leaves a hole the stream cannot cross: it is then
 // Stalled.
 type Stream struct {
@@ -73,7 +75,7 @@ func (s *Stream) Stalled() bool { return s.stalled || s.contig == len(s.buf) }
 func (s *Stream) Segments() int { return s.segments }
 
 // lone hands a payload to every handler on its own.
-func (t *FlowTable) lone(p *Packet) {
+func (t *Table) lone(p *stages.Packet) {
 	if len(p.Payload) == 0 {
 		return
 	}
@@ -83,10 +85,10 @@ func (t *FlowTable) lone(p *Packet) {
 }
 
 // accept asks every handler whether it reads a direction that starts with head.
-func (t *FlowTable) accept(f *Flow, dir int, head []byte) uint8 {
+func (t *Table) accept(f *flow, dir int, head []byte) uint8 {
 	var m uint8
 	for i, h := range t.cfg.Handlers {
-		if h.Accept(f, dir, head) {
+		if h.Accept(&f.Flow, dir, head) {
 			m |= 1 << i
 		}
 	}
@@ -95,7 +97,7 @@ func (t *FlowTable) accept(f *Flow, dir int, head []byte) uint8 {
 
 // feed takes a TCP payload of direction dir of f: into the direction's reassembly (starting
 // one when its first bytes interest a handler), or to the handlers on its own.
-func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
+func (t *Table) feed(f *flow, dir int, p *stages.Packet) {
 	d := &f.dirs[dir]
 	seq := dataSeq(p)
 	if d.stream == nil {
@@ -163,14 +165,14 @@ func (t *FlowTable) feed(f *Flow, dir int, p *Packet) {
 }
 
 // dataSeq is the sequence number of p's first payload byte: a SYN (TCP Fast Open) takes one.
-func dataSeq(p *Packet) uint32 {
-	if p.TCPFlags&TCPSyn != 0 {
+func dataSeq(p *stages.Packet) uint32 {
+	if p.TCPFlags&stages.TCPSyn != 0 {
 		return p.Seq + 1
 	}
 	return p.Seq
 }
 
-func (t *FlowTable) getBuf() []byte {
+func (t *Table) getBuf() []byte {
 	if n := len(t.bufs); n > 0 {
 		b := t.bufs[n-1]
 		t.bufs = t.bufs[:n-1]
@@ -180,7 +182,7 @@ func (t *FlowTable) getBuf() []byte {
 }
 
 // release frees the reassembly buffer of a direction; its later payloads go to Handler.Packet.
-func (t *FlowTable) release(d *direction) {
+func (t *Table) release(d *direction) {
 	s := d.stream
 	if s == nil {
 		return

@@ -1,4 +1,4 @@
-package stages
+package flows
 
 import (
 	"fmt"
@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
 
 // TestCommunityIDBaseline checks the vectors of the Community ID specification's reference data
@@ -47,8 +50,8 @@ func TestCommunityIDBaseline(t *testing.T) {
 		{46, "10.1.12.2", "10.1.12.1", 0, 0, "1:KHlLkgoJW7ifUTyTSgyVfkFHzKw="},
 	} {
 		oneWay := false
-		if c.proto == ProtoICMP || c.proto == ProtoICMPv6 {
-			_, _, oneWay = ICMPPorts(c.proto == ProtoICMPv6, uint8(c.sport), uint8(c.dport))
+		if c.proto == stages.ProtoICMP || c.proto == stages.ProtoICMPv6 {
+			_, _, oneWay = ICMPPorts(c.proto == stages.ProtoICMPv6, uint8(c.sport), uint8(c.dport))
 		}
 		got := CommunityID(0, mustAddr(t, c.saddr), mustAddr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)
 		if got != c.want {
@@ -63,15 +66,15 @@ func TestCommunityIDBaseline(t *testing.T) {
 // TestFlowCommunityIDFromPackets: an ICMP echo request and its reply land in one flow whose
 // Community ID is the baseline's.
 func TestFlowCommunityIDFromPackets(t *testing.T) {
-	ft := NewFlowTable(FlowConfig{})
-	req := &Packet{IPVersion: 4, Proto: ProtoICMP, Src: mustAddr(t, "192.168.0.89"), Dst: mustAddr(t, "192.168.0.1"), ICMPType: 8}
-	rep := &Packet{IPVersion: 4, Proto: ProtoICMP, Src: mustAddr(t, "192.168.0.1"), Dst: mustAddr(t, "192.168.0.89"), ICMPType: 0}
+	ft := New(Config{})
+	req := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: mustAddr(t, "192.168.0.89"), Dst: mustAddr(t, "192.168.0.1"), ICMPType: 8}
+	rep := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: mustAddr(t, "192.168.0.1"), Dst: mustAddr(t, "192.168.0.89"), ICMPType: 0}
 	ft.Process(req)
 	ft.Process(rep)
 	if req.Flow != rep.Flow || !rep.FlowReply || req.FlowReply {
 		t.Fatal("echo request and reply in different flows")
 	}
-	if got := rep.Flow.CommunityID(); got != "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=" {
+	if got := FlowCommunityID(rep.Flow); got != "1:X0snYXpgwiv9TZtqg64sgzUn6Dk=" {
 		t.Errorf("community id %s", got)
 	}
 }
@@ -82,7 +85,7 @@ type flowCount struct{ frames, bytes [2]uint64 }
 // udp.stream), our flow between the same endpoints has the same frames and frame bytes in each
 // direction. The flows are read as the flows view gets them: from OnEnd.
 func TestFlowsAgainstTShark(t *testing.T) {
-	files, _ := filepathGlob("flows_*.tsv")
+	files, _ := filepathGlob(t, "flows_*.tsv")
 	for _, tsv := range files {
 		pcap := flowPcapFor(tsv)
 		t.Run(pcap, func(t *testing.T) {
@@ -93,7 +96,7 @@ func TestFlowsAgainstTShark(t *testing.T) {
 			}
 			convs := map[string]*conv{}
 			var order []string
-			for _, r := range readTSV(t, tsv) {
+			for _, r := range stagestest.TSV(t, tsv) {
 				proto, stream := "tcp", r[1]
 				if stream == "" {
 					proto, stream = "udp", r[2]
@@ -117,13 +120,13 @@ func TestFlowsAgainstTShark(t *testing.T) {
 			}
 			// Ours.
 			ours := map[string][]flowCount{}
-			cfg := FlowConfig{OnEnd: func(f *Flow) {
+			cfg := Config{OnEnd: func(f *stages.Flow) {
 				a := f.Src.String() + "|" + strconv.Itoa(int(f.SrcPort))
 				b := f.Dst.String() + "|" + strconv.Itoa(int(f.DstPort))
 				ours[a+"-"+b] = append(ours[a+"-"+b], flowCount{f.Packets, f.Bytes})
 				ours[b+"-"+a] = append(ours[b+"-"+a], flowCount{[2]uint64{f.Packets[1], f.Packets[0]}, [2]uint64{f.Bytes[1], f.Bytes[0]}})
 			}}
-			for range Flows(cfg)(capturePackets(t, pcapPath(t, pcap), kernelSnap)) {
+			for range New(cfg).Stage()(stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.KernelSnap)) {
 			}
 			for _, k := range order {
 				cv := convs[k]
@@ -157,16 +160,16 @@ func flowPcapFor(tsv string) string {
 // TestFlowTCPEnds: tcp_rst.pcap's connection ends by RST, tcp_fastopen_fin.pcap's by FIN from
 // both sides (tshark shows tcp.flags.reset=1 in frame 2, and a FIN each way in the other).
 func TestFlowTCPEnds(t *testing.T) {
-	for pcap, want := range map[string]FlowEnd{"protocols/tcp_rst.pcap": FlowRST, "protocols/tcp_fastopen_fin.pcap": FlowFIN} {
+	for pcap, want := range map[string]stages.FlowEnd{"protocols/tcp_rst.pcap": stages.FlowRST, "protocols/tcp_fastopen_fin.pcap": stages.FlowFIN} {
 		var ends []string
 		var states []string
-		cfg := FlowConfig{OnEnd: func(f *Flow) {
-			if f.Proto == ProtoTCP {
+		cfg := Config{OnEnd: func(f *stages.Flow) {
+			if f.Proto == stages.ProtoTCP {
 				ends = append(ends, f.End.String())
 				states = append(states, f.State.String())
 			}
 		}}
-		for range Flows(cfg)(capturePackets(t, pcapPath(t, pcap), kernelSnap)) {
+		for range New(cfg).Stage()(stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.KernelSnap)) {
 		}
 		if len(ends) == 0 {
 			t.Fatalf("%s: no TCP flow", pcap)
@@ -183,13 +186,13 @@ func TestFlowTCPEnds(t *testing.T) {
 // ActiveTimeout, and a closed flow lingers for its stragglers.
 func TestFlowTimeouts(t *testing.T) {
 	var ended []string
-	ft := NewFlowTable(FlowConfig{IdleTimeout: time.Minute, ActiveTimeout: 10 * time.Minute, Linger: 5 * time.Second,
-		OnEnd: func(f *Flow) {
+	ft := New(Config{IdleTimeout: time.Minute, ActiveTimeout: 10 * time.Minute, Linger: 5 * time.Second,
+		OnEnd: func(f *stages.Flow) {
 			ended = append(ended, fmt.Sprintf("%d:%s:%d", f.SrcPort, f.End, f.Packets[0]+f.Packets[1]))
 		}})
 	t0 := time.Unix(1700000000, 0)
-	udp := func(sport uint16, at time.Duration) *Packet {
-		return &Packet{Time: t0.Add(at), IPVersion: 4, Proto: ProtoUDP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+	udp := func(sport uint16, at time.Duration) *stages.Packet {
+		return &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoUDP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
 			SrcPort: sport, DstPort: 9999, WireLen: 100}
 	}
 	ft.Process(udp(41000, 0))
@@ -197,19 +200,19 @@ func TestFlowTimeouts(t *testing.T) {
 	for i := 0; i <= 11; i++ { // one packet every 59 seconds: never idle, but active
 		ft.Process(udp(42000, time.Duration(i)*59*time.Second))
 	}
-	tcp := func(fl uint8, reply bool, at time.Duration) *Packet {
-		p := &Packet{Time: t0.Add(at), IPVersion: 4, Proto: ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.3"),
+	tcp := func(fl uint8, reply bool, at time.Duration) *stages.Packet {
+		p := &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.3"),
 			SrcPort: 4000, DstPort: 80, TCPFlags: fl}
 		if reply {
 			p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
 		}
 		return p
 	}
-	ft.Process(tcp(TCPSyn, false, 11*time.Minute))
-	ft.Process(tcp(TCPSyn|TCPAck, true, 11*time.Minute))
-	ft.Process(tcp(TCPFin|TCPAck, false, 11*time.Minute+time.Second))
-	ft.Process(tcp(TCPFin|TCPAck, true, 11*time.Minute+time.Second))
-	ft.Process(tcp(TCPAck, false, 11*time.Minute+2*time.Second)) // the last ACK: counted
+	ft.Process(tcp(stages.TCPSyn, false, 11*time.Minute))
+	ft.Process(tcp(stages.TCPSyn|stages.TCPAck, true, 11*time.Minute))
+	ft.Process(tcp(stages.TCPFin|stages.TCPAck, false, 11*time.Minute+time.Second))
+	ft.Process(tcp(stages.TCPFin|stages.TCPAck, true, 11*time.Minute+time.Second))
+	ft.Process(tcp(stages.TCPAck, false, 11*time.Minute+2*time.Second)) // the last ACK: counted
 	ft.Process(udp(42000, 11*time.Minute+10*time.Second))
 	ft.Flush()
 	want := []string{"41000:idle:1", "43000:idle:1", "42000:active:11", "4000:fin:5", "42000:eof:2"}
@@ -227,8 +230,8 @@ func TestFlowTableMillion(t *testing.T) {
 	}
 	const total, capacity = 1_000_000, 65536
 	var ended uint64
-	ft := NewFlowTable(FlowConfig{MaxFlows: capacity, OnEnd: func(*Flow) { ended++ }})
-	p := &Packet{IPVersion: 4, Proto: ProtoTCP, TCPFlags: TCPSyn, DstPort: 443, Dst: mustAddr(t, "192.0.2.1"), WireLen: 60}
+	ft := New(Config{MaxFlows: capacity, OnEnd: func(*stages.Flow) { ended++ }})
+	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, TCPFlags: stages.TCPSyn, DstPort: 443, Dst: mustAddr(t, "192.0.2.1"), WireLen: 60}
 	t0 := time.Unix(1700000000, 0)
 	feed := func(i int) {
 		p.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -266,17 +269,26 @@ func TestFlowTableMillion(t *testing.T) {
 		t.Errorf("a new flow in a full table costs %.2f allocations", allocs)
 	}
 	// A packet of an existing flow costs none either.
-	allocs = testing.AllocsPerRun(10000, func() { p.TCPFlags = TCPAck; ft.Process(p) })
+	allocs = testing.AllocsPerRun(10000, func() { p.TCPFlags = stages.TCPAck; ft.Process(p) })
 	if allocs != 0 {
 		t.Errorf("a packet of a known flow costs %.2f allocations", allocs)
 	}
 }
 
 // filepathGlob lists testdata/tshark files matching pattern, by base name.
-func filepathGlob(pattern string) ([]string, error) {
-	m, err := filepath.Glob(filepath.Join("testdata", "tshark", pattern))
+func filepathGlob(t testing.TB, pattern string) ([]string, error) {
+	m, err := filepath.Glob(filepath.Join(stagestest.TSharkDir(t), pattern))
 	for i := range m {
 		m[i] = filepath.Base(m[i])
 	}
 	return m, err
+}
+
+func mustAddr(t testing.TB, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

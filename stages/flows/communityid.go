@@ -1,14 +1,13 @@
-package stages
+package flows
 
 import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/binary"
 	"net/netip"
-)
 
-// ProtoSCTP is the IP protocol number of SCTP, which Community ID treats like TCP and UDP.
-const ProtoSCTP = 132
+	"github.com/chains-sensor/chains-sensor/stages"
+)
 
 // Counterpart ICMP types of Community ID v1 (as Zeek maps them): a request and its reply hash
 // alike. Types not listed are one-way: the code stands in for the destination port.
@@ -62,7 +61,7 @@ func communityIDInput(b []byte, seed uint16, src, dst netip.Addr, sport, dport u
 	if src.Is4() != dst.Is4() || !src.IsValid() || !dst.IsValid() {
 		return nil
 	}
-	ports := proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP || proto == ProtoICMP || proto == ProtoICMPv6
+	ports := proto == stages.ProtoTCP || proto == stages.ProtoUDP || proto == stages.ProtoSCTP || proto == stages.ProtoICMP || proto == stages.ProtoICMPv6
 	if !oneWay {
 		c := src.Compare(dst)
 		if c > 0 || (c == 0 && ports && sport > dport) {
@@ -84,4 +83,14 @@ func communityIDInput(b []byte, seed uint16, src, dst netip.Addr, sport, dport u
 		b = binary.BigEndian.AppendUint16(b, dport)
 	}
 	return b
+}
+
+// FlowCommunityID returns the Community ID v1 (seed 0) of a flow of the table.
+func FlowCommunityID(f *stages.Flow) string {
+	return CommunityID(0, f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto, f.OneWay)
+}
+
+// AppendFlowCommunityID appends what FlowCommunityID returns to b, without allocating.
+func AppendFlowCommunityID(b []byte, f *stages.Flow) []byte {
+	return AppendCommunityID(b, 0, f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto, f.OneWay)
 }
