@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
@@ -77,7 +77,7 @@ func sharedFlags() []cli.Flag {
 
 // configFromFlags resolves the shared flags into a views.Config. live says the source is a
 // live capture; ifaces are the watched interfaces (their prefixes count as internal).
-func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*views.Config, error) {
+func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Config, error) {
 	cfg := &views.Config{
 		NoDNS:  c.Bool(flagNoDNS),
 		Count:  c.Uint64(flagCount),
@@ -102,7 +102,7 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*vi
 		return nil, err
 	}
 	for _, s := range c.StringSlice(flagInternal) {
-		p, err := stages.ParsePrefixes(s)
+		p, err := classify.ParsePrefixes(s)
 		if err != nil {
 			return nil, fmt.Errorf("--%s: %w", flagInternal, err)
 		}
@@ -131,7 +131,7 @@ func isTerminal(w io.Writer) bool {
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
 // stdout (buffered; flushed on a timer when live). Close it at the end: it flushes.
-func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*views.Pipeline, error) {
+func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Pipeline, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
 		return nil, err

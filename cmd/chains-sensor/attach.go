@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
@@ -118,7 +118,7 @@ func runAttach(c *cli.Context) error {
 			"them with `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep %s`",
 			strings.Join(missing, ", "), os.Args[0])
 	}
-	ifaces, err := stages.LocalInterfaces(s.ifaces...)
+	ifaces, err := classify.LocalInterfaces(s.ifaces...)
 	if err != nil {
 		return err
 	}

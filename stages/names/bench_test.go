@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
@@ -18,7 +19,7 @@ func BenchmarkChainCachedDNS(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
 	for range st(stagestest.Loop(stagestest.Records(), 64)) { // warm the cache
 	}
 	if st := r.Stats(); st.Answers == 0 {
@@ -37,5 +38,5 @@ func BenchmarkChainDeadDNS(b *testing.B) {
 		b.Fatal(err)
 	}
 	out := sinks.NewOutput(io.Discard, false)
-	stagestest.BenchChain(b, stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage()), sinks.NewNetWatch(out, sinks.Options{UTC: true}))
+	stagestest.BenchChain(b, stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage()), sinks.NewNetWatch(out, sinks.Options{UTC: true}))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/miekg/dns"
 )
@@ -169,7 +170,7 @@ func runRDNSFrom(t *testing.T, cfg ResolverConfig, list []pkt, src iter.Seq[*sta
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
 	var out []seen
 	for p := range st(src) {
 		out = append(out, seen{p.Num, p.SrcDomain, p.DstDomain, p.Tags, p.Payload[0]})
@@ -234,7 +235,7 @@ func TestRDNSTTLExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
 	// One packet now, then the source sleeps past the TTL and sends more.
 	src := func(yield func(*stages.Packet) bool) {
 		mk := func(n uint64) *stages.Packet {
@@ -329,7 +330,7 @@ func TestRDNSEscapes(t *testing.T) {
 	outJ := sinks.NewOutput(&js, false)
 	nw := sinks.NewNetWatch(outT, sinks.Options{UTC: true})
 	jsn := sinks.NewJSON(outJ, sinks.Options{UTC: true})
-	for p := range stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())(reusingSource(list)) {
+	for p := range stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())(reusingSource(list)) {
 		nw.Write(p)
 		jsn.Write(p)
 	}
@@ -430,7 +431,7 @@ func TestRDNSLive(t *testing.T) {
 	}
 	got := make(chan time.Time, 4)
 	go func() {
-		for range stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())(src) {
+		for range stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())(src) {
 			got <- time.Now()
 		}
 		close(got)
@@ -466,7 +467,7 @@ func TestRDNSHostsAndResolvConf(t *testing.T) {
 	if got := strings.Join(r.cfg.Servers, " "); got != "192.0.2.53:53 [2001:db8::53]:53" {
 		t.Errorf("servers %q", got)
 	}
-	st := stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), r.Stage())
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
 	var got []string
 	for p := range st(reusingSource([]pkt{{"10.0.0.1", "8.8.4.4"}, {"fd00::1", "2001:4860:4860::8844"}, {"10.0.0.1", "9.9.9.9"}})) {
 		got = append(got, sinks.Text(p.DstDomain))

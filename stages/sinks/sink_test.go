@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 )
 
 // lockedBuffer is a bytes.Buffer safe for the Output's flush goroutine.
@@ -70,7 +71,7 @@ func TestLiveOutputFlushes(t *testing.T) {
 // DESIGN.md's format.
 func TestNetWatchLines(t *testing.T) {
 	ts := time.Date(2015, 9, 7, 19, 8, 34, 491658000, time.UTC)
-	c := stages.NewClassifier(nil, nil)
+	c := classify.NewClassifier(nil, nil)
 	cases := []struct {
 		p    stages.Packet
 		want string

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
@@ -30,7 +31,7 @@ func BenchmarkFullChain(b *testing.B) {
 				if view == "net_watch+app" {
 					wire := names.NewWire(0, 0)
 					app := views.AppStage(flows.Config{}, protocols.DNSConfig{})
-					st = stages.Chain(stages.Domains(stages.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
+					st = stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
 					sink = sinks.NewNetWatch(out, sinks.Options{UTC: true})
 				} else {
 					built, err := views.Build(&views.Config{NoDNS: true, View: view, UTC: true}, out)

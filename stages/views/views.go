@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
@@ -30,14 +31,13 @@ type Config struct {
 	Color    bool                 // --color, resolved against the terminal
 	Live     bool                 // the source is live: flush on a timer, hold packets on a timer
 	Count    uint64               // -c N: Pipeline.Run stops after N packets (0: no limit)
-	Ifaces   []stages.Interface   // the watched interfaces (their prefixes are internal)
+	Ifaces   []classify.Interface // the watched interfaces (their prefixes are internal)
 	Internal []netip.Prefix       // --internal
 	NoDNS    bool                 // -n: no names at all, only address classes
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
-	TagFuncs []stages.TagFunc     // user tag functions, run after the names
 }
 
 // View is one entry of List.
@@ -139,7 +139,7 @@ func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
 }
 
 // frontStages are the stages every view shares: interface names (when the interfaces are
-// known), the address classes, then unless -n the names, then the user's tag functions.
+// known), the address classes, then unless -n the names.
 func frontStages(cfg *Config) ([]stages.Stage, error) {
 	var chain []stages.Stage
 	if len(cfg.Ifaces) > 0 {
@@ -147,9 +147,9 @@ func frontStages(cfg *Config) ([]stages.Stage, error) {
 		for _, it := range cfg.Ifaces {
 			names[uint32(it.Index)] = it.Name
 		}
-		chain = append(chain, stages.Meta(names))
+		chain = append(chain, ifaceNames(names))
 	}
-	chain = append(chain, stages.Domains(stages.NewClassifier(cfg.Internal, cfg.Ifaces)))
+	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
 	if !cfg.NoDNS {
 		// Names: the DNS answers seen on the wire name the addresses they resolve (--names
 		// wire or both), PTR lookups name the rest (ptr or both); a wire name wins over a PTR
@@ -172,9 +172,6 @@ func frontStages(cfg *Config) ([]stages.Stage, error) {
 			chain = append(chain, wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }))
 		}
 	}
-	if len(cfg.TagFuncs) > 0 {
-		chain = append(chain, stages.Tag(cfg.TagFuncs...))
-	}
 	return chain, nil
 }
 
@@ -196,3 +193,20 @@ func (p *Pipeline) Run(src iter.Seq[*stages.Packet]) (uint64, error) {
 
 // Close closes the sink: it prints what it still holds and flushes the output.
 func (p *Pipeline) Close() error { return p.Sink.Close() }
+
+// ifaceNames returns a stage that fills Packet.Iface from Packet.Ifindex when the source left it
+// empty.
+func ifaceNames(names map[uint32]string) stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
+			for p := range src {
+				if p.Iface == "" {
+					p.Iface = names[p.Ifindex]
+				}
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}

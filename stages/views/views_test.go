@@ -12,8 +12,8 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
-// TestBuildViews: the list holds net_watch and packets, Build rejects unknown views, and user
-// tag functions from Config run in the front of the chain.
+// TestBuildViews: the list holds net_watch and packets, Build rejects unknown views, and the
+// front of the chain classifies and tags.
 func TestBuildViews(t *testing.T) {
 	names := strings.Join(Names(), ",")
 	if !strings.Contains(names, "net_watch") || !strings.Contains(names, "packets") || List[0].Name != DefaultView {
@@ -24,16 +24,7 @@ func TestBuildViews(t *testing.T) {
 	if _, err := Build(&Config{NoDNS: true, View: "nope"}, out); err == nil {
 		t.Error("unknown view accepted")
 	}
-	ssh, err := stages.NewTag("ssh_test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true, TagFuncs: []stages.TagFunc{func(p *stages.Packet) stages.Tags {
-		if p.DstPort == 22 {
-			return ssh
-		}
-		return 0
-	}}}
+	cfg := &Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true}
 	b, err := Build(cfg, out)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +36,7 @@ func TestBuildViews(t *testing.T) {
 		t.Fatal(n, err)
 	}
 	b.Close()
-	if !strings.Contains(buf.String(), `"tags":["outgoing","ssh_test"]`) {
+	if !strings.Contains(buf.String(), `"src_domain":"internal","dst_domain":"public","tags":["outgoing"]`) {
 		t.Errorf("output %s", buf.String())
 	}
 }

@@ -1,4 +1,4 @@
-package stages
+package classify
 
 import (
 	"net/netip"
