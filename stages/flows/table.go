@@ -46,6 +46,9 @@ type Config struct {
 	OnEnd func(f *stages.Flow)
 	// Handlers read the application layer (see Handler), at most MaxHandlers, in this order.
 	Handlers []Handler
+	// Track, when set, says which packets the table keeps flows for; the others go to the
+	// handlers on their own, without a flow. nil tracks every IP packet.
+	Track func(p *stages.Packet) bool
 }
 
 // Defaults of Config.
@@ -151,7 +154,7 @@ func (t *Table) Flush() {
 func (t *Table) Process(p *stages.Packet) {
 	p.Flow, p.FlowReply = nil, false
 	if p.IPVersion == 0 || !p.Src.IsValid() || !p.Dst.IsValid() ||
-		(p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0) {
+		(p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0) || (t.cfg.Track != nil && !t.cfg.Track(p)) {
 		t.lone(p)
 		return
 	}

@@ -10,7 +10,6 @@ package protocols
 
 import (
 	"encoding/binary"
-	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -35,6 +34,12 @@ const (
 	dnsMaxQuestions = 32 // questions kept per message
 	dnsMaxRecords   = 64 // records kept per section
 )
+
+// OverTCP reports whether p is a TCP segment to or from a port the DNS decoder reads: the
+// packets whose flows a table must track for DNS over TCP to be reassembled.
+func OverTCP(p *stages.Packet) bool {
+	return p.Proto == stages.ProtoTCP && (IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort))
+}
 
 // IsDNSPort reports whether port is one the DNS stage decodes.
 func IsDNSPort(port uint16) bool {
@@ -145,32 +150,13 @@ func NewDNSTracker(cfg DNSConfig) *DNSTracker {
 	return &DNSTracker{cfg: cfg, pending: make(map[dnsKey]dnsPending), nx: make(map[netip.Addr]nxWindow)}
 }
 
-// DNS returns the DNS stage: every UDP or TCP packet to or from port 53, 5353 or 5355 with a
-// payload gets Packet.DNS. Other packets pass untouched and without cost beyond a port check.
-func DNS(cfg DNSConfig) stages.Stage { return NewDNSTracker(cfg).Stage() }
-
-// Stage returns the stage that runs packets through t.
-func (t *DNSTracker) Stage() stages.Stage {
-	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
-		return func(yield func(*stages.Packet) bool) {
-			for p := range src {
-				t.Packet(p)
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
-}
-
 // Stats returns the counters so far.
 func (t *DNSTracker) Stats() DNSStats { return t.stats }
 
 // Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
-// datagram, or a TCP segment that starts with a message's two-byte length. A packet whose
-// p.DNS an earlier DNS stage set (one in the shared front, for wire names) is left as it is.
+// datagram, or a TCP segment that starts with a message's two-byte length.
 func (t *DNSTracker) Packet(p *stages.Packet) {
-	if p.DNS != nil || len(p.Payload) == 0 || (p.Proto != stages.ProtoUDP && p.Proto != stages.ProtoTCP) ||
+	if len(p.Payload) == 0 || (p.Proto != stages.ProtoUDP && p.Proto != stages.ProtoTCP) ||
 		!(IsDNSPort(p.SrcPort) || IsDNSPort(p.DstPort)) || p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0 {
 		return
 	}
@@ -196,9 +182,6 @@ func (t *DNSTracker) Packet(p *stages.Packet) {
 	t.finish(p, msg, tcp)
 }
 
-// Process is Packet: it decodes what p carries on its own.
-func (t *DNSTracker) Process(p *stages.Packet) { t.Packet(p) }
-
 // Accept reads a TCP direction on a DNS port that starts with a plausible message length.
 func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte) bool {
 	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
@@ -215,7 +198,7 @@ func (t *DNSTracker) Stream(p *stages.Packet, s *flows.Stream) bool {
 	if len(b) < 2+n && !s.Stalled() {
 		return true
 	}
-	if msg := b[2:min(len(b), 2+n)]; len(msg) >= 12 && p.DNS == nil {
+	if msg := b[2:min(len(b), 2+n)]; len(msg) >= 12 {
 		t.finish(p, msg, true)
 	}
 	return false

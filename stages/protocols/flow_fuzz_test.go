@@ -49,7 +49,7 @@ func FuzzDNS(f *testing.F) {
 				if resp {
 					p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
 				}
-				tr.Process(p)
+				tr.Packet(p)
 				if d := p.DNS; d != nil {
 					if len(d.Questions) > dnsMaxQuestions || len(d.Answers) > dnsMaxRecords ||
 						len(d.Authority) > dnsMaxRecords || len(d.Additional) > dnsMaxRecords {

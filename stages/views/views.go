@@ -104,9 +104,16 @@ type Pipeline struct {
 	count uint64
 }
 
-// Build builds the chain of cfg.View writing to out. The application views run the shared
-// front (domains, then the names) before their application stage, so that a packet's Flow is
-// still its own (not yet recycled for a later flow) when the sink prints the packet.
+// Build builds the chain of cfg.View writing to out:
+//
+//	interface names, classes | reverse DNS, wire names shown | flows with decoders | wire names learned | sink
+//
+// Each packet goes through every stage before the next one leaves the reverse-DNS stage (the
+// only one that holds packets back), so a name learned from a DNS answer names the packets
+// after it, and a packet's Flow is still its own when the sink prints it. DNS is decoded once,
+// by the flow table's DNS handler, whatever the view and --names: the views that read the
+// application layer run every decoder over every flow; the others, when --names learns from
+// the wire, only the DNS decoder, with flows kept for DNS over TCP alone.
 func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	name := cfg.View
 	if name == "" {
@@ -116,31 +123,6 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
 	}
-	chain, err := frontStages(cfg)
-	if err != nil {
-		return nil, err
-	}
-	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
-	if v.App {
-		fc := cfg.Flows
-		if fw, ok := sink.(sinks.FlowWriter); ok {
-			fc.OnEnd = fw.WriteFlow
-		}
-		chain = append(chain, AppStage(fc, cfg.DNS))
-	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
-}
-
-// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
-// TLS decoders as its handlers.
-func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return flows.New(fc).Stage()
-}
-
-// frontStages are the stages every view shares: interface names (when the interfaces are
-// known), the address classes, then unless -n the names.
-func frontStages(cfg *Config) ([]stages.Stage, error) {
 	var chain []stages.Stage
 	if len(cfg.Ifaces) > 0 {
 		names := make(map[uint32]string, len(cfg.Ifaces))
@@ -150,29 +132,48 @@ func frontStages(cfg *Config) ([]stages.Stage, error) {
 		chain = append(chain, ifaceNames(names))
 	}
 	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
-	if !cfg.NoDNS {
-		// Names: the DNS answers seen on the wire name the addresses they resolve (--names
-		// wire or both), PTR lookups name the rest (ptr or both); a wire name wins over a PTR
-		// name. Both only for public addresses: internal and special ones show their class.
-		var wire *names.Wire
-		if cfg.Names != names.ModePTR {
-			wire = names.NewWire(0, 0)
-			chain = append(chain, protocols.DNS(protocols.DNSConfig{}), wire.Learner())
+
+	// Names: PTR lookups name public addresses (--names ptr or both), the DNS answers seen on
+	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
+	// name. Both only for public addresses: internal and special ones show their class.
+	var wire *names.Wire
+	if !cfg.NoDNS && cfg.Names != names.ModeWire {
+		rc := cfg.RDNS
+		rc.Live = cfg.Live
+		r, err := names.NewResolver(rc)
+		if err != nil {
+			return nil, err
 		}
-		if cfg.Names != names.ModeWire {
-			rc := cfg.RDNS
-			rc.Live = cfg.Live
-			r, err := names.NewResolver(rc)
-			if err != nil {
-				return nil, err
-			}
-			chain = append(chain, r.Stage())
-		}
-		if wire != nil {
-			chain = append(chain, wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }))
-		}
+		chain = append(chain, r.Stage())
 	}
-	return chain, nil
+	if !cfg.NoDNS && cfg.Names != names.ModePTR {
+		wire = names.NewWire(0, 0)
+		chain = append(chain, wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }))
+	}
+
+	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	switch fc := cfg.Flows; {
+	case v.App:
+		if fw, ok := sink.(sinks.FlowWriter); ok {
+			fc.OnEnd = fw.WriteFlow
+		}
+		chain = append(chain, AppStage(fc, cfg.DNS))
+	case wire != nil:
+		fc.Track = protocols.OverTCP
+		fc.Handlers = []flows.Handler{protocols.NewDNSTracker(cfg.DNS)}
+		chain = append(chain, flows.New(fc).Stage())
+	}
+	if wire != nil {
+		chain = append(chain, wire.Learner())
+	}
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+}
+
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
+// TLS decoders as its handlers.
+func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
+	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
+	return flows.New(fc).Stage()
 }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
