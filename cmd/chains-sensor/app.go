@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
@@ -57,6 +59,11 @@ const (
 	flagInternal  = "internal"
 	flagRDNSWait  = "rdns-wait"
 	flagNames     = "names"
+	flagMaxFlows  = "max-flows"
+	flagFlowIdle  = "flow-idle"
+	flagFlowAct   = "flow-active"
+	flagDNSQueue  = "dns-max-pending"
+	flagDNSMatch  = "dns-match-timeout"
 )
 
 // sharedFlags returns the flags every packet-printing command takes.
@@ -71,7 +78,12 @@ func sharedFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
 		&cli.StringSliceFlag{Name: flagInternal, Usage: "more internal networks: `CIDR,...`"},
 		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire`, from PTR lookups (ptr), or both (a wire name wins)"},
-		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest a packet waits for its reverse-DNS name"},
+		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest wait (`DURATION`) of a packet for its reverse-DNS name"},
+		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
+		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
+		&cli.DurationFlag{Name: flagFlowAct, Value: flows.DefaultActiveTimeout, Usage: "a flow open longer than `DURATION` is reported and counted afresh"},
+		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (the rest are not matched)"},
+		&cli.DurationFlag{Name: flagDNSMatch, Value: protocols.DefaultMatchTimeout, Usage: "how long (`DURATION`) a DNS query waits for its response"},
 	}
 }
 
@@ -95,8 +107,17 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 	}
 	cfg.Names = mode
 	cfg.RDNS.Wait = c.Duration(flagRDNSWait)
-	if cfg.RDNS.Wait <= 0 {
-		return nil, fmt.Errorf("--%s must be positive", flagRDNSWait)
+	cfg.Flows.MaxFlows = c.Int(flagMaxFlows)
+	cfg.Flows.IdleTimeout = c.Duration(flagFlowIdle)
+	cfg.Flows.ActiveTimeout = c.Duration(flagFlowAct)
+	cfg.DNS.MaxPending = c.Int(flagDNSQueue)
+	cfg.DNS.MatchTimeout = c.Duration(flagDNSMatch)
+	for name, positive := range map[string]bool{flagRDNSWait: cfg.RDNS.Wait > 0, flagMaxFlows: cfg.Flows.MaxFlows > 0,
+		flagFlowIdle: cfg.Flows.IdleTimeout > 0, flagFlowAct: cfg.Flows.ActiveTimeout > 0,
+		flagDNSQueue: cfg.DNS.MaxPending > 0, flagDNSMatch: cfg.DNS.MatchTimeout > 0} {
+		if !positive {
+			return nil, fmt.Errorf("--%s must be positive", name)
+		}
 	}
 	if cfg.Format, err = sinks.ParseFormat(c.String(flagOutput)); err != nil {
 		return nil, err

@@ -53,9 +53,12 @@ type Config struct {
 
 // Defaults of Config.
 const (
-	DefaultMaxFlows     = 65536
-	DefaultStreamBytes  = 16 << 10
-	DefaultStreamBudget = 64 << 20
+	DefaultMaxFlows      = 65536
+	DefaultIdleTimeout   = 2 * time.Minute
+	DefaultActiveTimeout = 30 * time.Minute
+	DefaultLinger        = 10 * time.Second
+	DefaultStreamBytes   = 16 << 10
+	DefaultStreamBudget  = 64 << 20
 )
 
 func (c *Config) defaults() {
@@ -63,13 +66,13 @@ func (c *Config) defaults() {
 		c.MaxFlows = DefaultMaxFlows
 	}
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 2 * time.Minute
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.ActiveTimeout <= 0 {
-		c.ActiveTimeout = 30 * time.Minute
+		c.ActiveTimeout = DefaultActiveTimeout
 	}
 	if c.Linger <= 0 {
-		c.Linger = 10 * time.Second
+		c.Linger = DefaultLinger
 	}
 	if c.StreamBytes <= 0 {
 		c.StreamBytes = DefaultStreamBytes

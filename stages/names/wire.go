@@ -39,17 +39,6 @@ func ParseMode(s string) (Mode, error) {
 	return ModeBoth, fmt.Errorf("--names %q: want wire, ptr or both", s)
 }
 
-// String returns the flag spelling of m.
-func (m Mode) String() string {
-	switch m {
-	case ModeWire:
-		return "wire"
-	case ModePTR:
-		return "ptr"
-	}
-	return "both"
-}
-
 // Wire remembers the names that DNS answers seen on the wire give to addresses: an A or
 // AAAA answer names its address with the question's name (the name the client asked for, even
 // when CNAMEs led to the address). It is bounded (an LRU of MaxEntries) and safe for concurrent

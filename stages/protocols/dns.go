@@ -84,12 +84,18 @@ type DNSConfig struct {
 	MaxClients int
 }
 
+// Defaults of DNSConfig's query matching.
+const (
+	DefaultMatchTimeout = 30 * time.Second
+	DefaultMaxPending   = 16384
+)
+
 func (c *DNSConfig) defaults() {
 	if c.MatchTimeout <= 0 {
-		c.MatchTimeout = 30 * time.Second
+		c.MatchTimeout = DefaultMatchTimeout
 	}
 	if c.MaxPending <= 0 {
-		c.MaxPending = 16384
+		c.MaxPending = DefaultMaxPending
 	}
 	if c.NXBurst <= 0 {
 		c.NXBurst = 10

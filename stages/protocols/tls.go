@@ -300,6 +300,3 @@ func (h *TLSHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
 	}
 	return false
 }
-
-// ProcessTLS sets p.TLS when p's TCP payload, on its own, holds a ClientHello or ServerHello.
-func ProcessTLS(p *stages.Packet) { new(TLSHandler).Packet(p) }

@@ -240,9 +240,8 @@ func (w *jsonWriter) addr(k string, a netip.Addr) {
 	w.endQuote()
 }
 
-// object and array begin an object or array as the value of k.
-func (w *jsonWriter) object(k string) { w.key(k); w.beginObject() }
-func (w *jsonWriter) array(k string)  { w.key(k); w.beginArray() }
+// array begins an array as the value of k.
+func (w *jsonWriter) array(k string) { w.key(k); w.beginArray() }
 
 // elemObject begins an object as the next element of an array; elemStr writes a string.
 func (w *jsonWriter) elemObject() { w.sep(); w.beginObject() }
