@@ -190,6 +190,9 @@ func e2eCheck(t *testing.T, url, weird string, full bool) {
 // TestE2EURLWatchAndWeirdDNS: the traffic captured by tcpdump on the client's side and read
 // through the sensor's read path.
 func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: not under -short")
+	}
 	requireRoot(t, "ip", "nginx", "dnsmasq", "curl", "dig", "tcpdump", "openssl")
 	n := setupNetns(t)
 	e2eServers(t, n)
@@ -222,6 +225,9 @@ func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
 // TestE2ELiveViews: the same traffic watched live: the sensor attached to the client's veth
 // (XDP ingress, TC egress), its ring buffer read into the urlwatch and weird-dns views.
 func TestE2ELiveViews(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end: not under -short")
+	}
 	requireRoot(t, "ip", "nginx", "dnsmasq", "curl", "dig", "openssl")
 	sensortest.RequireBPF(t)
 	n := setupNetns(t)
