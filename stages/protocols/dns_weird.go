@@ -13,18 +13,19 @@ import (
 
 // Weird query and answer types and classes of the original chains (dns_meta.py).
 var (
+	// dnsKnownTypes are the types dns_meta.py names (query_types); any other is UNKNOWN, weird.
+	dnsKnownTypes = map[uint16]bool{dns.TypeA: true, dns.TypeNS: true, dns.TypeCNAME: true, dns.TypeSOA: true,
+		dns.TypeNULL: true, dns.TypePTR: true, dns.TypeHINFO: true, dns.TypeMX: true, dns.TypeTXT: true,
+		dns.TypeAAAA: true, dns.TypeSRV: true, dns.TypeOPT: true}
+	// dnsWeirdTypes are the named types dns_meta.py still calls weird.
 	dnsWeirdTypes   = map[uint16]bool{dns.TypeNULL: true, dns.TypeHINFO: true, dns.TypeTXT: true}
 	dnsWeirdClasses = map[uint16]bool{dns.ClassCHAOS: true, dns.ClassHESIOD: true, dns.ClassNONE: true, dns.ClassANY: true}
 )
 
-// dnsWeirdType reports whether t is NULL, HINFO, TXT or a type the DNS library does not know.
-func dnsWeirdType(t uint16) bool {
-	if dnsWeirdTypes[t] {
-		return true
-	}
-	_, known := dns.TypeToString[t]
-	return !known
-}
+// dnsWeirdType reports whether t is weird as the original's rule has it: NULL, HINFO, TXT, or a
+// type outside its own list (A, NS, CNAME, SOA, NULL, PTR, HINFO, MX, TXT, AAAA, SRV, OPT), so
+// ANY, AXFR, IXFR, CAA, DNSSEC's and SVCB's types too.
+func dnsWeirdType(t uint16) bool { return dnsWeirdTypes[t] || !dnsKnownTypes[t] }
 
 // judge applies the weird-DNS rules of the original chains, plus NXDOMAIN bursts.
 func (t *DNSTracker) judge(p *stages.Packet, info *stages.DNSInfo) {

@@ -62,6 +62,13 @@ func TestDNSWeirdRules(t *testing.T) {
 		{"NULL query", func() *dns.Msg { return q("example.com", dns.TypeNULL, dns.ClassINET) }, "query_type=NULL"},
 		{"HINFO query", func() *dns.Msg { return q("example.com", dns.TypeHINFO, dns.ClassINET) }, "query_type=HINFO"},
 		{"unknown type", func() *dns.Msg { return q("example.com", 65280, dns.ClassINET) }, "query_type=TYPE65280"},
+		// The original's rule (chains dns_meta.py): a type outside its list A, NS, CNAME, SOA,
+		// NULL, PTR, HINFO, MX, TXT, AAAA, SRV, OPT maps to UNKNOWN, which is weird.
+		{"ANY query", func() *dns.Msg { return q("www.isc.org", 255, dns.ClassINET) }, "query_type=ANY"},
+		{"AXFR query", func() *dns.Msg { return q("example.com", 252, dns.ClassINET) }, "query_type=AXFR"},
+		{"IXFR query", func() *dns.Msg { return q("example.com", 251, dns.ClassINET) }, "query_type=IXFR"},
+		{"CAA query", func() *dns.Msg { return q("example.com", 257, dns.ClassINET) }, "query_type=CAA"},
+		{"LOC query", func() *dns.Msg { return q("example.com", 29, dns.ClassINET) }, "query_type=LOC"},
 		{"CHAOS class", func() *dns.Msg { return q("version.bind", dns.TypeA, dns.ClassCHAOS) }, "query_class=CH"},
 		{"HESIOD class", func() *dns.Msg { return q("example.com", dns.TypeA, dns.ClassHESIOD) }, "query_class=HS"},
 		{"ANY class", func() *dns.Msg { return q("example.com", dns.TypeA, dns.ClassANY) }, "query_class=ANY"},
@@ -79,6 +86,13 @@ func TestDNSWeirdRules(t *testing.T) {
 			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: "example.com.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 5}, Txt: []string{"x"}}}
 			return m
 		}, "answer_type=TXT"},
+	}
+	for _, typ := range []uint16{1, 2, 5, 6, 12, 15, 28, 33} { // the list's types that are not weird
+		cases = append(cases, struct {
+			name string
+			msg  func() *dns.Msg
+			want string
+		}{dns.TypeToString[typ] + " query", func() *dns.Msg { return q("example.com", typ, dns.ClassINET) }, ""})
 	}
 	for _, c := range cases {
 		tr := NewDNSTracker(DNSConfig{})

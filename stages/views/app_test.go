@@ -14,14 +14,19 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
-	"github.com/miekg/dns"
 )
 
-// weirdType is the weird-type rule of the DNS decoder: NULL, HINFO and TXT, and any type the
-// DNS library does not know.
+// weirdType is the original's rule (chains dns_meta.py): NULL, HINFO, TXT, and every type
+// outside its list (A, NS, CNAME, SOA, NULL, PTR, HINFO, MX, TXT, AAAA, SRV, OPT: 1, 2, 5, 6, 10,
+// 12, 13, 15, 16, 28, 33, 41).
 func weirdType(t uint16) bool {
-	_, known := dns.TypeToString[t]
-	return t == dns.TypeNULL || t == dns.TypeHINFO || t == dns.TypeTXT || !known
+	switch t {
+	case 10, 13, 16:
+		return true
+	case 1, 2, 5, 6, 12, 15, 28, 33, 41:
+		return false
+	}
+	return true
 }
 
 // appView builds view name's application stage and sink, without the front of the chain (so
@@ -109,8 +114,10 @@ func TestURLWatchView(t *testing.T) {
 	}
 }
 
-// TestWeirdDNSView: chains/dns.pcap's TXT, NULL, HINFO and unknown-type queries (by tshark's
-// dns.qry.type) all appear in the weird-dns view, queries and responses alike.
+// TestWeirdDNSView: every query of chains/dns.pcap whose type (tshark's dns.qry.type) the
+// original's rule calls weird appears in the weird-dns view, queries and responses alike: TXT
+// (frames 1, 2), LOC (5, 6), and the ANY query for www.isc.org (23, 24); the A, AAAA, MX, PTR,
+// NS and SRV ones do not.
 func TestWeirdDNSView(t *testing.T) {
 	lines := runView(t, "weird-dns", "chains/dns.pcap", true)
 	ids := map[string]int{}
@@ -132,8 +139,13 @@ func TestWeirdDNSView(t *testing.T) {
 			}
 		}
 	}
+	if ids["0xfee3"] != 2 {
+		t.Errorf("the ANY query for www.isc.org (id 0xfee3) and its response: %d lines", ids["0xfee3"])
+	}
 	text := runView(t, "weird-dns", "chains/dns.pcap", false)
-	if len(text) != len(lines) || !strings.Contains(strings.Join(text, "\n"), "weird=[query_type=TXT] q=[google.com TXT IN]") {
+	all := strings.Join(text, "\n")
+	if len(text) != len(lines) || !strings.Contains(all, "weird=[query_type=TXT] q=[google.com TXT IN]") ||
+		!strings.Contains(all, "query id=0xfee3 weird=[query_type=ANY] q=[www.isc.org ANY IN]") {
 		t.Errorf("text view:\n%s", strings.Join(text, "\n"))
 	}
 }
