@@ -62,8 +62,14 @@ func DNSClassName(c uint16) string {
 	return "CLASS" + strconv.Itoa(int(c))
 }
 
-// DNSRcodeName returns the mnemonic of a DNS response code (NOERROR, NXDOMAIN, ...).
+// DNSRcodeName returns the mnemonic of a message's response code (NOERROR, NXDOMAIN, ...): the
+// header's four bits, with an OPT record's extended RCODE above them (RFC 6891 6.1.3). 16 is
+// BADVERS there: BADSIG, its other name in the registry, is a TSIG error and never a message's
+// RCODE (RFC 8945 5.3.2).
 func DNSRcodeName(rc int) string {
+	if rc == dns.RcodeBadVers {
+		return "BADVERS"
+	}
 	if s, ok := dns.RcodeToString[rc]; ok {
 		return s
 	}

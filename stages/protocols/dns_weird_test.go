@@ -201,3 +201,25 @@ func TestRRData(t *testing.T) {
 		}
 	}
 }
+
+// TestEDNSExtendedRcode: a response whose header says rcode 0 and whose OPT record says
+// extended rcode 1 (the TTL's top byte) has rcode 16, BADVERS (RFC 6891 6.1.3: the extended
+// RCODE is the OPT's 8 bits above the header's 4; RFC 6891 9: 16 is BADVERS). The message is
+// written byte by byte here, from the RFC's layout.
+func TestEDNSExtendedRcode(t *testing.T) {
+	msg := []byte{0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 1} // id, QR RD RA rcode 0, 1 question, 1 additional
+	msg = append(msg, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1)
+	msg = append(msg, 0, 0, 41, 0x10, 0, 1, 0, 0, 0, 0, 0) // root, OPT, UDP 4096, ext rcode 1, version 0, flags 0, no data
+	p := &stages.Packet{Time: time.Unix(1700000000, 0), IPVersion: 4, Src: mustAddr(t, "10.0.0.53"), Dst: mustAddr(t, "10.0.0.1"),
+		Proto: stages.ProtoUDP, SrcPort: 53, DstPort: 40000, Payload: msg, PayloadLen: uint16(len(msg))}
+	NewDNSTracker(DNSConfig{}).Packet(p)
+	if p.DNS == nil || p.DNS.Err != "" {
+		t.Fatalf("not decoded: %+v", p.DNS)
+	}
+	if p.DNS.Rcode != 16 || DNSRcodeName(p.DNS.Rcode) != "BADVERS" {
+		t.Errorf("rcode %d %s, want 16 BADVERS", p.DNS.Rcode, DNSRcodeName(p.DNS.Rcode))
+	}
+	if DNSRcodeName(0) != "NOERROR" || DNSRcodeName(3) != "NXDOMAIN" || DNSRcodeName(4000) != "RCODE4000" {
+		t.Error("other rcodes")
+	}
+}
