@@ -186,5 +186,15 @@ type Packet struct {
 	TLS       *TLSInfo  // a TLS ClientHello or ServerHello, completed by this packet
 }
 
+// HasPorts reports whether SrcPort and DstPort were read from a TCP or UDP header: not for a
+// later fragment, an ICMP or ARP packet, nor a transport header cut short before its ports.
+// (A malformed TCP header whose data offset is impossible still had its ports read.)
+func (p *Packet) HasPorts() bool {
+	if p.IPVersion == 0 || !p.Src.IsValid() || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return false
+	}
+	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP)
+}
+
 // Reset clears every field of p, so that a source can reuse it for the next packet.
 func (p *Packet) Reset() { *p = Packet{} }

@@ -59,8 +59,10 @@ func (l *appLines) json(t time.Time, typ string) *jsonWriter {
 func packetFields(w *jsonWriter, p *stages.Packet) {
 	w.addr("src", p.Src)
 	w.addr("dst", p.Dst)
-	w.uint("sport", uint64(p.SrcPort))
-	w.uint("dport", uint64(p.DstPort))
+	if p.HasPorts() {
+		w.uint("sport", uint64(p.SrcPort))
+		w.uint("dport", uint64(p.DstPort))
+	}
 	if p.SrcDomain != "" {
 		w.str("src_domain", p.SrcDomain)
 	}

@@ -187,12 +187,13 @@ func appendEndpoint(b []byte, a netip.Addr, port uint16, hasPort bool, domain, c
 	return b
 }
 
-// appendPacketEnds appends "SRC --> DST" for a packet's line: each end with its port (when it
-// has one) and its domain.
+// appendPacketEnds appends "SRC --> DST" for a packet's line: each end with its port (when the
+// packet has ports) and its domain.
 func appendPacketEnds(b []byte, p *stages.Packet) []byte {
-	b = appendEndpoint(b, p.Src, p.SrcPort, p.SrcPort != 0, p.SrcDomain, "")
+	ports := p.HasPorts()
+	b = appendEndpoint(b, p.Src, p.SrcPort, ports, p.SrcDomain, "")
 	b = append(b, " --> "...)
-	return appendEndpoint(b, p.Dst, p.DstPort, p.DstPort != 0, p.DstDomain, "")
+	return appendEndpoint(b, p.Dst, p.DstPort, ports, p.DstDomain, "")
 }
 
 // hex16 returns v as four lower-case hex digits.

@@ -24,12 +24,13 @@ func NewFlows(out *Output, opt Options) *Flows {
 // Write does nothing: a flow is printed when it ends.
 func (s *Flows) Write(*stages.Packet) error { return s.err }
 
-// flowPorts says whether a flow of proto has ports to show: TCP, UDP and SCTP always; ICMP
-// the type and code pair Community ID hashes, where they are not 0.
+// flowPorts says whether a flow of proto has ports to show: TCP, UDP and SCTP always (a port 0
+// too); ICMP the type and code pair Community ID hashes, in text where it is not 0; other
+// protocols none.
 func flowPorts(proto uint8, port uint16) bool {
 	switch proto {
 	case stages.ProtoTCP, stages.ProtoUDP, stages.ProtoSCTP:
-		return port != 0
+		return true
 	case stages.ProtoICMP, stages.ProtoICMPv6:
 		return port != 0
 	}
@@ -47,8 +48,10 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 		w.str("proto", proto)
 		w.addr("src", f.Src)
 		w.addr("dst", f.Dst)
-		w.uint("sport", uint64(f.SrcPort))
-		w.uint("dport", uint64(f.DstPort))
+		if flowPorts(f.Proto, 1) {
+			w.uint("sport", uint64(f.SrcPort))
+			w.uint("dport", uint64(f.DstPort))
+		}
 		w.str("end", f.End.String())
 		w.quote("first")
 		w.b = s.clk.appendRFC3339(w.b, f.First())

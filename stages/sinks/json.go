@@ -15,7 +15,8 @@ import (
 //	 "status":"ok"}
 //
 // ip is the NETWORK token of the net_watch line (IP, IP6, ARP, ...); proto the TRANSPORT token
-// ("" when there is none); tcp_flags the flags as tcpdump prints them ("S.", "P.", ...), "" for
+// ("" when there is none); sport and dport only when the packet has them (TCP and UDP, not a
+// later fragment), so that a port 0 means port 0; tcp_flags the flags as tcpdump prints them ("S.", "P.", ...), "" for
 // anything but TCP. ICMP packets add icmp_type and icmp_code, ARP packets arp_op, tagged frames
 // vlans, unfinished ones bad_layer. Strings are escaped as JSON requires; bytes that are not
 // UTF-8 become U+FFFD.
@@ -74,8 +75,10 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 		w.b = append(w.b, protoNames[p.Proto]...)
 	}
 	w.endQuote()
-	w.uint("sport", uint64(p.SrcPort))
-	w.uint("dport", uint64(p.DstPort))
+	if p.HasPorts() {
+		w.uint("sport", uint64(p.SrcPort))
+		w.uint("dport", uint64(p.DstPort))
+	}
 	w.quote("tcp_flags")
 	if hasTransport(p) && p.Proto == stages.ProtoTCP && p.L4HdrLen != 0 {
 		w.b = appendTCPFlags(w.b, p.TCPFlags)
