@@ -7,20 +7,20 @@ import (
 )
 
 func TestCheckVeth(t *testing.T) {
-	inNewNetns(t)
-	rs := Check(CheckOptions{Iface: "veth0", Load: func() (*Objects, error) { return Load(Config{}) }})
+	v0, _ := inVethNetns(t)
+	rs := Check(CheckOptions{Iface: v0, Load: func() (*Objects, error) { return Load(Config{}) }})
 	var buf bytes.Buffer
 	ok := WriteCheckTable(&buf, rs)
 	t.Log("\n" + buf.String())
 	if !ok {
 		t.Fatal("check says the sensor cannot run on a veth as root")
 	}
-	for _, want := range []string{"BPF ring buffer *", "XDP native on veth0", "TCX egress on veth0", "clsact egress on veth0", "sensor programs load *"} {
+	for _, want := range []string{"BPF ring buffer *", "XDP native on " + v0, "TCX egress on " + v0, "clsact egress on " + v0, "sensor programs load *"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("table has no row %q", want)
 		}
 	}
-	if hasClsact(t, "veth0") || xdpProgID(t, "veth0") != 0 || len(tcxEgressIDs(t, "veth0")) != 0 {
+	if hasClsact(t, v0) || xdpProgID(t, v0) != 0 || len(tcxEgressIDs(t, v0)) != 0 {
 		t.Error("check left something attached")
 	}
 }
