@@ -53,7 +53,7 @@ vet:
 # neither is possible.
 test: vet
 	@$(LIB); if can_be_root; then as_root $(MAKE) --no-print-directory GO=$(GO) test-as-is; \
-	else no_root_hint "the kernel and end-to-end tests"; \
+	else no_root_hint "running the kernel and end-to-end tests"; \
 	echo "running the tests with the privileges there are: those that need root skip" >&2; \
 	$(MAKE) --no-print-directory GO=$(GO) test-as-is; fi
 
