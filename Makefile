@@ -23,7 +23,7 @@ LIB = . scripts/lib.sh
 export BPF2GO_CC := $(CLANG)
 export BPF2GO_CFLAGS
 
-.PHONY: all build run generate check-generate test test-as-is test-timing bench fuzz fuzz-list vet clean
+.PHONY: all build run generate check-generate test test-as-is test-timing bench bench-as-is fuzz fuzz-list vet clean
 
 all: build
 
@@ -67,9 +67,15 @@ test-as-is:
 test-timing:
 	CHAINS_TIMING=1 $(GO) test -count=1 -run 'Latency' ./...
 
-bench:
+# The benchmarks and the load benchmark, as root (through sudo where needed): the kernel ones
+# and loadbench.sh need it.
+bench: build
+	@$(LIB); if can_be_root; then as_root $(MAKE) --no-print-directory GO=$(GO) bench-as-is; \
+	else no_root_hint "benchmarking the kernel programs"; exit 1; fi
+
+bench-as-is:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	scripts/loadbench.sh
+	SENSOR=$(CURDIR)/chains-sensor bash scripts/loadbench.sh
 
 # Every fuzz target in turn, FUZZTIME each (go test fuzzes one target at a time). The targets
 # are what `go test -list` finds: "PACKAGE TARGET" a line.
