@@ -299,6 +299,7 @@ type Pair struct {
 // through the veth, and waits (bounded) until B reaches A.
 func NewPair(t testing.TB) *Pair {
 	t.Helper()
+	RequireEndToEnd(t)
 	RequireTools(t, "ping")
 	p := &Pair{A: NewNetns(t), B: NewNetns(t),
 		V4A: "10.77.0.1", V4B: "10.77.0.2", V4BC: "10.77.0.255", V6A: "fd77::1", V6B: "fd77::2"}
