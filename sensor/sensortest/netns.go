@@ -35,6 +35,7 @@ const netnsPrefix = "cstest-"
 
 var (
 	netnsSeq   atomic.Int32
+	netnsMade  sync.Map // names this process made
 	staleOnce  sync.Once
 	staleNetns = regexp.MustCompile(`^` + netnsPrefix + `(\d+)-\d+$`)
 )
@@ -59,6 +60,7 @@ func NewNetns(t testing.TB) *Netns {
 	if out, err := run(10*time.Second, "ip", "netns", "add", n.Name); err != nil {
 		t.Fatalf("ip netns add %s: %v\n%s", n.Name, err, out)
 	}
+	netnsMade.Store(n.Name, true)
 	t.Cleanup(func() { n.close(t) })
 	var err error
 	if n.h, err = netns.GetFromName(n.Name); err != nil {
@@ -297,6 +299,7 @@ type Pair struct {
 // through the veth, and waits (bounded) until B reaches A.
 func NewPair(t testing.TB) *Pair {
 	t.Helper()
+	RequireEndToEnd(t)
 	RequireTools(t, "ping")
 	p := &Pair{A: NewNetns(t), B: NewNetns(t),
 		V4A: "10.77.0.1", V4B: "10.77.0.2", V4BC: "10.77.0.255", V6A: "fd77::1", V6B: "fd77::2"}
@@ -348,7 +351,7 @@ func removeStaleNetns(t testing.TB) {
 		return // none made yet
 	}
 	for _, e := range entries {
-		if !OwnerGone(e.Name()) {
+		if !ownerGone(e.Name()) {
 			continue
 		}
 		if out, err := run(10*time.Second, "ip", "netns", "pids", e.Name()); err == nil {
@@ -368,16 +371,21 @@ func removeStaleNetns(t testing.TB) {
 	}
 }
 
-// OwnerGone reports whether name is a namespace these helpers made for a process that no
-// longer runs.
-func OwnerGone(name string) bool {
+// ownerGone reports whether name is a namespace these helpers made for a process that no
+// longer runs: its pid is gone, or it is this process's pid (reused) and this process did not
+// make it.
+func ownerGone(name string) bool {
 	m := staleNetns.FindStringSubmatch(name)
 	if m == nil {
 		return false
 	}
 	pid, err := strconv.Atoi(m[1])
-	if err != nil || pid <= 0 || pid == os.Getpid() {
+	if err != nil || pid <= 0 {
 		return false
+	}
+	if pid == os.Getpid() {
+		_, ours := netnsMade.Load(name)
+		return !ours
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }

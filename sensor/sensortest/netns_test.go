@@ -149,18 +149,26 @@ func TestNetnsStaleRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sleeper.Process.Kill()
-	if OwnerGone(name) {
-		t.Fatalf("%s: owner %d still runs, yet OwnerGone says it is gone", name, cmd.Process.Pid)
+	if ownerGone(name) {
+		t.Fatalf("%s: owner %d still runs, yet ownerGone says it is gone", name, cmd.Process.Pid)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
 	if !exists(name) {
 		t.Fatalf("a killed run should leave %s behind (that is what this test is about)", name)
 	}
-	if !OwnerGone(name) {
-		t.Fatalf("%s: the owner is dead but OwnerGone says no", name)
+	if !ownerGone(name) {
+		t.Fatalf("%s: the owner is dead but ownerGone says no", name)
 	}
-	// Names the helpers must never touch: a live owner's (pid 1), another tool's.
+	// A leftover under this process's own pid (an earlier run's, the pid reused) is stale too;
+	// one this process made is not.
+	reused := fmt.Sprintf("%s%d-999999", netnsPrefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", reused).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v %s", reused, err, out)
+	}
+	defer exec.Command("ip", "netns", "del", reused).Run()
+	mine := NewNetns(t)
+	// Names the helpers must never touch: a live owner's (pid 1), another tool's, our own.
 	keep := []string{netnsPrefix + "1-1", "cstest-other"}
 	for _, k := range keep {
 		if exists(k) {
@@ -183,6 +191,10 @@ func TestNetnsStaleRemoved(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Error("the killed run's process in its namespace still runs")
 	}
+	if exists(reused) {
+		t.Errorf("%s, under this pid but not made by this process, is still there", reused)
+	}
+	keep = append(keep, mine.Name)
 	for _, k := range keep {
 		if !exists(k) {
 			t.Errorf("%s was removed: it is not a stale namespace of these helpers", k)
