@@ -7,12 +7,10 @@ package views_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -25,84 +23,13 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
-	"github.com/vishvananda/netns"
 )
 
-// requireRoot skips without root, or fails when CHAINS_REQUIRE_BPF=1 says privileged tests must run.
-func requireRoot(t *testing.T, tools ...string) {
-	t.Helper()
-	must := os.Getenv("CHAINS_REQUIRE_BPF") == "1"
-	miss := func(why string) {
-		if must {
-			t.Fatalf("%s (CHAINS_REQUIRE_BPF=1)", why)
-		}
-		t.Skip(why)
-	}
-	if os.Geteuid() != 0 {
-		miss("needs root for network namespaces")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			miss(tool + " not installed")
-		}
-	}
-}
+// e2eNet is the namespaces of a test: sensortest's Pair, servers on side A, clients (and the
+// capture) on side B.
+type e2eNet struct{ *sensortest.Pair }
 
-type netnsPair struct {
-	srv, cli string
-	srvIP    string
-	cliIf    string
-}
-
-func (n *netnsPair) inSrv(args ...string) []string {
-	return append([]string{"ip", "netns", "exec", n.srv}, args...)
-}
-
-func (n *netnsPair) inCli(args ...string) []string {
-	return append([]string{"ip", "netns", "exec", n.cli}, args...)
-}
-
-// setupNetns makes two namespaces joined by a veth pair: server 10.231.77.1, client .2.
-func setupNetns(t *testing.T) *netnsPair {
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	n := &netnsPair{srv: "csb-srv-" + id, cli: "csb-cli-" + id, srvIP: "10.231.77.1", cliIf: "csbc" + id}
-	run := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
-	}
-	t.Cleanup(func() {
-		exec.Command("ip", "netns", "del", n.srv).Run()
-		exec.Command("ip", "netns", "del", n.cli).Run()
-	})
-	run("ip", "netns", "add", n.srv)
-	run("ip", "netns", "add", n.cli)
-	run("ip", "link", "add", "csbs"+id, "netns", n.srv, "type", "veth", "peer", "name", n.cliIf, "netns", n.cli)
-	run("ip", "-n", n.srv, "addr", "add", n.srvIP+"/24", "dev", "csbs"+id)
-	run("ip", "-n", n.cli, "addr", "add", "10.231.77.2/24", "dev", n.cliIf)
-	for _, ns := range []string{n.srv, n.cli} {
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run("ip", "-n", n.srv, "link", "set", "csbs"+id, "up")
-	run("ip", "-n", n.cli, "link", "set", n.cliIf, "up")
-	return n
-}
-
-// background starts a command that the test stops at its end.
-func background(t *testing.T, stderr *syncBuf, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("%v: %v", args, err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
-}
+func (n *e2eNet) srvIP() string { return n.V4A }
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
@@ -119,7 +46,7 @@ const e2eLong = "x7q9zk2m4v8b1n6c3r5t0y7u2i4o9p1a8s3d5f7g"
 
 // e2eServers starts nginx (HTTP and HTTPS for e2e.test, self-signed) and dnsmasq in the server
 // namespace and waits until nginx answers the client.
-func e2eServers(t *testing.T, n *netnsPair) {
+func e2eServers(t *testing.T, n *e2eNet) {
 	dir := t.TempDir()
 	crt, key := filepath.Join(dir, "e2e.crt"), filepath.Join(dir, "e2e.key")
 	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=e2e.test",
@@ -132,32 +59,28 @@ events {}
 http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
   server { listen %[2]s:80; listen %[2]s:443 ssl; server_name e2e.test; ssl_certificate %[3]s; ssl_certificate_key %[4]s;
     location / { return 200 "hello\n"; } } }
-`, dir, n.srvIP, crt, key)), 0o600)
+`, dir, n.srvIP(), crt, key)), 0o600)
 	var nginxErr, dnsErr syncBuf
-	background(t, &nginxErr, n.inSrv("nginx", "-c", conf)...)
-	background(t, &dnsErr, n.inSrv("dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
-		"--listen-address="+n.srvIP, "--address=/e2e.test/"+n.srvIP, "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--user=root")...)
+	n.A.Start(t, nil, &nginxErr, "nginx", "-c", conf)
+	n.A.Start(t, nil, &dnsErr, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+		"--listen-address="+n.srvIP(), "--address=/e2e.test/"+n.srvIP(), "--pid-file="+filepath.Join(dir, "dnsmasq.pid"), "--user=root")
 	waitFor(t, "nginx", func() bool {
-		args := n.inCli("curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://"+n.srvIP+"/")
-		return exec.Command(args[0], args[1:]...).Run() == nil
+		_, err := n.B.Run(t, 2*time.Second, "curl", "-s", "-o", "/dev/null", "--max-time", "1", "http://"+n.srvIP()+"/")
+		return err == nil
 	})
 }
 
 // e2eTraffic makes the client ask: a long high-entropy TXT query, an HTTP GET with an encoded
 // path and query, an HTTPS GET with SNI e2e.test.
-func e2eTraffic(t *testing.T, n *netnsPair) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+func e2eTraffic(t *testing.T, n *e2eNet) {
 	for _, args := range [][]string{
-		n.inCli("dig", "+tries=1", "+time=2", "@"+n.srvIP, e2eLong+".e2e.test", "TXT"),
-		n.inCli("curl", "-s", "-o", "/dev/null", "--max-time", "5", "-A", "e2e-agent/1.0", "-H", "Host: e2e.test",
-			"http://"+n.srvIP+"/path%20with?q=%3Cscript%3E"),
-		n.inCli("curl", "-s", "-k", "-o", "/dev/null", "--max-time", "5", "--http1.1", "--resolve", "e2e.test:443:"+n.srvIP,
-			"https://e2e.test/secure"),
+		{"dig", "+tries=1", "+time=2", "@" + n.srvIP(), e2eLong + ".e2e.test", "TXT"},
+		{"curl", "-s", "-o", "/dev/null", "--max-time", "5", "-A", "e2e-agent/1.0", "-H", "Host: e2e.test",
+			"http://" + n.srvIP() + "/path%20with?q=%3Cscript%3E"},
+		{"curl", "-s", "-k", "-o", "/dev/null", "--max-time", "5", "--http1.1", "--resolve", "e2e.test:443:" + n.srvIP(),
+			"https://e2e.test/secure"},
 	} {
-		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, out)
-		}
+		n.B.MustRun(t, args[0], args[1:]...)
 	}
 }
 
@@ -190,20 +113,18 @@ func e2eCheck(t *testing.T, url, weird string, full bool) {
 // TestE2EURLWatchAndWeirdDNS: the traffic captured by tcpdump on the client's side and read
 // through the sensor's read path.
 func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end to end: not under -short")
-	}
-	requireRoot(t, "ip", "nginx", "dnsmasq", "curl", "dig", "tcpdump", "openssl")
-	n := setupNetns(t)
+	sensortest.RequireEndToEnd(t)
+	sensortest.RequireTools(t, "ip", "nginx", "dnsmasq", "curl", "dig", "tcpdump", "openssl")
+	n := &e2eNet{sensortest.NewPair(t)}
 	e2eServers(t, n)
 	var dumpErr syncBuf
 	pcap := filepath.Join(t.TempDir(), "e2e.pcap")
-	dump := background(t, &dumpErr, n.inCli("tcpdump", "--immediate-mode", "-Z", "root", "-i", n.cliIf, "-U", "-s", "0", "-w", pcap)...)
+	dump := n.B.Start(t, nil, &dumpErr, "tcpdump", "--immediate-mode", "-Z", "root", "-i", n.IfB, "-U", "-s", "0", "-w", pcap)
 	waitFor(t, "tcpdump", func() bool { return strings.Contains(dumpErr.String(), "listening on") })
 	e2eTraffic(t, n)
 	time.Sleep(300 * time.Millisecond)
 	dump.Process.Signal(os.Interrupt)
-	dump.Wait()
+	dump.WaitFor(10 * time.Second)
 
 	pkts := stagestest.ReadPackets(t, pcap)
 	if len(pkts) < 10 {
@@ -225,12 +146,9 @@ func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
 // TestE2ELiveViews: the same traffic watched live: the sensor attached to the client's veth
 // (XDP ingress, TC egress), its ring buffer read into the urlwatch and weird-dns views.
 func TestE2ELiveViews(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end to end: not under -short")
-	}
-	requireRoot(t, "ip", "nginx", "dnsmasq", "curl", "dig", "openssl")
-	sensortest.RequireBPF(t)
-	n := setupNetns(t)
+	sensortest.RequireEndToEnd(t)
+	sensortest.RequireTools(t, "ip", "nginx", "dnsmasq", "curl", "dig", "openssl")
+	n := &e2eNet{sensortest.NewPair(t)}
 	e2eServers(t, n)
 
 	objs, err := sensor.Load(sensor.Config{})
@@ -243,7 +161,14 @@ func TestE2ELiveViews(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rd.Close()
-	att := attachIn(t, n.cli, objs, n.cliIf)
+	var att *sensor.Attached
+	if err := n.B.Do(func() (err error) {
+		att, err = sensor.Attach(objs.XDP, objs.TC, []string{n.IfB}, sensor.AttachOptions{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { att.Close() })
 	boot, err := sensor.BootTime()
 	if err != nil {
 		t.Fatal(err)
@@ -277,32 +202,6 @@ func TestE2ELiveViews(t *testing.T) {
 	// The client's ClientHello leaves through tc_sensor: its payload must arrive whole,
 	// past the skb's pulled linear part, for the JA4 fingerprint to be there.
 	e2eCheck(t, url.String(), weird.String(), true)
-}
-
-// attachIn attaches the sensor to iface inside network namespace ns.
-func attachIn(t *testing.T, ns string, objs *sensor.Objects, iface string) *sensor.Attached {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		t.Fatal(err)
-	}
-	defer netns.Set(orig)
-	att, err := sensor.Attach(objs.XDP, objs.TC, []string{iface}, sensor.AttachOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { att.Close() })
-	return att
 }
 
 // syncBuf collects a command's stderr while the test reads it.
