@@ -53,11 +53,11 @@ func TestCommunityIDBaseline(t *testing.T) {
 		if c.proto == stages.ProtoICMP || c.proto == stages.ProtoICMPv6 {
 			_, _, oneWay = ICMPPorts(c.proto == stages.ProtoICMPv6, uint8(c.sport), uint8(c.dport))
 		}
-		got := CommunityID(0, mustAddr(t, c.saddr), mustAddr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)
+		got := CommunityID(0, stagestest.Addr(t, c.saddr), stagestest.Addr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)
 		if got != c.want {
 			t.Errorf("%d %s:%d -> %s:%d: %s, want %s", c.proto, c.saddr, c.sport, c.daddr, c.dport, got, c.want)
 		}
-		if app := string(AppendCommunityID([]byte("x"), 0, mustAddr(t, c.saddr), mustAddr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)); app != "x"+c.want {
+		if app := string(AppendCommunityID([]byte("x"), 0, stagestest.Addr(t, c.saddr), stagestest.Addr(t, c.daddr), c.sport, c.dport, c.proto, oneWay)); app != "x"+c.want {
 			t.Errorf("AppendCommunityID %s, want %s", app, c.want)
 		}
 	}
@@ -67,8 +67,8 @@ func TestCommunityIDBaseline(t *testing.T) {
 // Community ID is the baseline's.
 func TestFlowCommunityIDFromPackets(t *testing.T) {
 	ft := New(Config{})
-	req := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: mustAddr(t, "192.168.0.89"), Dst: mustAddr(t, "192.168.0.1"), ICMPType: 8}
-	rep := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: mustAddr(t, "192.168.0.1"), Dst: mustAddr(t, "192.168.0.89"), ICMPType: 0}
+	req := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: stagestest.Addr(t, "192.168.0.89"), Dst: stagestest.Addr(t, "192.168.0.1"), ICMPType: 8}
+	rep := &stages.Packet{IPVersion: 4, Proto: stages.ProtoICMP, Src: stagestest.Addr(t, "192.168.0.1"), Dst: stagestest.Addr(t, "192.168.0.89"), ICMPType: 0}
 	ft.Process(req)
 	ft.Process(rep)
 	if req.Flow != rep.Flow || !rep.FlowReply || req.FlowReply {
@@ -192,7 +192,7 @@ func TestFlowTimeouts(t *testing.T) {
 		}})
 	t0 := time.Unix(1700000000, 0)
 	udp := func(sport uint16, at time.Duration) *stages.Packet {
-		return &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoUDP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+		return &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoUDP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"),
 			SrcPort: sport, DstPort: 9999, WireLen: 100}
 	}
 	ft.Process(udp(41000, 0))
@@ -201,7 +201,7 @@ func TestFlowTimeouts(t *testing.T) {
 		ft.Process(udp(42000, time.Duration(i)*59*time.Second))
 	}
 	tcp := func(fl uint8, reply bool, at time.Duration) *stages.Packet {
-		p := &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.3"),
+		p := &stages.Packet{Time: t0.Add(at), IPVersion: 4, Proto: stages.ProtoTCP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.3"),
 			SrcPort: 4000, DstPort: 80, TCPFlags: fl}
 		if reply {
 			p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
@@ -231,7 +231,7 @@ func TestFlowTableMillion(t *testing.T) {
 	const total, capacity = 1_000_000, 65536
 	var ended uint64
 	ft := New(Config{MaxFlows: capacity, OnEnd: func(*stages.Flow) { ended++ }})
-	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, TCPFlags: stages.TCPSyn, DstPort: 443, Dst: mustAddr(t, "192.0.2.1"), WireLen: 60}
+	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, TCPFlags: stages.TCPSyn, DstPort: 443, Dst: stagestest.Addr(t, "192.0.2.1"), WireLen: 60}
 	t0 := time.Unix(1700000000, 0)
 	feed := func(i int) {
 		p.Src = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
@@ -282,13 +282,4 @@ func filepathGlob(t testing.TB, pattern string) ([]string, error) {
 		m[i] = filepath.Base(m[i])
 	}
 	return m, err
-}
-
-func mustAddr(t testing.TB, s string) netip.Addr {
-	t.Helper()
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }

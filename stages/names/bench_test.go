@@ -32,7 +32,7 @@ func BenchmarkChainCachedDNS(b *testing.B) {
 // BenchmarkChainDeadDNS: domains, reverse DNS against a server that never answers, net_watch
 // out: the steady-state cost once the lookups have been given up (compare BenchmarkChainNoDNS).
 func BenchmarkChainDeadDNS(b *testing.B) {
-	addr := silentServer(&testing.T{})
+	addr := stagestest.SilentDNS(&testing.T{})
 	r, err := NewResolver(ResolverConfig{Servers: []string{addr}, HostsFile: "-", Wait: 50 * time.Millisecond})
 	if err != nil {
 		b.Fatal(err)

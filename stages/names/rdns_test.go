@@ -15,6 +15,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/miekg/dns"
 )
@@ -94,25 +95,6 @@ func (s *ptrServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 		m.Answer = []dns.RR{&dns.PTR{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: ttl}, Ptr: name}}
 	}
 	w.WriteMsg(m)
-}
-
-// silentServer is a UDP socket that reads queries and never answers.
-func silentServer(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().String()
 }
 
 type pkt struct{ src, dst string }
@@ -294,7 +276,7 @@ func TestRDNSNXDomain(t *testing.T) {
 }
 
 func TestRDNSServerNeverAnswers(t *testing.T) {
-	addr := silentServer(t)
+	addr := stagestest.SilentDNS(t)
 	var list []pkt
 	for i := range 2000 {
 		list = append(list, pkt{"10.0.0.1", fmt.Sprintf("8.8.%d.%d", i%20, i%7)})
@@ -415,7 +397,7 @@ func TestRDNSManyAddressesBounded(t *testing.T) {
 // TestRDNSLive checks that in live mode a lone packet is released by the timer, without a
 // following packet to push it out.
 func TestRDNSLive(t *testing.T) {
-	addr := silentServer(t)
+	addr := stagestest.SilentDNS(t)
 	cfg := ResolverConfig{Servers: []string{addr}, Wait: 80 * time.Millisecond, HostsFile: "-", Live: true}
 	r, err := NewResolver(cfg)
 	if err != nil {

@@ -3,7 +3,6 @@ package names
 import (
 	"fmt"
 	"iter"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -12,15 +11,6 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 )
-
-func mustAddr(t testing.TB, s string) netip.Addr {
-	t.Helper()
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
 
 // decodeDNS is a source of a capture's packets with their DNS messages decoded.
 func decodeDNS(t testing.TB, pcap string) iter.Seq[*stages.Packet] {
@@ -40,7 +30,7 @@ func TestWireNames(t *testing.T) {
 		"2001:4f8:4:7:2e0:81ff:fe52:9a6b": "www.netbsd.org",
 		"216.239.37.26":                   "google.com", // frame 4: an MX answer's additional A: not named
 	} {
-		a := mustAddr(t, addr)
+		a := stagestest.Addr(t, addr)
 		got, ok := names.Lookup(a, time.Time{})
 		if addr == "216.239.37.26" {
 			if ok {
@@ -61,21 +51,21 @@ func TestWireNamesCNAME(t *testing.T) {
 		Questions: []stages.DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
 		Answers: []stages.DNSRecord{
 			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},
-			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7", Addr: mustAddr(t, "192.0.2.7")},
-			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8", Addr: mustAddr(t, "192.0.2.8")},
+			{Name: "EDGE.cdn.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.7", Addr: stagestest.Addr(t, "192.0.2.7")},
+			{Name: "other.net", Type: 1, Class: 1, TTL: 30, Data: "192.0.2.8", Addr: stagestest.Addr(t, "192.0.2.8")},
 		}}
 	w.Learn(info, now)
-	if n, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now); !ok || n != "www.example.com" {
+	if n, ok := w.Lookup(stagestest.Addr(t, "192.0.2.7"), now); !ok || n != "www.example.com" {
 		t.Errorf("via CNAME: %q %v", n, ok)
 	}
-	if n, ok := w.Lookup(mustAddr(t, "192.0.2.8"), now); !ok || n != "other.net" {
+	if n, ok := w.Lookup(stagestest.Addr(t, "192.0.2.8"), now); !ok || n != "other.net" {
 		t.Errorf("unrelated owner: %q %v", n, ok)
 	}
-	if _, ok := w.Lookup(mustAddr(t, "192.0.2.7"), now.Add(2*time.Minute)); ok {
+	if _, ok := w.Lookup(stagestest.Addr(t, "192.0.2.7"), now.Add(2*time.Minute)); ok {
 		t.Error("name outlived max(TTL, minTTL)")
 	}
 	for i := 0; i < 10; i++ {
-		w.Add(mustAddr(t, fmt.Sprintf("198.51.100.%d", i)), "x", time.Hour, now)
+		w.Add(stagestest.Addr(t, fmt.Sprintf("198.51.100.%d", i)), "x", time.Hour, now)
 	}
 	if w.Len() != 4 {
 		t.Errorf("bounded table holds %d, want 4", w.Len())
@@ -93,7 +83,7 @@ func TestWireNamesCNAME(t *testing.T) {
 // connection to 31.13.93.3 is named api.facebook.com, the name the client asked for.
 func TestNamer(t *testing.T) {
 	names := NewWire(0, 0)
-	fb := mustAddr(t, "31.13.93.3")
+	fb := stagestest.Addr(t, "31.13.93.3")
 	named, unnamed := 0, 0
 	for p := range stages.Chain(names.Namer(nil), names.Learner())(decodeDNS(t, "chains/https.pcap")) {
 		if p.Dst != fb && p.Src != fb {

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -207,38 +206,11 @@ func checkDNSRow(t *testing.T, num uint64, r []string, d *stages.DNSInfo, multic
 	}
 }
 
-// splitSegment returns copies of a capture's packets before frame num, and frame num's TCP
-// payload cut into segments of at most size bytes.
-func splitSegment(t *testing.T, pcap string, num uint64, size int) (before, segs []*stages.Packet) {
-	t.Helper()
-	var whole *stages.Packet
-	for p := range stagestest.Capture(t, stagestest.PcapPath(t, pcap), stagestest.FullSnap) {
-		c := *p
-		c.Payload = slices.Clone(p.Payload)
-		if c.Num < num {
-			before = append(before, &c)
-		} else if c.Num == num {
-			whole = &c
-		}
-	}
-	if whole == nil || len(whole.Payload) <= size {
-		t.Fatalf("frame %d: nothing to split", num)
-	}
-	for off := 0; off < len(whole.Payload); off += size {
-		s := *whole
-		s.Payload = whole.Payload[off:min(off+size, len(whole.Payload))]
-		s.PayloadLen = uint16(len(s.Payload))
-		s.Seq = whole.Seq + uint32(off)
-		segs = append(segs, &s)
-	}
-	return before, segs
-}
-
 // TestDNSOverTCPAcrossSegments: dns_tcp.pcap's response (frame 6; tshark: 2 answers, A
 // 192.139.46.66 and 198.199.88.104 among the records) cut into 40-byte segments delivered out of
 // order decodes whole, once, on the segment that completes it, matched to its query.
 func TestDNSOverTCPAcrossSegments(t *testing.T) {
-	before, segs := splitSegment(t, "protocols/dns_tcp.pcap", 6, 40)
+	before, segs := stagestest.Split(t, "protocols/dns_tcp.pcap", 6, 40)
 	tr := NewDNSTracker(DNSConfig{})
 	ft := flows.New(flows.Config{Handlers: []flows.Handler{tr}})
 	for _, p := range before {

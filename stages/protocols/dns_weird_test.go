@@ -1,7 +1,6 @@
 package protocols
 
 import (
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,16 +9,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 )
-
-func mustAddr(t testing.TB, s string) netip.Addr {
-	t.Helper()
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
 
 // dnsPacket builds a UDP packet carrying m, from src:sport to dst:dport at time at.
 func dnsPacket(t testing.TB, m *dns.Msg, src, dst string, sport, dport uint16, at time.Time) *stages.Packet {
@@ -28,7 +19,7 @@ func dnsPacket(t testing.TB, m *dns.Msg, src, dst string, sport, dport uint16, a
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &stages.Packet{Time: at, IPVersion: 4, Src: mustAddr(t, src), Dst: mustAddr(t, dst), Proto: stages.ProtoUDP,
+	return &stages.Packet{Time: at, IPVersion: 4, Src: stagestest.Addr(t, src), Dst: stagestest.Addr(t, dst), Proto: stages.ProtoUDP,
 		SrcPort: sport, DstPort: dport, Payload: b, PayloadLen: uint16(len(b))}
 }
 
@@ -210,7 +201,7 @@ func TestEDNSExtendedRcode(t *testing.T) {
 	msg := []byte{0x12, 0x34, 0x81, 0x80, 0, 1, 0, 0, 0, 0, 0, 1} // id, QR RD RA rcode 0, 1 question, 1 additional
 	msg = append(msg, 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1)
 	msg = append(msg, 0, 0, 41, 0x10, 0, 1, 0, 0, 0, 0, 0) // root, OPT, UDP 4096, ext rcode 1, version 0, flags 0, no data
-	p := &stages.Packet{Time: time.Unix(1700000000, 0), IPVersion: 4, Src: mustAddr(t, "10.0.0.53"), Dst: mustAddr(t, "10.0.0.1"),
+	p := &stages.Packet{Time: time.Unix(1700000000, 0), IPVersion: 4, Src: stagestest.Addr(t, "10.0.0.53"), Dst: stagestest.Addr(t, "10.0.0.1"),
 		Proto: stages.ProtoUDP, SrcPort: 53, DstPort: 40000, Payload: msg, PayloadLen: uint16(len(msg))}
 	NewDNSTracker(DNSConfig{}).Packet(p)
 	if p.DNS == nil || p.DNS.Err != "" {

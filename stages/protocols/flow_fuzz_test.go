@@ -44,7 +44,7 @@ func FuzzDNS(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, proto := range []uint8{stages.ProtoUDP, stages.ProtoTCP} {
 			for _, resp := range []bool{false, true} {
-				p := &stages.Packet{Time: at, IPVersion: 4, Proto: proto, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.53"),
+				p := &stages.Packet{Time: at, IPVersion: 4, Proto: proto, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.53"),
 					SrcPort: 40000, DstPort: PortDNS, Payload: b, PayloadLen: uint16(min(len(b), 65535))}
 				if resp {
 					p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
@@ -157,7 +157,7 @@ func FuzzFlow(f *testing.F) {
 			b = b[8:]
 			plen = min(plen, len(b))
 			p := &stages.Packet{Time: at.Add(time.Duration(n) * time.Duration(dir&0x30) * time.Millisecond), IPVersion: 4, Proto: stages.ProtoTCP,
-				Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"), SrcPort: 40000 + uint16(dir>>6), DstPort: 443 - 390*uint16(dir>>3&1),
+				Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"), SrcPort: 40000 + uint16(dir>>6), DstPort: 443 - 390*uint16(dir>>3&1),
 				TCPFlags: flags, Seq: 1000 + uint32(off), Payload: b[:plen], PayloadLen: max(declared, uint16(plen))}
 			if dir&1 == 1 {
 				p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
@@ -182,7 +182,7 @@ func FuzzFlow(f *testing.F) {
 func TestAppFastPathNoAlloc(t *testing.T) {
 	dt := NewDNSTracker(DNSConfig{})
 	ft := flows.New(flows.Config{Handlers: []flows.Handler{dt, HTTPHandler{}, &TLSHandler{}}})
-	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "192.0.2.9"),
+	p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "192.0.2.9"),
 		SrcPort: 50000, DstPort: 22, TCPFlags: stages.TCPAck, Seq: 1, WireLen: 1500, PayloadLen: 1448,
 		Payload: []byte("SSH-2.0-OpenSSH_9.6 some more bytes of an ssh stream, not decoded by anyone")[:64]}
 	at := time.Unix(1700000000, 0)
@@ -196,7 +196,7 @@ func TestAppFastPathNoAlloc(t *testing.T) {
 	if n := testing.AllocsPerRun(10000, run); n != 0 {
 		t.Errorf("%.2f allocations per packet", n)
 	}
-	u := &stages.Packet{IPVersion: 6, Proto: stages.ProtoUDP, Src: mustAddr(t, "2001:db8::1"), Dst: mustAddr(t, "2001:db8::2"),
+	u := &stages.Packet{IPVersion: 6, Proto: stages.ProtoUDP, Src: stagestest.Addr(t, "2001:db8::1"), Dst: stagestest.Addr(t, "2001:db8::2"),
 		SrcPort: 40000, DstPort: 443, WireLen: 1300, PayloadLen: 1250, Payload: make([]byte, 64)}
 	if n := testing.AllocsPerRun(10000, func() { ft.Process(u) }); n != 0 {
 		t.Errorf("QUIC-like UDP: %.2f allocations per packet", n)

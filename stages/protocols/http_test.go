@@ -81,7 +81,7 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 	ft := flows.New(flows.Config{Handlers: []flows.Handler{HTTPHandler{}}})
 	var reported []*stages.HTTPInfo
 	mk := func(flags uint8, seq uint32, payload string, reply bool) *stages.Packet {
-		p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+		p := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"),
 			SrcPort: 40000, DstPort: 8080, TCPFlags: flags, Seq: seq, Payload: []byte(payload), PayloadLen: uint16(len(payload))}
 		if reply {
 			p.Src, p.Dst, p.SrcPort, p.DstPort = p.Dst, p.Src, p.DstPort, p.SrcPort
@@ -114,7 +114,7 @@ func TestHTTPMultiSegmentHead(t *testing.T) {
 func TestHTTPInSYN(t *testing.T) {
 	ft := flows.New(flows.Config{Handlers: []flows.Handler{HTTPHandler{}}})
 	req := "GET /tfo HTTP/1.1\r\nHost: tfo.example\r\n\r\n"
-	syn := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: mustAddr(t, "10.0.0.1"), Dst: mustAddr(t, "10.0.0.2"),
+	syn := &stages.Packet{IPVersion: 4, Proto: stages.ProtoTCP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"),
 		SrcPort: 40001, DstPort: 80, TCPFlags: stages.TCPSyn, Seq: 7000, Payload: []byte(req), PayloadLen: uint16(len(req))}
 	ft.Process(syn)
 	// Segments 1: read from the reassembly, whose first byte is one past the SYN's (a stream

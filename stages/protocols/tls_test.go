@@ -307,33 +307,6 @@ func TestJA4SpecExample(t *testing.T) {
 	}
 }
 
-// tlsFlowPackets returns the handshake and the ClientHello of the kyber capture (the 1,747-byte
-// hello, in one 1,756-byte segment there) split into segments of at most size bytes.
-func splitHello(t *testing.T, size int) (setup []*stages.Packet, segs []*stages.Packet) {
-	var hello *stages.Packet
-	for p := range stagestest.Capture(t, stagestest.PcapPath(t, "protocols/tls13_large_clienthello_kyber.pcap"), stagestest.FullSnap) {
-		c := *p
-		c.Payload = slices.Clone(p.Payload)
-		if c.Num <= 3 {
-			setup = append(setup, &c)
-		}
-		if c.Num == 4 {
-			hello = &c
-		}
-	}
-	if hello == nil || len(hello.Payload) < 1700 {
-		t.Fatal("no ClientHello in frame 4")
-	}
-	for off := 0; off < len(hello.Payload); off += size {
-		s := *hello
-		s.Payload = hello.Payload[off:min(off+size, len(hello.Payload))]
-		s.PayloadLen = uint16(len(s.Payload))
-		s.Seq = hello.Seq + uint32(off)
-		segs = append(segs, &s)
-	}
-	return setup, segs
-}
-
 // TestTLSClientHelloAcrossSegments: the kyber ClientHello cut into 500-byte segments and
 // delivered out of order gives the same SNI and JA4 as in one piece, on the last segment.
 func TestTLSClientHelloAcrossSegments(t *testing.T) {
@@ -341,7 +314,7 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 	if whole == nil || whole.SNI != "lh3.google.com" {
 		t.Fatalf("whole hello: %+v", whole)
 	}
-	setup, segs := splitHello(t, 500)
+	setup, segs := stagestest.Split(t, "protocols/tls13_large_clienthello_kyber.pcap", 4, 500)
 	if len(segs) != 4 {
 		t.Fatalf("%d segments", len(segs))
 	}
@@ -373,7 +346,7 @@ func TestTLSClientHelloAcrossSegments(t *testing.T) {
 // only its first 64 bytes. The hello is then reported Partial, with what precedes the hole,
 // and no JA4 (which needs every extension).
 func TestTLSClientHelloCutShort(t *testing.T) {
-	setup, segs := splitHello(t, 1200)
+	setup, segs := stagestest.Split(t, "protocols/tls13_large_clienthello_kyber.pcap", 4, 1200)
 	ft := flows.New(flows.Config{Handlers: []flows.Handler{&TLSHandler{}}})
 	for _, p := range setup {
 		ft.Process(p)

@@ -3,7 +3,6 @@ package views
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -47,24 +46,6 @@ func splitResponse(t *testing.T, size int) []stages.Packet {
 	return append(out, to)
 }
 
-// deadDNS is a UDP socket on loopback that reads queries and never answers.
-func deadDNS(t *testing.T) string {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			if _, _, err := pc.ReadFrom(buf); err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().String()
-}
-
 // TestDNSDecodedOnce: dns_tcp.pcap's response cut into 40-byte segments is decoded exactly
 // once, whole, as tshark decodes it (testdata/tshark/dns_dns_tcp_pcap.tsv, frame 6: id 0x4319,
 // 2 answers, the A and AAAA records and TTLs below), under every view and every --names mode
@@ -85,7 +66,7 @@ func TestDNSDecodedOnce(t *testing.T) {
 	if row == nil {
 		t.Fatal("tshark decodes no frame 6")
 	}
-	dead := deadDNS(t)
+	dead := stagestest.SilentDNS(t)
 	type mode struct {
 		name  string
 		noDNS bool

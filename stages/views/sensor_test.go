@@ -104,17 +104,7 @@ func shift(a netip.Addr, rep int) netip.Addr {
 // shared captures (a DNS-, TLS- and HTTP-heavy mix: every stage works on most packets).
 // Reports packets/s on one core.
 func BenchmarkAppChain(b *testing.B) {
-	pkts := benchPackets(b, 300_000)
-	b.ReportAllocs()
-	b.ResetTimer()
-	start, cpu := time.Now(), stagestest.CPUTime()
-	for i := 0; i < b.N; i++ {
-		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
-		st = stages.Chain(st, names.NewWire(0, 0).Learner())
-		for range st(stagestest.Replay(pkts)) {
-		}
-	}
-	stagestest.ReportRate(b, len(pkts), time.Since(start), stagestest.CPUTime()-cpu)
+	benchApp(b, benchPackets(b, 300_000))
 }
 
 // benchMixPackets builds n packets of a more usual link: 85% TCP data segments of 2,000
@@ -179,7 +169,11 @@ func benchMixPackets(b *testing.B, n int) []stages.Packet {
 
 // BenchmarkAppChainMix: the application stages over 300,000 packets of benchMixPackets' mix.
 func BenchmarkAppChainMix(b *testing.B) {
-	pkts := benchMixPackets(b, 300_000)
+	benchApp(b, benchMixPackets(b, 300_000))
+}
+
+// benchApp runs pkts through the application stages (and the wire-names learner) b.N times.
+func benchApp(b *testing.B, pkts []stages.Packet) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -380,4 +381,62 @@ func BenchChain(b *testing.B, st stages.Stage, sink Sink) {
 	b.StopTimer()
 	sink.Close()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mpps")
+}
+
+// Addr parses an address or fails t.
+func Addr(t testing.TB, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Split returns copies of a capture's packets before frame num (whole payloads), and frame
+// num's TCP payload cut into segments of at most size bytes, in order, with their sequence
+// numbers.
+func Split(t testing.TB, pcap string, num uint64, size int) (before, segs []*stages.Packet) {
+	t.Helper()
+	var whole *stages.Packet
+	for p := range Capture(t, PcapPath(t, pcap), FullSnap) {
+		c := *p
+		c.Payload = slices.Clone(p.Payload)
+		if c.Num < num {
+			before = append(before, &c)
+		} else if c.Num == num {
+			whole = &c
+		}
+	}
+	if whole == nil || len(whole.Payload) <= size {
+		t.Fatalf("%s frame %d: nothing to split", pcap, num)
+	}
+	for off := 0; off < len(whole.Payload); off += size {
+		s := *whole
+		s.Payload = whole.Payload[off:min(off+size, len(whole.Payload))]
+		s.PayloadLen = uint16(len(s.Payload))
+		s.Seq = whole.Seq + uint32(off)
+		segs = append(segs, &s)
+	}
+	return before, segs
+}
+
+// SilentDNS is a UDP socket on loopback that reads DNS queries and never answers, for the
+// life of t; it returns its address.
+func SilentDNS(t testing.TB) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { pc.Close() })
+	return pc.LocalAddr().String()
 }
