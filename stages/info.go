@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// What the application decoders (package protocols) put into Packet.DNS, HTTP and TLS. Names
+// What the application decoders (package protocols) put into a packet's DNS, HTTP, TLS. Names
 // and text are as the network sent them (DNS names as DNS presents them); the sinks escape
 // them for display.
 

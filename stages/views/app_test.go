@@ -220,7 +220,7 @@ func TestFlowsViewEarlyStop(t *testing.T) {
 // protocols/gre_icmp.pcap's GRE flow (IP protocol 47, "gre" in tshark's frame.protocols, GRE
 // in IANA's registry), read as the sensor reads it, is "FLOW GRE", not "IP47".
 func TestOneProtocolNamer(t *testing.T) {
-	pkts := stagestest.ReadPackets(t, stagestest.PcapPath(t, "protocols/gre_icmp.pcap"))
+	pkts := readPackets(t, stagestest.PcapPath(t, "protocols/gre_icmp.pcap"))
 	for view, want := range map[string]string{"flows": " - FLOW GRE 172.27.1.66 --> 66.59.109.137 end=", "net_watch": " - GRE IP 172.27.1.66(internal) --> "} {
 		var buf bytes.Buffer
 		b, err := Build(&Config{NoDNS: true, UTC: true, View: view}, sinks.NewOutput(&buf, false))

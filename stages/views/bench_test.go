@@ -1,4 +1,4 @@
-package views_test
+package views
 
 import (
 	"io"
@@ -12,7 +12,6 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
-	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // BenchmarkFullChain: the whole chain of a view with -n (domains and classes, then flows, DNS
@@ -30,18 +29,18 @@ func BenchmarkFullChain(b *testing.B) {
 				var sink sinks.Sink
 				if view == "net_watch+app" {
 					wire := names.NewWire(0, 0)
-					app := views.AppStage(flows.Config{}, protocols.DNSConfig{})
+					app := AppStage(flows.Config{}, protocols.DNSConfig{})
 					st = stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
 					sink = sinks.NewNetWatch(out, sinks.Options{UTC: true})
 				} else {
-					built, err := views.Build(&views.Config{NoDNS: true, View: view, UTC: true}, out)
+					built, err := Build(&Config{NoDNS: true, View: view, UTC: true}, out)
 					if err != nil {
 						b.Fatal(err)
 					}
 					st, sink = built.Stage, built.Sink
 				}
 				start, c0 := time.Now(), stagestest.CPUTime()
-				if _, err := (&views.Pipeline{Stage: st, Sink: sink}).Run(stagestest.Replay(pkts)); err != nil {
+				if _, err := (&Pipeline{Stage: st, Sink: sink}).Run(stagestest.Replay(pkts)); err != nil {
 					b.Fatal(err)
 				}
 				sink.Close()

@@ -1,4 +1,4 @@
-package views_test
+package views
 
 // End to end on real traffic: in network namespaces of its own, the test runs nginx (HTTP and
 // HTTPS) and dnsmasq, makes curl and dig talk to them, captures the client side with tcpdump,
@@ -22,7 +22,6 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
-	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // e2eNet is the namespaces of a test: sensortest's Pair, servers on side A, clients (and the
@@ -126,13 +125,13 @@ func TestE2EURLWatchAndWeirdDNS(t *testing.T) {
 	dump.Process.Signal(os.Interrupt)
 	dump.WaitFor(10 * time.Second)
 
-	pkts := stagestest.ReadPackets(t, pcap)
+	pkts := readPackets(t, pcap)
 	if len(pkts) < 10 {
 		t.Fatalf("captured %d packets; tcpdump: %s", len(pkts), dumpErr.String())
 	}
 	view := func(name string) string {
 		var out bytes.Buffer
-		chain, _ := views.Build(&views.Config{View: name, NoDNS: true, UTC: true}, sinks.NewOutput(&out, false))
+		chain, _ := Build(&Config{View: name, NoDNS: true, UTC: true}, sinks.NewOutput(&out, false))
 		st, sink := chain.Stage, chain.Sink
 		for p := range st(stagestest.Replay(pkts)) {
 			sink.Write(p)
@@ -176,7 +175,7 @@ func TestE2ELiveViews(t *testing.T) {
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, nil)
 
 	var url, weird bytes.Buffer
-	st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
+	st := AppStage(flows.Config{}, protocols.DNSConfig{})
 	urlSink := sinks.NewURLWatch(sinks.NewOutput(&url, false), sinks.Options{UTC: true})
 	weirdSink := sinks.NewWeirdDNS(sinks.NewOutput(&weird, false), sinks.Options{UTC: true})
 	done := make(chan struct{})

@@ -49,7 +49,7 @@ func jsonLines(t *testing.T, file string) []map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Run(stagestest.Replay(stagestest.ReadPackets(t, file))); err != nil {
+	if _, err := b.Run(stagestest.Replay(readPackets(t, file))); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()

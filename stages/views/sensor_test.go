@@ -1,4 +1,4 @@
-package views_test
+package views
 
 // The application stages on packets made by the sensor's own read path (capture reader, Go
 // twin parser, decoder), with the kernel's payload policy, as `chains-sensor read` makes them.
@@ -17,7 +17,6 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/internal/stagestest"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
-	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // TestAppOnSensorPackets runs every test capture, damaged ones included, through the
@@ -38,8 +37,8 @@ func TestAppOnSensorPackets(t *testing.T) {
 		}
 	}
 	for _, path := range sensortest.PcapFiles(t) {
-		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
-		for p := range st(stagestest.Replay(stagestest.ReadPackets(t, path))) {
+		st := AppStage(flows.Config{}, protocols.DNSConfig{})
+		for p := range st(stagestest.Replay(readPackets(t, path))) {
 			if p.TLS != nil && p.TLS.Hello == stages.TLSClientHello {
 				if _, ok := wantSNI[p.TLS.SNI]; ok {
 					wantSNI[p.TLS.SNI] = true
@@ -66,7 +65,7 @@ func benchPackets(b *testing.B, n int) []stages.Packet {
 		if strings.Contains(path, "malformed") {
 			continue
 		}
-		base = append(base, stagestest.ReadPackets(b, path)...)
+		base = append(base, readPackets(b, path)...)
 	}
 	if len(base) == 0 {
 		b.Skip("no captures")
@@ -117,7 +116,7 @@ func benchMixPackets(b *testing.B, n int) []stages.Packet {
 		if strings.Contains(path, "malformed") {
 			continue
 		}
-		for _, p := range stagestest.ReadPackets(b, path) {
+		for _, p := range readPackets(b, path) {
 			switch {
 			case protocols.IsDNSPort(p.SrcPort) || protocols.IsDNSPort(p.DstPort):
 				dns = append(dns, p)
@@ -178,7 +177,7 @@ func benchApp(b *testing.B, pkts []stages.Packet) {
 	b.ResetTimer()
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
-		st := views.AppStage(flows.Config{}, protocols.DNSConfig{})
+		st := AppStage(flows.Config{}, protocols.DNSConfig{})
 		st = stages.Chain(st, names.NewWire(0, 0).Learner())
 		for range st(stagestest.Replay(pkts)) {
 		}

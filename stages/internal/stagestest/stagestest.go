@@ -1,6 +1,6 @@
 // Package stagestest holds what the tests of the stages packages share: packets read from the
-// test captures (by gopacket, independently of the sensor, or by the sensor's own read path),
-// and tshark's stored decodes of those captures (stages/testdata/tshark).
+// test captures by gopacket (independently of the sensor), tshark's stored decodes of those
+// captures (stages/testdata/tshark), and small fixtures.
 package stagestest
 
 import (
@@ -14,14 +14,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/chains-sensor/chains-sensor/sensor"
-	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -230,30 +229,23 @@ func Capture(t testing.TB, path string, snap Snap) iter.Seq[*stages.Packet] {
 }
 
 // PcapPath returns the path of a test capture, e.g. "chains/dns.pcap".
-func PcapPath(t testing.TB, name string) string { return filepath.Join(sensortest.Pcaps(t), name) }
+func PcapPath(t testing.TB, name string) string {
+	return filepath.Join(repoDir(t, "testdata", "pcaps"), name)
+}
 
-// ReadPackets returns deep copies of the Packets the sensor's read path (capture reader, Go twin
-// parser, decoder) yields for a capture, as `chains-sensor read` makes them; nil for a file
-// whose header the reader refuses.
-func ReadPackets(t testing.TB, path string) []stages.Packet {
+// repoDir returns the directory elem of the repository this package is part of, failing t when
+// it is not there.
+func repoDir(t testing.TB, elem ...string) string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
+	_, file, _, ok := runtime.Caller(0) // .../stages/internal/stagestest/stagestest.go
+	if !ok {
+		t.Fatal("no source path for stagestest")
 	}
-	defer f.Close()
-	c, err := sensor.OpenCapture(bufio.NewReader(f))
-	if err != nil {
-		return nil // damaged headers: the reader's own tests cover them
+	dir := filepath.Join(append([]string{filepath.Dir(file), "..", "..", ".."}, elem...)...)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("%s missing: the test data are part of the repository", dir)
 	}
-	src := sensor.NewFileSource(c, sensor.NewTwin(sensor.Config{}), nil)
-	var out []stages.Packet
-	for p := range src.Packets() {
-		q := *p
-		q.Payload = slices.Clone(p.Payload)
-		out = append(out, q)
-	}
-	return out
+	return dir
 }
 
 // Replay yields copies of pkts through one reused Packet, as a source does.
@@ -271,7 +263,7 @@ func Replay(pkts []stages.Packet) iter.Seq[*stages.Packet] {
 
 // TSharkDir is the directory of tshark's stored decodes, stages/testdata/tshark.
 func TSharkDir(t testing.TB) string {
-	return filepath.Join(filepath.Dir(sensortest.Pcaps(t)), "..", "stages", "testdata", "tshark")
+	return repoDir(t, "stages", "testdata", "tshark")
 }
 
 // TSV reads tshark's stored decode NAME: one line per frame, fields separated by '|'. The files
