@@ -23,99 +23,107 @@ import (
 type JSON struct {
 	out *Output
 	clk *clock
-	w   jsonWriter
+	buf []byte
 }
 
 // NewJSON returns a JSON-lines sink writing to out.
 func NewJSON(out *Output, opt Options) *JSON {
-	return &JSON{out: out, clk: newClock(opt.UTC), w: jsonWriter{b: make([]byte, 0, 512)}}
+	return &JSON{out: out, clk: newClock(opt.UTC), buf: make([]byte, 0, 512)}
 }
 
 // Write prints p's object.
 func (s *JSON) Write(p *stages.Packet) error {
-	s.w.b = s.AppendObject(s.w.b[:0], p)
-	return s.out.Write(s.w.b)
+	s.buf = s.AppendObject(s.buf[:0], p)
+	return s.out.Write(s.buf)
 }
 
 // Close flushes the output and stops its flush timer.
 func (s *JSON) Close() error { return s.out.Close() }
 
-// AppendObject appends p's JSON object and a newline.
+// AppendObject appends p's JSON object and a newline. Its fields are fixed: their keys go out
+// as constant tokens, the values through the writer's encoders (appendJSONString), the fastest
+// form of the one JSON writer.
 func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
-	w := jsonWriter{b: b}
-	w.beginObject()
-	w.quote("ts")
-	w.b = s.clk.appendRFC3339(w.b, p.Time)
-	w.endQuote()
-	w.uint("num", p.Num)
-	w.str("iface", p.Iface)
-	w.quote("dir")
-	w.b = append(w.b, p.Dir.String()...)
-	w.endQuote()
-	w.uint("len", uint64(p.WireLen))
-	w.quote("ip")
-	w.b = appendNetwork(w.b, p)
-	w.endQuote()
-	w.quote("src")
+	b = append(b, `{"ts":"`...)
+	b = s.clk.appendRFC3339(b, p.Time)
+	b = append(b, `","num":`...)
+	b = strconv.AppendUint(b, p.Num, 10)
+	b = append(b, `,"iface":`...)
+	b = appendJSONString(b, p.Iface)
+	b = append(b, `,"dir":"`...)
+	b = append(b, p.Dir.String()...)
+	b = append(b, `","len":`...)
+	b = strconv.AppendUint(b, uint64(p.WireLen), 10)
+	b = append(b, `,"ip":"`...)
+	b = appendNetwork(b, p)
+	b = append(b, `","src":"`...)
 	if p.Src.IsValid() {
-		w.b = appendAddr(w.b, p.Src)
+		b = appendAddr(b, p.Src)
 	} else {
-		w.b = appendMAC(w.b, p.SrcMAC)
+		b = appendMAC(b, p.SrcMAC)
 	}
-	w.endQuote()
-	w.quote("dst")
+	b = append(b, `","dst":"`...)
 	if p.Dst.IsValid() {
-		w.b = appendAddr(w.b, p.Dst)
+		b = appendAddr(b, p.Dst)
 	} else {
-		w.b = appendMAC(w.b, p.DstMAC)
+		b = appendMAC(b, p.DstMAC)
 	}
-	w.endQuote()
-	w.quote("proto")
+	b = append(b, `","proto":"`...)
 	if hasTransport(p) && p.EtherType != stages.EtherTypeARP {
-		w.b = append(w.b, protoNames[p.Proto]...)
+		b = append(b, protoNames[p.Proto]...)
 	}
-	w.endQuote()
+	b = append(b, `"`...)
 	if p.HasPorts() {
-		w.uint("sport", uint64(p.SrcPort))
-		w.uint("dport", uint64(p.DstPort))
+		b = append(b, `,"sport":`...)
+		b = strconv.AppendUint(b, uint64(p.SrcPort), 10)
+		b = append(b, `,"dport":`...)
+		b = strconv.AppendUint(b, uint64(p.DstPort), 10)
 	}
-	w.quote("tcp_flags")
+	b = append(b, `,"tcp_flags":"`...)
 	if hasTransport(p) && p.Proto == stages.ProtoTCP && p.L4HdrLen != 0 {
-		w.b = appendTCPFlags(w.b, p.TCPFlags)
+		b = appendTCPFlags(b, p.TCPFlags)
 	}
-	w.endQuote()
-	w.str("src_domain", p.SrcDomain)
-	w.str("dst_domain", p.DstDomain)
-	w.array("tags")
-	for t := p.Tags; t != 0; {
+	b = append(b, `","src_domain":`...)
+	b = appendJSONString(b, p.SrcDomain)
+	b = append(b, `,"dst_domain":`...)
+	b = appendJSONString(b, p.DstDomain)
+	b = append(b, `,"tags":[`...)
+	for t, first := p.Tags, true; t != 0; first = false {
 		i := bits.TrailingZeros32(uint32(t))
 		t &^= 1 << i
-		w.elemStr(stages.TagName(i))
+		if !first {
+			b = append(b, ","...)
+		}
+		b = appendJSONString(b, stages.TagName(i))
 	}
-	w.endArray()
-	w.quote("status")
-	w.b = append(w.b, p.Status.String()...)
-	w.endQuote()
+	b = append(b, `],"status":"`...)
+	b = append(b, p.Status.String()...)
+	b = append(b, `"`...)
 	if p.Status != stages.StatusOK && p.BadLayer != stages.LayerNone {
-		w.quote("bad_layer")
-		w.b = append(w.b, p.BadLayer.String()...)
-		w.endQuote()
+		b = append(b, `,"bad_layer":"`...)
+		b = append(b, p.BadLayer.String()...)
+		b = append(b, `"`...)
 	}
 	if hasTransport(p) && (p.Proto == stages.ProtoICMP || p.Proto == stages.ProtoICMPv6) && p.L4HdrLen != 0 {
-		w.uint("icmp_type", uint64(p.ICMPType))
-		w.uint("icmp_code", uint64(p.ICMPCode))
+		b = append(b, `,"icmp_type":`...)
+		b = strconv.AppendUint(b, uint64(p.ICMPType), 10)
+		b = append(b, `,"icmp_code":`...)
+		b = strconv.AppendUint(b, uint64(p.ICMPCode), 10)
 	}
 	if p.EtherType == stages.EtherTypeARP {
-		w.uint("arp_op", uint64(p.ARPOp))
+		b = append(b, `,"arp_op":`...)
+		b = strconv.AppendUint(b, uint64(p.ARPOp), 10)
 	}
 	if p.VLANCount > 0 {
-		w.array("vlans")
+		b = append(b, `,"vlans":[`...)
 		for i := 0; i < int(p.VLANCount) && i < len(p.VLANs); i++ {
-			w.sep()
-			w.b = strconv.AppendUint(w.b, uint64(p.VLANs[i]&0x0fff), 10)
+			if i > 0 {
+				b = append(b, ","...)
+			}
+			b = strconv.AppendUint(b, uint64(p.VLANs[i]&0x0fff), 10)
 		}
-		w.endArray()
+		b = append(b, "]"...)
 	}
-	w.endObject()
-	return append(w.b, '\n')
+	b = append(b, "}\n"...)
+	return b
 }
