@@ -156,9 +156,11 @@ func (t *Table) Flush() {
 // handlers: through the reassembly of its direction, or on its own.
 func (t *Table) Process(p *stages.Packet) {
 	p.Flow, p.FlowReply = nil, false
-	if p.IPVersion == 0 || !p.Src.IsValid() || !p.Dst.IsValid() ||
-		(p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0) || (t.cfg.Track != nil && !t.cfg.Track(p)) {
-		t.lone(p)
+	if (t.cfg.Track != nil && !t.cfg.Track(p)) || p.IPVersion == 0 || !p.Src.IsValid() || !p.Dst.IsValid() ||
+		(p.IPFlags&stages.IPFlagFragment != 0 && p.FragOff != 0) {
+		if len(p.Payload) != 0 {
+			t.lone(p)
+		}
 		return
 	}
 	now := p.Time.UnixNano()

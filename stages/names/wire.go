@@ -1,6 +1,6 @@
 // Package names gives addresses their names: Resolver, the non-blocking reverse-DNS (PTR)
-// stage, and Wire, the names that DNS answers seen on the wire give (Learner learns them from
-// the decoded responses, Namer shows them). Names are kept as DNS presents them; the sinks
+// stage, and Wire, the names that DNS answers seen on the wire give (its stage learns them from
+// the decoded responses and shows them). Names are kept as DNS presents them; the sinks
 // escape them for the terminal. A new source of names is one more stage here, set into the
 // chain by package views.
 package names
@@ -169,34 +169,20 @@ func equalFoldASCII(a, b string) bool {
 	return true
 }
 
-// Learner returns the stage that learns names from the DNS responses the chain decoded: the A
-// and AAAA answers of every successful response in Packet.DNS (see Learn). It goes after the
-// stage that decodes DNS.
-func (w *Wire) Learner() stages.Stage {
+// Stage returns the stage of the wire names: it learns the names of every successful DNS
+// response the chain decoded (Packet.DNS: see Learn), then sets SrcDomain and DstDomain to the
+// name DNS answers on the wire gave the address, when there is one and named(class) says the
+// address is one a name should show for (nil: every address). It goes after the stage that
+// decodes DNS, and after the reverse-DNS stage, so that a wire name wins over a PTR name. For
+// net_watch, named is `c == ClassPublic`: the addresses that would get a PTR lookup, while
+// internal and special ones keep their class. It does not allocate.
+func (w *Wire) Stage(named func(stages.Class) bool) stages.Stage {
 	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
 		return func(yield func(*stages.Packet) bool) {
 			for p := range src {
 				if d := p.DNS; d != nil && d.Response && d.Rcode == 0 {
 					w.Learn(d, p.Time)
 				}
-				if !yield(p) {
-					return
-				}
-			}
-		}
-	}
-}
-
-// Namer returns a stage that sets SrcDomain and DstDomain to the name DNS answers on the wire
-// gave the address, when there is one and named(class) says the address is one a name should
-// show for (nil: every address). For net_watch, named is `c == ClassPublic`: the addresses
-// that would get a PTR lookup, while internal and special ones keep their class. With `--names
-// both` the stage goes after the reverse-DNS stage, so a wire name wins over a PTR name; with
-// `--names wire` it replaces that stage. It does not allocate.
-func (w *Wire) Namer(named func(stages.Class) bool) stages.Stage {
-	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
-		return func(yield func(*stages.Packet) bool) {
-			for p := range src {
 				if p.IPVersion != 0 {
 					if named == nil || named(p.SrcClass) {
 						if n, ok := w.Lookup(p.Src, p.Time); ok {

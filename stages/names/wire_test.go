@@ -23,7 +23,7 @@ func decodeDNS(t testing.TB, pcap string) iter.Seq[*stages.Packet] {
 // frame 10 answering www.netbsd.org with 204.152.190.12, frame 12 with 2001:4f8:4:7:2e0:81ff:fe52:9a6b).
 func TestWireNames(t *testing.T) {
 	names := NewWire(0, 0)
-	for range names.Learner()(decodeDNS(t, "chains/dns.pcap")) {
+	for range names.Stage(nil)(decodeDNS(t, "chains/dns.pcap")) {
 	}
 	for addr, want := range map[string]string{
 		"204.152.190.12":                  "www.netbsd.org",
@@ -78,14 +78,14 @@ func TestWireNamesCNAME(t *testing.T) {
 	}
 }
 
-// TestNamer: in chains/https.pcap, frame 4 answers api.facebook.com with a CNAME to
+// TestWireStage: in chains/https.pcap, frame 4 answers api.facebook.com with a CNAME to
 // star.c10r.facebook.com and A 31.13.93.3 (tshark: dns.cname, dns.a). From then on the TLS
 // connection to 31.13.93.3 is named api.facebook.com, the name the client asked for.
-func TestNamer(t *testing.T) {
+func TestWireStage(t *testing.T) {
 	names := NewWire(0, 0)
 	fb := stagestest.Addr(t, "31.13.93.3")
 	named, unnamed := 0, 0
-	for p := range stages.Chain(names.Namer(nil), names.Learner())(decodeDNS(t, "chains/https.pcap")) {
+	for p := range names.Stage(nil)(decodeDNS(t, "chains/https.pcap")) {
 		if p.Dst != fb && p.Src != fb {
 			continue
 		}
@@ -106,7 +106,7 @@ func TestNamer(t *testing.T) {
 		t.Errorf("%d packets named", named)
 	}
 	// A class filter keeps the name off addresses it refuses.
-	for p := range stages.Chain(names.Namer(func(stages.Class) bool { return false }), names.Learner())(decodeDNS(t, "chains/https.pcap")) {
+	for p := range names.Stage(func(stages.Class) bool { return false })(decodeDNS(t, "chains/https.pcap")) {
 		if p.SrcDomain != "" || p.DstDomain != "" {
 			t.Fatalf("frame %d named despite the filter", p.Num)
 		}

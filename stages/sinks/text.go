@@ -15,7 +15,7 @@ import (
 const hexDigits = "0123456789abcdef"
 
 // plain reports whether s needs no escaping for a terminal: printable ASCII without backslash.
-func plain[T string | []byte](s T) bool {
+func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x7f || c == '\\' {
 			return false
@@ -29,17 +29,26 @@ func plain[T string | []byte](s T) bool {
 // bytes of invalid UTF-8, U+2028, U+2029, U+FEFF, U+FFFD) as \xHH. What it writes holds no
 // control byte and reads back unambiguously. Text from the network (names, HTTP fields, SNI)
 // reaches a terminal only through it.
-func appendText[T string | []byte](b []byte, s T) []byte { return appendEscaped(b, s, true) }
+func appendText(b []byte, s string) []byte {
+	if plain(s) { // the common case, without the escaper's loop
+		return append(b, s...)
+	}
+	return appendEscaped(b, s, true)
+}
 
 // appendBytes appends binary data (a payload preview) for a terminal as appendText does, but
 // with every byte beyond ASCII as \xHH too: in data, bytes that happen to form UTF-8 are no
 // text.
-func appendBytes(b []byte, data []byte) []byte { return appendEscaped(b, data, false) }
+func appendBytes(b []byte, data []byte) []byte {
+	for _, c := range data {
+		if c < 0x20 || c >= 0x7f || c == '\\' {
+			return appendEscaped(b, data, false)
+		}
+	}
+	return append(b, data...)
+}
 
 func appendEscaped[T string | []byte](b []byte, s T, keepUTF8 bool) []byte {
-	if plain(s) {
-		return append(b, s...)
-	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c < 0x7f {

@@ -30,7 +30,7 @@ func BenchmarkFullChain(b *testing.B) {
 				if view == "net_watch+app" {
 					wire := names.NewWire(0, 0)
 					app := AppStage(flows.Config{}, protocols.DNSConfig{})
-					st = stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }), app, wire.Learner())
+					st = stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), app, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 					sink = sinks.NewNetWatch(out, sinks.Options{UTC: true})
 				} else {
 					built, err := Build(&Config{NoDNS: true, View: view, UTC: true}, out)

@@ -178,7 +178,7 @@ func benchApp(b *testing.B, pkts []stages.Packet) {
 	start, cpu := time.Now(), stagestest.CPUTime()
 	for i := 0; i < b.N; i++ {
 		st := AppStage(flows.Config{}, protocols.DNSConfig{})
-		st = stages.Chain(st, names.NewWire(0, 0).Learner())
+		st = stages.Chain(st, names.NewWire(0, 0).Stage(nil))
 		for range st(stagestest.Replay(pkts)) {
 		}
 	}

@@ -106,11 +106,12 @@ type Pipeline struct {
 
 // Build builds the chain of cfg.View writing to out:
 //
-//	interface names, classes | reverse DNS, wire names shown | flows with decoders | wire names learned | sink
+//	interface names, classes | reverse DNS | flows with decoders | wire names | sink
 //
-// Each packet goes through every stage before the next one leaves the reverse-DNS stage (the
-// only one that holds packets back), so a name learned from a DNS answer names the packets
-// after it, and a packet's Flow is still its own when the sink prints it. DNS is decoded once,
+// Each packet goes through every stage after the reverse-DNS stage (the only one that holds
+// packets back) before the next one does, so a name learned from a DNS answer names the packets
+// from it on, a wire name wins over a PTR name, and a packet's Flow is still its own when the
+// sink prints it. DNS is decoded once,
 // by the flow table's DNS handler, whatever the view and --names: the views that read the
 // application layer run every decoder over every flow; the others, when --names learns from
 // the wire, only the DNS decoder, with flows kept for DNS over TCP alone.
@@ -148,7 +149,6 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
 		wire = names.NewWire(0, 0)
-		chain = append(chain, wire.Namer(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
 
 	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
@@ -164,7 +164,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		chain = append(chain, flows.New(fc).Stage())
 	}
 	if wire != nil {
-		chain = append(chain, wire.Learner())
+		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
 	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
 }
