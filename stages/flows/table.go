@@ -106,13 +106,14 @@ type Table struct {
 	stats      Stats
 }
 
-// NewTable returns an empty table with cfg (defaults filled in).
+// New returns an empty table with cfg (defaults filled in). Its map grows as flows come: a
+// table that tracks DNS over TCP alone stays small and costs nothing to make.
 func New(cfg Config) *Table {
 	cfg.defaults()
 	if len(cfg.Handlers) > MaxHandlers {
 		panic("stages: more than MaxHandlers flow handlers")
 	}
-	return &Table{cfg: cfg, m: make(map[flowKey]*flow, min(cfg.MaxFlows, 1<<16))}
+	return &Table{cfg: cfg, m: make(map[flowKey]*flow, min(cfg.MaxFlows, 1024))}
 }
 
 // Stats returns the counters so far.
