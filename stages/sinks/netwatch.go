@@ -46,9 +46,13 @@ func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
 	b = appendNetwork(b, p)
 	b = append(b, ' ')
 	if p.Src.IsValid() || p.Dst.IsValid() {
-		b = appendEndpoint(b, p.Src, 0, false, p.SrcDomain, s.domainColor(p.SrcDomain, p.SrcClass))
+		var sc, dc string
+		if s.color {
+			sc, dc = domainColor(p.SrcDomain, p.SrcClass), domainColor(p.DstDomain, p.DstClass)
+		}
+		b = appendEndpoint(b, p.Src, 0, false, p.SrcDomain, sc)
 		b = append(b, " --> "...)
-		b = appendEndpoint(b, p.Dst, 0, false, p.DstDomain, s.domainColor(p.DstDomain, p.DstClass))
+		b = appendEndpoint(b, p.Dst, 0, false, p.DstDomain, dc)
 	} else {
 		b = appendMAC(b, p.SrcMAC)
 		b = append(b, '(')
@@ -75,11 +79,9 @@ func protoColor(p uint8) string {
 	return colBold
 }
 
-// domainColor is the colour of a domain, "" without colours.
-func (s *NetWatch) domainColor(domain string, c stages.Class) string {
+// domainColor is the colour of a domain.
+func domainColor(domain string, c stages.Class) string {
 	switch {
-	case !s.color:
-		return ""
 	case domain == stages.NXDomain:
 		return colRed
 	case c == stages.ClassInternal:
