@@ -18,7 +18,7 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-	"$CLANG" "llvm-${CLANG#clang-}" libbpf-dev linux-libc-dev bpftool \
+	"$CLANG" "llvm-${CLANG#clang-}" libbpf-dev linux-libc-dev bpftool gcc libc6-dev libpcap-dev \
 	make git ca-certificates iproute2 iputils-ping procps util-linux openssl \
 	tcpdump tshark netsniff-ng dnsmasq-base nginx-light curl dnsutils >/dev/null
 
