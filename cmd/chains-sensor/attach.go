@@ -103,6 +103,10 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		}
 		s.ifaces = []string{def}
 	}
+	// The expression before the interfaces: a bad one is bad usage whatever they are.
+	if s.load.Filter, err = liveFilter(expr, s.ifaces); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	uniq := s.ifaces[:0]
 	for _, n := range s.ifaces {
@@ -115,9 +119,6 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		}
 	}
 	s.ifaces = uniq
-	if s.load.Filter, err = liveFilter(expr, s.ifaces); err != nil {
-		return nil, err
-	}
 	return s, nil
 }
 

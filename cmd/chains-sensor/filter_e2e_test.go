@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// captureOn runs tcpdump -w on the sensor's side of the veth until the returned stop is
+// called: the oracle of what the interface received and sent.
+func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
+	t.Helper()
+	logName := pcap + ".log"
+	td := exec.Command("ip", "netns", "exec", tn.a, "tcpdump", "-n", "-U", "-i", tn.ifA, "-w", pcap)
+	logf, err := os.Create(logName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td.Stderr = logf
+	if err := td.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tn.procsMu.Lock()
+	tn.procs = append(tn.procs, td)
+	tn.procsMu.Unlock()
+	for i := 0; ; i++ {
+		if b, _ := os.ReadFile(logName); bytes.Contains(b, []byte("listening on")) {
+			break
+		}
+		if i == 100 {
+			b, _ := os.ReadFile(logName)
+			t.Fatalf("tcpdump did not start: %s", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return func() {
+		td.Process.Signal(syscall.SIGINT)
+		done := make(chan struct{})
+		go func() { td.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("tcpdump did not stop")
+		}
+	}
+}
+
+// quiet stops what the link says by itself, so that all it carries during a test is the test's
+// own traffic: no IPv6 (neighbour discovery, MLD, router solicitations) and permanent
+// neighbour entries (no ARP).
+func (tn *testNet) quiet(t *testing.T) {
+	t.Helper()
+	macA, macB := macOf(t, tn.a, tn.ifA), macOf(t, tn.b, tn.ifB)
+	mustRun(t, "ip", "netns", "exec", tn.a, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.ifA+".disable_ipv6=1")
+	mustRun(t, "ip", "netns", "exec", tn.b, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.ifB+".disable_ipv6=1")
+	mustRun(t, "ip", "-n", tn.a, "neigh", "replace", tn.v4B, "lladdr", macB, "dev", tn.ifA, "nud", "permanent")
+	mustRun(t, "ip", "-n", tn.b, "neigh", "replace", tn.v4A, "lladdr", macA, "dev", tn.ifB, "nud", "permanent")
+	time.Sleep(200 * time.Millisecond) // let what was under way pass
+}
+
+// countIn is how many packets of pcap tcpdump selects with expr ("" for all).
+func countIn(t *testing.T, pcap, expr string) int {
+	t.Helper()
+	args := []string{"-nr", pcap}
+	if expr != "" {
+		args = append(args, "--", expr)
+	}
+	out, err := exec.Command("tcpdump", args...).Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s %q: %v", pcap, expr, err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// TestE2EFilter: `attach -i IF 'icmp or udp port 53'` while ping, dig and curl run prints only
+// the ICMP and DNS packets, all of those tcpdump captured on the interface; the rest of what
+// the interface received and sent is counted as filtered out, on the closing line and on the
+// interface's stats line.
+func TestE2EFilter(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "tcpdump")
+	bin := buildSensor(t)
+	tn.startServers(t)
+	tn.quiet(t)
+	pcap := filepath.Join(tn.dir, "filter.pcap")
+	stopCapture := tn.captureOn(t, pcap)
+
+	const expr = "icmp or udp port 53"
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "-i", tn.ifA, expr)
+	for _, s := range [][]string{
+		{"ping", "-c3", "-i0.2", "-W2", tn.v4A},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v4A, "www.test.example", "A"},
+		{"curl", "-sS", "-m", "3", "http://" + tn.v4A + "/"},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v4A, "www.test.example", "A"},
+		{"curl", "-sS", "-m", "3", "http://" + tn.v4A + "/"},
+	} {
+		if out, err := tn.inB(t, 10*time.Second, s...); err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT\n%s", code, sp.stderrText())
+	}
+	stopCapture()
+
+	lines := sp.output()
+	for _, l := range lines {
+		var o struct {
+			Proto string `json:"proto"`
+			Sport int    `json:"sport"`
+			Dport int    `json:"dport"`
+		}
+		if err := json.Unmarshal([]byte(l), &o); err != nil {
+			t.Fatalf("not a JSON object: %q: %v", l, err)
+		}
+		if o.Proto != "ICMP" && !(o.Proto == "UDP" && (o.Sport == 53 || o.Dport == 53)) {
+			t.Errorf("the filter let through %s", l)
+		}
+	}
+	all, selected := countIn(t, pcap, ""), countIn(t, pcap, expr)
+	tcp := countIn(t, pcap, "tcp port 80")
+	stderr := sp.stderrText()
+	seen, filtered, recorded, lost := filteredCounts(t, stderr)
+	if selected < 10 || tcp < 10 {
+		t.Fatalf("tcpdump captured %d ICMP/DNS and %d HTTP packets: the traffic did not happen", selected, tcp)
+	}
+	if recorded != uint64(len(lines)) || recorded != uint64(selected) || lost != 0 {
+		t.Errorf("%d lines, %d recorded, %d lost; tcpdump captured %d ICMP/DNS packets", len(lines), recorded, lost, selected)
+	}
+	if seen != uint64(all) || filtered != uint64(all-selected) {
+		t.Errorf("seen %d, filtered out %d; tcpdump captured %d packets on %s, %d of them not ICMP/DNS", seen, filtered, all, tn.ifA, all-selected)
+	}
+	ifLine := fmt.Sprintf("%s: %d seen, %d filtered out, ", tn.ifA, all, all-selected)
+	if !strings.Contains(stderr, ifLine) {
+		t.Errorf("no %q in the stats:\n%s", ifLine, stderr)
+	}
+	t.Logf("tcpdump captured %d packets (%d ICMP/DNS, %d HTTP); the sensor: %d seen, %d filtered out, %d recorded", all, selected, tcp, seen, filtered, recorded)
+	if t.Failed() {
+		out, _ := exec.Command("tcpdump", "-nr", pcap).CombinedOutput()
+		t.Logf("tcpdump:\n%s\nsensor:\n%s\n%s", out, strings.Join(lines, "\n"), stderr)
+	}
+	tn.assertDetached(t)
+}
+
+// TestE2EFilterTooComplex: an expression the verifier refuses exits 2, says so with the
+// verifier's last lines, prints nothing on stdout and attaches nothing.
+func TestE2EFilterTooComplex(t *testing.T) {
+	tn := newTestNet(t)
+	bin := buildSensor(t)
+	// Each protochain is a loop; in tc_sensor each costs the verifier hundreds of thousands
+	// of instructions.
+	expr := "ip6 protochain 6 or ip6 protochain 17 or ip6 protochain 58 or ip protochain 1"
+	cmd := exec.Command("ip", "netns", "exec", tn.a, bin, "attach", "-n", "-i", tn.ifA, expr)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("attach still running after 2 minutes")
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 2 || stdout.Len() != 0 {
+		t.Errorf("exit %d, stdout %q; want 2 and nothing", code, stdout.String())
+	}
+	if e := stderr.String(); !strings.Contains(e, "too large or too complex for the kernel's verifier") || !strings.Contains(e, "processed") {
+		t.Errorf("stderr does not explain:\n%s", e)
+	}
+	tn.assertDetached(t)
+}
