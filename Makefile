@@ -45,7 +45,7 @@ bench:
 # Every fuzz target in turn, FUZZTIME each (go test fuzzes one target at a time).
 FUZZ_TARGETS = ./sensor/:FuzzParseFrame ./stages/:FuzzSanitizeName ./stages/:FuzzJSONString \
 	./stages/:FuzzSinks ./stages/:FuzzDNS ./stages/:FuzzHTTP ./stages/:FuzzTLS ./stages/:FuzzFlow \
-	./cmd/chains-sensor/:FuzzReadPipeline
+	./cmd/chains-sensor/:FuzzReadPipeline ./sensor/:FuzzFilterVerdicts
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
