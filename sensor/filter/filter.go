@@ -140,7 +140,7 @@ func Expression(words []string, flag, file string) (string, error) {
 			}
 			lines = append(lines, l)
 		}
-		expr := strings.TrimSpace(strings.Join(lines, " "))
+		expr := strings.Join(strings.Fields(strings.Join(lines, " ")), " ")
 		if expr == "" {
 			return "", fmt.Errorf("%w: -F %s holds no expression", ErrSyntax, file)
 		}
