@@ -14,11 +14,13 @@ import (
 )
 
 // captureOn runs tcpdump -w on the sensor's side of the veth until the returned stop is
-// called: the oracle of what the interface received and sent.
+// called: the oracle of what the interface received and sent. A 2000-byte snapshot and a 32
+// MiB buffer keep up with 64 KiB GSO segments, immediate mode hands every packet over before
+// the stop; stop fails the test if tcpdump dropped any.
 func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 	t.Helper()
 	logName := pcap + ".log"
-	td := exec.Command("ip", "netns", "exec", tn.a, "tcpdump", "-n", "-U", "-i", tn.ifA, "-w", pcap)
+	td := exec.Command("ip", "netns", "exec", tn.a, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "2000", "-B", "32768", "-i", tn.ifA, "-w", pcap)
 	logf, err := os.Create(logName)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +50,10 @@ func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 		case <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("tcpdump did not stop")
+		}
+		b, _ := os.ReadFile(logName)
+		if !bytes.Contains(b, []byte("\n0 packets dropped by kernel")) {
+			t.Fatalf("tcpdump did not capture everything, so it is no oracle:\n%s", b)
 		}
 	}
 }
@@ -177,6 +183,85 @@ func TestE2EFilterTooComplex(t *testing.T) {
 	}
 	if e := stderr.String(); !strings.Contains(e, "too large or too complex for the kernel's verifier") || !strings.Contains(e, "processed") {
 		t.Errorf("stderr does not explain:\n%s", e)
+	}
+	tn.assertDetached(t)
+}
+
+// TestE2EFilterDeepEgress: tc_sensor makes only the head of an skb linear (TC_PULL_LEN, 512
+// bytes); a filter that reads past it fetches the bytes with bpf_skb_load_bytes. An HTTP
+// response leaving through the veth in large (GSO) segments, filtered on payload bytes 1000
+// bytes into TCP, is selected packet for packet as tcpdump selects it on the same interface.
+func TestE2EFilterDeepEgress(t *testing.T) {
+	tn := newTestNet(t)
+	requireTools(t, "tcpdump", "nginx", "curl")
+	bin := buildSensor(t)
+	// Our own nginx on port 8080, serving 1 MB of 'A'.
+	root := filepath.Join(tn.dir, "www")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "big"), bytes.Repeat([]byte("A"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(tn.dir, "nginx-big.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`daemon off;
+master_process off;
+pid %[1]s/nginx-big.pid;
+error_log stderr;
+events { worker_connections 16; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s/body; proxy_temp_path %[1]s/proxy; fastcgi_temp_path %[1]s/fastcgi;
+	uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
+	server { listen %[2]s:8080; root %[3]s; }
+}
+`, tn.dir, tn.v4A, root)), 0o644)
+	tn.start(t, tn.a, "nginx", "-c", conf, "-p", tn.dir, "-e", "stderr")
+	url := "http://" + tn.v4A + ":8080/big"
+	for i := 0; ; i++ {
+		if _, err := tn.inB(t, 5*time.Second, "curl", "-sSf", "-m", "2", "-o", "/dev/null", url); err == nil {
+			break
+		}
+		if i == 30 {
+			t.Fatal("nginx on 8080 does not answer")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	const expr = "tcp src port 8080 and tcp[1000:4] = 0x41414141"
+	pcap := filepath.Join(tn.dir, "deep.pcap")
+	stopCapture := tn.captureOn(t, pcap)
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "out", "-i", tn.ifA, expr)
+	for i := 0; i < 3; i++ {
+		if out, err := tn.inB(t, 20*time.Second, "curl", "-sSf", "-m", "10", "-o", "/dev/null", url); err != nil {
+			t.Fatalf("curl: %v\n%s", err, out)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT\n%s", code, sp.stderrText())
+	}
+	stopCapture()
+	// tcpdump captured both directions; the sensor watched egress, which is all of port 8080's.
+	want := countIn(t, pcap, expr)
+	_, _, recorded, lost := filteredCounts(t, sp.stderrText())
+	out, _ := exec.Command("tcpdump", "-nr", pcap, "--", expr).Output()
+	big := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		var n int
+		if i := strings.LastIndex(l, "length "); i >= 0 {
+			fmt.Sscanf(l[i:], "length %d", &n)
+		}
+		if n > 1448 {
+			big++ // a GSO segment: longer than the MTU allows
+		}
+	}
+	t.Logf("tcpdump selects %d egress packets (%d of them larger than the MTU), the sensor recorded %d", want, big, recorded)
+	if want < 10 || recorded != uint64(want) || lost != 0 {
+		t.Errorf("the sensor recorded %d (%d lost), tcpdump selects %d", recorded, lost, want)
+		all, _ := exec.Command("tcpdump", "-nr", pcap, "-S", "--", "tcp src port 8080").CombinedOutput()
+		log, _ := os.ReadFile(pcap + ".log")
+		t.Logf("tcpdump:\n%s\n%s", all, log)
 	}
 	tn.assertDetached(t)
 }
