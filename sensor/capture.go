@@ -19,7 +19,7 @@ import (
 // same bytes.
 type Frame struct {
 	Data     []byte          // the Ethernet frame; valid until the next call to Next
-	Time     time.Time       // capture time
+	Time     time.Time       // capture time; the Unix epoch for a block that has none (pcapng SPB)
 	WireLen  uint32          // length on the wire, counted as the Ethernet frame
 	Iface    int             // pcapng interface number (0 for pcap)
 	LinkType layers.LinkType // the file's link type for this packet
@@ -154,6 +154,11 @@ func (c *Capture) Next() (*Frame, error) {
 	if c.fcs > 0 && len(data) >= c.fcs {
 		data = data[:len(data)-c.fcs]
 		ci.Length = max(ci.Length-c.fcs, len(data))
+	}
+	if ci.Timestamp.IsZero() {
+		// A pcapng Simple Packet Block has no timestamp: the Unix epoch stands in, as in
+		// libpcap (tcpdump prints 1970-01-01 00:00:00), not year 1 (1754 once in nanoseconds).
+		ci.Timestamp = time.Unix(0, 0).UTC()
 	}
 	lt := c.link(ci.InterfaceIndex)
 	f := &c.frame

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 )
 
 // captureOn runs tcpdump -w on the sensor's side of the veth until the returned stop is
@@ -20,18 +23,12 @@ import (
 func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 	t.Helper()
 	logName := pcap + ".log"
-	td := exec.Command("ip", "netns", "exec", tn.a, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "2000", "-B", "32768", "-i", tn.ifA, "-w", pcap)
 	logf, err := os.Create(logName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	td.Stderr = logf
-	if err := td.Start(); err != nil {
-		t.Fatal(err)
-	}
-	tn.procsMu.Lock()
-	tn.procs = append(tn.procs, td)
-	tn.procsMu.Unlock()
+	t.Cleanup(func() { logf.Close() })
+	td := tn.A.Start(t, nil, logf, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "2000", "-B", "32768", "-i", tn.IfA, "-w", pcap)
 	for i := 0; ; i++ {
 		if b, _ := os.ReadFile(logName); bytes.Contains(b, []byte("listening on")) {
 			break
@@ -44,11 +41,7 @@ func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 	}
 	return func() {
 		td.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { td.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
+		if !td.WaitFor(10 * time.Second) {
 			t.Fatal("tcpdump did not stop")
 		}
 		b, _ := os.ReadFile(logName)
@@ -63,11 +56,11 @@ func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 // neighbour entries (no ARP).
 func (tn *testNet) quiet(t *testing.T) {
 	t.Helper()
-	macA, macB := macOf(t, tn.a, tn.ifA), macOf(t, tn.b, tn.ifB)
-	mustRun(t, "ip", "netns", "exec", tn.a, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.ifA+".disable_ipv6=1")
-	mustRun(t, "ip", "netns", "exec", tn.b, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.ifB+".disable_ipv6=1")
-	mustRun(t, "ip", "-n", tn.a, "neigh", "replace", tn.v4B, "lladdr", macB, "dev", tn.ifA, "nud", "permanent")
-	mustRun(t, "ip", "-n", tn.b, "neigh", "replace", tn.v4A, "lladdr", macA, "dev", tn.ifB, "nud", "permanent")
+	macA, macB := macOf(t, tn.A, tn.IfA), macOf(t, tn.B, tn.IfB)
+	tn.A.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.IfA+".disable_ipv6=1")
+	tn.B.MustRun(t, "sysctl", "-q", "-w", "net.ipv6.conf."+tn.IfB+".disable_ipv6=1")
+	tn.A.MustRun(t, "ip", "neigh", "replace", tn.V4B, "lladdr", macB, "dev", tn.IfA, "nud", "permanent")
+	tn.B.MustRun(t, "ip", "neigh", "replace", tn.V4A, "lladdr", macA, "dev", tn.IfB, "nud", "permanent")
 	time.Sleep(200 * time.Millisecond) // let what was under way pass
 }
 
@@ -91,7 +84,7 @@ func countIn(t *testing.T, pcap, expr string) int {
 // interface's stats line.
 func TestE2EFilter(t *testing.T) {
 	tn := newTestNet(t)
-	requireTools(t, "tcpdump")
+	sensortest.RequireTools(t, "tcpdump")
 	bin := buildSensor(t)
 	tn.startServers(t)
 	tn.quiet(t)
@@ -99,13 +92,13 @@ func TestE2EFilter(t *testing.T) {
 	stopCapture := tn.captureOn(t, pcap)
 
 	const expr = "icmp or udp port 53"
-	sp := tn.startSensor(t, bin, "-n", "-o", "json", "-i", tn.ifA, expr)
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "-i", tn.IfA, expr)
 	for _, s := range [][]string{
-		{"ping", "-c3", "-i0.2", "-W2", tn.v4A},
-		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v4A, "www.test.example", "A"},
-		{"curl", "-sS", "-m", "3", "http://" + tn.v4A + "/"},
-		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.v4A, "www.test.example", "A"},
-		{"curl", "-sS", "-m", "3", "http://" + tn.v4A + "/"},
+		{"ping", "-c3", "-i0.2", "-W2", tn.V4A},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.V4A, "www.test.example", "A"},
+		{"curl", "-sS", "-m", "3", "http://" + tn.V4A + "/"},
+		{"dig", "+short", "+tries=1", "+time=2", "@" + tn.V4A, "www.test.example", "A"},
+		{"curl", "-sS", "-m", "3", "http://" + tn.V4A + "/"},
 	} {
 		if out, err := tn.inB(t, 10*time.Second, s...); err != nil {
 			t.Fatalf("%s: %v\n%s", strings.Join(s, " "), err, out)
@@ -142,9 +135,9 @@ func TestE2EFilter(t *testing.T) {
 		t.Errorf("%d lines, %d recorded, %d lost; tcpdump captured %d ICMP/DNS packets", len(lines), recorded, lost, selected)
 	}
 	if seen != uint64(all) || filtered != uint64(all-selected) {
-		t.Errorf("seen %d, filtered out %d; tcpdump captured %d packets on %s, %d of them not ICMP/DNS", seen, filtered, all, tn.ifA, all-selected)
+		t.Errorf("seen %d, filtered out %d; tcpdump captured %d packets on %s, %d of them not ICMP/DNS", seen, filtered, all, tn.IfA, all-selected)
 	}
-	ifLine := fmt.Sprintf("%s: %d seen, %d filtered out, ", tn.ifA, all, all-selected)
+	ifLine := fmt.Sprintf("%s: %d seen, %d filtered out, ", tn.IfA, all, all-selected)
 	if !strings.Contains(stderr, ifLine) {
 		t.Errorf("no %q in the stats:\n%s", ifLine, stderr)
 	}
@@ -164,7 +157,7 @@ func TestE2EFilterTooComplex(t *testing.T) {
 	// Each protochain is a loop; in tc_sensor each costs the verifier hundreds of thousands
 	// of instructions.
 	expr := "ip6 protochain 6 or ip6 protochain 17 or ip6 protochain 58 or ip protochain 1"
-	cmd := exec.Command("ip", "netns", "exec", tn.a, bin, "attach", "-n", "-i", tn.ifA, expr)
+	cmd := tn.A.Command(context.Background(), bin, "attach", "-n", "-i", tn.IfA, expr)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	done := make(chan error, 1)
@@ -193,7 +186,7 @@ func TestE2EFilterTooComplex(t *testing.T) {
 // bytes into TCP, is selected packet for packet as tcpdump selects it on the same interface.
 func TestE2EFilterDeepEgress(t *testing.T) {
 	tn := newTestNet(t)
-	requireTools(t, "tcpdump", "nginx", "curl")
+	sensortest.RequireTools(t, "tcpdump", "nginx", "curl")
 	bin := buildSensor(t)
 	// Our own nginx on port 8080, serving 1 MB of 'A'.
 	root := filepath.Join(tn.dir, "www")
@@ -215,9 +208,9 @@ http {
 	uwsgi_temp_path %[1]s/uwsgi; scgi_temp_path %[1]s/scgi;
 	server { listen %[2]s:8080; root %[3]s; }
 }
-`, tn.dir, tn.v4A, root)), 0o644)
-	tn.start(t, tn.a, "nginx", "-c", conf, "-p", tn.dir, "-e", "stderr")
-	url := "http://" + tn.v4A + ":8080/big"
+`, tn.dir, tn.V4A, root)), 0o644)
+	tn.startA(t, "nginx", "-c", conf, "-p", tn.dir, "-e", "stderr")
+	url := "http://" + tn.V4A + ":8080/big"
 	for i := 0; ; i++ {
 		if _, err := tn.inB(t, 5*time.Second, "curl", "-sSf", "-m", "2", "-o", "/dev/null", url); err == nil {
 			break
@@ -231,7 +224,7 @@ http {
 	const expr = "tcp src port 8080 and tcp[1000:4] = 0x41414141"
 	pcap := filepath.Join(tn.dir, "deep.pcap")
 	stopCapture := tn.captureOn(t, pcap)
-	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "out", "-i", tn.ifA, expr)
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "out", "-i", tn.IfA, expr)
 	for i := 0; i < 3; i++ {
 		if out, err := tn.inB(t, 20*time.Second, "curl", "-sSf", "-m", "10", "-o", "/dev/null", url); err != nil {
 			t.Fatalf("curl: %v\n%s", err, out)

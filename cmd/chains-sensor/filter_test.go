@@ -48,7 +48,7 @@ func tcpdumpCount(t *testing.T, file, expr string) (selected, all int) {
 // (with a comment) selects what tcpdump selects; the closing line counts the rest as filtered
 // out. With --kernel (root) the kernel selects the same.
 func TestReadFilter(t *testing.T) {
-	requireTools(t, "tcpdump")
+	sensortest.RequireTools(t, "tcpdump")
 	file := filepath.Join(sensortest.Pcaps(t), "protocols", "ipv4_http_dns_wikipedia.pcap")
 	expr := "udp port 53 and not src net 10.0.0.0/8"
 	want, all := tcpdumpCount(t, file, expr)
@@ -89,7 +89,7 @@ func TestReadFilter(t *testing.T) {
 // it) and nothing on stdout, for read and for attach (which then attaches nothing: it never
 // gets to load); so do an expression given twice and a missing -F file.
 func TestFilterBadInput(t *testing.T) {
-	requireTools(t, "tcpdump")
+	sensortest.RequireTools(t, "tcpdump")
 	file := filepath.Join(sensortest.Pcaps(t), "protocols", "icmp_echo.pcap")
 	for _, expr := range []string{"tcp port", "host 999.1.1.1", "ether host 1:2:3", "portrange 80-", "(tcp", "inbound", "tcp and udp"} {
 		td, _ := exec.Command("tcpdump", "-nr", file, "--", expr).CombinedOutput()

@@ -66,11 +66,8 @@ type tsharkPacket struct {
 
 func tshark(t *testing.T, file string) []tsharkPacket {
 	t.Helper()
-	path, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed: the golden outputs are checked against it (apt-get install tshark)")
-	}
-	cmd := exec.Command(path, "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f",
+	sensortest.RequireTools(t, "tshark") // the golden outputs are checked against it
+	cmd := exec.Command("tshark", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f",
 		"-e", "frame.number", "-e", "frame.protocols",
 		"-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
 		"-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4",
