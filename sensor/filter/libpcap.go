@@ -97,12 +97,6 @@ func (p *Program) Match(frame []byte, wireLen int) bool {
 	return ok
 }
 
-// Available reports whether expressions can be compiled in this build (cgo and libpcap).
-func Available() error { return nil }
-
-// LibraryVersion is libpcap's own version string.
-func LibraryVersion() string { return C.GoString(C.pcap_lib_version()) }
-
 func linkTypeDescription(lt int) string {
 	return C.GoString(C.pcap_datalink_val_to_description_or_dlt(C.int(lt)))
 }

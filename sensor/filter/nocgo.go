@@ -20,10 +20,4 @@ func Compile(expr string, lt int, netmask uint32) (*Program, error) {
 // Match is never reached without cgo (no Program can be compiled).
 func (p *Program) Match(frame []byte, wireLen int) bool { return false }
 
-// Available reports whether expressions can be compiled in this build (cgo and libpcap).
-func Available() error { return errNoLibpcap }
-
-// LibraryVersion says there is no libpcap in this build.
-func LibraryVersion() string { return "none (built without cgo)" }
-
 func linkTypeDescription(lt int) string { return fmt.Sprintf("DLT %d", lt) }
