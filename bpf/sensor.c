@@ -9,6 +9,7 @@
 #include "config.h"
 #include "maps.h"
 #include "parse.h"
+#include "filter.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -184,6 +185,10 @@ __attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r,
 static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end, __u32 wire_len,
 				  __u32 ifindex, __u8 dir)
 {
+	/* First the filter expression: a packet it rejects costs nothing more. */
+	if (!filter_pass(ctx, xdp, data, data_end, wire_len, ifindex))
+		return;
+
 	struct record r = {};
 	struct walk_result w = {};
 	struct cursor c = { .data = data, .pos = data, .end = data_end, .len = wire_len };

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 GO_MIN=1.21
 CLANG=${CLANG:-clang-19}
 export DEBIAN_FRONTEND=noninteractive
-PACKAGES=("$CLANG" "llvm-${CLANG#clang-}" libbpf-dev linux-libc-dev bpftool
+# gcc, libc6-dev and libpcap-dev: cgo builds the libpcap calls that compile filter expressions.
+PACKAGES=("$CLANG" "llvm-${CLANG#clang-}" libbpf-dev linux-libc-dev bpftool gcc libc6-dev libpcap-dev
 	make git ca-certificates iproute2 iputils-ping procps util-linux openssl
 	tcpdump tshark netsniff-ng dnsmasq-base nginx-light curl dnsutils)
 force=false

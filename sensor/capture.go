@@ -26,6 +26,11 @@ type Frame struct {
 	Dir      uint8           // 1 where the capture says the packet was outgoing (Linux cooked)
 	Num      uint64          // 1-based packet number in the file
 	Info     gopacket.CaptureInfo
+	// Orig is the frame as the file holds it (what a filter expression reads). Where Wrapped,
+	// Data is Orig with its first LinkHdr bytes replaced by the synthetic Ethernet header.
+	Orig    []byte
+	Wrapped bool
+	LinkHdr int
 }
 
 // Capture reads pcap and pcapng files (both byte orders, micro- and nanosecond timestamps,
@@ -107,6 +112,19 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 	return c, nil
 }
 
+// LinkTypes returns the link types the file has declared so far: a pcap file's one, the
+// interfaces' of a pcapng file (more may come with later interface blocks).
+func (c *Capture) LinkTypes() []layers.LinkType {
+	if c.noIfaces != nil && c.noIfaces() {
+		return nil
+	}
+	var lts []layers.LinkType
+	for i := range max(len(c.names), 1) {
+		lts = append(lts, c.link(i))
+	}
+	return lts
+}
+
 // IfaceName returns the pcapng name of interface i, or "".
 func (c *Capture) IfaceName(i int) string {
 	if i >= 0 && i < len(c.names) {
@@ -148,6 +166,10 @@ func (c *Capture) Next() (*Frame, error) {
 	hdr, err := c.toEthernet(data, lt, f)
 	if err != nil {
 		return nil, fmt.Errorf("packet %d: %w", n, err)
+	}
+	f.Orig = data
+	if lt != layers.LinkTypeEthernet {
+		f.Wrapped, f.LinkHdr = true, hdr
 	}
 	wire := ci.Length - hdr + 14
 	f.WireLen = uint32(max(wire, len(f.Data)))
