@@ -180,8 +180,10 @@ func (w *Wire) Stage(named func(stages.Class) bool) stages.Stage {
 	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
 		return func(yield func(*stages.Packet) bool) {
 			for p := range src {
-				if d := p.DNS; d != nil && d.Response && d.Rcode == 0 {
-					w.Learn(d, p.Time)
+				for d := p.DNS; d != nil; d = d.Next {
+					if d.Response && d.Rcode == 0 {
+						w.Learn(d, p.Time)
+					}
 				}
 				if p.IPVersion != 0 {
 					if named == nil || named(p.SrcClass) {

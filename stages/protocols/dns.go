@@ -194,35 +194,54 @@ func (t *DNSTracker) Packet(p *stages.Packet) {
 	t.finish(p, msg, tcp)
 }
 
-// Accept reads a TCP direction on a DNS port that starts with a plausible message length.
-func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte) bool {
-	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
+// Accept reads a TCP direction on a DNS port that starts with a plausible message length; a
+// segment in the middle of a direction must also start with a plausible header (one question, a
+// known opcode), for a length read from the middle of a message is no message.
+func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte, start bool) bool {
+	if !(IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) || len(head) < 2 || int(head[0])<<8|int(head[1]) < 12 {
+		return false
+	}
+	return start || (len(head) >= 2+12 && head[2+4] == 0 && head[2+5] == 1 && head[2+2]>>3&0xf <= 6)
 }
 
-// flows.Stream decodes the direction's first message once it is whole (or can grow no more), on the
-// segment that completes it.
+// Stream decodes the direction's messages, each once it is whole, on the segment that
+// completes it. A message cut short (a hole in the capture, or longer than the window) is
+// decoded as far as it goes and the rest of it skipped, so the next message is read too.
 func (t *DNSTracker) Stream(p *stages.Packet, s *flows.Stream) bool {
-	b := s.Bytes()
-	if len(b) < 2 {
-		return true
+	for {
+		b := s.Bytes()
+		if len(b) < 2 {
+			return !s.Stalled()
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if n < 12 {
+			return false
+		}
+		if len(b) < 2+n {
+			if !s.Stalled() {
+				return true
+			}
+			if len(b) >= 2+12 {
+				t.finish(p, b[2:], true)
+			}
+		} else {
+			t.finish(p, b[2:2+n], true)
+		}
+		s.Consume(2 + n)
 	}
-	n := int(binary.BigEndian.Uint16(b))
-	if len(b) < 2+n && !s.Stalled() {
-		return true
-	}
-	if msg := b[2:min(len(b), 2+n)]; len(msg) >= 12 {
-		t.finish(p, msg, true)
-	}
-	return false
 }
 
-// finish decodes msg and sets p.DNS.
+// finish decodes msg and adds it to the messages p completes.
 func (t *DNSTracker) finish(p *stages.Packet, msg []byte, tcp bool) {
 	info := t.decode(msg)
 	info.TCP = tcp
 	t.match(p, info)
 	t.judge(p, info)
-	p.DNS = info
+	at := &p.DNS
+	for *at != nil {
+		at = &(*at).Next
+	}
+	*at = info
 }
 
 // dnsInfo is a DNSInfo allocated with room for the usual one or two questions.

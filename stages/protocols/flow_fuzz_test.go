@@ -94,7 +94,7 @@ func FuzzTLS(f *testing.F) {
 		"malformed/tls_invalid_reads.pcap"}, func(p *stages.Packet) bool { return len(p.Payload) > 5 && p.Payload[0] == 0x16 })
 	var scratch []byte
 	f.Fuzz(func(t *testing.T, b []byte) {
-		msg, _, complete, ok, sc := tlsHandshake(b, scratch)
+		msg, _, _, complete, ok, sc := tlsHandshake(b, scratch)
 		scratch = sc
 		if !ok {
 			return

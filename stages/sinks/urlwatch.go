@@ -16,6 +16,9 @@ import (
 //	TLS 10.0.0.1:5001 --> 10.0.0.2:443 ClientHello sni=... alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ja4=...
 //	TLS 10.0.0.2:443 --> 10.0.0.1:5001 ServerHello version=TLS 1.3 cipher=0x1301 ja4s=...
 //
+// (a HelloRetryRequest is a ServerHello line that says HelloRetryRequest). Several heads or
+// hellos completed by one packet (pipelined requests) are one line each.
+//
 // Text from the network is escaped; the request target percent-decoded for reading.
 type URLWatch struct{ appLines }
 
@@ -24,19 +27,18 @@ func NewURLWatch(out *Output, opt Options) *URLWatch {
 	return &URLWatch{newAppLines(out, opt, "urlwatch")}
 }
 
-// Write prints p's HTTP head and TLS hello, if it carries them.
+// Write prints the HTTP heads and TLS hellos p completed, if any.
 func (s *URLWatch) Write(p *stages.Packet) error {
-	if p.HTTP != nil {
-		s.http(p)
+	for h := p.HTTP; h != nil; h = h.Next {
+		s.http(p, h)
 	}
-	if p.TLS != nil {
-		s.tls(p)
+	for h := p.TLS; h != nil; h = h.Next {
+		s.tls(p, h)
 	}
 	return s.err
 }
 
-func (s *URLWatch) http(p *stages.Packet) {
-	h := p.HTTP
+func (s *URLWatch) http(p *stages.Packet, h *stages.HTTPInfo) {
 	if s.opt.Format == FormatJSON {
 		w := s.json(p.Time, "http")
 		packetFields(w, p)
@@ -88,8 +90,7 @@ func (s *URLWatch) http(p *stages.Packet) {
 	s.emit(b)
 }
 
-func (s *URLWatch) tls(p *stages.Packet) {
-	h := p.TLS
+func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 	var versions []string
 	for _, v := range h.Versions {
 		if !protocols.IsGREASE(v) {
@@ -106,7 +107,11 @@ func (s *URLWatch) tls(p *stages.Packet) {
 			w.strs("versions", versions)
 			w.str("ja4", h.JA4)
 		} else {
-			w.str("hello", "server")
+			if h.HelloRetry {
+				w.str("hello", "retry")
+			} else {
+				w.str("hello", "server")
+			}
 			w.str("version", protocols.TLSVersionName(h.Version))
 			w.str("cipher", "0x"+hex16(h.Cipher))
 			w.str("ja4s", h.JA4)
@@ -146,7 +151,12 @@ func (s *URLWatch) tls(p *stages.Packet) {
 			b = append(b, h.JA4...)
 		}
 	} else {
-		b = append(b, " ServerHello version="...)
+		if h.HelloRetry {
+			b = append(b, " HelloRetryRequest"...)
+		} else {
+			b = append(b, " ServerHello"...)
+		}
+		b = append(b, " version="...)
 		b = append(b, protocols.TLSVersionName(h.Version)...)
 		b = append(b, " cipher=0x"...)
 		b = appendHex16(b, h.Cipher)
