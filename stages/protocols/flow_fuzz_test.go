@@ -58,8 +58,8 @@ func FuzzDNS(f *testing.F) {
 				}
 			}
 		}
-		if len(tr.pending) > 64 || len(tr.nx) > 16 {
-			t.Fatalf("tables past their bounds: %d %d", len(tr.pending), len(tr.nx))
+		if tr.pending.Len() > 64 || tr.nx.Len() > 16 {
+			t.Fatalf("tables past their bounds: %d %d", tr.pending.Len(), tr.nx.Len())
 		}
 	})
 }
