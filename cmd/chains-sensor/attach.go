@@ -299,6 +299,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	if err != nil {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
 	}
+	printTables(stderr, chain)
 	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.
 		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)

@@ -36,12 +36,13 @@ func runRead(c *cli.Context) error {
 	var src *sensor.FileSource
 	var err error
 	var ff *sensor.FileFilter
+	var chain *views.Pipeline
 	if c.NArg() < 1 {
 		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
 	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
 		err = ferr
-	} else if chain, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
-		err = berr
+	} else if chain, err = chainFromFlags(c, stdinIsLive(name)); err != nil {
+		chain = nil
 	} else {
 		if expr != "" {
 			ff = sensor.NewFileFilter(expr)
@@ -59,6 +60,9 @@ func runRead(c *cli.Context) error {
 			what += " " + name
 		}
 		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
+	}
+	if src != nil {
+		printTables(c.App.ErrWriter, chain)
 	}
 	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
 	if err != nil {
@@ -109,6 +113,17 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		return fmt.Errorf("writing the output: %w", err)
 	}
 	return src.Err()
+}
+
+// printTables prints the counters of the chain's bounded tables (flows, DNS, wire names), a
+// line each, before the counters line: nothing for a chain that keeps none.
+func printTables(w io.Writer, chain *views.Pipeline) {
+	if chain == nil {
+		return
+	}
+	for _, l := range chain.Stats().Lines() {
+		fmt.Fprintln(w, l)
+	}
 }
 
 // stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a
