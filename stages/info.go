@@ -95,7 +95,8 @@ type TLSInfo struct {
 	Groups        []uint16 // supported_groups in wire order
 	JA4           string   // ClientHello: JA4 fingerprint; ServerHello: JA4S ("" when Partial)
 	Partial       bool     // the hello was cut short of its declared length; later fields may be missing
-	Segments      int      // TCP segments it was reassembled from (0: read from one packet)
+	Segments      int      // TCP segments (QUIC: Initial packets) it was reassembled from (0: read from one packet)
 	HelloRetry    bool     // ServerHello: a HelloRetryRequest (RFC 8446 4.1.3's random)
+	QUIC          uint32   // the QUIC version of the Initial packets that carried it (0: TLS over TCP)
 	Next          *TLSInfo // a further hello the same packet completed
 }

@@ -16,8 +16,12 @@ import (
 //	TLS 10.0.0.1:5001 --> 10.0.0.2:443 ClientHello sni=... alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ja4=...
 //	TLS 10.0.0.2:443 --> 10.0.0.1:5001 ServerHello version=TLS 1.3 cipher=0x1301 ja4s=...
 //
-// (a HelloRetryRequest is a ServerHello line that says HelloRetryRequest). Several heads or
-// hellos completed by one packet (pipelined requests) are one line each.
+// (a HelloRetryRequest is a ServerHello line that says HelloRetryRequest). The hellos of QUIC's
+// Initial packets are QUIC lines, with JA4's q:
+//
+//	QUIC 10.0.0.1:5002 --> 10.0.0.2:443 ClientHello sni=... alpn=h3 versions=TLS 1.3 ja4=q13d...
+//
+// Several heads or hellos completed by one packet (pipelined requests) are one line each.
 //
 // Text from the network is escaped; the request target percent-decoded for reading.
 type URLWatch struct{ appLines }
@@ -98,8 +102,15 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 		}
 	}
 	if s.opt.Format == FormatJSON {
-		w := s.json(p.Time, "tls")
+		typ := "tls"
+		if h.QUIC != 0 {
+			typ = "quic"
+		}
+		w := s.json(p.Time, typ)
 		packetFields(w, p)
+		if h.QUIC != 0 {
+			w.str("quic_version", "0x"+hex16(uint16(h.QUIC>>16))+hex16(uint16(h.QUIC)))
+		}
 		if h.Hello == stages.TLSClientHello {
 			w.str("hello", "client")
 			w.str("sni", h.SNI)
@@ -125,7 +136,11 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 		s.endJSON()
 		return
 	}
-	b := s.text(p.Time, "TLS")
+	kind := "TLS"
+	if h.QUIC != 0 {
+		kind = "QUIC"
+	}
+	b := s.text(p.Time, kind)
 	b = appendPacketEnds(b, p)
 	if h.Hello == stages.TLSClientHello {
 		b = append(b, " ClientHello sni="...)

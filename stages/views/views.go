@@ -70,7 +70,7 @@ var List = []View{
 			}
 			return sinks.NewPackets(out, opt)
 		}},
-	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
+	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS or QUIC hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewURLWatch(out, opt) }},
 	{Name: "weird-dns", Doc: "each weird DNS message: why it is weird, its queries and answers", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewWeirdDNS(out, opt) }},
@@ -109,6 +109,7 @@ type Pipeline struct {
 type tables struct {
 	flows *flows.Table
 	dns   *protocols.DNSTracker
+	quic  *protocols.QUICHandler
 	wire  *names.Wire
 }
 
@@ -117,6 +118,7 @@ type tables struct {
 type TableStats struct {
 	Flows *flows.Stats
 	DNS   *protocols.DNSStats
+	QUIC  *protocols.QUICStats
 	Wire  *names.WireStats
 }
 
@@ -131,6 +133,10 @@ func (p *Pipeline) Stats() TableStats {
 	if t := p.tables.dns; t != nil {
 		st := t.Stats()
 		s.DNS = &st
+	}
+	if t := p.tables.quic; t != nil {
+		st := t.Stats()
+		s.QUIC = &st
 	}
 	if t := p.tables.wire; t != nil {
 		st := t.Stats()
@@ -150,6 +156,10 @@ func (s TableStats) Lines() []string {
 	if d := s.DNS; d != nil {
 		out = append(out, fmt.Sprintf("dns: %d messages, %d responses matched, %d unsolicited; queries: %d waiting, %d unanswered, %d evicted from the full table; nxdomain clients: %d, %d evicted",
 			d.Messages, d.Matched, d.Unsolicited, d.Pending, d.PendingExpired, d.PendingEvicted, d.Clients, d.ClientsEvicted))
+	}
+	if q := s.QUIC; q != nil {
+		out = append(out, fmt.Sprintf("quic: %d Initials decrypted, %d not, %d hellos; handshakes: %d followed, %d evicted from the full table, %d expired",
+			q.Initials, q.Undecrypted, q.Hellos, q.Conns, q.Evicted, q.Expired))
 	}
 	if w := s.Wire; w != nil {
 		out = append(out, fmt.Sprintf("wire names: %d learned (%d now), %d evicted from the full table, %d answers not learned (unmatched)",
@@ -212,7 +222,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		tb.flows, tb.dns = newApp(fc, cfg.DNS)
+		tb.flows, tb.dns, tb.quic = newApp(fc, cfg.DNS)
 		chain = append(chain, tb.flows.Stage())
 	case wire != nil:
 		fc.Track = protocols.OverTCP
@@ -228,18 +238,19 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count, tables: tb}, nil
 }
 
-// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
-// TLS decoders as its handlers.
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP,
+// TLS and QUIC decoders as its handlers.
 func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	t, _ := newApp(fc, dc)
+	t, _, _ := newApp(fc, dc)
 	return t.Stage()
 }
 
 // newApp makes the flow table of the App views, with its handlers.
-func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker) {
+func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker, *protocols.QUICHandler) {
 	dns := protocols.NewDNSTracker(dc)
-	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return flows.New(fc), dns
+	quic := protocols.NewQUICHandler(protocols.QUICConfig{})
+	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}, quic}
+	return flows.New(fc), dns, quic
 }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
