@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -51,8 +49,8 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-// tsharkPacket is one frame as tshark decodes it (first occurrence of each field: the outer
-// headers of tunnels).
+// tsharkPacket is one frame as tshark decodes it, the packet inside the tunnels the sensor
+// enters (sensortest.TSharkFrame.Inner): protocols from its IP header on.
 type tsharkPacket struct {
 	num                string
 	protocols          []string
@@ -66,45 +64,55 @@ type tsharkPacket struct {
 
 func tshark(t *testing.T, file string) []tsharkPacket {
 	t.Helper()
-	path, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed: the golden outputs are checked against it (apt-get install tshark)")
-	}
-	cmd := exec.Command(path, "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f",
-		"-e", "frame.number", "-e", "frame.protocols",
-		"-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
-		"-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4",
-		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport",
-		"-e", "ip.frag_offset", "-e", "ipv6.fraghdr.offset", "-e", "ip.flags.mf", "-e", "ipv6.fraghdr.more")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark -r %s: %v\n%s", file, err, stderr.String())
-	}
+	frames := sensortest.TShark(t, file, "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
+		"ip.frag_offset", "ip.flags.mf", "ipv6.fraghdr.offset", "ipv6.fraghdr.more")
 	var pk []tsharkPacket
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "|")
-		if len(f) < 16 {
-			t.Fatalf("tshark line %q", sc.Text())
-		}
-		if f[1] == "pcapng" || f[1] == "data" {
+	for _, f := range frames {
+		if f.Protocols[0] == "pcapng" || f.Protocols[0] == "data" {
 			continue // a pcapng custom block: tshark shows it as a frame, it is no packet
 		}
-		p := tsharkPacket{num: f[0], protocols: strings.Split(f[1], ":"), src: f[2], dst: f[3],
-			arpSrc: f[6], arpDst: f[7], tcpSport: f[8], tcpDport: f[9], udpSport: f[10], udpDport: f[11],
-			fragOff: f[12], frag6Off: f[13], moreFrags: f[14] == "1" || f[14] == "True" || f[15] == "1" || f[15] == "True"}
-		if p.src == "" {
-			p.src, p.dst = f[4], f[5]
+		// The fields of the innermost IP header are the last of those before the next one;
+		// a field tshark reports once for the frame belongs to the outer header.
+		_, at := f.Tunnels()
+		field := func(name string, i int) string {
+			if v := f.Fields[name]; i < len(v) {
+				return v[i]
+			}
+			return ""
+		}
+		first := func(name string) string { return field(name, 0) }
+		p := tsharkPacket{num: fmt.Sprint(f.Num), protocols: f.Protocols[at:],
+			arpSrc: first("arp.src.proto_ipv4"), arpDst: first("arp.dst.proto_ipv4")}
+		if ip, ports, ok := f.Inner(); ok {
+			p.src, p.dst = ip.Src, ip.Dst
+			v4, v6 := 0, 0 // headers of each kind before the innermost packet's
+			for _, q := range f.Protocols[:at] {
+				if q == "ip" {
+					v4++
+				} else if q == "ipv6.fraghdr" {
+					v6++
+				}
+			}
+			if ip.Version == 4 {
+				p.fragOff = field("ip.frag_offset", v4)
+				p.moreFrags = field("ip.flags.mf", v4) == "1" || field("ip.flags.mf", v4) == "True"
+			} else {
+				p.frag6Off = field("ipv6.fraghdr.offset", v6)
+				p.moreFrags = field("ipv6.fraghdr.more", v6) == "1" || field("ipv6.fraghdr.more", v6) == "True"
+			}
+			if ports != nil && ports.Proto == "tcp" {
+				p.tcpSport, p.tcpDport = ports.Src, ports.Dst
+			} else if ports != nil {
+				p.udpSport, p.udpDport = ports.Src, ports.Dst
+			}
 		}
 		pk = append(pk, p)
 	}
 	return pk
 }
 
-// transportAfterIP returns the first protocol tshark names after the outer IP header (skipping
-// IPv6 extension headers).
+// transportAfterIP returns the first protocol tshark names after the IP header that starts
+// protos (skipping IPv6 extension headers).
 func transportAfterIP(protos []string) string {
 	for i, p := range protos {
 		if p == "ip" || p == "ipv6" {
