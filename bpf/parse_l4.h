@@ -124,14 +124,12 @@ static __always_inline void parse_udp(struct cursor *c, struct record *r, struct
 		return;
 	}
 	w->large = is_dns_port(r->sport) || is_dns_port(r->dport);
-	if (cur_off(c) + len > w->ip_end) {
+	end = cur_off(c) + len;
+	if (end > w->ip_end) {
 		/* UDP claims more than IP carries: the payload is what IP carries. */
 		fail(r, STATUS_MALFORMED, LAYER_UDP);
-		c->pos += 8;
-		stop_here(c, r, w, w->ip_end);
-		return;
+		end = w->ip_end;
 	}
-	end = cur_off(c) + len;
 	c->pos += 8;
 	stop_here(c, r, w, end);
 	if (!cfg.no_decap && is_tunnel_port(r->dport)) {

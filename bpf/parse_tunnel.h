@@ -248,10 +248,8 @@ static __always_inline int parse_gtpu(struct cursor *c, struct record *r, struct
 	if (h[1] != 0xff)
 		return -1; /* signalling: echo, error indication, end marker */
 	gend = cur_off(c) + 8 + load_be16(h + 2);
-	if (gend > end) {
-		fail(r, STATUS_MALFORMED, LAYER_TUNNEL);
-		return -1;
-	}
+	if (gend > end)
+		gend = end; /* the inner packet will say it is cut short */
 	p = c->pos + 8;
 	if (h[0] & 0x07) {
 		if (c->pos + 12 > c->end) {

@@ -98,13 +98,11 @@ func parseUDP(c *cursor, r *gen.SensorRecord) {
 		return
 	}
 	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport)
-	if c.pos+l > c.ipEnd {
-		fail(r, statusMalformed, layerUDP)
-		c.pos += 8
-		stopHere(c, r, c.ipEnd)
-		return
-	}
 	end := c.pos + l
+	if end > c.ipEnd {
+		fail(r, statusMalformed, layerUDP)
+		end = c.ipEnd
+	}
 	c.pos += 8
 	stopHere(c, r, end)
 	if !c.noDecap && isTunnelPort(r.Dport) {

@@ -221,11 +221,7 @@ func parseGTPU(c *cursor, r *gen.SensorRecord, end uint32) bool {
 		return false
 	}
 	teid := c.be32(4)
-	gend := c.pos + 8 + uint32(c.be16(2))
-	if gend > end {
-		fail(r, statusMalformed, layerTunnel)
-		return false
-	}
+	gend := min(c.pos+8+uint32(c.be16(2)), end)
 	p := c.pos + 8
 	var nt uint8
 	if f&0x07 != 0 {
