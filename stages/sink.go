@@ -277,10 +277,50 @@ func NetworkName(p *Packet) string {
 	case 6:
 		return "IP6"
 	}
+	if p.EtherType < 0x0600 {
+		return llcName(p.Payload) // an 802.3 frame: its LLC header, the payload, names it
+	}
 	if n, ok := etherNames[p.EtherType]; ok {
 		return n
 	}
 	return ""
+}
+
+// llcName names the protocol an 802.3 frame's LLC header (DSAP, SSAP, control, and for SNAP
+// an OUI and protocol id) says it carries.
+func llcName(b []byte) string {
+	switch {
+	case len(b) >= 2 && b[0] == 0xff && b[1] == 0xff:
+		return "IPX" // Novell's raw 802.3
+	case len(b) >= 8 && b[0] == 0xaa && b[1] == 0xaa && b[2] == 0x03:
+		if b[3] == 0x00 && b[4] == 0x00 && b[5] == 0x0c { // Cisco
+			switch uint16(b[6])<<8 | uint16(b[7]) {
+			case 0x2000:
+				return "CDP"
+			case 0x2003:
+				return "VTP"
+			case 0x2004:
+				return "DTP"
+			case 0x010b:
+				return "STP" // PVST+
+			case 0x0111:
+				return "UDLD"
+			}
+		}
+		return "SNAP"
+	case len(b) >= 1:
+		switch b[0] {
+		case 0x42:
+			return "STP"
+		case 0xe0:
+			return "IPX"
+		case 0xf0:
+			return "NETBIOS"
+		case 0xfe:
+			return "OSI"
+		}
+	}
+	return "LLC"
 }
 
 var etherNames = map[uint16]string{
