@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,6 +151,16 @@ func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket) {
 			continue
 		case "IP", "IP6":
 		default:
+			// An 802.3 frame is named by what its LLC header says, as tshark names it.
+			if i := slices.Index(w.protocols, "llc"); i >= 0 && p.Status == "ok" {
+				want := "LLC"
+				if i+1 < len(w.protocols) && w.protocols[i+1] != "data" {
+					want = strings.ToUpper(w.protocols[i+1])
+				}
+				if p.IP != want {
+					t.Errorf("%s #%d: network %s, tshark %s", file, p.Num, p.IP, strings.Join(w.protocols, ":"))
+				}
+			}
 			continue
 		}
 		if w.src == "" { // tshark found no IP header: we must not have addresses either

@@ -43,7 +43,11 @@ func TShark(t testing.TB, file string, extra ...string) []TSharkFrame {
 	}
 	base := []string{"frame.number", "frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
 		"tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport"}
-	args := []string{"-r", file, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"}
+	// Decoded as the sensor does: UDP 8472 is VXLAN (as Linux has it), and each fragment on its
+	// own (no reassembly, which would move a datagram's decode to its last fragment).
+	args := []string{"-r", file, "-d", "udp.port==8472,vxlan", "-o", "ip.defragment:FALSE",
+		"-o", "ipv6.defragment:FALSE", "-T", "fields", "-E", "separator=\t",
+		"-E", "occurrence=a", "-E", "aggregator=,"}
 	for _, f := range append(base, extra...) {
 		args = append(args, "-e", f)
 	}
