@@ -1,6 +1,7 @@
 package sensor_test
 
 import (
+	"bytes"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -150,5 +151,74 @@ func checkTunnel(t *testing.T, name string, p *stages.Packet, tf sensortest.TSha
 		if p.Tunnel.Depth > 0 {
 			counts["inner ports"]++
 		}
+	}
+}
+
+// TestNoDecap: loaded with NoDecap, the programs and the twin enter no tunnel, and every
+// record of the tunnel captures holds the outer packet, tshark's first IP header.
+func TestNoDecap(t *testing.T) {
+	var rep *sensor.Replayer
+	if os.Geteuid() == 0 || os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
+		sensortest.RequireBPF(t)
+		objs, err := sensor.Load(sensor.Config{NoDecap: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer objs.Close()
+		if rep, err = sensor.NewReplayer(objs); err != nil {
+			t.Fatal(err)
+		}
+		defer rep.Close()
+	}
+	twin := sensor.NewTwin(sensor.Config{NoDecap: true})
+	files, _ := filepath.Glob(filepath.Join(sensortest.Pcaps(t), "protocols", "*.pcap"))
+	compared := 0
+	for _, path := range files {
+		name := filepath.Base(path)
+		if !strings.HasPrefix(name, "tunnel_") && !strings.HasPrefix(name, "crafted_") {
+			continue
+		}
+		tfs := sensortest.TShark(t, path)
+		fh, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := sensor.OpenCapture(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; ; i++ {
+			f, err := c.Next()
+			if err != nil {
+				break
+			}
+			raw := twin.Parse(nil, f.Data, sensor.Meta{})
+			var p stages.Packet
+			if err := (sensor.Decoder{}).Decode(raw, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Tunnel.Depth != 0 {
+				t.Errorf("%s #%d: entered a tunnel with NoDecap: %+v", name, f.Num, p.Tunnel)
+			}
+			if i < len(tfs) && len(tfs[i].IPs) > 0 && p.IPVersion != 0 {
+				compared++
+				if w := tfs[i].IPs[0]; p.Src.String() != w.Src || p.Dst.String() != w.Dst {
+					t.Errorf("%s #%d: %v -> %v, tshark's outer %s -> %s", name, f.Num, p.Src, p.Dst, w.Src, w.Dst)
+				}
+			}
+			if rep != nil && len(f.Data) >= 14 && len(f.Data) <= sensor.MaxReplayFrame {
+				k, err := rep.Replay(f.Data, sensor.Meta{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(k, raw) {
+					t.Errorf("%s #%d: kernel %x\ntwin   %x", name, f.Num, k, raw)
+				}
+			}
+		}
+		fh.Close()
+	}
+	if compared < 100 {
+		t.Errorf("only %d outer packets compared", compared)
 	}
 }

@@ -113,12 +113,12 @@ func tshark(t *testing.T, file string) []tsharkPacket {
 }
 
 // transportAfterIP returns the first protocol tshark names after the IP header that starts
-// protos (skipping IPv6 extension headers).
+// protos (skipping IPv6 extension headers and AH).
 func transportAfterIP(protos []string) string {
 	for i, p := range protos {
 		if p == "ip" || p == "ipv6" {
 			for _, q := range protos[i+1:] {
-				if !strings.HasPrefix(q, "ipv6.") {
+				if !strings.HasPrefix(q, "ipv6.") && q != "ah" {
 					return q
 				}
 			}
