@@ -31,11 +31,11 @@ static __always_inline void parse_ipv4(struct cursor *c, struct record *r, struc
 		fail(r, STATUS_TRUNCATED, LAYER_IP4);
 		return;
 	}
-	r->ip_version = h[0] >> 4;
-	if (r->ip_version != 4) {
-		fail(r, STATUS_MALFORMED, LAYER_IP4);
+	if ((h[0] >> 4) != 4) {
+		fail(r, STATUS_MALFORMED, LAYER_IP4); /* ip_version stays 0: no IP header */
 		return;
 	}
+	r->ip_version = 4;
 	r->tos = h[1];
 	r->ip_len = load_be16(h + 2);
 	r->ip_id = load_be16(h + 4);
@@ -127,11 +127,11 @@ static __always_inline void parse_ipv6(struct cursor *c, struct record *r, struc
 		fail(r, STATUS_TRUNCATED, LAYER_IP6);
 		return;
 	}
-	r->ip_version = h[0] >> 4;
-	if (r->ip_version != 6) {
+	if ((h[0] >> 4) != 6) {
 		fail(r, STATUS_MALFORMED, LAYER_IP6);
 		return;
 	}
+	r->ip_version = 6;
 	r->tos = (load_be16(h) >> 4) & 0xff;
 	r->flow_label = load_be32(h) & 0xfffff;
 	plen = load_be16(h + 4);

@@ -109,7 +109,7 @@ struct record {
 	__u8 dst_mac[6];
 	__u8 src_mac[6];
 	/* network block */
-	__u8 ip_version;  /* 4, 6, or 0 */
+	__u8 ip_version;  /* 4 or 6 when an IP header of that version was read, else 0 */
 	__u8 l4_proto;    /* IPv4 protocol; IPv6 next header after the extension headers */
 	__u8 ttl;         /* TTL / hop limit */
 	__u8 tos;         /* TOS / traffic class */

@@ -24,11 +24,11 @@ func parseIPv4(c *cursor, r *gen.SensorRecord) {
 		return
 	}
 	h := c.b[c.pos:]
-	r.IpVersion = h[0] >> 4
-	if r.IpVersion != 4 {
+	if h[0]>>4 != 4 {
 		fail(r, statusMalformed, layerIP4)
 		return
 	}
+	r.IpVersion = 4
 	r.Tos = h[1]
 	r.IpLen = c.be16(2)
 	r.IpId = uint32(c.be16(4))
@@ -98,11 +98,11 @@ func parseIPv6(c *cursor, r *gen.SensorRecord) {
 		return
 	}
 	h := c.b[c.pos:]
-	r.IpVersion = h[0] >> 4
-	if r.IpVersion != 6 {
+	if h[0]>>4 != 6 {
 		fail(r, statusMalformed, layerIP6)
 		return
 	}
+	r.IpVersion = 6
 	r.Tos = uint8(c.be16(0) >> 4)
 	r.FlowLabel = c.be32(0) & 0xfffff
 	plen := uint32(c.be16(4))

@@ -22,9 +22,10 @@ type FileSource struct {
 
 	// Seen counts the packets read from the file; Recorded those that became Packets.
 	Seen, Recorded uint64
-	// TwinFallbacks counts frames the kernel could not take (BPF_PROG_TEST_RUN bounds its
-	// frame size; see MaxReplayFrame), parsed by the Go twin instead.
-	TwinFallbacks uint64
+	// TwinFallbacks counts frames the kernel could not take, parsed by the Go twin instead:
+	// frames outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame), and outgoing frames it
+	// refuses to make an skb of for tc_sensor (ErrSkbRefused), which TwinSkbRefused counts.
+	TwinFallbacks, TwinSkbRefused uint64
 }
 
 // NewFileSource reads c with the twin; with rep non-nil, through the kernel program.
@@ -61,6 +62,7 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			}
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
+			s.p.NoMAC = f.NoMAC
 			s.Recorded++
 			if !yield(&s.p) {
 				return
@@ -69,10 +71,18 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 	}
 }
 
+// Skipped returns how many frames of the file carried no packet the parsers take, by reason
+// (Capture.Skipped): they are not among Seen.
+func (s *FileSource) Skipped() map[string]uint64 { return s.cap.Skipped() }
+
 func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
 	if s.rep != nil {
 		if len(f.Data) >= 14 && len(f.Data) <= MaxReplayFrame {
-			return s.rep.Replay(f.Data, m)
+			raw, err := s.rep.Replay(f.Data, m)
+			if !errors.Is(err, ErrSkbRefused) {
+				return raw, err
+			}
+			s.TwinSkbRefused++
 		}
 		s.TwinFallbacks++
 	}

@@ -104,6 +104,12 @@ const (
 	ExtESP      = 1 << 5 // seen and not entered: what follows is encrypted
 )
 
+// Bits of Packet.NoMAC.
+const (
+	NoSrcMAC = 1 << 0 // SrcMAC is not known: zero
+	NoDstMAC = 1 << 1 // DstMAC is not known: zero
+)
+
 // TCP flag bits of Packet.TCPFlags (the low byte of the TCP flags field).
 const (
 	TCPFin = 1 << 0
@@ -153,6 +159,7 @@ type Packet struct {
 	VLANCount      uint8     // VLAN tags walked (at most 4)
 	VLANs          [4]uint16 // tag control information, outermost first
 	ARPOp          uint16    // ARP operation (1 request, 2 reply); Src and Dst are the sender and target protocol addresses
+	NoMAC          uint8     // NoSrcMAC, NoDstMAC: the addresses a capture of another link type than Ethernet does not give (zero)
 
 	// Network layer. For ARP, Src and Dst hold the sender and target protocol addresses.
 	IPVersion uint8 // 4, 6 or 0
