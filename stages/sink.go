@@ -325,7 +325,7 @@ func llcName(b []byte) string {
 
 var etherNames = map[uint16]string{
 	0x8035: "RARP", 0x809b: "APPLETALK", 0x8100: "VLAN", 0x8137: "IPX", 0x8847: "MPLS",
-	0x8848: "MPLS", 0x8863: "PPPOE-DISC", 0x8864: "PPPOE", 0x888e: "EAPOL", 0x88a8: "VLAN",
+	0x8848: "MPLS", 0x8863: "PPPOE-DISC", 0x8864: "PPPOE", 0x880b: "PPP", 0x888e: "EAPOL", 0x88a8: "VLAN",
 	0x88cc: "LLDP", 0x88e5: "MACSEC", 0x88f7: "PTP", 0x8906: "FCOE", 0x9000: "LOOPBACK",
 }
 
@@ -355,6 +355,23 @@ func appendMAC(b []byte, m [6]byte) []byte {
 		b = append(b, hex[x>>4], hex[x&15])
 	}
 	return b
+}
+
+// appendLink appends the MAC address m, or "?" when the capture did not give it (unknown:
+// Packet.NoMAC's bit for it is set).
+func appendLink(b []byte, m [6]byte, unknown bool) []byte {
+	if unknown {
+		return append(b, '?')
+	}
+	return appendMAC(b, m)
+}
+
+// linkClass is macClass, or "unknown" for an address the capture did not give.
+func linkClass(m [6]byte, unknown bool) string {
+	if unknown {
+		return "unknown"
+	}
+	return macClass(m)
 }
 
 // macClass names a MAC address as the net_watch line shows a non-IP endpoint.

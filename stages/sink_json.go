@@ -55,13 +55,13 @@ func (s *JSONSink) AppendObject(b []byte, p *Packet) []byte {
 	b = append(b, `","src":"`...)
 	if p.Src.IsValid() {
 		b = appendAddr(b, p.Src)
-	} else {
+	} else if p.NoMAC&NoSrcMAC == 0 {
 		b = appendMAC(b, p.SrcMAC)
 	}
 	b = append(b, `","dst":"`...)
 	if p.Dst.IsValid() {
 		b = appendAddr(b, p.Dst)
-	} else {
+	} else if p.NoMAC&NoDstMAC == 0 {
 		b = appendMAC(b, p.DstMAC)
 	}
 	b = append(b, `","proto":"`...)

@@ -50,13 +50,13 @@ func (s *NetWatchSink) AppendLine(b []byte, p *Packet) []byte {
 		b = append(b, " --> "...)
 		b = s.appendEnd(b, p.Dst, p.DstDomain, p.DstClass)
 	} else {
-		b = appendMAC(b, p.SrcMAC)
+		b = appendLink(b, p.SrcMAC, p.NoMAC&NoSrcMAC != 0)
 		b = append(b, '(')
-		b = append(b, macClass(p.SrcMAC)...)
+		b = append(b, linkClass(p.SrcMAC, p.NoMAC&NoSrcMAC != 0)...)
 		b = append(b, ")"+" --> "...)
-		b = appendMAC(b, p.DstMAC)
+		b = appendLink(b, p.DstMAC, p.NoMAC&NoDstMAC != 0)
 		b = append(b, '(')
-		b = append(b, macClass(p.DstMAC)...)
+		b = append(b, linkClass(p.DstMAC, p.NoMAC&NoDstMAC != 0)...)
 		b = append(b, ')')
 	}
 	b = appendStatus(b, p)

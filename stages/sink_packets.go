@@ -62,9 +62,9 @@ func (s *PacketsSink) AppendBlock(b []byte, p *Packet) []byte {
 	b = append(b, " bytes)\n"...)
 
 	b = s.head(b, "Ethernet Frame: ")
-	b = appendMAC(b, p.SrcMAC)
+	b = appendLink(b, p.SrcMAC, p.NoMAC&NoSrcMAC != 0)
 	b = append(b, " --> "...)
-	b = appendMAC(b, p.DstMAC)
+	b = appendLink(b, p.DstMAC, p.NoMAC&NoDstMAC != 0)
 	b = append(b, " (type: 0x"...)
 	b = appendHex16(b, p.EtherType)
 	for i := 0; i < int(p.VLANCount) && i < len(p.VLANs); i++ {
