@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages"
@@ -39,6 +40,7 @@ func runRead(c *cli.Context) error {
 	var recorded, lost uint64
 	if src != nil {
 		recorded, lost = src.Recorded, src.Seen-src.Recorded
+		printSkipped(c, name, src)
 	}
 	if err != nil {
 		what := "read"
@@ -95,6 +97,25 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 		return fmt.Errorf("writing the output: %w", err)
 	}
 	return src.Err()
+}
+
+// printSkipped says on stderr what of the file went unparsed by the kernel or unread: frames
+// of no packet (counted apart from the packets seen), and with --kernel the frames the Go twin
+// parsed because BPF_PROG_TEST_RUN cannot take them.
+func printSkipped(c *cli.Context, name string, src *sensor.FileSource) {
+	skipped := src.Skipped()
+	reasons := make([]string, 0, len(skipped))
+	for r := range skipped {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
+	}
+	if c.Bool("kernel") {
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of\n",
+			name, src.TwinFallbacks, src.TwinFallbacks-src.TwinSkbRefused, sensor.MaxReplayFrame, src.TwinSkbRefused)
+	}
 }
 
 // stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a
