@@ -19,6 +19,7 @@ func readCommand() *cli.Command {
 		ArgsUsage: "FILE|-",
 		Flags: append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
+			noDecapFlag(),
 		),
 		Action: runRead,
 	}
@@ -75,9 +76,10 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 	if err != nil {
 		return err
 	}
+	load := sensor.Config{NoDecap: c.Bool("no-decap")}
 	var rep *sensor.Replayer
 	if c.Bool("kernel") {
-		objs, err := sensor.Load(sensor.Config{})
+		objs, err := sensor.Load(load)
 		if err != nil {
 			return fmt.Errorf("--kernel: %w", err)
 		}
@@ -88,7 +90,7 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 		}
 		defer rep.Close()
 	}
-	src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), rep)
+	src := sensor.NewFileSource(capt, sensor.NewTwin(load), rep)
 	*srcOut = src
 	if _, err := stages.Run(src.Packets(), built.Stage, built.Sink, cfg.Count); err != nil {
 		if errors.Is(err, os.ErrClosed) {

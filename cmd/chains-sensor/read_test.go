@@ -542,3 +542,37 @@ func TestReadSkipped(t *testing.T) {
 		t.Errorf("%d lines; stderr %q", n, stderr)
 	}
 }
+
+// TestReadNoDecap: `read --no-decap` shows the tunnels' outer packets, tshark's first IP
+// header, where `read` shows the inner ones; with --kernel the same.
+func TestReadNoDecap(t *testing.T) {
+	path := filepath.Join(sensortest.Pcaps(t), "protocols", "crafted_encapsulations.pcap")
+	runs := [][]string{{"read", "--no-decap", "-n", "-o", "json", path}}
+	if os.Geteuid() == 0 {
+		runs = append(runs, []string{"read", "--kernel", "--no-decap", "-n", "-o", "json", path})
+	}
+	frames := sensortest.TShark(t, path)
+	for _, args := range runs {
+		out, stderr, code := runCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		n := 0
+		for l := range strings.Lines(out) {
+			var p jsonPacket
+			if err := json.Unmarshal([]byte(l), &p); err != nil {
+				t.Fatal(err)
+			}
+			f := frames[p.Num-1]
+			if len(f.IPs) > 0 && p.Status != "malformed" {
+				n++
+				if p.Src != f.IPs[0].Src || p.Dst != f.IPs[0].Dst {
+					t.Errorf("%v #%d: %s -> %s, tshark's outer %s -> %s", args[1], p.Num, p.Src, p.Dst, f.IPs[0].Src, f.IPs[0].Dst)
+				}
+			}
+		}
+		if n < 25 {
+			t.Errorf("%v: only %d packets compared", args, n)
+		}
+	}
+}
