@@ -47,8 +47,7 @@ static __always_inline int enter(struct record *r, struct walk *w, __u8 type, __
 		r->eth_proto = ETH_P_IP;
 	else if (next == NEXT_IP6)
 		r->eth_proto = ETH_P_IPV6;
-	r->payload_off = off;
-	r->payload_len = 0;
+	r->payload_len = 0; /* payload_off stays within the frame until the inner packet's is set */
 	w->payload_avail = 0;
 	w->large = 0;
 	w->jumbo = 0;

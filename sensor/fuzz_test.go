@@ -40,10 +40,19 @@ func fuzzReplayer(t *testing.T) *sensor.Replayer {
 
 // FuzzParseFrame feeds frames to the Go twin and, as root, to xdp_sensor and tc_sensor: no
 // panic, a record that decodes and keeps its own bounds, and the same bytes from the kernel.
-// Seeded with every frame of the test captures and the hand-built frames.
+// Seeded with every frame of the test captures and the hand-built frames, and tunnel-shaped
+// ones: each crafted encapsulation whole and cut inside each of its headers.
 func FuzzParseFrame(f *testing.F) {
 	for _, c := range frameCases() {
 		f.Add(c.frame)
+	}
+	for _, c := range craftedFrames(f) {
+		f.Add(c.frame)
+		for _, cut := range []int{14 + 20 + 4, 14 + 20 + 8 + 4, 14 + 20 + 8 + 8 + 10, 14 + 40 + 6, len(c.frame) / 2, len(c.frame) - 1} {
+			if cut > 14 && cut < len(c.frame) {
+				f.Add(bytes.Clone(c.frame[:cut]))
+			}
+		}
 	}
 	for _, path := range sensortest.PcapFiles(f) {
 		fh, err := os.Open(path)

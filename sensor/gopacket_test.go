@@ -112,10 +112,14 @@ func TestTwinAgreesWithGopacket(t *testing.T) {
 				counts["ipv4"]++
 				src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
 				dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
+				proto := ip.Protocol
+				if ah, ok := g.Layer(layers.LayerTypeIPSecAH).(*layers.IPSecAH); ok && proto == layers.IPProtocolAH {
+					proto = ah.NextHeader // the record's protocol is what follows AH
+				}
 				if p.IPVersion != 4 || p.Src != src || p.Dst != dst || p.TTL != ip.TTL || p.TOS != ip.TOS ||
-					p.IPLen != ip.Length || uint16(p.IPID) != ip.Id || p.FragOff != ip.FragOffset || p.Proto != uint8(ip.Protocol) {
+					p.IPLen != ip.Length || uint16(p.IPID) != ip.Id || p.FragOff != ip.FragOffset || p.Proto != uint8(proto) {
 					fail("IPv4", []any{p.Src, p.Dst, p.TTL, p.TOS, p.IPLen, p.IPID, p.FragOff, p.Proto},
-						[]any{src, dst, ip.TTL, ip.TOS, ip.Length, ip.Id, ip.FragOffset, ip.Protocol})
+						[]any{src, dst, ip.TTL, ip.TOS, ip.Length, ip.Id, ip.FragOffset, proto})
 				}
 				if (p.IPFlags&stages.IPFlagDF != 0) != (ip.Flags&layers.IPv4DontFragment != 0) ||
 					(p.IPFlags&stages.IPFlagMF != 0) != (ip.Flags&layers.IPv4MoreFragments != 0) {

@@ -46,7 +46,6 @@ func enter(c *cursor, r *gen.SensorRecord, typ, flags uint8, id, off, end uint32
 	case nextIP6:
 		r.EthProto = ethIPv6
 	}
-	r.PayloadOff = uint16(off)
 	r.PayloadLen = 0
 	c.avail = 0
 	c.large = false

@@ -66,6 +66,9 @@ func TestTunnelsAgainstTShark(t *testing.T) {
 			if err := (sensor.Decoder{}).Decode(twin.Parse(nil, f.Data, sensor.Meta{}), &p); err != nil {
 				t.Fatalf("%s #%d: %v", name, f.Num, err)
 			}
+			if p.Status == stages.StatusMalformed && p.Tunnel.Depth == 0 && (p.BadLayer == stages.LayerIPv4 || p.BadLayer == stages.LayerIPv6) {
+				continue // no IP header of the version the link layer says: tshark guesses on
+			}
 			checkTunnel(t, name, &p, tf, counts)
 		}
 		fh.Close()
