@@ -43,7 +43,7 @@ bench:
 	scripts/loadbench.sh
 
 # Every fuzz target in turn, FUZZTIME each (go test fuzzes one target at a time).
-FUZZ_TARGETS = ./sensor/:FuzzParseFrame ./stages/:FuzzSanitizeName ./stages/:FuzzJSONString \
+FUZZ_TARGETS = ./sensor/:FuzzParseFrame ./sensor/:FuzzCaptureFrame ./stages/:FuzzSanitizeName ./stages/:FuzzJSONString \
 	./stages/:FuzzSinks ./stages/:FuzzDNS ./stages/:FuzzHTTP ./stages/:FuzzTLS ./stages/:FuzzFlow \
 	./cmd/chains-sensor/:FuzzReadPipeline
 
