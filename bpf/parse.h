@@ -79,7 +79,6 @@ struct walk {
 	__u8 large;          /* payload looks like DNS, a TLS handshake or an HTTP head */
 	__u8 jumbo;          /* the IPv6 payload length is a jumbogram's */
 	__u8 pad;
-	struct record_ext ext; /* the record's extension, emitted when RECORD_HAS_EXT */
 };
 
 /* One step's view of the frame: data..end is what the program may read directly. Positions
@@ -224,21 +223,24 @@ static __always_inline void cursor_init(struct cursor *c, void *ctx, int xdp)
 }
 
 /* An IP header and the transport header after it. */
-static __always_inline void parse_ip4_l4(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline void parse_ip4_l4(struct cursor *c, struct record *r, struct walk *w,
+					 struct record_ext *x)
 {
 	parse_ipv4(c, r, w);
 	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
 		parse_l4(c, r, w);
 }
 
-static __always_inline void parse_ip6_l4(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline void parse_ip6_l4(struct cursor *c, struct record *r, struct walk *w,
+					 struct record_ext *x)
 {
 	parse_ipv6(c, r, w);
 	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
 		parse_l4(c, r, w);
 }
 
-static __always_inline void parse_ip6ext_l4(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline void parse_ip6ext_l4(struct cursor *c, struct record *r, struct walk *w,
+					    struct record_ext *x)
 {
 	parse_ipv6_ext(c, r, w);
 	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
@@ -249,14 +251,15 @@ static __always_inline void parse_ip6ext_l4(struct cursor *c, struct record *r, 
  * program (the context's type differs): the verifier checks each once. They return 0; a NULL
  * argument (which the verifier must assume possible) does nothing. */
 #define STEP(NAME, CTX, XDP, LAYER, BODY)                                                   \
-	__attribute__((noinline)) int NAME(CTX *ctx, struct record *r, struct walk *w)      \
+	__attribute__((noinline)) int NAME(CTX *ctx, struct record *r, struct walk *w,      \
+					   struct record_ext *x)                            \
 	{                                                                                   \
 		struct cursor c;                                                            \
-		if (!r || !w)                                                               \
+		if (!r || !w || !x)                                                         \
 			return 0;                                                           \
 		cursor_init(&c, ctx, XDP);                                                  \
 		if (forget_pos(&c, r, w, w->off, LAYER) == 0)                               \
-			BODY(&c, r, w);                                                     \
+			BODY(&c, r, w, x);                                                  \
 		return 0;                                                                   \
 	}
 
@@ -271,53 +274,59 @@ STEP(step_ip6_tc, struct __sk_buff, 0, LAYER_IP6, parse_ip6_l4)
 STEP(step_ip6ext_tc, struct __sk_buff, 0, LAYER_IP6_EXT, parse_ip6ext_l4)
 STEP(step_tunnel_tc, struct __sk_buff, 0, LAYER_TUNNEL, parse_tunnel)
 
-/* Walk one frame into r, which must be zeroed; w->len is the packet's length. The outer
+/* Walk one frame into r, which must be zeroed, and x, its extension, which need not be (it is
+ * cleared before use); w->len is the packet's length. The outer
  * packet's link, IP and transport headers are parsed inline, so that most packets cost no
  * call; IPv6 extension headers (whose walk costs the verifier most) and whatever a tunnel
  * carries are walked one step at a time. */
-static __always_inline void walk(void *ctx, int xdp, struct record *r, struct walk *w)
+static __always_inline void walk(void *ctx, int xdp, struct record *r, struct walk *w,
+				 struct record_ext *x)
 {
 	struct cursor c;
 	int i;
 
 	cursor_init(&c, ctx, xdp);
-	parse_link(&c, r, w);
+	parse_link(&c, r, w, x);
 	if (w->next == NEXT_IP4 && forget_pos(&c, r, w, cur_off(&c), LAYER_IP4) == 0)
-		parse_ip4_l4(&c, r, w);
+		parse_ip4_l4(&c, r, w, x);
 	else if (w->next == NEXT_IP6 && forget_pos(&c, r, w, cur_off(&c), LAYER_IP6) == 0)
-		parse_ip6_l4(&c, r, w);
+		parse_ip6_l4(&c, r, w, x);
+	/* x is cleared only now, for a packet that goes on (the steps may fill it), unless a
+	 * third tag did it: most packets never pay for it. */
+	if (w->next != NEXT_DONE && r->vlan_count <= 2)
+		__builtin_memset(x, 0, sizeof(*x));
 	for (i = 0; i < TUNNEL_STEPS; i++) {
 		switch (w->next) {
 		case NEXT_ETH:
 			if (xdp)
-				step_link_xdp(ctx, r, w);
+				step_link_xdp(ctx, r, w, x);
 			else
-				step_link_tc(ctx, r, w);
+				step_link_tc(ctx, r, w, x);
 			break;
 		case NEXT_IP:
 		case NEXT_IP4:
 			if (xdp)
-				step_ip4_xdp(ctx, r, w);
+				step_ip4_xdp(ctx, r, w, x);
 			else
-				step_ip4_tc(ctx, r, w);
+				step_ip4_tc(ctx, r, w, x);
 			break;
 		case NEXT_IP6:
 			if (xdp)
-				step_ip6_xdp(ctx, r, w);
+				step_ip6_xdp(ctx, r, w, x);
 			else
-				step_ip6_tc(ctx, r, w);
+				step_ip6_tc(ctx, r, w, x);
 			break;
 		case NEXT_IP6_EXT:
 			if (xdp)
-				step_ip6ext_xdp(ctx, r, w);
+				step_ip6ext_xdp(ctx, r, w, x);
 			else
-				step_ip6ext_tc(ctx, r, w);
+				step_ip6ext_tc(ctx, r, w, x);
 			break;
 		case NEXT_TUNNEL:
 			if (xdp)
-				step_tunnel_xdp(ctx, r, w);
+				step_tunnel_xdp(ctx, r, w, x);
 			else
-				step_tunnel_tc(ctx, r, w);
+				step_tunnel_tc(ctx, r, w, x);
 			break;
 		default:
 			return;

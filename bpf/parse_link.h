@@ -123,7 +123,8 @@ static __always_inline void parse_arp(struct cursor *c, struct record *r, struct
 
 /* An Ethernet header with its VLAN tags and what the ethertype leads to: an IP header is the
  * next step; ARP, and anything else as payload, end the walk. Rewrites the link block. */
-static __always_inline void parse_link(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline void parse_link(struct cursor *c, struct record *r, struct walk *w,
+				       struct record_ext *x)
 {
 	__u8 *h = c->pos;
 	__u16 proto;
@@ -132,7 +133,7 @@ static __always_inline void parse_link(struct cursor *c, struct record *r, struc
 	w->next = NEXT_DONE;
 	r->vlan_count = 0;
 	*(__u32 *)r->vlan_tci = 0;
-	*(__u32 *)w->ext.vlan_tci = 0;
+	*(__u32 *)x->vlan_tci = 0;
 	if (c->pos + ETH_HLEN > c->end) {
 		fail(r, STATUS_TRUNCATED, LAYER_ETH);
 		return;
@@ -154,10 +155,13 @@ static __always_inline void parse_link(struct cursor *c, struct record *r, struc
 			fail(r, STATUS_TRUNCATED, LAYER_VLAN);
 			return;
 		}
-		if (i < 2)
+		if (i < 2) {
 			r->vlan_tci[i] = load_be16(h);
-		else
-			w->ext.vlan_tci[i - 2] = load_be16(h);
+		} else {
+			if (i == 2 && !r->tun_depth) /* the outer packet's x is not cleared yet */
+				__builtin_memset(x, 0, sizeof(*x));
+			x->vlan_tci[i - 2] = load_be16(h);
+		}
 		r->vlan_count++;
 		proto = load_be16(h + 2);
 		c->pos += 4;

@@ -20,8 +20,8 @@
  * end. The first tunnel's endpoints, type and id go into the record; the network block is
  * cleared for the inner packet, whose payload the record will carry. A tunnel inside
  * TUNNEL_MAX others is not entered: unsupported, -1. */
-static __always_inline int enter(struct record *r, struct walk *w, __u8 type, __u8 flags,
-				 __u32 id, __u32 off, __u32 end, __u8 next)
+static __always_inline int enter(struct record *r, struct walk *w, struct record_ext *x,
+				 __u8 type, __u8 flags, __u32 id, __u32 off, __u32 end, __u8 next)
 {
 	if (r->tun_depth >= TUNNEL_MAX) {
 		fail(r, STATUS_UNSUPPORTED, LAYER_TUNNEL);
@@ -29,18 +29,18 @@ static __always_inline int enter(struct record *r, struct walk *w, __u8 type, __
 	}
 	if (r->tun_depth == 0) {
 		r->tun_type = type;
-		w->ext.tun_id = id;
+		x->tun_id = id;
 		if (r->ip_version == 6) {
 			flags |= TUNF_IP6;
-			copy16(w->ext.tun_src, r->src_addr);
-			copy16(w->ext.tun_dst, r->dst_addr);
+			copy16(x->tun_src, r->src_addr);
+			copy16(x->tun_dst, r->dst_addr);
 		} else {
-			copy4(w->ext.tun_src, r->src_addr);
-			copy4(w->ext.tun_dst, r->dst_addr);
+			copy4(x->tun_src, r->src_addr);
+			copy4(x->tun_dst, r->dst_addr);
 		}
-		w->ext.tun_flags = flags;
+		x->tun_flags = flags;
 	}
-	w->ext.tun_inner = type;
+	x->tun_inner = type;
 	r->tun_depth++;
 	__builtin_memset((void *)r + NET_BLOCK_OFF, 0, NET_BLOCK_LEN);
 	if (next == NEXT_IP4)
@@ -61,7 +61,8 @@ static __always_inline int enter(struct record *r, struct walk *w, __u8 type, __
 
 /* GRE (RFC 2784, 2890: checksum, key and sequence number each optional), enhanced GRE (PPTP,
  * RFC 2637) and ERSPAN types I, II and III inside GRE. */
-static __always_inline int parse_gre(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline int parse_gre(struct cursor *c, struct record *r, struct walk *w,
+					struct record_ext *x)
 {
 	__u8 *h = c->pos, *p;
 	__u16 flags, proto;
@@ -170,11 +171,11 @@ static __always_inline int parse_gre(struct cursor *c, struct record *r, struct 
 	default:
 		return -1;
 	}
-	return enter(r, w, type, tflags, id, cur_off(c), w->ip_end, next);
+	return enter(r, w, x, type, tflags, id, cur_off(c), w->ip_end, next);
 }
 
 /* VXLAN (RFC 7348): 8 bytes, the VNI in the middle; an Ethernet frame follows. */
-static __always_inline int parse_vxlan(struct cursor *c, struct record *r, struct walk *w,
+static __always_inline int parse_vxlan(struct cursor *c, struct record *r, struct walk *w, struct record_ext *x,
 				       __u32 end)
 {
 	__u8 *h = c->pos;
@@ -183,12 +184,12 @@ static __always_inline int parse_vxlan(struct cursor *c, struct record *r, struc
 		fail(r, STATUS_TRUNCATED, LAYER_TUNNEL);
 		return -1;
 	}
-	return enter(r, w, TUN_VXLAN, TUNF_ETH, load_be32(h + 4) >> 8, cur_off(c) + 8, end,
+	return enter(r, w, x, TUN_VXLAN, TUNF_ETH, load_be32(h + 4) >> 8, cur_off(c) + 8, end,
 		     NEXT_ETH);
 }
 
 /* Geneve (RFC 8926): 8 bytes and options; the protocol type is an ethertype. */
-static __always_inline int parse_geneve(struct cursor *c, struct record *r, struct walk *w,
+static __always_inline int parse_geneve(struct cursor *c, struct record *r, struct walk *w, struct record_ext *x,
 					__u32 end)
 {
 	__u8 *h = c->pos;
@@ -222,13 +223,13 @@ static __always_inline int parse_geneve(struct cursor *c, struct record *r, stru
 	default:
 		return -1;
 	}
-	return enter(r, w, TUN_GENEVE, flags, load_be32(h + 4) >> 8, cur_off(c) + hlen, end, next);
+	return enter(r, w, x, TUN_GENEVE, flags, load_be32(h + 4) >> 8, cur_off(c) + hlen, end, next);
 }
 
 /* GTPv1-U: 8 bytes with the TEID; with any of E, S, PN set 4 more (sequence number, N-PDU
  * number, next extension type); then extension headers, each its length in 4-byte words
  * first and the next one's type last. Only a T-PDU (message type 255) carries a packet. */
-static __always_inline int parse_gtpu(struct cursor *c, struct record *r, struct walk *w,
+static __always_inline int parse_gtpu(struct cursor *c, struct record *r, struct walk *w, struct record_ext *x,
 				      __u32 end)
 {
 	__u8 *h = c->pos, *p, *q;
@@ -290,46 +291,47 @@ static __always_inline int parse_gtpu(struct cursor *c, struct record *r, struct
 			fail(r, STATUS_MALFORMED, LAYER_TUNNEL);
 		return -1; /* no packet inside */
 	}
-	return enter(r, w, TUN_GTPU, 0, load_be32(h + 4), cur_off(c), gend, NEXT_IP);
+	return enter(r, w, x, TUN_GTPU, 0, load_be32(h + 4), cur_off(c), gend, NEXT_IP);
 }
 
 /* A UDP tunnel, known by its destination port; its payload ends at end. */
-static __always_inline int parse_udp_tunnel(struct cursor *c, struct record *r, struct walk *w,
+static __always_inline int parse_udp_tunnel(struct cursor *c, struct record *r, struct walk *w, struct record_ext *x,
 					    __u32 end)
 {
 	switch (r->dport) {
 	case PORT_VXLAN:
 	case PORT_VXLAN_LINUX:
-		return parse_vxlan(c, r, w, end);
+		return parse_vxlan(c, r, w, x, end);
 	case PORT_GENEVE:
-		return parse_geneve(c, r, w, end);
+		return parse_geneve(c, r, w, x, end);
 	case PORT_GTPU:
-		return parse_gtpu(c, r, w, end);
+		return parse_gtpu(c, r, w, x, end);
 	}
 	return -1;
 }
 
 /* The tunnel the transport step found at the cursor: enter it, or end the walk with it as the
  * payload (a UDP tunnel's payload is already set: the UDP payload). */
-static __always_inline void parse_tunnel(struct cursor *c, struct record *r, struct walk *w)
+static __always_inline void parse_tunnel(struct cursor *c, struct record *r, struct walk *w,
+					struct record_ext *x)
 {
 	void *start = c->pos;
 
 	w->next = NEXT_DONE;
 	switch (r->l4_proto) {
 	case IPPROTO_UDP:
-		parse_udp_tunnel(c, r, w, w->l4_end);
+		parse_udp_tunnel(c, r, w, x, w->l4_end);
 		return;
 	case IPPROTO_IPIP_:
-		if (enter(r, w, TUN_IPIP, 0, 0, cur_off(c), w->ip_end, NEXT_IP4) == 0)
+		if (enter(r, w, x, TUN_IPIP, 0, 0, cur_off(c), w->ip_end, NEXT_IP4) == 0)
 			return;
 		break;
 	case IPPROTO_IPV6_:
-		if (enter(r, w, TUN_IP6, 0, 0, cur_off(c), w->ip_end, NEXT_IP6) == 0)
+		if (enter(r, w, x, TUN_IP6, 0, 0, cur_off(c), w->ip_end, NEXT_IP6) == 0)
 			return;
 		break;
 	case IPPROTO_GRE_:
-		if (parse_gre(c, r, w) == 0)
+		if (parse_gre(c, r, w, x) == 0)
 			return;
 		c->pos = start;
 		break;

@@ -144,13 +144,14 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 static __always_inline int emit(void *ctx, int xdp, struct record *r, struct record_ext *x,
 				__u32 snap)
 {
-	if (RECORD_HAS_EXT(r))
+	if (RECORD_HAS_EXT(r) && x)
 		return EMIT_CLASSES(sizeof(struct record_ext));
 	return EMIT_CLASSES(0);
 }
 
 /* Everything after the walk: count the status, size the payload, emit, count the outcome. */
-static __always_inline void finish(void *ctx, int xdp, struct record *r, struct walk *w)
+static __always_inline void finish(void *ctx, int xdp, struct record *r, struct walk *w,
+				   struct record_ext *x)
 {
 	__u32 snap;
 	int ret;
@@ -173,7 +174,7 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 	if (snap > SNAP_MAX)
 		snap = SNAP_MAX;
 	r->snap_len = snap;
-	ret = emit(ctx, xdp, r, &w->ext, snap);
+	ret = emit(ctx, xdp, r, x, snap);
 	if (ret)
 		count_lost(r->ifindex);
 	if (xdp)
@@ -184,19 +185,21 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 
 /* Global functions: the verifier checks each once, not once for every way through the parser
  * that reaches it (each way leaves other known values in the record). */
-__attribute__((noinline)) int finish_xdp(struct xdp_md *ctx, struct record *r, struct walk *w)
+__attribute__((noinline)) int finish_xdp(struct xdp_md *ctx, struct record *r, struct walk *w,
+					 struct record_ext *x)
 {
 	if (!r || !w)
 		return 0;
-	finish(ctx, 1, r, w);
+	finish(ctx, 1, r, w, x);
 	return 0;
 }
 
-__attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r, struct walk *w)
+__attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r, struct walk *w,
+					struct record_ext *x)
 {
 	if (!r || !w)
 		return 0;
-	finish(skb, 0, r, w);
+	finish(skb, 0, r, w, x);
 	return 0;
 }
 
@@ -205,16 +208,19 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 {
 	struct record r = {};
 	struct walk w = { .len = wire_len };
+	struct record_ext x; /* cleared by walk when needed */
+	struct record_ext *xp;
 
 	r.ts_ns = bpf_ktime_get_boot_ns();
 	r.ifindex = ifindex;
 	r.wire_len = wire_len;
 	r.dir = dir;
-	walk(ctx, xdp, &r, &w);
+	walk(ctx, xdp, &r, &w, &x);
+	xp = RECORD_HAS_EXT(&r) ? &x : NULL; /* x is cleared when the record has one */
 	if (xdp)
-		finish_xdp(ctx, &r, &w);
+		finish_xdp(ctx, &r, &w, xp);
 	else
-		finish_tc(ctx, &r, &w);
+		finish_tc(ctx, &r, &w, xp);
 }
 
 SEC("xdp")
