@@ -153,14 +153,17 @@ struct record_ext {
  * layer: CNT_TRUNCATED_BASE + layer. A packet costs one counter update, two when it is
  * truncated, malformed or unsupported. */
 enum counter_key {
-	/* Every packet ends in exactly one of these four, so a hook's packets seen are its
-	 * emitted plus its lost, and the totals always add up. */
+	/* Every packet ends in exactly one of these four, or of the two FILTERED below, so a
+	 * hook's packets seen are its emitted plus its lost plus its filtered out, and the totals
+	 * always add up. */
 	CNT_XDP_EMITTED = 0, /* ingress records submitted to the ring buffer */
 	CNT_TC_EMITTED,      /* egress records submitted */
 	CNT_XDP_LOST,        /* ingress records lost: ring buffer reservation failed */
 	CNT_TC_LOST,         /* egress records lost */
 	CNT_SNAP_FAILED,     /* records emitted without their payload bytes (load_bytes failed) */
 	CNT_UNSUPPORTED,     /* records with STATUS_UNSUPPORTED */
+	CNT_XDP_FILTERED,    /* ingress packets the filter expression rejected (bpf/filter.h) */
+	CNT_TC_FILTERED,     /* egress packets the filter expression rejected */
 	CNT_TRUNCATED_BASE = 8,
 	CNT_TRUNCATED_ETH = CNT_TRUNCATED_BASE + LAYER_ETH,
 	CNT_TRUNCATED_VLAN,

@@ -19,6 +19,7 @@ volatile const struct sensor_config cfg = {
 };
 
 #include "parse.h" /* reads cfg */
+#include "filter.h"
 
 /* Put the exported types into BTF for bpf2go -type. */
 const struct record *unused_record __attribute__((unused));
@@ -206,6 +207,10 @@ __attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r,
 static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end, __u32 wire_len,
 				  __u32 ifindex, __u8 dir)
 {
+	/* First the filter expression: a packet it rejects costs nothing more. */
+	if (!filter_pass(ctx, xdp, data, data_end, wire_len, ifindex))
+		return;
+
 	struct record r = {};
 	struct walk w = { .len = wire_len };
 	struct record_ext x; /* cleared by walk when needed */

@@ -22,6 +22,8 @@ const (
 	SensorCounterKeyCNT_TC_LOST          SensorCounterKey = 3
 	SensorCounterKeyCNT_SNAP_FAILED      SensorCounterKey = 4
 	SensorCounterKeyCNT_UNSUPPORTED      SensorCounterKey = 5
+	SensorCounterKeyCNT_XDP_FILTERED     SensorCounterKey = 6
+	SensorCounterKeyCNT_TC_FILTERED      SensorCounterKey = 7
 	SensorCounterKeyCNT_TRUNCATED_BASE   SensorCounterKey = 8
 	SensorCounterKeyCNT_TRUNCATED_ETH    SensorCounterKey = 9
 	SensorCounterKeyCNT_TRUNCATED_VLAN   SensorCounterKey = 10
@@ -68,6 +70,18 @@ const (
 	SensorExtBitEXT_AH       SensorExtBit = 16
 	SensorExtBitEXT_ESP      SensorExtBit = 32
 )
+
+type SensorFilterConfig struct {
+	_      structs.HostLayout
+	On     uint8
+	Replay uint8
+}
+
+type SensorFilterReplay struct {
+	_       structs.HostLayout
+	WireLen uint32
+	LinkHdr [64]uint8
+}
 
 type SensorIpFlag uint32
 
@@ -198,10 +212,13 @@ const (
 const (
 	SensorMapCounters         = "counters"
 	SensorMapEvents           = "events"
+	SensorMapFilterReplay     = "filter_replay"
+	SensorMapFilteredByIface  = "filtered_by_iface"
 	SensorMapLostByIface      = "lost_by_iface"
 	SensorProgTcSensor        = "tc_sensor"
 	SensorProgXdpSensor       = "xdp_sensor"
 	SensorVarCfg              = "cfg"
+	SensorVarFilterCfg        = "filter_cfg"
 	SensorVarUnusedCounterKey = "unused_counter_key"
 	SensorVarUnusedDirection  = "unused_direction"
 	SensorVarUnusedExtBit     = "unused_ext_bit"
@@ -264,9 +281,11 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
-	Counters    *ebpf.MapSpec `ebpf:"counters"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	LostByIface *ebpf.MapSpec `ebpf:"lost_by_iface"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	FilterReplay    *ebpf.MapSpec `ebpf:"filter_replay"`
+	FilteredByIface *ebpf.MapSpec `ebpf:"filtered_by_iface"`
+	LostByIface     *ebpf.MapSpec `ebpf:"lost_by_iface"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -274,6 +293,7 @@ type SensorMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorVariableSpecs struct {
 	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
+	FilterCfg        *ebpf.VariableSpec `ebpf:"filter_cfg"`
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
@@ -306,15 +326,19 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
-	Counters    *ebpf.Map `ebpf:"counters"`
-	Events      *ebpf.Map `ebpf:"events"`
-	LostByIface *ebpf.Map `ebpf:"lost_by_iface"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	FilterReplay    *ebpf.Map `ebpf:"filter_replay"`
+	FilteredByIface *ebpf.Map `ebpf:"filtered_by_iface"`
+	LostByIface     *ebpf.Map `ebpf:"lost_by_iface"`
 }
 
 func (m *SensorMaps) Close() error {
 	return _SensorClose(
 		m.Counters,
 		m.Events,
+		m.FilterReplay,
+		m.FilteredByIface,
 		m.LostByIface,
 	)
 }
@@ -324,6 +348,7 @@ func (m *SensorMaps) Close() error {
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorVariables struct {
 	Cfg              *ebpf.Variable `ebpf:"cfg"`
+	FilterCfg        *ebpf.Variable `ebpf:"filter_cfg"`
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`

@@ -12,6 +12,8 @@
 # Environment: DURATION seconds per phase; RATE for trafgen --rate (empty: as fast as it can);
 # CPUS trafgen processes; SENSOR the chains-sensor binary (default: go build into a temp dir);
 # SENSOR_ARGS extra attach flags (e.g. --wakeup-bytes 65536); PAYLOAD UDP payload bytes (18);
+# FILTER a pcap-filter expression given to both tools (e.g. 'not udp port 9' rejects the flood:
+# the sensor's filter runs in xdp_sensor, tcpdump's in its socket's classic BPF);
 # XDP_MODE generic (default: frames reach xdp_sensor by the same path as tcpdump's socket, so the
 # two see the same offered load) or native (veth's own XDP path, with a 256-frame queue per
 # receive queue in front of the hook: what overflows it is dropped before any program sees it).
@@ -22,6 +24,7 @@ RATE=${RATE:-}
 CPUS=${CPUS:-1}
 PAYLOAD=${PAYLOAD:-18}
 SENSOR_ARGS=${SENSOR_ARGS:-}
+FILTER=${FILTER:-}
 XDP_MODE=${XDP_MODE:-generic}
 A=lb-a
 B=lb-b
@@ -97,8 +100,12 @@ flood() {
 	pps=$((offered / DURATION))
 }
 
+# cpu_ticks PID: user + system time the process has used, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_s() { awk -v t="$1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'; }
+
 # --- chains-sensor -----------------------------------------------------------------------
-ip netns exec "$A" "$SENSOR" attach -n --direction in --xdp-mode "$XDP_MODE" $SENSOR_ARGS "$A"0 >/dev/null 2>"$work/sensor.err" &
+ip netns exec "$A" "$SENSOR" attach -n --direction in --xdp-mode "$XDP_MODE" $SENSOR_ARGS ${FILTER:+--filter "$FILTER"} "$A"0 >/dev/null 2>"$work/sensor.err" &
 sensor_pid=$!
 for _ in $(seq 100); do grep -q "attached to" "$work/sensor.err" 2>/dev/null && break; sleep 0.1; done
 grep -q "attached to" "$work/sensor.err" || { cat "$work/sensor.err" >&2; exit 1; }
@@ -109,7 +116,9 @@ if command -v perf >/dev/null; then
 		-p "$sensor_pid" -o "$work/perf.txt" -- sleep "$DURATION" >/dev/null 2>&1 &
 	perf_pid=$!
 fi
+s_cpu0=$(cpu_ticks "$sensor_pid")
 flood
+s_cpu=$(($(cpu_ticks "$sensor_pid") - s_cpu0))
 sensor_offered=$offered sensor_pps=$pps
 if [ -n "${perf_pid:-}" ]; then
 	wait "$perf_pid" || true
@@ -120,14 +129,19 @@ sleep 0.5
 kill -INT "$sensor_pid"
 wait "$sensor_pid" || { echo "chains-sensor failed:" >&2; cat "$work/sensor.err" >&2; exit 1; }
 sensor_pid=
-read -r s_seen s_rec s_lost < <(tail -n1 "$work/sensor.err" | awk '{print $1, $4, $6}')
+# `N packets seen, M recorded, L lost`, or with a filter `N packets seen, F filtered out, M recorded, L lost`.
+read -r s_seen s_filtered s_rec s_lost < <(tail -n1 "$work/sensor.err" | awk -F', ' '{
+	f = 0; for (i = 1; i <= NF; i++) { split($i, w, " "); v[w[2]] = w[1] }
+	print v["packets"], v["filtered"] + 0, v["recorded"], v["lost"] }')
 s_wake=$(grep '^user space:' "$work/sensor.err" | sed 's/.*; //')
 
 # --- tcpdump -----------------------------------------------------------------------------
-ip netns exec "$A" tcpdump -n -i "$A"0 -Q in >/dev/null 2>"$work/tcpdump.err" &
+ip netns exec "$A" tcpdump -n -i "$A"0 -Q in ${FILTER:+"$FILTER"} >/dev/null 2>"$work/tcpdump.err" &
 td_pid=$!
 for _ in $(seq 100); do grep -q "listening on" "$work/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+td_cpu0=$(cpu_ticks "$td_pid")
 flood
+td_cpu=$(($(cpu_ticks "$td_pid") - td_cpu0))
 td_offered=$offered td_pps=$pps
 sleep 0.5
 kill -INT "$td_pid"
@@ -137,14 +151,22 @@ td_captured=$(awk '/packets captured/ {print $1}' "$work/tcpdump.err")
 td_received=$(awk '/received by filter/ {print $1}' "$work/tcpdump.err")
 td_dropped=$(awk '/dropped by kernel/ {print $1}' "$work/tcpdump.err")
 # What tcpdump never got: dropped by the kernel, plus what reached the interface but not it.
-td_lost=$((td_offered > td_captured ? td_offered - td_captured : 0))
+# With a filter, its socket counts only what the filter passed ("received by filter"): the rest
+# of what was offered is filtered out, and the loss is what the kernel dropped.
+td_rejected=0
+if [ -n "$FILTER" ]; then
+	td_rejected=$((td_offered > td_received ? td_offered - td_received : 0))
+	td_lost=$td_dropped
+else
+	td_lost=$((td_offered > td_captured ? td_offered - td_captured : 0))
+fi
 
 pct() { awk -v l="$1" -v n="$2" 'BEGIN { if (n == 0) print "n/a"; else printf "%.3f%%", 100 * l / n }'; }
 echo
-echo "flood: UDP $((14 + iplen))-byte frames into lb-a0 for ${DURATION}s per tool, trafgen --cpus $CPUS${RATE:+ --rate $RATE}; $(nproc) CPUs"
-printf '%-14s %12s %12s %12s %12s %10s\n' tool "offered/s" offered "recorded" lost "loss"
-printf '%-14s %12s %12s %12s %12s %10s\n' chains-sensor "$sensor_pps" "$sensor_offered" "$s_rec" "$s_lost" "$(pct "$s_lost" "$s_seen")"
-printf '%-14s %12s %12s %12s %12s %10s\n' "tcpdump -n" "$td_pps" "$td_offered" "$td_captured" "$td_lost" "$(pct "$td_lost" "$td_offered")"
+echo "flood: UDP $((14 + iplen))-byte frames into lb-a0 for ${DURATION}s per tool, trafgen --cpus $CPUS${RATE:+ --rate $RATE}; $(nproc) CPUs${FILTER:+; filter '$FILTER'}"
+printf '%-14s %12s %12s %12s %12s %12s %10s %8s\n' tool "offered/s" offered "filtered" "recorded" lost "loss" "cpu s"
+printf '%-14s %12s %12s %12s %12s %12s %10s %8s\n' chains-sensor "$sensor_pps" "$sensor_offered" "$s_filtered" "$s_rec" "$s_lost" "$(pct "$s_lost" "$s_seen")" "$(cpu_s "$s_cpu")"
+printf '%-14s %12s %12s %12s %12s %12s %10s %8s\n' "tcpdump -n" "$td_pps" "$td_offered" "$td_rejected" "$td_captured" "$td_lost" "$(pct "$td_lost" "$td_offered")" "$(cpu_s "$td_cpu")"
 echo
 echo "chains-sensor: $s_seen packets seen by xdp_sensor ($sensor_offered sent by trafgen), $s_wake"
 if [ -n "${s_sleeps:-}" ]; then

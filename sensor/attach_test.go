@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -14,55 +13,18 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
-// requireRoot is the shared gate: skip without root, fail instead with CHAINS_REQUIRE_BPF=1.
-func requireRoot(t *testing.T) {
+// inVethNetns moves the test, locked to its thread, into a network namespace of its own holding
+// a veth pair, both ends up, and returns their names. Everything is undone when the test ends.
+func inVethNetns(t *testing.T) (v0, v1 string) {
 	t.Helper()
-	sensortest.RequireBPF(t)
-}
-
-// inNewNetns locks the test goroutine to its thread, moves the thread into a fresh network
-// namespace holding a veth pair (veth0, veth1, both up) and restores everything at cleanup.
-// The namespace, and everything in it, disappears when its last handle closes.
-func inNewNetns(t *testing.T) {
-	t.Helper()
-	requireRoot(t)
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		orig.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := netns.Set(orig); err != nil {
-			// Leave the thread locked: Go ends it with the goroutine rather than reuse it.
-			t.Errorf("restore network namespace: %v", err)
-			return
-		}
-		orig.Close()
-		ns.Close()
-		runtime.UnlockOSThread()
-	})
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth0"}, PeerName: "veth1"}
-	if err := netlink.LinkAdd(veth); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"veth0", "veth1"} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatal(err)
-		}
-	}
+	n := sensortest.NewNetns(t)
+	v0, v1 = sensortest.IfName(t, "v0"), sensortest.IfName(t, "v1")
+	n.AddVeth(t, v0, v1, nil)
+	n.Enter(t)
+	return v0, v1
 }
 
 func passPrograms(t *testing.T) (xdp, tc *ebpf.Program) {
@@ -160,16 +122,16 @@ func hasClsact(t *testing.T, name string) bool {
 }
 
 func TestAttachBothAndDetach(t *testing.T) {
-	inNewNetns(t)
+	v0, v1 := inVethNetns(t)
 	xdp, tc := passPrograms(t)
-	a, err := Attach(xdp, tc, []string{"veth0", "veth1"}, AttachOptions{})
+	a, err := Attach(xdp, tc, []string{v0, v1}, AttachOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(a.Ifaces) != 2 || a.Ifaces[0].XDP == "" || a.Ifaces[0].TC != "tcx" {
 		t.Fatalf("attachments %+v", a.Ifaces)
 	}
-	for _, n := range []string{"veth0", "veth1"} {
+	for _, n := range []string{v0, v1} {
 		if got := xdpProgID(t, n); got != progID(t, xdp) {
 			t.Errorf("%s: XDP program id %d, want ours %d", n, got, progID(t, xdp))
 		}
@@ -183,7 +145,7 @@ func TestAttachBothAndDetach(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	for _, n := range []string{"veth0", "veth1"} {
+	for _, n := range []string{v0, v1} {
 		if got := xdpProgID(t, n); got != 0 {
 			t.Errorf("%s: XDP program %d still attached after Close", n, got)
 		}
@@ -194,7 +156,7 @@ func TestAttachBothAndDetach(t *testing.T) {
 }
 
 func TestAttachModesAndDirections(t *testing.T) {
-	inNewNetns(t)
+	v0, _ := inVethNetns(t)
 	xdp, tc := passPrograms(t)
 	for _, c := range []struct {
 		opts    AttachOptions
@@ -206,46 +168,46 @@ func TestAttachModesAndDirections(t *testing.T) {
 		{AttachOptions{Hooks: HookOut}, "", "tcx"},
 		{AttachOptions{Hooks: HookOut, TCMode: TCClsact}, "", "clsact"},
 	} {
-		a, err := Attach(xdp, tc, []string{"veth0"}, c.opts)
+		a, err := Attach(xdp, tc, []string{v0}, c.opts)
 		if err != nil {
 			t.Fatalf("%+v: %v", c.opts, err)
 		}
 		if got := a.Ifaces[0]; got.XDP != c.xdp || got.TC != c.tc {
 			t.Errorf("%+v: got xdp=%q tc=%q, want %q %q", c.opts, got.XDP, got.TC, c.xdp, c.tc)
 		}
-		if c.xdp == "" && xdpProgID(t, "veth0") != 0 {
+		if c.xdp == "" && xdpProgID(t, v0) != 0 {
 			t.Errorf("%+v: XDP attached although only egress was asked for", c.opts)
 		}
-		if c.tc == "" && (len(tcxEgressIDs(t, "veth0")) != 0 || len(egressFilters(t, "veth0")) != 0) {
+		if c.tc == "" && (len(tcxEgressIDs(t, v0)) != 0 || len(egressFilters(t, v0)) != 0) {
 			t.Errorf("%+v: egress attached although only ingress was asked for", c.opts)
 		}
 		if err := a.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if c.tc == "clsact" && hasClsact(t, "veth0") {
+		if c.tc == "clsact" && hasClsact(t, v0) {
 			t.Errorf("the clsact qdisc we created is still there after Close")
 		}
 	}
 }
 
 func TestAttachNoSuchInterface(t *testing.T) {
-	inNewNetns(t)
+	v0, _ := inVethNetns(t)
 	xdp, tc := passPrograms(t)
-	_, err := Attach(xdp, tc, []string{"veth0", "nosuch0"}, AttachOptions{})
+	_, err := Attach(xdp, tc, []string{v0, "nosuch0"}, AttachOptions{})
 	if err == nil || !strings.Contains(err.Error(), `no such interface "nosuch0"`) {
 		t.Fatalf("error %v, want one naming nosuch0", err)
 	}
 	// veth0 was attached before the failure: it must have been undone.
-	if xdpProgID(t, "veth0") != 0 || len(tcxEgressIDs(t, "veth0")) != 0 {
-		t.Fatal("a failed Attach left veth0 attached")
+	if xdpProgID(t, v0) != 0 || len(tcxEgressIDs(t, v0)) != 0 {
+		t.Fatal("a failed Attach left " + v0 + " attached")
 	}
 }
 
 func TestAttachForeignXDP(t *testing.T) {
-	inNewNetns(t)
+	v0, _ := inVethNetns(t)
 	xdp, tc := passPrograms(t)
 	foreign, _ := passPrograms(t)
-	l, err := netlink.LinkByName("veth0")
+	l, err := netlink.LinkByName(v0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,21 +219,21 @@ func TestAttachForeignXDP(t *testing.T) {
 		if err := netlink.LinkSetXdpFdWithFlags(l, foreign.FD(), int(mode.flags)); err != nil {
 			t.Fatal(err)
 		}
-		_, err = Attach(xdp, tc, []string{"veth0"}, AttachOptions{XDPMode: mode.ours})
+		_, err = Attach(xdp, tc, []string{v0}, AttachOptions{XDPMode: mode.ours})
 		if err == nil {
 			t.Fatalf("flags %#x: attach succeeded over a foreign XDP program", mode.flags)
 		}
 		msg := err.Error()
 		t.Logf("flags %#x: %s", mode.flags, msg)
-		for _, want := range []string{"someone else", "bpftool net show dev veth0", "xdp off", "xdp_pass"} {
+		for _, want := range []string{"someone else", "bpftool net show dev " + v0, "xdp off", "xdp_pass"} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("flags %#x: error does not say %q:\n%s", mode.flags, want, msg)
 			}
 		}
-		if got := xdpProgID(t, "veth0"); got != progID(t, foreign) {
+		if got := xdpProgID(t, v0); got != progID(t, foreign) {
 			t.Errorf("flags %#x: foreign program replaced or removed (now %d)", mode.flags, got)
 		}
-		if ids := tcxEgressIDs(t, "veth0"); len(ids) != 0 {
+		if ids := tcxEgressIDs(t, v0); len(ids) != 0 {
 			t.Errorf("flags %#x: failed attach left TCX programs %v", mode.flags, ids)
 		}
 		if err := netlink.LinkSetXdpFdWithFlags(l, -1, int(mode.flags)); err != nil {
@@ -284,7 +246,7 @@ func TestAttachForeignXDP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fl.Close()
-	if _, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{}); err == nil || !strings.Contains(err.Error(), "someone else") {
+	if _, err := Attach(xdp, tc, []string{v0}, AttachOptions{}); err == nil || !strings.Contains(err.Error(), "someone else") {
 		t.Fatalf("over a foreign XDP link: %v", err)
 	}
 }
@@ -292,10 +254,10 @@ func TestAttachForeignXDP(t *testing.T) {
 // TestClsactForeignFilterSurvives puts someone else's clsact qdisc and egress filter on the
 // interface, attaches and detaches in both TC modes, and checks that both are untouched.
 func TestClsactForeignFilterSurvives(t *testing.T) {
-	inNewNetns(t)
+	v0, _ := inVethNetns(t)
 	xdp, tc := passPrograms(t)
 	_, foreign := passPrograms(t)
-	l, err := netlink.LinkByName("veth0")
+	l, err := netlink.LinkByName(v0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,20 +276,20 @@ func TestClsactForeignFilterSurvives(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mode := range []TCMode{TCAuto, TCClsact} {
-		a, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{TCMode: mode})
+		a, err := Attach(xdp, tc, []string{v0}, AttachOptions{TCMode: mode})
 		if err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
-		if mode == TCClsact && len(egressFilters(t, "veth0")) != 2 {
-			t.Errorf("%s: want their filter and ours, have %d", mode, len(egressFilters(t, "veth0")))
+		if mode == TCClsact && len(egressFilters(t, v0)) != 2 {
+			t.Errorf("%s: want their filter and ours, have %d", mode, len(egressFilters(t, v0)))
 		}
 		if err := a.Close(); err != nil {
 			t.Fatalf("%s: %v", mode, err)
 		}
-		if !hasClsact(t, "veth0") {
+		if !hasClsact(t, v0) {
 			t.Fatalf("%s: their clsact qdisc is gone", mode)
 		}
-		fs := egressFilters(t, "veth0")
+		fs := egressFilters(t, v0)
 		if len(fs) != 1 || fs[0].(*netlink.BpfFilter).Name != "someone-else" || fs[0].Attrs().Priority != 1 {
 			t.Fatalf("%s: after detach egress filters are %+v, want only theirs", mode, fs)
 		}
@@ -408,34 +370,34 @@ func TestExplainOldKernel(t *testing.T) {
 // TestTCXFallback: in auto mode the clsact fallback is taken on ErrNotSupported (a kernel
 // without TCX) and on nothing else; in tcx mode never.
 func TestTCXFallback(t *testing.T) {
-	inNewNetns(t)
+	v0, _ := inVethNetns(t)
 	xdp, tc := passPrograms(t)
 	defer func(f func(link.TCXOptions) (link.Link, error)) { attachTCX = f }(attachTCX)
 
 	attachTCX = func(link.TCXOptions) (link.Link, error) {
 		return nil, fmt.Errorf("attach tcx link: %w", ebpf.ErrNotSupported)
 	}
-	a, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut})
+	a, err := Attach(xdp, tc, []string{v0}, AttachOptions{Hooks: HookOut})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.Ifaces[0].TC != "clsact" || len(egressFilters(t, "veth0")) != 1 {
-		t.Errorf("without TCX: egress %q, %d filters; want clsact and ours", a.Ifaces[0].TC, len(egressFilters(t, "veth0")))
+	if a.Ifaces[0].TC != "clsact" || len(egressFilters(t, v0)) != 1 {
+		t.Errorf("without TCX: egress %q, %d filters; want clsact and ours", a.Ifaces[0].TC, len(egressFilters(t, v0)))
 	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut, TCMode: TCX}); err == nil || !strings.Contains(err.Error(), "--tc-mode clsact") {
+	if _, err := Attach(xdp, tc, []string{v0}, AttachOptions{Hooks: HookOut, TCMode: TCX}); err == nil || !strings.Contains(err.Error(), "--tc-mode clsact") {
 		t.Errorf("tcx mode without TCX: %v", err)
 	}
 
 	attachTCX = func(link.TCXOptions) (link.Link, error) {
 		return nil, fmt.Errorf("attach tcx link: %w", unix.EBUSY)
 	}
-	if _, err := Attach(xdp, tc, []string{"veth0"}, AttachOptions{Hooks: HookOut}); err == nil || !errors.Is(err, unix.EBUSY) {
+	if _, err := Attach(xdp, tc, []string{v0}, AttachOptions{Hooks: HookOut}); err == nil || !errors.Is(err, unix.EBUSY) {
 		t.Errorf("TCX failing for another reason must not fall back: %v", err)
 	}
-	if hasClsact(t, "veth0") || len(egressFilters(t, "veth0")) != 0 {
+	if hasClsact(t, v0) || len(egressFilters(t, v0)) != 0 {
 		t.Error("a clsact qdisc or filter was left behind")
 	}
 }

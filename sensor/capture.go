@@ -20,7 +20,7 @@ import (
 // same bytes.
 type Frame struct {
 	Data     []byte          // the Ethernet frame; valid until the next call to Next
-	Time     time.Time       // capture time
+	Time     time.Time       // capture time; the Unix epoch for a block that has none (pcapng SPB)
 	WireLen  uint32          // length on the wire, counted as the Ethernet frame
 	Iface    int             // pcapng interface number (0 for pcap)
 	LinkType layers.LinkType // the file's link type for this packet
@@ -28,6 +28,11 @@ type Frame struct {
 	NoMAC    uint8           // stages.NoSrcMAC, NoDstMAC: the addresses the link type does not give (zero in Data)
 	Num      uint64          // 1-based packet number in the file
 	Info     gopacket.CaptureInfo
+	// Orig is the frame as the file holds it (what a filter expression reads). Where Wrapped,
+	// Data is Orig with its first LinkHdr bytes replaced by the synthetic Ethernet header.
+	Orig    []byte
+	Wrapped bool
+	LinkHdr int
 }
 
 // Capture reads pcap and pcapng files (both byte orders, micro- and nanosecond timestamps,
@@ -35,10 +40,11 @@ type Frame struct {
 // make a packet of (a pcapng interface of an unsupported link type, an 802.11 control frame)
 // are skipped and counted (Skipped).
 type Capture struct {
-	read func() ([]byte, gopacket.CaptureInfo, error)
-	link func(iface int) layers.LinkType
-	name func(iface int) string // pcapng interface names, as the file's blocks come
-	fcs  int                    // pcap: bytes of frame check sequence at the end of each frame
+	read    func() ([]byte, gopacket.CaptureInfo, error)
+	link    func(iface int) layers.LinkType
+	name    func(iface int) string // pcapng interface names, as the file's blocks come
+	nIfaces func() int             // pcapng interfaces declared so far
+	fcs     int                    // pcap: bytes of frame check sequence at the end of each frame
 	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
 	// reads them as they come when link types may be mixed).
 	noIfaces func() bool
@@ -85,6 +91,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 			}
 			return ifc.LinkType
 		}
+		c.nIfaces = ng.NInterfaces
 		c.name = func(i int) string {
 			if ifc, err := ng.Interface(i); err == nil {
 				return ifc.Name
@@ -119,6 +126,23 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 	return c, nil
 }
 
+// LinkTypes returns the link types the file has declared so far: a pcap file's one, the
+// interfaces' of a pcapng file (more may come with later interface blocks).
+func (c *Capture) LinkTypes() []layers.LinkType {
+	if c.noIfaces != nil && c.noIfaces() {
+		return nil
+	}
+	var lts []layers.LinkType
+	n := 1
+	if c.nIfaces != nil {
+		n = max(c.nIfaces(), 1)
+	}
+	for i := range n {
+		lts = append(lts, c.link(i))
+	}
+	return lts
+}
+
 // IfaceName returns the pcapng name of interface i, or "".
 func (c *Capture) IfaceName(i int) string {
 	if c.name == nil {
@@ -126,6 +150,9 @@ func (c *Capture) IfaceName(i int) string {
 	}
 	return c.name(i)
 }
+
+// Frames returns how many frames were read so far, packets and skipped ones.
+func (c *Capture) Frames() uint64 { return c.num }
 
 // Skipped returns how many frames were skipped, by reason.
 func (c *Capture) Skipped() map[string]uint64 { return c.skipped }
@@ -164,6 +191,11 @@ func (c *Capture) next() (*Frame, error) {
 		data = data[:len(data)-c.fcs]
 		ci.Length = max(ci.Length-c.fcs, len(data))
 	}
+	if ci.Timestamp.IsZero() {
+		// A pcapng Simple Packet Block has no timestamp: the Unix epoch stands in, as in
+		// libpcap (tcpdump prints 1970-01-01 00:00:00), not year 1 (1754 once in nanoseconds).
+		ci.Timestamp = time.Unix(0, 0).UTC()
+	}
 	lt := c.link(ci.InterfaceIndex)
 	if !supportedLinkType(lt) {
 		// Only pcapng gets here (a pcap file of such a link type does not open): its
@@ -179,6 +211,10 @@ func (c *Capture) next() (*Frame, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("packet %d: %w", n, err)
+	}
+	f.Orig = data
+	if lt != layers.LinkTypeEthernet {
+		f.Wrapped, f.LinkHdr = true, hdr
 	}
 	wire := ci.Length - hdr - tail + 14
 	f.WireLen = uint32(max(wire, len(f.Data)))
@@ -244,8 +280,7 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, in
 		hdr, err := c.fromPPP(data, lt, f)
 		return hdr, 0, err
 	case linkTypeNFLOG:
-		hdr, err := c.fromNFLOG(data, f)
-		return hdr, 0, err
+		return c.fromNFLOG(data, f)
 	case layers.LinkTypeIEEE802_11, layers.LinkTypeIEEE80211Radio:
 		return c.from80211(data, lt == layers.LinkTypeIEEE80211Radio, f)
 	default:

@@ -57,8 +57,9 @@ type CheckOptions struct {
 // Check probes what this kernel and these privileges allow: privileges, BPF ring buffer, BTF,
 // BPF_PROG_TEST_RUN, the sensor programs passing the verifier, XDP native and generic on the
 // interface, TCX and clsact on its egress. Per-interface probes attach a pass-through program
-// for an instant (generic XDP, TCX, a clsact qdisc only if none is there) and detach it; native
-// XDP is judged from the features the driver advertises, because attaching it resets some NICs.
+// for an instant (native and generic XDP, TCX, a clsact qdisc only if none is there) and detach
+// it. A native XDP attach that works resets the link of some NICs for a moment, as attach
+// itself does; one that fails changes nothing.
 func Check(opts CheckOptions) []CheckResult {
 	if opts.Hooks == 0 {
 		opts.Hooks = HookBoth
@@ -100,7 +101,7 @@ func Check(opts CheckOptions) []CheckResult {
 	}
 	in, out := opts.Hooks&HookIn != 0, opts.Hooks&HookOut != 0
 	add(checkXDPHookFree(opts.Iface, idx, in))
-	add(checkXDPNative(opts.Iface, idx))
+	add(checkXDPNative(opts.Iface, idx, xdp, perr))
 	add(checkXDPGeneric(opts.Iface, idx, xdp, perr))
 	tcx := checkTCX(opts.Iface, idx, tc, perr)
 	add(tcx)
@@ -348,27 +349,56 @@ func (h genlHeader) Len() int { return 4 }
 // Serialize returns the header's bytes, reserved bytes zero.
 func (h genlHeader) Serialize() []byte { return []byte{h.cmd, h.version, 0, 0} }
 
-func checkXDPNative(name string, idx int) CheckResult {
+// checkXDPNative says native XDP is usable only when a trial attach in driver mode worked: a
+// driver may advertise XDP and still refuse it (virtio_net without enough queues, a veth whose
+// peer's MTU is too large), and attach would then fall back to generic.
+func checkXDPNative(name string, idx int, prog *ebpf.Program, perr error) CheckResult {
 	r := CheckResult{Name: "XDP native on " + name}
 	driver := ""
 	if d, err := os.Readlink("/sys/class/net/" + name + "/device/driver"); err == nil {
 		driver = filepath.Base(d)
 	} else if l, err := netlink.LinkByIndex(idx); err == nil {
 		driver = l.Type()
+		if driver == "device" && l.Attrs().EncapType != "" {
+			driver = l.Attrs().EncapType // "loopback"
+		}
 	}
-	feats, err := xdpFeatures(idx)
-	if err != nil {
-		r.Status, r.Detail = CheckUnknown, firstLine(err.Error())
-		r.Fix = "try `chains-sensor attach --xdp-mode native " + name + "`; auto mode falls back to generic"
+	advertised := "features unknown"
+	if feats, err := xdpFeatures(idx); err == nil {
+		advertised = fmt.Sprintf("advertises XDP features %#x", feats)
+		if feats&netdevXDPActBasic == 0 {
+			advertised = "advertises no XDP"
+		}
+	}
+	if perr != nil {
+		return unknownOrMissing(r, perr)
+	}
+	l, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: idx, Flags: link.XDPDriverMode})
+	if err == nil {
+		l.Close()
+		r.Status, r.Detail = CheckOK, fmt.Sprintf("trial attach and detach worked (driver %s)", driver)
 		return r
 	}
-	if feats&netdevXDPActBasic != 0 {
-		r.Status, r.Detail = CheckOK, fmt.Sprintf("driver (%s) advertises XDP (features %#x)", driver, feats)
+	switch {
+	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+		r.Status, r.Detail, r.Fix = CheckMissing, "hook taken by another program", foreignXDP(name, idx)
 		return r
+	case errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES):
+		return unknownOrMissing(r, err)
 	}
-	r.Status, r.Detail = CheckMissing, fmt.Sprintf("driver (%s) has no native XDP", driver)
-	r.Fix = "generic XDP works on any interface (--xdp-mode generic or auto), at a higher cost per packet"
+	r.Status = CheckMissing
+	r.Detail = fmt.Sprintf("trial attach failed: %s (driver %s %s)", unwrapErrno(err), driver, advertised)
+	r.Fix = "attach falls back to generic XDP here (--xdp-mode auto or generic), at a higher cost per packet"
 	return r
+}
+
+// unwrapErrno returns the errno inside err, if any, else err itself, as text.
+func unwrapErrno(err error) string {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return firstLine(err.Error())
 }
 
 func checkXDPGeneric(name string, idx int, prog *ebpf.Program, perr error) CheckResult {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/cilium/ebpf"
 )
 
 // Counters are the kernel's per-CPU counters summed over CPUs, indexed by gen.SensorCounterKey.
@@ -29,29 +30,52 @@ func ReadCounters(objs *Objects) (Counters, error) {
 // ReadLostByIfindex returns the records lost to a full ring buffer per interface index, summed
 // over CPUs (the kernel counts them only when one is lost).
 func ReadLostByIfindex(objs *Objects) (map[uint32]uint64, error) {
-	lost := map[uint32]uint64{}
-	var idx uint32
-	var per []uint64
-	it := objs.LostByIf.Iterate()
-	for it.Next(&idx, &per) {
-		for _, v := range per {
-			lost[idx] += v
-		}
-	}
-	if err := it.Err(); err != nil {
+	lost, err := sumByIfindex(objs.LostByIf)
+	if err != nil {
 		return nil, fmt.Errorf("reading the per-interface loss: %w", err)
 	}
 	return lost, nil
 }
 
-// SeenXDP is the number of packets xdp_sensor ran on (each was emitted or lost).
+// ReadFilteredByIfindex returns the packets the filter rejected per interface index, summed
+// over CPUs.
+func ReadFilteredByIfindex(objs *Objects) (map[uint32]uint64, error) {
+	n, err := sumByIfindex(objs.FilteredByIf)
+	if err != nil {
+		return nil, fmt.Errorf("reading the per-interface filtered-out counts: %w", err)
+	}
+	return n, nil
+}
+
+// sumByIfindex sums a per-CPU hash of counts keyed by interface index.
+func sumByIfindex(m *ebpf.Map) (map[uint32]uint64, error) {
+	sum := map[uint32]uint64{}
+	var idx uint32
+	var per []uint64
+	it := m.Iterate()
+	for it.Next(&idx, &per) {
+		for _, v := range per {
+			sum[idx] += v
+		}
+	}
+	return sum, it.Err()
+}
+
+// SeenXDP is the number of packets xdp_sensor ran on (each was emitted, lost or filtered out).
 func (c *Counters) SeenXDP() uint64 {
-	return c[gen.SensorCounterKeyCNT_XDP_EMITTED] + c[gen.SensorCounterKeyCNT_XDP_LOST]
+	return c[gen.SensorCounterKeyCNT_XDP_EMITTED] + c[gen.SensorCounterKeyCNT_XDP_LOST] +
+		c[gen.SensorCounterKeyCNT_XDP_FILTERED]
 }
 
 // SeenTC is the number of packets tc_sensor ran on.
 func (c *Counters) SeenTC() uint64 {
-	return c[gen.SensorCounterKeyCNT_TC_EMITTED] + c[gen.SensorCounterKeyCNT_TC_LOST]
+	return c[gen.SensorCounterKeyCNT_TC_EMITTED] + c[gen.SensorCounterKeyCNT_TC_LOST] +
+		c[gen.SensorCounterKeyCNT_TC_FILTERED]
+}
+
+// Filtered is the number of packets the filter expression rejected, both hooks.
+func (c *Counters) Filtered() uint64 {
+	return c[gen.SensorCounterKeyCNT_XDP_FILTERED] + c[gen.SensorCounterKeyCNT_TC_FILTERED]
 }
 
 // Seen is the number of packets the programs ran on.
@@ -102,6 +126,10 @@ func (c *Counters) String() string {
 			return "snap_failed"
 		case gen.SensorCounterKeyCNT_UNSUPPORTED:
 			return "unsupported"
+		case gen.SensorCounterKeyCNT_XDP_FILTERED:
+			return "xdp_filtered"
+		case gen.SensorCounterKeyCNT_TC_FILTERED:
+			return "tc_filtered"
 		}
 		base := int(gen.SensorCounterKeyCNT_TRUNCATED_BASE)
 		mal := int(gen.SensorCounterKeyCNT_MALFORMED_BASE)

@@ -25,10 +25,7 @@ var (
 
 // fuzzReplayer loads the programs once per fuzzing process; nil when not root.
 func fuzzReplayer(t *testing.T) *sensor.Replayer {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
-			sensortest.RequireBPF(t)
-		}
+	if !sensortest.HaveBPF(t) {
 		return nil
 	}
 	fuzzOnce.Do(func() {

@@ -122,7 +122,7 @@ func TestMalformedStatus(t *testing.T) {
 		"ipv6_frag_bogus.pcap":                    {1, stages.StatusTruncated, stages.LayerIPv6},  // payload length past the capture
 	}
 	var rep *sensor.Replayer
-	if os.Geteuid() == 0 || os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
+	if sensortest.HaveBPF(t) {
 		_, rep = loadObjects(t)
 	}
 	twin := sensor.NewTwin(sensor.Config{})

@@ -110,26 +110,29 @@ const (
 	nfulaHWHeader = 16
 )
 
-// fromNFLOG takes the packet of a Linux NFLOG message (LINKTYPE_NFLOG): a 4-byte header (address
+// fromNFLOG takes the packet of a Linux NFLOG message (LINKTYPE_NFLOG), and returns where it
+// starts and how many bytes follow it: a 4-byte header (address
 // family, version, resource id), then TLVs whose length and type are in the byte order of the
 // machine that captured (the file's), padded to 4 bytes. The packet is NFULA_PAYLOAD; the MACs
 // come from NFULA_HWHEADER when it is an Ethernet header, else the source from NFULA_HWADDR.
-func (c *Capture) fromNFLOG(data []byte, f *Frame) (int, error) {
+func (c *Capture) fromNFLOG(data []byte, f *Frame) (int, int, error) {
 	if len(data) < 4 {
-		return 0, fmt.Errorf("NFLOG header cut short (%d bytes)", len(data))
+		return 0, 0, fmt.Errorf("NFLOG header cut short (%d bytes)", len(data))
 	}
 	var payload, hwHeader, hwAddr []byte
 	hwType := uint16(0)
 	havePayload := false
+	at := 0 // where the payload starts in data
 	for b := data[4:]; len(b) >= 4; {
 		l, typ := int(c.order.Uint16(b[0:2])), c.order.Uint16(b[2:4])&0x7fff
 		if l < 4 || l > len(b) {
-			return 0, fmt.Errorf("NFLOG TLV of length %d in %d bytes", l, len(b))
+			return 0, 0, fmt.Errorf("NFLOG TLV of length %d in %d bytes", l, len(b))
 		}
 		v := b[4:l]
 		switch typ {
 		case nfulaPayload:
 			payload, havePayload = v, true
+			at = len(data) - len(b) + 4
 		case nfulaHWHeader:
 			hwHeader = v
 		case nfulaHWType:
@@ -144,7 +147,7 @@ func (c *Capture) fromNFLOG(data []byte, f *Frame) (int, error) {
 		b = b[min((l+3)&^3, len(b)):]
 	}
 	if !havePayload {
-		return 0, skipNFLOGNoPacket
+		return 0, 0, skipNFLOGNoPacket
 	}
 	var etype uint16
 	switch data[0] {
@@ -166,7 +169,7 @@ func (c *Capture) fromNFLOG(data []byte, f *Frame) (int, error) {
 		f.NoMAC = stages.NoDstMAC
 	}
 	f.Data = c.wrap(dst, src, etype, payload)
-	return len(data) - len(payload), nil
+	return at, len(data) - at - len(payload), nil
 }
 
 // from80211 takes an 802.11 data frame (LINKTYPE_IEEE802_11, or after a radiotap header with

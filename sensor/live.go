@@ -137,24 +137,32 @@ type KernelCounts struct {
 	SnapFailed      uint64 // records that arrived without their payload bytes
 	// LostByIfindex is RingFull by interface index.
 	LostByIfindex map[uint32]uint64
+	// Filter says the programs carry a filter expression; Filtered is how many packets it
+	// rejected, FilteredByIfindex the same by interface index.
+	Filter            bool
+	Filtered          uint64
+	FilteredByIfindex map[uint32]uint64
 }
 
-// Loss is the end-to-end account: every packet the programs saw was either recorded (reached
-// user space and was decoded) or lost, and each loss has a reason.
+// Loss is the end-to-end account: every packet the programs saw was either filtered out (by
+// the filter expression, in the kernel), recorded (reached user space and was decoded) or
+// lost, and each loss has a reason.
 type Loss struct {
-	Seen, Recorded, Lost uint64
-	RingFull             uint64 // kernel: ring buffer full
-	Undecodable          uint64 // user space: sample did not decode
-	Unread               uint64 // emitted but not (yet) read: in flight while attached, 0 after a drain
+	Filter                         bool // a filter expression was given
+	Seen, Filtered, Recorded, Lost uint64
+	RingFull                       uint64 // kernel: ring buffer full
+	Undecodable                    uint64 // user space: sample did not decode
+	Unread                         uint64 // emitted but not (yet) read: in flight while attached, 0 after a drain
 }
 
-// Account balances kernel counters against what user space received. Seen = Recorded + Lost
-// always holds; Lost = RingFull + Undecodable + Unread holds when the counters were read after
-// the programs were detached and the ring drained.
+// Account balances kernel counters against what user space received. Seen = Filtered +
+// Recorded + Lost always holds; Lost = RingFull + Undecodable + Unread holds when the counters
+// were read after the programs were detached and the ring drained.
 func Account(k KernelCounts, u LiveCounts) Loss {
-	l := Loss{Seen: k.XDPSeen + k.TCSeen, RingFull: k.RingFull, Undecodable: u.Undecodable}
-	l.Recorded = min(u.Decoded, l.Seen)
-	l.Lost = l.Seen - l.Recorded
+	l := Loss{Filter: k.Filter, Seen: k.XDPSeen + k.TCSeen, RingFull: k.RingFull, Undecodable: u.Undecodable}
+	l.Filtered = min(k.Filtered, l.Seen)
+	l.Recorded = min(u.Decoded, l.Seen-l.Filtered)
+	l.Lost = l.Seen - l.Filtered - l.Recorded
 	if k.Emitted > u.Read {
 		l.Unread = k.Emitted - u.Read
 	}
@@ -162,16 +170,26 @@ func Account(k KernelCounts, u LiveCounts) Loss {
 }
 
 // WriteStats prints the per-interface and total counters, ending with the line
-// `<N> packets seen, <M> recorded, <L> lost`.
+// `<N> packets seen, <M> recorded, <L> lost` (CountsLine).
 func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	l := Account(k, u)
 	for _, ic := range u.Ifaces {
 		lost := k.LostByIfindex[ic.Ifindex]
+		if k.Filter {
+			filtered := k.FilteredByIfindex[ic.Ifindex]
+			fmt.Fprintf(w, "%s: %d seen, %d filtered out, %d in and %d out records, %d lost to a full ring buffer\n",
+				ic.Iface, filtered+ic.In+ic.Out+lost, filtered, ic.In, ic.Out, lost)
+			continue
+		}
 		fmt.Fprintf(w, "%s: %d seen, %d in and %d out records, %d lost to a full ring buffer\n",
 			ic.Iface, ic.In+ic.Out+lost, ic.In, ic.Out, lost)
 	}
-	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress), %d records, %d lost to a full ring buffer, %d without payload\n",
-		l.Seen, k.XDPSeen, k.TCSeen, k.Emitted, k.RingFull, k.SnapFailed)
+	filtered := ""
+	if k.Filter {
+		filtered = fmt.Sprintf(" %d filtered out,", k.Filtered)
+	}
+	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress),%s %d records, %d lost to a full ring buffer, %d without payload\n",
+		l.Seen, k.XDPSeen, k.TCSeen, filtered, k.Emitted, k.RingFull, k.SnapFailed)
 	rs := u.Reader
 	perWake := 0.0
 	if rs.Wakeups+rs.Lingers > 0 {
@@ -179,8 +197,18 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	}
 	fmt.Fprintf(w, "user space: %d read, %d undecodable, %d unread; %d wake-ups, %d lingers (%.0f records each)\n",
 		u.Read, u.Undecodable, l.Unread, rs.Wakeups, rs.Lingers, perWake)
-	fmt.Fprintf(w, "%d packets seen, %d recorded, %d lost\n", l.Seen, l.Recorded, l.Lost)
+	fmt.Fprintln(w, CountsLine(l.Filter, l.Filtered, l.Recorded, l.Lost))
 	return l
+}
+
+// CountsLine is the line every command ends stderr with: `<N> packets seen, <M> recorded, <L>
+// lost` with N = M + L; with a filter expression `<N> packets seen, <F> filtered out, <M>
+// recorded, <L> lost` with N = F + M + L.
+func CountsLine(filter bool, filtered, recorded, lost uint64) string {
+	if filter {
+		return fmt.Sprintf("%d packets seen, %d filtered out, %d recorded, %d lost", filtered+recorded+lost, filtered, recorded, lost)
+	}
+	return fmt.Sprintf("%d packets seen, %d recorded, %d lost", recorded+lost, recorded, lost)
 }
 
 // ReadKernelCounts reads the counters loss accounting needs (ReadCounters, summed over CPUs).
@@ -193,13 +221,22 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 	if err != nil {
 		return KernelCounts{}, err
 	}
+	var filtered map[uint32]uint64
+	if objs.Config.Filter != nil {
+		if filtered, err = ReadFilteredByIfindex(objs); err != nil {
+			return KernelCounts{}, err
+		}
+	}
 	return KernelCounts{
-		XDPSeen:       c.SeenXDP(),
-		TCSeen:        c.SeenTC(),
-		Emitted:       c.Emitted(),
-		RingFull:      c.RingFull(),
-		SnapFailed:    c[gen.SensorCounterKeyCNT_SNAP_FAILED],
-		LostByIfindex: lost,
+		Filter:            objs.Config.Filter != nil,
+		Filtered:          c.Filtered(),
+		FilteredByIfindex: filtered,
+		XDPSeen:           c.SeenXDP(),
+		TCSeen:            c.SeenTC(),
+		Emitted:           c.Emitted(),
+		RingFull:          c.RingFull(),
+		SnapFailed:        c[gen.SensorCounterKeyCNT_SNAP_FAILED],
+		LostByIfindex:     lost,
 	}, nil
 }
 

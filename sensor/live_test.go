@@ -59,6 +59,29 @@ func TestWriteStatsLastLine(t *testing.T) {
 	}
 }
 
+// TestWriteStatsFiltered: with a filter the per-interface lines and the closing line count what
+// the filter rejected, and N = F + M + L.
+func TestWriteStatsFiltered(t *testing.T) {
+	var buf bytes.Buffer
+	u := LiveCounts{Read: 40, Decoded: 40, Ifaces: []IfaceCounts{{"eth0", 2, 30, 10}}}
+	k := KernelCounts{XDPSeen: 930, TCSeen: 110, Emitted: 41, RingFull: 1, Filter: true, Filtered: 998,
+		FilteredByIfindex: map[uint32]uint64{2: 998}, LostByIfindex: map[uint32]uint64{2: 1}}
+	l := WriteStats(&buf, k, u)
+	if l.Seen != l.Filtered+l.Recorded+l.Lost || l.Filtered != 998 || l.Recorded != 40 || l.Lost != 2 {
+		t.Errorf("account %+v", l)
+	}
+	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
+	if last := lines[len(lines)-1]; last != "1040 packets seen, 998 filtered out, 40 recorded, 2 lost" {
+		t.Errorf("last line %q", last)
+	}
+	for _, want := range []string{"eth0: 1039 seen, 998 filtered out, 30 in and 10 out records, 1 lost to a full ring buffer",
+		"kernel: 1040 seen (930 ingress, 110 egress), 998 filtered out, 41 records"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("no %q in\n%s", want, buf.String())
+		}
+	}
+}
+
 // fakeDecoder reads the sample number the ringProducer wrote: interface 1 or 2 by parity,
 // direction out for multiples of 3, and fails for numbers ending in 9.
 type fakeDecoder struct{}

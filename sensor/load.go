@@ -28,11 +28,15 @@ const (
 
 // Config holds the knobs set before load. The zero value means the defaults.
 type Config struct {
-	SnapSmall   uint16 // payload bytes for other packets (0: DefaultSnapSmall)
-	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
-	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
-	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
-	NoDecap     bool   // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
+	SnapSmall   uint16        // payload bytes for other packets (0: DefaultSnapSmall)
+	SnapLarge   uint16        // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
+	WakeupBytes uint32        // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
+	RingSize    uint32        // ring buffer size, a power of two multiple of the page size (0: default)
+	NoDecap     bool          // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
+	Filter      *KernelFilter // a filter expression evaluated before anything else (nil: none)
+	// IngressOnly loads xdp_sensor alone (Objects.TC is nil): replays of frames that all came
+	// in verify half the code.
+	IngressOnly bool
 }
 
 func (c Config) withDefaults() Config {
@@ -55,7 +59,11 @@ type Objects struct {
 	Events   *ebpf.Map     // the ring buffer
 	Counters *ebpf.Map     // per-CPU counters keyed by gen.SensorCounterKey
 	LostByIf *ebpf.Map     // per-CPU records lost to a full ring, keyed by ifindex
-	Config   Config        // the knobs the programs were loaded with
+	// FilteredByIf counts per CPU the packets the filter rejected, keyed by ifindex.
+	FilteredByIf *ebpf.Map
+	// FilterReplay is the filter's view of the replayed frame (read --kernel with a filter).
+	FilterReplay *ebpf.Map
+	Config       Config // the knobs the programs were loaded with
 
 	objs gen.SensorObjects
 }
@@ -87,13 +95,29 @@ func Load(cfg Config) (*Objects, error) {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = cfg.RingSize
+	if cfg.Filter != nil {
+		if err := injectFilter(spec, cfg.Filter); err != nil {
+			return nil, err
+		}
+	}
 
 	o := &Objects{Config: cfg}
-	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
-		return nil, explainLoadError(err)
+	if cfg.IngressOnly {
+		var x struct {
+			XdpSensor *ebpf.Program `ebpf:"xdp_sensor"`
+			gen.SensorMaps
+		}
+		err = spec.LoadAndAssign(&x, nil)
+		o.objs.XdpSensor, o.objs.SensorMaps = x.XdpSensor, x.SensorMaps
+	} else {
+		err = spec.LoadAndAssign(&o.objs, nil)
+	}
+	if err != nil {
+		return nil, explainLoadError(explainFilterError(err, cfg.Filter))
 	}
 	o.XDP, o.TC = o.objs.XdpSensor, o.objs.TcSensor
 	o.Events, o.Counters, o.LostByIf = o.objs.Events, o.objs.Counters, o.objs.LostByIface
+	o.FilteredByIf, o.FilterReplay = o.objs.FilteredByIface, o.objs.FilterReplay
 	return o, nil
 }
 
@@ -109,6 +133,10 @@ func (o *Objects) Close() error { return o.objs.Close() }
 
 // explainLoadError turns the usual load failures into errors that name the fix.
 func explainLoadError(err error) error {
+	var fe *FilterTooComplexError
+	if errors.As(err, &fe) {
+		return err
+	}
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
 		return fmt.Errorf("the kernel's verifier rejected the sensor programs (please report this with your kernel version):\n%s", strings.Join(ve.Log, "\n"))

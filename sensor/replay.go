@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
@@ -35,7 +36,13 @@ type Replayer struct {
 	objs *Objects
 	rd   *ringbuf.Reader
 	rec  ringbuf.Record
+	// filtered is the kernel's count of filtered-out packets after the last frame it rejected.
+	filtered uint64
 }
+
+// ErrFiltered is returned by Replay when the programs' filter expression rejected the frame:
+// it was counted as filtered out and no record was made.
+var ErrFiltered = errors.New("the filter expression rejected the frame")
 
 // NewReplayer opens the ring buffer of objs for replay.
 func NewReplayer(objs *Objects) (*Replayer, error) {
@@ -57,6 +64,9 @@ func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
 	prog, want := r.objs.XDP, uint32(xdpPass)
 	if m.Dir == 1 {
 		prog, want = r.objs.TC, tcActUnspec
+		if prog == nil {
+			return nil, errors.New("an outgoing frame, but tc_sensor was not loaded (Config.IngressOnly)")
+		}
 	}
 	if len(frame) < 14 || len(frame) > MaxReplayFrame {
 		return nil, fmt.Errorf("%w: %d bytes", ErrFrameSize, len(frame))
@@ -76,6 +86,17 @@ func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
 	r.rd.SetDeadline(time.Now())
 	if err := r.rd.ReadInto(&r.rec); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
+			if r.objs.Config.Filter != nil {
+				// No record: the filter must have counted the frame.
+				n, cerr := r.filteredCount()
+				if cerr != nil {
+					return nil, cerr
+				}
+				if n > r.filtered {
+					r.filtered = n
+					return nil, ErrFiltered
+				}
+			}
 			return nil, errors.New("the program emitted no record")
 		}
 		return nil, fmt.Errorf("reading the record: %w", err)
@@ -97,4 +118,30 @@ func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
 	}
 	copy(raw, recordBytes(&rec))
 	return raw, nil
+}
+
+// setFilterFrame writes what the filter of programs loaded for a replay reads besides the
+// replayed frame (struct filter_replay): the wire length and link header of the file's frame.
+func (r *Replayer) setFilterFrame(wireLen uint32, linkHdr []byte) error {
+	v := gen.SensorFilterReplay{WireLen: wireLen}
+	copy(v.LinkHdr[:], linkHdr)
+	if err := r.objs.FilterReplay.Update(uint32(0), &v, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("writing filter_replay: %w", err)
+	}
+	return nil
+}
+
+// filteredCount reads the two filtered-out counters, summed over CPUs.
+func (r *Replayer) filteredCount() (uint64, error) {
+	var n uint64
+	var per []uint64
+	for _, k := range []gen.SensorCounterKey{gen.SensorCounterKeyCNT_XDP_FILTERED, gen.SensorCounterKeyCNT_TC_FILTERED} {
+		if err := r.objs.Counters.Lookup(uint32(k), &per); err != nil {
+			return 0, fmt.Errorf("reading counter %d: %w", k, err)
+		}
+		for _, v := range per {
+			n += v
+		}
+	}
+	return n, nil
 }

@@ -12,25 +12,36 @@ import (
 // Replayer, by xdp_sensor (tc_sensor for packets the capture marks outgoing) through
 // BPF_PROG_TEST_RUN.
 type FileSource struct {
-	cap  *Capture
-	twin Twin
-	rep  *Replayer
-	dec  Decoder
-	buf  []byte
-	p    stages.Packet
-	err  error
+	cap    *Capture
+	twin   Twin
+	rep    *Replayer
+	reps   *Replayers
+	filter *FileFilter
+	dec    Decoder
+	buf    []byte
+	p      stages.Packet
+	err    error
 
-	// Seen counts the packets read from the file; Recorded those that became Packets.
-	Seen, Recorded uint64
+	// Seen counts the packets read from the file; Filtered those the filter expression
+	// rejected; Recorded those that became Packets.
+	Seen, Filtered, Recorded uint64
 	// TwinFallbacks counts frames the kernel could not take, parsed by the Go twin instead:
-	// frames outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame), and outgoing frames it
-	// refuses to make an skb of for tc_sensor (ErrSkbRefused), which TwinSkbRefused counts.
-	TwinFallbacks, TwinSkbRefused uint64
+	// TwinFrameSize those outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame),
+	// TwinSkbRefused outgoing ones it refuses to make an skb of for tc_sensor (ErrSkbRefused),
+	// TwinFilterHeader those whose link header the kernel filter cannot be given.
+	TwinFallbacks, TwinFrameSize, TwinSkbRefused, TwinFilterHeader uint64
 }
 
 // NewFileSource reads c with the twin; with rep non-nil, through the kernel program.
 func NewFileSource(c *Capture, twin Twin, rep *Replayer) *FileSource {
 	return &FileSource{cap: c, twin: twin, rep: rep}
+}
+
+// SetFilter selects frames with f: with reps (read --kernel) the kernel programs filter, each
+// loaded for its link type; without, or for a frame the kernel cannot take, libpcap's
+// interpreter does (FileFilter.Match). reps replaces the Replayer given to NewFileSource.
+func (s *FileSource) SetFilter(f *FileFilter, reps *Replayers) {
+	s.filter, s.reps = f, reps
 }
 
 // Err returns why the source stopped: nil at the end of the file, else the error that names
@@ -45,12 +56,20 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
 					s.err = err
+				} else if s.filter != nil {
+					// A pcapng file declares its interfaces as it goes: one that held no
+					// packet still gets the expression checked for its link type.
+					s.err = s.filter.Check(s.cap)
 				}
 				return
 			}
 			s.Seen++
 			m := Meta{TS: f.Time.UnixNano(), Ifindex: uint32(f.Iface), WireLen: f.WireLen, Dir: f.Dir}
 			raw, err := s.parse(f, m)
+			if errors.Is(err, ErrFiltered) {
+				s.Filtered++
+				continue
+			}
 			if err != nil {
 				s.err = err
 				return
@@ -75,16 +94,43 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 // (Capture.Skipped): they are not among Seen.
 func (s *FileSource) Skipped() map[string]uint64 { return s.cap.Skipped() }
 
+// parse returns the record of f, from the kernel or the twin; ErrFiltered when the filter
+// rejects f.
 func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
-	if s.rep != nil {
-		if len(f.Data) >= 14 && len(f.Data) <= MaxReplayFrame {
-			raw, err := s.rep.Replay(f.Data, m)
+	kernel := s.rep != nil || s.reps != nil
+	switch {
+	case !kernel:
+	case len(f.Data) < 14 || len(f.Data) > MaxReplayFrame:
+		s.TwinFrameSize++
+	default:
+		rep := s.rep
+		var err error
+		if s.reps != nil {
+			rep, err = s.reps.For(f)
+		}
+		if err == nil {
+			raw, err := rep.Replay(f.Data, m)
 			if !errors.Is(err, ErrSkbRefused) {
 				return raw, err
 			}
 			s.TwinSkbRefused++
+		} else if errors.Is(err, ErrFilterHeader) || errors.Is(err, ErrFilterLayout) {
+			s.TwinFilterHeader++
+		} else {
+			return nil, err
 		}
+	}
+	if kernel {
 		s.TwinFallbacks++
+	}
+	if s.filter != nil {
+		ok, err := s.filter.Match(f)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, ErrFiltered
+		}
 	}
 	s.buf = s.twin.Parse(s.buf[:0], f.Data, m)
 	return s.buf, nil

@@ -36,11 +36,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !errors.As(err, &rep) {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
 	}
+	if badUsage(err) {
+		return 2
+	}
 	return 1
 }
 
 // reportedError is an error the command already printed (before its closing counters line).
 type reportedError struct{ error }
+
+// Unwrap lets errors.Is see the cause (bad usage exits 2).
+func (r reportedError) Unwrap() error { return r.error }
 
 // Shared flag names (DESIGN.md): every command that prints packets takes them.
 const (
@@ -142,9 +148,4 @@ func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*sta
 		return nil, nil, err
 	}
 	return b, cfg, nil
-}
-
-// printCounts writes the closing line every command ends stderr with; seen = recorded + lost.
-func printCounts(w io.Writer, recorded, lost uint64) {
-	fmt.Fprintf(w, "%d packets seen, %d recorded, %d lost\n", recorded+lost, recorded, lost)
 }

@@ -22,18 +22,22 @@ func attachCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "attach",
 		Usage:     "watch interfaces live (both directions), one line per packet",
-		ArgsUsage: "[IFACE...] (default: the interface of the default route)",
+		ArgsUsage: "[IFACE...] | -i IFACE [-i IFACE...] [EXPRESSION...]",
 		Description: "Attaches xdp_sensor to each interface's ingress and tc_sensor to its egress, prints what\n" +
 			"they see until interrupted (SIGINT, SIGTERM) or -c N packets, detaches, and prints the\n" +
 			"counters to stderr, ending with `<N> packets seen, <M> recorded, <L> lost`.\n" +
+			"Without -i the words after the flags are interface names (none: the interface of the\n" +
+			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
+			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(sharedFlags(), attachFlags()...),
+		Flags:  append(append(sharedFlags(), attachFlags()...), filterFlags()...),
 		Action: runAttach,
 	}
 }
 
 func attachFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringSliceFlag{Name: flagIface, Aliases: []string{"interface"}, Usage: "watch `IFACE` (repeat for more); the words after the flags are then a filter expression"},
 		&cli.StringFlag{Name: "direction", Value: "both", Usage: "watch `in` (ingress, XDP), out (egress, TC) or both"},
 		&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "XDP attach `mode`: auto (native, else generic), native or generic"},
 		&cli.StringFlag{Name: "tc-mode", Value: "auto", Usage: "egress attach `mode`: auto (TCX, else clsact), tcx or clsact"},
@@ -61,7 +65,14 @@ type attachSettings struct {
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 	s := &attachSettings{ifaces: c.Args().Slice()}
-	var err error
+	var words []string
+	if dashI := c.StringSlice(flagIface); len(dashI) > 0 {
+		s.ifaces, words = dashI, c.Args().Slice()
+	}
+	expr, err := expressionOf(c, words)
+	if err != nil {
+		return nil, err
+	}
 	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
 		return nil, err
 	}
@@ -98,6 +109,10 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 			return nil, err
 		}
 		s.ifaces = []string{def}
+	}
+	// The expression before the interfaces: a bad one is bad usage whatever they are.
+	if s.load.Filter, err = liveFilter(expr, s.ifaces); err != nil {
+		return nil, err
 	}
 	seen := map[string]bool{}
 	uniq := s.ifaces[:0]
@@ -295,7 +310,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 	}
 	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.
-		printCounts(stderr, u.Decoded, u.Undecodable)
+		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)
 	} else {
 		sensor.WriteStats(stderr, k, u)
 	}

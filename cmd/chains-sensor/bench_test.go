@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -139,9 +140,7 @@ func tcpdumpOnce(tb testing.TB, path string) {
 // of five, tcpdump's the best of three (once on the 65k-host file, where it takes tens of
 // seconds); the metrics are wall times and their ratios.
 func BenchmarkReadVsTcpdump(b *testing.B) {
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		b.Skip("tcpdump not installed")
-	}
+	sensortest.RequireTools(b, "tcpdump")
 	dir := b.TempDir()
 	few, many := filepath.Join(dir, "few.pcap"), filepath.Join(dir, "many.pcap")
 	const n = 300000

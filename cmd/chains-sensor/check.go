@@ -15,9 +15,10 @@ func checkCommand() *cli.Command {
 		Usage:     "say what this kernel and these privileges support, and what is missing",
 		ArgsUsage: "[IFACE] (default: the interface of the default route)",
 		Description: "Probes the BPF ring buffer, BTF, BPF_PROG_TEST_RUN, the sensor programs against the\n" +
-			"verifier, and on the interface: native XDP (from the driver's advertised features), generic\n" +
-			"XDP, TCX and clsact (each by attaching a pass-through program for an instant). Exits 1 if\n" +
-			"something required for the given --direction is missing.",
+			"verifier, and on the interface: native XDP, generic XDP, TCX and clsact, each by attaching a\n" +
+			"pass-through program for an instant (a native attach that works resets the link of some\n" +
+			"NICs for a moment, as attach itself does). Exits 1 if something required for the given\n" +
+			"--direction is missing.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "direction", Value: "both", Usage: "what attach would watch: `in`, out or both"},
 		},

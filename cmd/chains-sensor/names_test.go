@@ -13,10 +13,11 @@ import (
 // wireNames is what tshark reads from a capture's DNS responses: address -> the names asked.
 func wireNames(t *testing.T, file string) map[string]map[string]bool {
 	t.Helper()
+	sensortest.RequireTools(t, "tshark")
 	out, err := exec.Command("tshark", "-r", file, "-Y", "dns.flags.response==1", "-T", "fields",
 		"-e", "dns.qry.name", "-e", "dns.a", "-e", "dns.aaaa").Output()
 	if err != nil {
-		t.Skipf("tshark: %v", err)
+		t.Fatalf("tshark: %v", err)
 	}
 	m := map[string]map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -16,11 +16,17 @@ func readCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "read",
 		Usage:     "print the packets of a pcap or pcapng file (- for stdin)",
-		ArgsUsage: "FILE|-",
-		Flags: append(sharedFlags(),
+		ArgsUsage: "FILE|- [EXPRESSION...]",
+		Description: "Reads a pcap or pcapng file (- for standard input) through the chain, as attach prints a\n" +
+			"live capture. " + filterHelp + "\n" +
+			"A file's expression is compiled for its link type (per interface in a pcapng file) and\n" +
+			"selects what tcpdump -r selects: with libpcap's interpreter, or with --kernel in xdp_sensor\n" +
+			"and tc_sensor, which then read the file's link header although they parse the frame\n" +
+			"behind a synthetic Ethernet header.",
+		Flags: append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
 			noDecapFlag(),
-		),
+		), filterFlags()...),
 		Action: runRead,
 	}
 }
@@ -31,33 +37,40 @@ func runRead(c *cli.Context) error {
 	name := c.Args().First()
 	var src *sensor.FileSource
 	var err error
-	if c.NArg() != 1 {
-		err = fmt.Errorf("takes one FILE (or - for stdin), got %d arguments", c.NArg())
+	var ff *sensor.FileFilter
+	if c.NArg() < 1 {
+		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
+	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
+		err = ferr
 	} else if built, cfg, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
 		err = berr
 	} else {
-		err = readFile(c, name, built, cfg, &src)
+		if expr != "" {
+			ff = sensor.NewFileFilter(expr)
+		}
+		err = readFile(c, name, built, cfg, ff, &src)
 	}
-	var recorded, lost uint64
+	var filtered, recorded, lost uint64
 	if src != nil {
-		recorded, lost = src.Recorded, src.Seen-src.Recorded
+		filtered, recorded = src.Filtered, src.Recorded
+		lost = src.Seen - src.Filtered - src.Recorded
 		printSkipped(c, name, src)
 	}
 	if err != nil {
 		what := "read"
-		if c.NArg() == 1 {
+		if c.NArg() >= 1 {
 			what += " " + name
 		}
 		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
 	}
-	printCounts(c.App.ErrWriter, recorded, lost)
+	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
 	if err != nil {
 		return reportedError{err}
 	}
 	return nil
 }
 
-func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Config, srcOut **sensor.FileSource) (err error) {
+func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Config, ff *sensor.FileFilter, srcOut **sensor.FileSource) (err error) {
 	defer func() {
 		if cerr := built.Sink.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("writing the output: %w", cerr)
@@ -76,21 +89,22 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 	if err != nil {
 		return err
 	}
-	load := sensor.Config{NoDecap: c.Bool("no-decap")}
-	var rep *sensor.Replayer
-	if c.Bool("kernel") {
-		objs, err := sensor.Load(load)
-		if err != nil {
-			return fmt.Errorf("--kernel: %w", err)
+	if ff != nil {
+		// As tcpdump: the expression is compiled for the file's link type before any packet.
+		if err := ff.Check(capt); err != nil {
+			return err
 		}
-		defer objs.Close()
-		rep, err = sensor.NewReplayer(objs)
-		if err != nil {
-			return fmt.Errorf("--kernel: %w", err)
-		}
-		defer rep.Close()
 	}
-	src := sensor.NewFileSource(capt, sensor.NewTwin(load), rep)
+	load := sensor.Config{NoDecap: c.Bool("no-decap")}
+	src := sensor.NewFileSource(capt, sensor.NewTwin(load), nil)
+	if c.Bool("kernel") {
+		// Programs are loaded as frames need them (per link type with a filter).
+		reps := sensor.NewReplayers(load, ff)
+		defer reps.Close()
+		src.SetFilter(ff, reps)
+	} else {
+		src.SetFilter(ff, nil)
+	}
 	*srcOut = src
 	if _, err := stages.Run(src.Packets(), built.Stage, built.Sink, cfg.Count); err != nil {
 		if errors.Is(err, os.ErrClosed) {
@@ -115,8 +129,8 @@ func printSkipped(c *cli.Context, name string, src *sensor.FileSource) {
 		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
 	}
 	if c.Bool("kernel") {
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of\n",
-			name, src.TwinFallbacks, src.TwinFallbacks-src.TwinSkbRefused, sensor.MaxReplayFrame, src.TwinSkbRefused)
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of, %d whose link header the kernel filter cannot be given\n",
+			name, src.TwinFallbacks, src.TwinFrameSize, sensor.MaxReplayFrame, src.TwinSkbRefused, src.TwinFilterHeader)
 	}
 }
 

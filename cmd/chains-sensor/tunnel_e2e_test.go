@@ -27,13 +27,16 @@ import (
 func (tn *testNet) vxlanNet(t *testing.T) (innerA, innerB string) {
 	t.Helper()
 	innerA, innerB = "10.99.42.1", "10.99.42.2"
-	for _, s := range []struct{ ns, dev, local, remote, addr string }{
-		{tn.a, tn.ifA, tn.v4A, tn.v4B, innerA}, {tn.b, tn.ifB, tn.v4B, tn.v4A, innerB},
+	for _, s := range []struct {
+		ns                        *sensortest.Netns
+		dev, local, remote, addr string
+	}{
+		{tn.A, tn.IfA, tn.V4A, tn.V4B, innerA}, {tn.B, tn.IfB, tn.V4B, tn.V4A, innerB},
 	} {
-		mustRun(t, "ip", "-n", s.ns, "link", "add", "vx0", "type", "vxlan", "id", "42", "local", s.local,
+		s.ns.MustRun(t, "ip", "link", "add", "vx0", "type", "vxlan", "id", "42", "local", s.local,
 			"remote", s.remote, "dstport", "4789", "dev", s.dev)
-		mustRun(t, "ip", "-n", s.ns, "addr", "add", s.addr+"/24", "dev", "vx0")
-		mustRun(t, "ip", "-n", s.ns, "link", "set", "vx0", "up")
+		s.ns.MustRun(t, "ip", "addr", "add", s.addr+"/24", "dev", "vx0")
+		s.ns.MustRun(t, "ip", "link", "set", "vx0", "up")
 	}
 	for i := 0; ; i++ {
 		if _, err := tn.inB(t, 5*time.Second, "ping", "-c1", "-W1", innerA); err == nil {
@@ -49,7 +52,7 @@ func (tn *testNet) vxlanNet(t *testing.T) (innerA, innerB string) {
 // innerNginx serves on addr:80 in namespace A.
 func (tn *testNet) innerNginx(t *testing.T, addr string) {
 	t.Helper()
-	requireTools(t, "nginx", "curl")
+	sensortest.RequireTools(t, "nginx", "curl")
 	dir := filepath.Join(tn.dir, "inner-nginx")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -76,7 +79,7 @@ http {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn.start(t, tn.a, "nginx", "-c", conf, "-p", dir, "-e", "stderr")
+	tn.startA(t, "nginx", "-c", conf, "-p", dir, "-e", "stderr")
 	for i := 0; ; i++ {
 		if out, err := tn.inB(t, 5*time.Second, "curl", "-s", "-m", "1", "http://"+addr+"/"); err == nil && strings.Contains(out, "hello") {
 			return
@@ -92,9 +95,9 @@ http {
 // the file.
 func (tn *testNet) capture(t *testing.T, name string) (string, func()) {
 	t.Helper()
-	requireTools(t, "tcpdump")
+	sensortest.RequireTools(t, "tcpdump")
 	file := filepath.Join(tn.dir, name)
-	cmd := tn.start(t, tn.a, "tcpdump", "--immediate-mode", "-Z", "root", "-U", "-s", "0", "-i", tn.ifA, "-w", file)
+	p := tn.startA(t, "tcpdump", "--immediate-mode", "-Z", "root", "-U", "-s", "0", "-i", tn.IfA, "-w", file)
 	for i := 0; ; i++ {
 		if st, err := os.Stat(file); err == nil && st.Size() > 0 {
 			break
@@ -105,13 +108,9 @@ func (tn *testNet) capture(t *testing.T, name string) (string, func()) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return file, func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+		p.Process.Signal(syscall.SIGINT)
+		if !p.WaitFor(5 * time.Second) {
+			p.Process.Kill()
 		}
 	}
 }
@@ -195,9 +194,6 @@ func compareTuples(t *testing.T, want, got map[tunnelTuple]int, keep func(string
 // capture of the veth), not the tunnel's UDP; the urlwatch view shows the inner HTTP request;
 // with --no-decap the lines are the underlay's UDP.
 func TestE2EVXLAN(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: end-to-end")
-	}
 	tn := newTestNet(t)
 	bin := buildSensor(t)
 	innerA, innerB := tn.vxlanNet(t)
@@ -205,7 +201,7 @@ func TestE2EVXLAN(t *testing.T) {
 	inner := func(a string) bool { return a == innerA || a == innerB }
 
 	pcap, stopDump := tn.capture(t, "vxlan.pcap")
-	sp := tn.startSensor(t, bin, "-n", "-o", "json", tn.ifA)
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", tn.IfA)
 	if out, err := tn.inB(t, 10*time.Second, "ping", "-c3", "-i0.2", "-W2", innerA); err != nil {
 		t.Fatalf("ping through the tunnel: %v\n%s", err, out)
 	}
@@ -240,7 +236,7 @@ func TestE2EVXLAN(t *testing.T) {
 	tn.assertDetached(t)
 
 	// The urlwatch view sees the HTTP request inside the tunnel.
-	sp = tn.startSensor(t, bin, "-n", "--view", "urlwatch", tn.ifA)
+	sp = tn.startSensor(t, bin, "-n", "--view", "urlwatch", tn.IfA)
 	if out, err := tn.inB(t, 10*time.Second, "curl", "-s", "-m", "3", "-A", "vxlan-e2e/1", "-H", "Host: inner.test", "http://"+innerA+"/through"); err != nil {
 		t.Fatalf("curl: %v\n%s", err, out)
 	}
@@ -254,7 +250,7 @@ func TestE2EVXLAN(t *testing.T) {
 	}
 
 	// --no-decap: the underlay's UDP, as before tunnels were entered.
-	sp = tn.startSensor(t, bin, "-n", "-o", "json", "--no-decap", tn.ifA)
+	sp = tn.startSensor(t, bin, "-n", "-o", "json", "--no-decap", tn.IfA)
 	if out, err := tn.inB(t, 10*time.Second, "ping", "-c2", "-i0.2", "-W2", innerA); err != nil {
 		t.Fatalf("ping: %v\n%s", err, out)
 	}
@@ -267,7 +263,7 @@ func TestE2EVXLAN(t *testing.T) {
 		if inner(k.src) || inner(k.dst) {
 			t.Errorf("--no-decap printed an inner pair: %+v", k)
 		}
-		if k.proto == "UDP" && k.dport == "4789" && (k.src == tn.v4B || k.src == tn.v4A) {
+		if k.proto == "UDP" && k.dport == "4789" && (k.src == tn.V4B || k.src == tn.V4A) {
 			outer += n
 		}
 	}
@@ -280,15 +276,15 @@ func TestE2EVXLAN(t *testing.T) {
 // here cannot make a device of, each carrying an inner packet between 10.50.N.2 and 10.50.N.1.
 func (tn *testNet) tunnelFrames(t *testing.T) [][]byte {
 	t.Helper()
-	srcMAC, _ := net.ParseMAC(macOf(t, tn.b, tn.ifB))
-	dstMAC, _ := net.ParseMAC(macOf(t, tn.a, tn.ifA))
+	srcMAC, _ := net.ParseMAC(macOf(t, tn.B, tn.IfB))
+	dstMAC, _ := net.ParseMAC(macOf(t, tn.A, tn.IfA))
 	eth := func(et layers.EthernetType) *layers.Ethernet {
 		return &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: et}
 	}
 	ip4 := func(src, dst string, p layers.IPProtocol) *layers.IPv4 {
 		return &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: p, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
 	}
-	outer := func(p layers.IPProtocol) *layers.IPv4 { return ip4(tn.v4B, tn.v4A, p) }
+	outer := func(p layers.IPProtocol) *layers.IPv4 { return ip4(tn.V4B, tn.V4A, p) }
 	innerEth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0x50, 2}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0x50, 1}, EthernetType: layers.EthernetTypeIPv4}
 	udp := func(sport, dport uint16) *layers.UDP {
 		return &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
@@ -340,17 +336,14 @@ func trafgenConfig(t *testing.T, dir string, frames [][]byte) string {
 // onto the veth from a packet socket are printed with their inner pairs, as tshark decodes
 // tcpdump's capture of them.
 func TestE2ETunnelFrames(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: end-to-end")
-	}
 	tn := newTestNet(t)
-	requireTools(t, "trafgen")
+	sensortest.RequireTools(t, "trafgen")
 	bin := buildSensor(t)
 	frames := tn.tunnelFrames(t)
 	cfg := trafgenConfig(t, tn.dir, frames)
 	pcap, stopDump := tn.capture(t, "tunnels.pcap")
-	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "in", tn.ifA)
-	if out, err := tn.inB(t, 30*time.Second, "trafgen", "--dev", tn.ifB, "--conf", cfg, "--cpus", "1", "-n", fmt.Sprint(2*len(frames)), "-q"); err != nil {
+	sp := tn.startSensor(t, bin, "-n", "-o", "json", "--direction", "in", tn.IfA)
+	if out, err := tn.inB(t, 30*time.Second, "trafgen", "--dev", tn.IfB, "--conf", cfg, "--cpus", "1", "-n", fmt.Sprint(2*len(frames)), "-q"); err != nil {
 		t.Fatalf("trafgen: %v\n%s", err, out)
 	}
 	time.Sleep(300 * time.Millisecond)

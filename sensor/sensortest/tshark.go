@@ -33,14 +33,12 @@ type TSharkFrame struct {
 	Fields    map[string][]string
 }
 
-// TShark decodes file with tshark, the independent oracle of the parser tests. It skips t
-// when tshark is not installed (scripts/provision.sh installs it).
+// TShark decodes file with tshark, the independent oracle of the parser tests. Without tshark
+// it skips t, or fails it when CHAINS_REQUIRE_BPF=1 (RequireTools).
 func TShark(t testing.TB, file string, extra ...string) []TSharkFrame {
 	t.Helper()
-	path, err := exec.LookPath("tshark")
-	if err != nil {
-		t.Skip("tshark not installed: the parser is checked against it (apt-get install tshark)")
-	}
+	RequireTools(t, "tshark") // the oracle the parser is checked against
+	path, _ := exec.LookPath("tshark")
 	base := []string{"frame.number", "frame.protocols", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst",
 		"tcp.srcport", "tcp.dstport", "udp.srcport", "udp.dstport"}
 	// Decoded as the sensor does: UDP 8472 is VXLAN (as Linux has it), and each fragment on its
