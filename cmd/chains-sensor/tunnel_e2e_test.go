@@ -28,7 +28,7 @@ func (tn *testNet) vxlanNet(t *testing.T) (innerA, innerB string) {
 	t.Helper()
 	innerA, innerB = "10.99.42.1", "10.99.42.2"
 	for _, s := range []struct {
-		ns                        *sensortest.Netns
+		ns                       *sensortest.Netns
 		dev, local, remote, addr string
 	}{
 		{tn.A, tn.IfA, tn.V4A, tn.V4B, innerA}, {tn.B, tn.IfB, tn.V4B, tn.V4A, innerB},
