@@ -64,12 +64,11 @@ static __always_inline int l4_has(struct cursor *c, struct record *r, struct wal
 	return 1;
 }
 
-/* TCP. A first fragment may hold only part of the header: the fields whose bytes it holds are
- * read (the ports of a tiny-fragment SYN). */
-static __always_inline void parse_tcp(struct cursor *c, struct record *r, struct walk *w)
+/* A TCP header cut short, by the frame or by the IP packet (a tiny first fragment): the fields
+ * whose bytes are there (the ports of a tiny-fragment SYN), and the status of the cut. */
+static __always_inline void parse_tcp_cut(struct cursor *c, struct record *r, struct walk *w)
 {
 	__u8 *h = c->pos;
-	__u32 hlen;
 
 	if (!l4_has(c, r, w, 4, LAYER_TCP))
 		return;
@@ -83,10 +82,28 @@ static __always_inline void parse_tcp(struct cursor *c, struct record *r, struct
 	r->ack = load_be32(h + 8);
 	r->tcp_flags = h[13];
 	r->window = load_be16(h + 14);
+	r->l4_hdr_len = (h[12] >> 4) * 4;
+	l4_has(c, r, w, 20, LAYER_TCP); /* fails: says why */
+}
+
+/* TCP. A first fragment may hold only part of the header: parse_tcp_cut. */
+static __always_inline void parse_tcp(struct cursor *c, struct record *r, struct walk *w)
+{
+	__u8 *h = c->pos;
+	__u32 hlen;
+
+	if (c->pos + 20 > c->end || cur_off(c) + 20 > w->ip_end) {
+		parse_tcp_cut(c, r, w);
+		return;
+	}
+	r->sport = load_be16(h);
+	r->dport = load_be16(h + 2);
+	r->seq = load_be32(h + 4);
+	r->ack = load_be32(h + 8);
+	r->tcp_flags = h[13];
+	r->window = load_be16(h + 14);
 	hlen = (h[12] >> 4) * 4;
 	r->l4_hdr_len = hlen;
-	if (!l4_has(c, r, w, 20, LAYER_TCP))
-		return;
 	if (hlen < 20) {
 		fail(r, STATUS_MALFORMED, LAYER_TCP);
 		return;

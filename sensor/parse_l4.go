@@ -44,7 +44,8 @@ func l4Has(c *cursor, r *gen.SensorRecord, n uint32, layer uint8) bool {
 	return true
 }
 
-func parseTCP(c *cursor, r *gen.SensorRecord) {
+// parseTCPCut mirrors parse_tcp_cut: the fields of a cut header whose bytes are there.
+func parseTCPCut(c *cursor, r *gen.SensorRecord) {
 	if !l4Has(c, r, 4, layerTCP) {
 		return
 	}
@@ -60,11 +61,23 @@ func parseTCP(c *cursor, r *gen.SensorRecord) {
 	r.Ack = c.be32(8)
 	r.TcpFlags = c.at(13)
 	r.Window = c.be16(14)
-	hlen := uint32(c.at(12)>>4) * 4
-	r.L4HdrLen = uint8(hlen)
-	if !l4Has(c, r, 20, layerTCP) {
+	r.L4HdrLen = (c.at(12) >> 4) * 4
+	l4Has(c, r, 20, layerTCP)
+}
+
+func parseTCP(c *cursor, r *gen.SensorRecord) {
+	if !c.has(20) || c.pos+20 > c.ipEnd {
+		parseTCPCut(c, r)
 		return
 	}
+	r.Sport = c.be16(0)
+	r.Dport = c.be16(2)
+	r.Seq = c.be32(4)
+	r.Ack = c.be32(8)
+	r.TcpFlags = c.at(13)
+	r.Window = c.be16(14)
+	hlen := uint32(c.at(12)>>4) * 4
+	r.L4HdrLen = uint8(hlen)
 	if hlen < 20 {
 		fail(r, statusMalformed, layerTCP)
 		return
