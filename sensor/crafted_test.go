@@ -16,6 +16,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -250,11 +251,11 @@ func craftedFrames(t testing.TB) []craftedFrame {
 			}},
 		{name: "802.3 stp", frame: llc(ser(t, stpBPDU), []byte{0x42, 0x42, 0x03}),
 			check: func(t *testing.T, p *stages.Packet, _ []byte) {
-				want(t, p.EtherType < 0x0600 && p.PayloadOff == 14 && int(p.PayloadLen) == int(p.EtherType) && stages.NetworkName(p) == "STP", "STP named by its LLC", p)
+				want(t, p.EtherType < 0x0600 && p.PayloadOff == 14 && int(p.PayloadLen) == int(p.EtherType) && sinks.NetworkName(p) == "STP", "STP named by its LLC", p)
 			}},
 		{name: "802.3 cdp", frame: llc([]byte{0x02, 0xb4, 0, 0, 0, 1, 0, 6, 's', 'w'}, []byte{0xaa, 0xaa, 0x03, 0x00, 0x00, 0x0c, 0x20, 0x00}),
 			check: func(t *testing.T, p *stages.Packet, _ []byte) {
-				want(t, stages.NetworkName(p) == "CDP", "CDP named by its SNAP header", p)
+				want(t, sinks.NetworkName(p) == "CDP", "CDP named by its SNAP header", p)
 			}},
 		{name: "802.3 snap arp", frame: llc(snapARP, []byte{0xaa, 0xaa, 0x03, 0, 0, 0, 0x08, 0x06}),
 			check: func(t *testing.T, p *stages.Packet, _ []byte) {
@@ -366,7 +367,7 @@ func TestCraftedCapture(t *testing.T) {
 			}
 			if i := slices.Index(tf.Protocols, "llc"); i >= 0 {
 				counts["llc"]++
-				if name := stages.NetworkName(p); (name == "STP" || name == "CDP") && (i+1 >= len(tf.Protocols) || strings.ToUpper(tf.Protocols[i+1]) != name) {
+				if name := sinks.NetworkName(p); (name == "STP" || name == "CDP") && (i+1 >= len(tf.Protocols) || strings.ToUpper(tf.Protocols[i+1]) != name) {
 					t.Errorf("%s: %s, tshark %v", f.name, name, tf.Protocols)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -104,8 +105,8 @@ func TestLinkTypeFrames(t *testing.T) {
 		{"crafted_linux_sll_nonip.pcap", nil, func(t *testing.T, pk []stages.Packet) {
 			want(t, len(pk) == 4, "four packets", &pk[0])
 			want(t, pk[0].EtherType == 0x88cc && pk[0].SrcMAC == mac(craftMAC1) && pk[0].DstMAC == [6]byte{} && pk[0].NoMAC == stages.NoDstMAC &&
-				stages.NetworkName(&pk[0]) == "LLDP", "LLDP: the source it gives, no destination", &pk[0])
-			want(t, pk[1].EtherType < 0x0600 && stages.NetworkName(&pk[1]) == "STP", "an 802.2 frame named by its LLC", &pk[1])
+				sinks.NetworkName(&pk[0]) == "LLDP", "LLDP: the source it gives, no destination", &pk[0])
+			want(t, pk[1].EtherType < 0x0600 && sinks.NetworkName(&pk[1]) == "STP", "an 802.2 frame named by its LLC", &pk[1])
 			want(t, pk[3].NoMAC == stages.NoSrcMAC|stages.NoDstMAC && pk[3].Dir == stages.DirOut && pk[3].DstPort == 53, "no link address at all", &pk[3])
 		}},
 		{"crafted_linux_sll2_nonip.pcap", nil, func(t *testing.T, pk []stages.Packet) {

@@ -1,20 +1,6 @@
-// Package stages is the user-space half of chains-sensor: the Packet type, the Stage type that
-// links stages into a chain, every stage that adds meaning to a packet, and every sink that prints.
-//
-// A chain is pulled by its sink, as the generators of the original Python "chains" were:
-//
-//	src := source()                      // iter.Seq[*Packet]: ring buffer or capture file
-//	r, _ := NewResolver(RDNSConfig{})
-//	chain := Chain(Domains(NewClassifier(nil, nil)), r.Stage())
-//	for p := range chain(src) { sink.Write(p) }
-//
-// A stage may hold a packet back (reverse DNS waits, bounded, for a name) but yields packets in
-// the order it received them. Packets are reused by sources: a stage that keeps data beyond the
-// yield must copy it.
 package stages
 
 import (
-	"iter"
 	"net/netip"
 	"time"
 )
@@ -128,6 +114,7 @@ const (
 	ProtoTCP    = 6
 	ProtoUDP    = 17
 	ProtoICMPv6 = 58
+	ProtoSCTP   = 132 // which Community ID treats like TCP and UDP
 )
 
 // Ethertypes the stages look at.
@@ -196,12 +183,12 @@ type Packet struct {
 	Tunnel Tunnel
 
 	// Enrichment by the stages.
-	SrcClass, DstClass   Class  // address classes (domains stage)
-	SrcDomain, DstDomain string // what the net_watch line shows in parentheses
-	Tags                 Tags   // per-packet tags (domains stage and user tag functions)
+	SrcClass, DstClass   Class  // address classes (package classify)
+	SrcDomain, DstDomain string // what the net_watch line shows in parentheses: a class or a name
+	Tags                 Tags   // per-packet tags (classify and reverse DNS)
 
-	// Application layer, set by the flows, dns, http and tls stages (flow.go, dns.go, http.go,
-	// tls.go); nil when the packet carries none. Flow points into the flow table: it changes as
+	// Application layer, set by the flow table (package flows) and the decoders it hands
+	// payloads to (package protocols); nil when the packet carries none. Flow points into the flow table: it changes as
 	// later packets arrive and is recycled after the flow ends, so read it before the next packet
 	// enters the flows stage. DNS, HTTP and TLS are allocated per message and may be kept.
 	Flow      *Flow     // the bidirectional flow the packet belongs to
@@ -258,26 +245,16 @@ type Tunnel struct {
 	Src, Dst netip.Addr // the outer packet's addresses
 }
 
+// HasPorts reports whether SrcPort and DstPort were read from a TCP or UDP header: not for a
+// later fragment, an ICMP or ARP packet, nor a transport header cut short before its ports.
+// (A malformed TCP header whose data offset is impossible still had its ports read, and so did
+// a first fragment cut inside its TCP header, with L4HdrLen unknown: ports that are not zero.)
+func (p *Packet) HasPorts() bool {
+	if p.IPVersion == 0 || !p.Src.IsValid() || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
+		return false
+	}
+	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP) || p.SrcPort != 0 || p.DstPort != 0
+}
+
 // Reset clears every field of p, so that a source can reuse it for the next packet.
 func (p *Packet) Reset() { *p = Packet{} }
-
-// Class is the class of an address: internal, multicast_dns, broadcast, ... (domains.go holds
-// the values and their names).
-type Class uint8
-
-// Tags is a set of per-packet tags, one bit each (domains.go holds the bits and their names).
-type Tags uint32
-
-// Stage transforms a sequence of packets into another; the sink pulls. A Stage must yield
-// packets in the order it received them and must stop when its consumer stops.
-type Stage func(iter.Seq[*Packet]) iter.Seq[*Packet]
-
-// Chain links stages left to right into one stage. An empty chain passes packets through.
-func Chain(stages ...Stage) Stage {
-	return func(src iter.Seq[*Packet]) iter.Seq[*Packet] {
-		for _, s := range stages {
-			src = s(src)
-		}
-		return src
-	}
-}

@@ -8,7 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
+	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -60,6 +65,11 @@ const (
 	flagInternal  = "internal"
 	flagRDNSWait  = "rdns-wait"
 	flagNames     = "names"
+	flagMaxFlows  = "max-flows"
+	flagFlowIdle  = "flow-idle"
+	flagFlowAct   = "flow-active"
+	flagDNSQueue  = "dns-max-pending"
+	flagDNSMatch  = "dns-match-timeout"
 )
 
 // sharedFlags returns the flags every packet-printing command takes.
@@ -68,45 +78,58 @@ func sharedFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagNoDNS, Aliases: []string{"no-dns"}, Usage: "no reverse DNS: show address classes only"},
 		&cli.Uint64Flag{Name: flagCount, Aliases: []string{"count"}, Usage: "stop after `N` packets (0: no limit)"},
 		&cli.StringFlag{Name: flagOutput, Aliases: []string{"output"}, Value: "text", Usage: "output `FORMAT`: text or json"},
-		&cli.StringFlag{Name: flagView, Value: stages.DefaultView, Usage: "`VIEW`: " + strings.Join(stages.ViewNames(), ", ")},
+		&cli.StringFlag{Name: flagView, Value: views.DefaultView, Usage: "`VIEW`: " + strings.Join(views.Names(), ", ")},
 		&cli.StringFlag{Name: flagDNSServer, Usage: "reverse DNS through `HOST:PORT` instead of resolv.conf's servers"},
 		&cli.BoolFlag{Name: flagUTC, Usage: "print times in UTC instead of local time"},
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
 		&cli.StringSliceFlag{Name: flagInternal, Usage: "more internal networks: `CIDR,...`"},
 		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire`, from PTR lookups (ptr), or both (a wire name wins)"},
-		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest a packet waits for its reverse-DNS name"},
+		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest wait (`DURATION`) of a packet for its reverse-DNS name"},
+		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
+		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
+		&cli.DurationFlag{Name: flagFlowAct, Value: flows.DefaultActiveTimeout, Usage: "a flow open longer than `DURATION` is reported and counted afresh"},
+		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (the rest are not matched)"},
+		&cli.DurationFlag{Name: flagDNSMatch, Value: protocols.DefaultMatchTimeout, Usage: "how long (`DURATION`) a DNS query waits for its response"},
 	}
 }
 
-// configFromFlags resolves the shared flags into a stages.Config. live says the source is a
+// configFromFlags resolves the shared flags into a views.Config. live says the source is a
 // live capture; ifaces are the watched interfaces (their prefixes count as internal).
-func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*stages.Config, error) {
-	cfg := &stages.Config{
-		NoDNS:     c.Bool(flagNoDNS),
-		Count:     c.Uint64(flagCount),
-		Format:    c.String(flagOutput),
-		View:      c.String(flagView),
-		DNSServer: c.String(flagDNSServer),
-		UTC:       c.Bool(flagUTC),
-		Ifaces:    ifaces,
-		Live:      live,
+func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Config, error) {
+	cfg := &views.Config{
+		NoDNS:  c.Bool(flagNoDNS),
+		Count:  c.Uint64(flagCount),
+		View:   c.String(flagView),
+		UTC:    c.Bool(flagUTC),
+		Ifaces: ifaces,
+		Live:   live,
 	}
-	names, err := stages.ParseNamesMode(c.String(flagNames))
+	if s := c.String(flagDNSServer); s != "" {
+		cfg.RDNS.Servers = []string{s}
+	}
+	mode, err := names.ParseMode(c.String(flagNames))
 	if err != nil {
 		return nil, err
 	}
-	cfg.Names = names
+	cfg.Names = mode
 	cfg.RDNS.Wait = c.Duration(flagRDNSWait)
-	if cfg.RDNS.Wait <= 0 {
-		return nil, fmt.Errorf("--%s must be positive", flagRDNSWait)
+	cfg.Flows.MaxFlows = c.Int(flagMaxFlows)
+	cfg.Flows.IdleTimeout = c.Duration(flagFlowIdle)
+	cfg.Flows.ActiveTimeout = c.Duration(flagFlowAct)
+	cfg.DNS.MaxPending = c.Int(flagDNSQueue)
+	cfg.DNS.MatchTimeout = c.Duration(flagDNSMatch)
+	for name, positive := range map[string]bool{flagRDNSWait: cfg.RDNS.Wait > 0, flagMaxFlows: cfg.Flows.MaxFlows > 0,
+		flagFlowIdle: cfg.Flows.IdleTimeout > 0, flagFlowAct: cfg.Flows.ActiveTimeout > 0,
+		flagDNSQueue: cfg.DNS.MaxPending > 0, flagDNSMatch: cfg.DNS.MatchTimeout > 0} {
+		if !positive {
+			return nil, fmt.Errorf("--%s must be positive", name)
+		}
 	}
-	switch cfg.Format {
-	case "text", "json":
-	default:
-		return nil, fmt.Errorf("-o %q: the output format is text or json", cfg.Format)
+	if cfg.Format, err = sinks.ParseFormat(c.String(flagOutput)); err != nil {
+		return nil, err
 	}
 	for _, s := range c.StringSlice(flagInternal) {
-		p, err := stages.ParsePrefixes(s)
+		p, err := classify.ParsePrefixes(s)
 		if err != nil {
 			return nil, fmt.Errorf("--%s: %w", flagInternal, err)
 		}
@@ -117,7 +140,7 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*st
 		cfg.Color = true
 	case "never":
 	case "auto":
-		cfg.Color = cfg.Format == "text" && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.Writer)
+		cfg.Color = cfg.Format == sinks.FormatText && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.Writer)
 	default:
 		return nil, fmt.Errorf("--%s %q: auto, always or never", flagColor, c.String(flagColor))
 	}
@@ -134,18 +157,17 @@ func isTerminal(w io.Writer) bool {
 }
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
-// stdout (buffered; flushed on a timer when live). Close the sink at the end: it flushes.
-// The returned Built also carries the reverse-DNS resolver (nil with -n) for its statistics.
-func chainFromFlags(c *cli.Context, live bool, ifaces ...stages.Interface) (*stages.Built, *stages.Config, error) {
+// stdout (buffered; flushed on a timer when live). Close it at the end: it flushes.
+func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Pipeline, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	out := stages.NewOutput(c.App.Writer, live)
-	b, err := stages.Build(cfg, out)
+	out := sinks.NewOutput(c.App.Writer, live)
+	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	return b, cfg, nil
+	return b, nil
 }

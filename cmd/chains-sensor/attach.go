@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
 
@@ -139,27 +140,27 @@ func runAttach(c *cli.Context) error {
 			"them with `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep %s`",
 			strings.Join(missing, ", "), os.Args[0])
 	}
-	ifaces, err := stages.LocalInterfaces(s.ifaces...)
+	ifaces, err := classify.LocalInterfaces(s.ifaces...)
 	if err != nil {
 		return err
 	}
-	built, cfg, err := chainFromFlags(c, true, ifaces...)
+	chain, err := chainFromFlags(c, true, ifaces...)
 	if err != nil {
 		return err
 	}
-	return attachAndWatch(c.Context, s, built, cfg, c.App.ErrWriter)
+	return attachAndWatch(c.Context, s, chain, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
 // detaches, drains the ring and prints the counters to stderr. Errors before the run are
 // returned; an error that ends the run is printed before the counters (reportedError).
-func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built, cfg *stages.Config, stderr io.Writer) error {
+func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, stderr io.Writer) error {
 	// The sink is closed once: at the end of the run, or here when the run never starts.
 	var sinkOnce sync.Once
 	var sinkErr error
 	closeSink := func() {
 		sinkOnce.Do(func() {
-			if err := built.Sink.Close(); err != nil {
+			if err := chain.Close(); err != nil {
 				sinkErr = fmt.Errorf("writing the output: %w", err)
 			}
 		})
@@ -282,10 +283,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, built *stages.Built,
 		}()
 	}
 
-	_, runErr := stages.Run(live.Packets(), built.Stage, built.Sink, cfg.Count)
-	if errors.Is(runErr, stages.ErrLimit) {
-		runErr = nil
-	}
+	_, runErr := chain.Run(live.Packets())
 	if runErr == nil {
 		runErr = live.Err()
 	}

@@ -9,7 +9,8 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 )
 
 // FuzzReadPipeline feeds mutated capture files through the whole read path: the pcap/pcapng
@@ -33,14 +34,14 @@ func FuzzReadPipeline(f *testing.F) {
 		}
 		src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
 		var js bytes.Buffer
-		cfg := &stages.Config{NoDNS: true, Format: "json", UTC: true}
-		out := stages.NewOutput(&js, false)
-		b, err := stages.Build(cfg, out)
+		cfg := &views.Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true}
+		out := sinks.NewOutput(&js, false)
+		b, err := views.Build(cfg, out)
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := stages.NewNetWatchSink(stages.NewOutput(io.Discard, false), true, true)
-		pk := stages.NewPacketsSink(stages.NewOutput(io.Discard, false), true, false)
+		text := sinks.NewNetWatch(sinks.NewOutput(io.Discard, false), sinks.Options{UTC: true, Color: true})
+		pk := sinks.NewPackets(sinks.NewOutput(io.Discard, false), sinks.Options{UTC: true})
 		n := uint64(0)
 		for p := range b.Stage(src.Packets()) {
 			b.Sink.Write(p)

@@ -8,7 +8,7 @@ import (
 	"sort"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
-	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
 
@@ -42,13 +42,13 @@ func runRead(c *cli.Context) error {
 		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
 	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
 		err = ferr
-	} else if built, cfg, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
+	} else if chain, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
 		err = berr
 	} else {
 		if expr != "" {
 			ff = sensor.NewFileFilter(expr)
 		}
-		err = readFile(c, name, built, cfg, ff, &src)
+		err = readFile(c, name, chain, ff, &src)
 	}
 	var filtered, recorded, lost uint64
 	if src != nil {
@@ -70,9 +70,9 @@ func runRead(c *cli.Context) error {
 	return nil
 }
 
-func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Config, ff *sensor.FileFilter, srcOut **sensor.FileSource) (err error) {
+func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, srcOut **sensor.FileSource) (err error) {
 	defer func() {
-		if cerr := built.Sink.Close(); cerr != nil && err == nil {
+		if cerr := chain.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("writing the output: %w", cerr)
 		}
 	}()
@@ -106,7 +106,7 @@ func readFile(c *cli.Context, name string, built *stages.Built, cfg *stages.Conf
 		src.SetFilter(ff, nil)
 	}
 	*srcOut = src
-	if _, err := stages.Run(src.Packets(), built.Stage, built.Sink, cfg.Count); err != nil {
+	if _, err := chain.Run(src.Packets()); err != nil {
 		if errors.Is(err, os.ErrClosed) {
 			return nil
 		}

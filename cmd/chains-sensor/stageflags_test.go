@@ -1,0 +1,63 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
+)
+
+// TestStageFlags: the flags of the flow table and the DNS query matching reach their stages.
+// chains/http.pcap holds three conversations (tshark -z conv: two TCP, one UDP); with a table
+// of one flow they evict each other, and with a 1s idle timeout the UDP one (a query and its
+// answer 0.36s apart, then nothing) ends idle. chains/dns.pcap's responses are matched to their
+// queries (tshark's dns.time in stages/testdata/tshark/dns_dns_pcap.tsv) unless a query may
+// wait no time at all.
+func TestStageFlags(t *testing.T) {
+	pcaps := sensortest.Pcaps(t)
+	http := filepath.Join(pcaps, "chains", "http.pcap")
+	flows := func(args ...string) []string {
+		t.Helper()
+		out, stderr, code := runCmd(t, append(append([]string{"read", "-n", "--utc", "--view", "flows"}, args...), http)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		return strings.Split(strings.TrimSpace(out), "\n")
+	}
+	lines := flows("--max-flows", "1")
+	evicted := 0
+	for _, l := range lines {
+		if strings.Contains(l, " end=evicted ") {
+			evicted++
+		}
+	}
+	if len(lines) <= 3 || evicted < len(lines)-1 {
+		t.Errorf("--max-flows 1: %d lines, %d evicted:\n%s", len(lines), evicted, strings.Join(lines, "\n"))
+	}
+	if all := strings.Join(flows("--flow-idle", "1s"), "\n"); !strings.Contains(all, "FLOW UDP 145.254.160.237:3009 --> 145.253.2.203:53 end=idle ") {
+		t.Errorf("--flow-idle 1s:\n%s", all)
+	}
+	if all := strings.Join(flows(), "\n"); strings.Contains(all, "end=idle") || strings.Contains(all, "end=evicted") {
+		t.Errorf("defaults:\n%s", all)
+	}
+	dns := filepath.Join(pcaps, "chains", "dns.pcap")
+	matched := func(args ...string) int {
+		out, stderr, code := runCmd(t, append(append([]string{"read", "-n", "--utc", "--view", "weird-dns", "-o", "json"}, args...), dns)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		return strings.Count(out, `"latency_ms":`)
+	}
+	if n := matched(); n == 0 {
+		t.Error("no weird response matched to its query")
+	}
+	if n := matched("--dns-match-timeout", "1ns"); n != 0 {
+		t.Errorf("--dns-match-timeout 1ns: %d responses matched", n)
+	}
+	for _, bad := range [][]string{{"--max-flows", "0"}, {"--flow-idle", "0s"}, {"--dns-max-pending", "-1"}} {
+		if _, stderr, code := runCmd(t, append(append([]string{"read"}, bad...), http)...); code == 0 || !strings.Contains(stderr, "must be positive") {
+			t.Errorf("%v: exit %d, %s", bad, code, stderr)
+		}
+	}
+}

@@ -1,0 +1,166 @@
+package sinks
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
+)
+
+// URLWatch is the sink of the urlwatch view: a line per HTTP request or response head and per
+// TLS hello.
+//
+//	HTTP 10.0.0.1:5000 --> 10.0.0.2:80 GET http://host/uri ua="..." referer=...
+//	HTTP 10.0.0.2:80 --> 10.0.0.1:5000 200 OK
+//	TLS 10.0.0.1:5001 --> 10.0.0.2:443 ClientHello sni=... alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ja4=...
+//	TLS 10.0.0.2:443 --> 10.0.0.1:5001 ServerHello version=TLS 1.3 cipher=0x1301 ja4s=...
+//
+// Text from the network is escaped; the request target percent-decoded for reading.
+type URLWatch struct{ appLines }
+
+// NewURLWatch returns the urlwatch sink writing to out.
+func NewURLWatch(out *Output, opt Options) *URLWatch {
+	return &URLWatch{newAppLines(out, opt, "urlwatch")}
+}
+
+// Write prints p's HTTP head and TLS hello, if it carries them.
+func (s *URLWatch) Write(p *stages.Packet) error {
+	if p.HTTP != nil {
+		s.http(p)
+	}
+	if p.TLS != nil {
+		s.tls(p)
+	}
+	return s.err
+}
+
+func (s *URLWatch) http(p *stages.Packet) {
+	h := p.HTTP
+	if s.opt.Format == FormatJSON {
+		w := s.json(p.Time, "http")
+		packetFields(w, p)
+		if h.Request {
+			w.str("method", h.Method)
+			w.str("host", h.Host)
+			w.str("uri", h.URI)
+			w.str("user_agent", h.UserAgent)
+			w.str("referer", h.Referer)
+		} else {
+			w.int("status", h.Status)
+			w.str("reason", h.Reason)
+		}
+		w.str("version", h.Version)
+		if h.Partial {
+			w.bool("partial", true)
+		}
+		s.endJSON()
+		return
+	}
+	b := s.text(p.Time, "HTTP")
+	b = appendPacketEnds(b, p)
+	b = append(b, ' ')
+	if h.Request {
+		b = appendText(b, h.Method)
+		b = append(b, ' ')
+		if h.Host != "" && strings.HasPrefix(h.URI, "/") {
+			b = append(b, "http://"...)
+			b = appendText(b, h.Host)
+		}
+		b = appendText(b, PercentDecode(h.URI))
+		if h.UserAgent != "" {
+			b = append(b, ` ua="`...)
+			b = appendText(b, h.UserAgent)
+			b = append(b, '"')
+		}
+		if h.Referer != "" {
+			b = append(b, " referer="...)
+			b = appendText(b, PercentDecode(h.Referer))
+		}
+	} else {
+		b = strconv.AppendInt(b, int64(h.Status), 10)
+		b = append(b, ' ')
+		b = appendText(b, h.Reason)
+	}
+	if h.Partial {
+		b = append(b, " (partial)"...)
+	}
+	s.emit(b)
+}
+
+func (s *URLWatch) tls(p *stages.Packet) {
+	h := p.TLS
+	var versions []string
+	for _, v := range h.Versions {
+		if !protocols.IsGREASE(v) {
+			versions = append(versions, protocols.TLSVersionName(v))
+		}
+	}
+	if s.opt.Format == FormatJSON {
+		w := s.json(p.Time, "tls")
+		packetFields(w, p)
+		if h.Hello == stages.TLSClientHello {
+			w.str("hello", "client")
+			w.str("sni", h.SNI)
+			w.strs("alpn", h.ALPN)
+			w.strs("versions", versions)
+			w.str("ja4", h.JA4)
+		} else {
+			w.str("hello", "server")
+			w.str("version", protocols.TLSVersionName(h.Version))
+			w.str("cipher", "0x"+hex16(h.Cipher))
+			w.str("ja4s", h.JA4)
+			if len(h.ALPN) > 0 {
+				w.str("alpn", h.ALPN[0])
+			}
+		}
+		if h.Partial {
+			w.bool("partial", true)
+		}
+		s.endJSON()
+		return
+	}
+	b := s.text(p.Time, "TLS")
+	b = appendPacketEnds(b, p)
+	if h.Hello == stages.TLSClientHello {
+		b = append(b, " ClientHello sni="...)
+		b = appendText(b, h.SNI)
+		for i, a := range h.ALPN {
+			if i == 0 {
+				b = append(b, " alpn="...)
+			} else {
+				b = append(b, ',')
+			}
+			b = appendText(b, a)
+		}
+		for i, v := range versions {
+			if i == 0 {
+				b = append(b, " versions="...)
+			} else {
+				b = append(b, ',')
+			}
+			b = append(b, v...)
+		}
+		if h.JA4 != "" {
+			b = append(b, " ja4="...)
+			b = append(b, h.JA4...)
+		}
+	} else {
+		b = append(b, " ServerHello version="...)
+		b = append(b, protocols.TLSVersionName(h.Version)...)
+		b = append(b, " cipher=0x"...)
+		b = appendHex16(b, h.Cipher)
+		if len(h.ALPN) > 0 {
+			b = append(b, " alpn="...)
+			b = appendText(b, h.ALPN[0])
+		}
+		if h.JA4 != "" {
+			b = append(b, " ja4s="...)
+			b = append(b, h.JA4...)
+		}
+	}
+	if h.Partial {
+		b = append(b, " (partial)"...)
+	}
+	s.emit(b)
+}

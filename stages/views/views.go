@@ -1,0 +1,213 @@
+// Package views is the one place that builds a chain. A view is a way of looking at the
+// packets (--view): one entry of List, naming the sink it ends in and whether it reads the
+// application layer. Build turns a Config (the command line's flags, resolved) into a Pipeline:
+// every stage the view and the flags ask for, in their order, each given its own part of the
+// Config, and the view's sink at the end.
+//
+// A new view is one more entry in List (and, when it prints something new, one more sink in
+// package sinks); a new stage is one more step in Build.
+package views
+
+import (
+	"fmt"
+	"iter"
+	"net/netip"
+	"strings"
+
+	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/flows"
+	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/protocols"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+)
+
+// Config holds everything a chain is built from: the shared flags, resolved, and each stage's
+// own settings. Build reads it; nothing writes back.
+type Config struct {
+	View     string               // --view: a name in List ("" is DefaultView)
+	Format   sinks.Format         // -o
+	UTC      bool                 // --utc
+	Color    bool                 // --color, resolved against the terminal
+	Live     bool                 // the source is live: flush on a timer, hold packets on a timer
+	Count    uint64               // -c N: Pipeline.Run stops after N packets (0: no limit)
+	Ifaces   []classify.Interface // the watched interfaces (their prefixes are internal)
+	Internal []netip.Prefix       // --internal
+	NoDNS    bool                 // -n: no names at all, only address classes
+	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
+	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
+	Flows    flows.Config         // the flow table of the views that read the application layer
+	DNS      protocols.DNSConfig  // the DNS decoder
+}
+
+// View is one entry of List.
+type View struct {
+	Name string // --view value
+	Doc  string // one line for --help
+	// App says the view reads the application layer: the flow table and the DNS, HTTP and
+	// TLS decoders run before its sink.
+	App bool
+	// Sink makes the view's sink. A sinks.FlowWriter is also handed every finished flow.
+	Sink func(out *sinks.Output, opt sinks.Options) sinks.Sink
+}
+
+// DefaultView is the view used when Config.View is "".
+const DefaultView = "net_watch"
+
+// List holds the views, the default first.
+var List = []View{
+	{Name: "net_watch", Doc: "one line per packet: who talks to whom (the default)",
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink {
+			if opt.Format == sinks.FormatJSON {
+				return sinks.NewJSON(out, opt)
+			}
+			return sinks.NewNetWatch(out, opt)
+		}},
+	{Name: "packets", Doc: "a block per packet with every layer, as the original PacketPrinter",
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink {
+			if opt.Format == sinks.FormatJSON {
+				return sinks.NewJSON(out, opt)
+			}
+			return sinks.NewPackets(out, opt)
+		}},
+	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewURLWatch(out, opt) }},
+	{Name: "weird-dns", Doc: "each weird DNS message: why it is weird, its queries and answers", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewWeirdDNS(out, opt) }},
+	{Name: "flows", Doc: "a line per finished flow: packets and bytes each way, TCP state, Community ID", App: true,
+		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewFlows(out, opt) }},
+}
+
+// Names returns the names of the views in List.
+func Names() []string {
+	names := make([]string, len(List))
+	for i, v := range List {
+		names[i] = v.Name
+	}
+	return names
+}
+
+// Lookup returns the view called name.
+func Lookup(name string) (View, bool) {
+	for _, v := range List {
+		if v.Name == name {
+			return v, true
+		}
+	}
+	return View{}, false
+}
+
+// Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
+type Pipeline struct {
+	Stage stages.Stage // every stage, in order
+	Sink  sinks.Sink   // the view's sink
+	count uint64
+}
+
+// Build builds the chain of cfg.View writing to out:
+//
+//	interface names, classes | reverse DNS | flows with decoders | wire names | sink
+//
+// Each packet goes through every stage after the reverse-DNS stage (the only one that holds
+// packets back) before the next one does, so a name learned from a DNS answer names the packets
+// from it on, a wire name wins over a PTR name, and a packet's Flow is still its own when the
+// sink prints it. DNS is decoded once,
+// by the flow table's DNS handler, whatever the view and --names: the views that read the
+// application layer run every decoder over every flow; the others, when --names learns from
+// the wire, only the DNS decoder, with flows kept for DNS over TCP alone.
+func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
+	name := cfg.View
+	if name == "" {
+		name = DefaultView
+	}
+	v, ok := Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
+	}
+	var chain []stages.Stage
+	if len(cfg.Ifaces) > 0 {
+		names := make(map[uint32]string, len(cfg.Ifaces))
+		for _, it := range cfg.Ifaces {
+			names[uint32(it.Index)] = it.Name
+		}
+		chain = append(chain, ifaceNames(names))
+	}
+	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
+
+	// Names: PTR lookups name public addresses (--names ptr or both), the DNS answers seen on
+	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
+	// name. Both only for public addresses: internal and special ones show their class.
+	var wire *names.Wire
+	if !cfg.NoDNS && cfg.Names != names.ModeWire {
+		rc := cfg.RDNS
+		rc.Live = cfg.Live
+		r, err := names.NewResolver(rc)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, r.Stage())
+	}
+	if !cfg.NoDNS && cfg.Names != names.ModePTR {
+		wire = names.NewWire(0, 0)
+	}
+
+	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	switch fc := cfg.Flows; {
+	case v.App:
+		if fw, ok := sink.(sinks.FlowWriter); ok {
+			fc.OnEnd = fw.WriteFlow
+		}
+		chain = append(chain, AppStage(fc, cfg.DNS))
+	case wire != nil:
+		fc.Track = protocols.OverTCP
+		fc.Handlers = []flows.Handler{protocols.NewDNSTracker(cfg.DNS)}
+		chain = append(chain, flows.New(fc).Stage())
+	}
+	if wire != nil {
+		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
+	}
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+}
+
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
+// TLS decoders as its handlers.
+func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
+	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
+	return flows.New(fc).Stage()
+}
+
+// Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
+// packets were written. It returns how many packets the sink got. It does not close the sink.
+func (p *Pipeline) Run(src iter.Seq[*stages.Packet]) (uint64, error) {
+	var n uint64
+	for pk := range p.Stage(src) {
+		if err := p.Sink.Write(pk); err != nil {
+			return n, err
+		}
+		n++
+		if p.count != 0 && n >= p.count {
+			break
+		}
+	}
+	return n, nil
+}
+
+// Close closes the sink: it prints what it still holds and flushes the output.
+func (p *Pipeline) Close() error { return p.Sink.Close() }
+
+// ifaceNames returns a stage that fills Packet.Iface from Packet.Ifindex when the source left it
+// empty.
+func ifaceNames(names map[uint32]string) stages.Stage {
+	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
+		return func(yield func(*stages.Packet) bool) {
+			for p := range src {
+				if p.Iface == "" {
+					p.Iface = names[p.Ifindex]
+				}
+				if !yield(p) {
+					return
+				}
+			}
+		}
+	}
+}
