@@ -36,6 +36,15 @@ type jsonPacket struct {
 	Tags     []string `json:"tags"`
 	Status   string   `json:"status"`
 	BadLayer string   `json:"bad_layer"`
+	Tunnel   *struct {
+		Type  string   `json:"type"`
+		ID    *uint32  `json:"id"`
+		Src   string   `json:"src"`
+		Dst   string   `json:"dst"`
+		Depth int      `json:"depth"`
+		Inner string   `json:"inner"`
+		Flags []string `json:"flags"`
+	} `json:"tunnel"`
 }
 
 // runMu serializes in-process runs: urfave/cli keeps global state (its help flag) that
@@ -62,6 +71,8 @@ type tsharkPacket struct {
 	arpSrc, arpDst     string
 	fragOff, frag6Off  string
 	moreFrags          bool
+	tunnels            []string            // the tunnels the sensor enters, as tshark names them
+	outer              sensortest.TSharkIP // the outermost IP header
 }
 
 func tshark(t *testing.T, file string) []tsharkPacket {
@@ -83,8 +94,12 @@ func tshark(t *testing.T, file string) []tsharkPacket {
 			return ""
 		}
 		first := func(name string) string { return field(name, 0) }
-		p := tsharkPacket{num: fmt.Sprint(f.Num), protocols: f.Protocols[at:],
+		tunnels, _ := f.Tunnels()
+		p := tsharkPacket{num: fmt.Sprint(f.Num), protocols: f.Protocols[at:], tunnels: tunnels,
 			arpSrc: first("arp.src.proto_ipv4"), arpDst: first("arp.dst.proto_ipv4")}
+		if len(f.IPs) > 0 {
+			p.outer = f.IPs[0]
+		}
 		if ip, ports, ok := f.Inner(); ok {
 			p.src, p.dst = ip.Src, ip.Dst
 			v4, v6 := 0, 0 // headers of each kind before the innermost packet's
@@ -156,6 +171,13 @@ func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket, skipped i
 		w := ts[i]
 		if fmt.Sprint(p.Num) != w.num && !strings.HasSuffix(file, "custom_blocks.pcapng") {
 			t.Errorf("%s: line %d is packet %d, tshark frame %s", file, i+1, p.Num, w.num)
+		}
+		// The tunnel object names what tshark enters, from its outermost IP header.
+		switch tun := p.Tunnel; {
+		case len(w.tunnels) == 0 && tun != nil:
+			t.Errorf("%s #%d: tunnel %+v, tshark none", file, p.Num, *tun)
+		case len(w.tunnels) > 0 && p.Status != "malformed" && (tun == nil || tun.Src != w.outer.Src || tun.Dst != w.outer.Dst || tun.Depth != len(w.tunnels)):
+			t.Errorf("%s #%d: tunnel %+v, tshark %v from %s -> %s", file, p.Num, tun, w.tunnels, w.outer.Src, w.outer.Dst)
 		}
 		switch p.IP {
 		case "ARP":
@@ -299,7 +321,9 @@ func TestReadGolden(t *testing.T) {
 }
 
 // netWatchRE is DESIGN.md's line: date, time, " - ", optional TRANSPORT, NETWORK, two endpoints.
-var netWatchRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ([A-Z0-9-]+ )?[A-Z0-9x-]+ \S+\([a-z0-9_.-]*\) --> \S+\([a-z0-9_.-]*\)( \[[a-z]+ ?[a-z0-9]*\])?$`)
+// A tunnelled packet names its tunnel before that: " [vxlan 42 via 192.0.2.1 --> 192.0.2.2]".
+var netWatchRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ([A-Z0-9-]+ )?[A-Z0-9x-]+ \S+\([a-z0-9_.-]*\) --> \S+\([a-z0-9_.-]*\)` +
+	`( \[[a-z0-9]+( [a-z]+)?( \d+)? via [0-9a-f.:]+ --> [0-9a-f.:]+(, \d deep: [a-z0-9]+)?\])?( \[[a-z]+ ?[a-z0-9]*\])?$`)
 
 func firstDiff(a, b string) string {
 	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")

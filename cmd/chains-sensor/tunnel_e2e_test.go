@@ -233,7 +233,40 @@ func TestE2EVXLAN(t *testing.T) {
 	if tcp < 6 {
 		t.Errorf("%d inner TCP lines, want a handshake, a request, a response, a close", tcp)
 	}
+	// Each inner packet names its tunnel: VNI 42 between the underlay's two addresses.
+	for _, l := range sp.output() {
+		var p jsonPacket
+		if err := json.Unmarshal([]byte(l), &p); err != nil || !inner(p.Src) {
+			continue
+		}
+		tun := p.Tunnel
+		under := map[string]string{innerA: tn.V4A, innerB: tn.V4B}
+		if tun == nil || tun.Type != "vxlan" || tun.ID == nil || *tun.ID != 42 || tun.Depth != 1 ||
+			tun.Src != under[p.Src] || tun.Dst != under[p.Dst] || strings.Join(tun.Flags, ",") != "eth" {
+			t.Errorf("inner %s -> %s: tunnel %+v, want vxlan 42 via %s --> %s, depth 1, flags [eth]\n%s",
+				p.Src, p.Dst, tun, under[p.Src], under[p.Dst], l)
+		}
+	}
 	tn.assertDetached(t)
+
+	// net_watch puts the tunnel after the inner pair.
+	sp = tn.startSensor(t, bin, "-n", tn.IfA)
+	if out, err := tn.inB(t, 10*time.Second, "ping", "-c2", "-i0.2", "-W2", innerA); err != nil {
+		t.Fatalf("ping: %v\n%s", err, out)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	text := strings.Join(sp.output(), "\n")
+	for _, want := range []string{
+		"ICMP IP " + innerB + "(internal) --> " + innerA + "(internal) [vxlan 42 via " + tn.V4B + " --> " + tn.V4A + "]",
+		"ICMP IP " + innerA + "(internal) --> " + innerB + "(internal) [vxlan 42 via " + tn.V4A + " --> " + tn.V4B + "]",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("net_watch lacks %q:\n%s", want, text)
+		}
+	}
 
 	// The urlwatch view sees the HTTP request inside the tunnel.
 	sp = tn.startSensor(t, bin, "-n", "--view", "urlwatch", tn.IfA)
@@ -363,6 +396,29 @@ func TestE2ETunnelFrames(t *testing.T) {
 		}
 		if found != 2 {
 			t.Errorf("frame %d: %d lines with its inner pair 10.50.%d.2 -> 10.50.%d.1, want 2", n, found, n, n)
+		}
+	}
+	// The tunnel each frame came through, as the JSON names it.
+	want := map[string]string{"10.50.1.2": "gre 7", "10.50.2.2": "gre -", "10.50.3.2": "erspan2 9",
+		"10.50.4.2": "geneve 77", "10.50.5.2": "4in4 -"}
+	for _, l := range sp.output() {
+		var p jsonPacket
+		if err := json.Unmarshal([]byte(l), &p); err != nil || !ours(p.Src) {
+			continue
+		}
+		got := "none"
+		if tun := p.Tunnel; tun != nil {
+			id := "-"
+			if tun.ID != nil {
+				id = fmt.Sprint(*tun.ID)
+			}
+			got = tun.Type + " " + id
+			if tun.Src != tn.V4B || tun.Dst != tn.V4A || tun.Depth != 1 {
+				t.Errorf("%s: tunnel %+v, want via %s --> %s, depth 1", p.Src, tun, tn.V4B, tn.V4A)
+			}
+		}
+		if got != want[p.Src] {
+			t.Errorf("%s: tunnel %q, want %q\n%s", p.Src, got, want[p.Src], l)
 		}
 	}
 }

@@ -202,6 +202,83 @@ func appendTCPFlags(b []byte, f uint8) []byte {
 }
 
 // appendStatus appends " [truncated tcp]" and the like for a packet the parser could not finish.
+// tunnelKind is the name of a tunnel as the sinks print it: IP in IP by the two versions when
+// the outer one is known (4in4, 6in4, 4in6, 6in6; else ipip, ip6ip), the others as the kernel
+// names them (gre, pptp, erspan1 to 3, vxlan, geneve, gtpu).
+func tunnelKind(t stages.TunnelType, outer6, known bool) string {
+	switch t {
+	case stages.TunnelIPIP:
+		if !known {
+			return "ipip"
+		}
+		if outer6 {
+			return "4in6"
+		}
+		return "4in4"
+	case stages.TunnelIP6:
+		if !known {
+			return "ip6ip"
+		}
+		if outer6 {
+			return "6in6"
+		}
+		return "6in4"
+	}
+	return t.String()
+}
+
+// tunnelIDWord is the word before a tunnel's identifier ("" for a VNI, which needs none;
+// "-" for a kind that has none).
+func tunnelIDWord(t *stages.Tunnel) string {
+	switch t.Type {
+	case stages.TunnelVXLAN, stages.TunnelGeneve:
+		return ""
+	case stages.TunnelGRE:
+		if t.Flags&stages.TunnelFlagKey != 0 {
+			return "key"
+		}
+	case stages.TunnelPPTP:
+		return "call"
+	case stages.TunnelERSPAN2, stages.TunnelERSPAN3:
+		return "session"
+	case stages.TunnelGTPU:
+		return "teid"
+	}
+	return "-"
+}
+
+// appendTunnel appends, for a packet that came through tunnels, " [KIND ID via SRC --> DST]":
+// the outermost tunnel, its identifier where it has one (vxlan 42, gre key 7, pptp call 3,
+// erspan2 session 77, gtpu teid 9) and its endpoints; ", N deep: KIND" after them when it
+// held others, the innermost named.
+func appendTunnel(b []byte, p *stages.Packet) []byte {
+	t := &p.Tunnel
+	if t.Depth == 0 {
+		return b
+	}
+	b = append(b, " ["...)
+	b = append(b, tunnelKind(t.Type, t.Flags&stages.TunnelFlagIP6 != 0, true)...)
+	if w := tunnelIDWord(t); w != "-" {
+		b = append(b, ' ')
+		if w != "" {
+			b = append(b, w...)
+			b = append(b, ' ')
+		}
+		b = strconv.AppendUint(b, uint64(t.ID), 10)
+	}
+	b = append(b, " via "...)
+	b = appendAddr(b, t.Src)
+	b = append(b, " --> "...)
+	b = appendAddr(b, t.Dst)
+	if t.Depth > 1 {
+		b = append(b, ", "...)
+		b = strconv.AppendUint(b, uint64(t.Depth), 10)
+		b = append(b, " deep: "...)
+		b = append(b, tunnelKind(t.Inner, false, false)...)
+	}
+	return append(b, ']')
+}
+
 func appendStatus(b []byte, p *stages.Packet) []byte {
 	if p.Status == stages.StatusOK {
 		return b
