@@ -31,16 +31,33 @@ func Record(raw []byte) (gen.SensorRecord, error) {
 	return r, nil
 }
 
-// Decode fills p from one sample: the record and the payload bytes after it. p.Payload aliases
-// raw. Fields the record does not carry (Iface, Num) are left as they are. It does not allocate.
+// SampleLen returns the length of the sample r begins: the record, its extension when it has
+// one, and its payload bytes.
+func SampleLen(r *gen.SensorRecord) int {
+	n := recordSize + int(r.SnapLen)
+	if hasExt(r) {
+		n += extSize
+	}
+	return n
+}
+
+// Decode fills p from one sample: the record, its extension when it has one, and the payload
+// bytes after them. p.Payload aliases raw. Fields the record does not carry (Iface, Num) are
+// left as they are. It does not allocate.
 func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	r, err := Record(raw)
 	if err != nil {
 		return err
 	}
-	end := recordSize + int(r.SnapLen)
+	end := SampleLen(&r)
 	if len(raw) < end {
 		return fmt.Errorf("%w: %d bytes, the record says %d", ErrShortRecord, len(raw), end)
+	}
+	var x gen.SensorRecordExt
+	start := recordSize
+	if hasExt(&r) {
+		copy(extBytes(&x), raw[recordSize:])
+		start += extSize
 	}
 	p.Time = time.Unix(0, d.BootTime+int64(r.TsNs))
 	p.Ifindex = r.Ifindex
@@ -52,7 +69,7 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	p.SrcMAC = r.SrcMac
 	p.EtherType = r.EthProto
 	p.VLANCount = r.VlanCount
-	p.VLANs = r.VlanTci
+	p.VLANs = [4]uint16{r.VlanTci[0], r.VlanTci[1], x.VlanTci[0], x.VlanTci[1]}
 	p.ARPOp = r.ArpOp
 	p.IPVersion = r.IpVersion
 	p.Src, p.Dst = netip.Addr{}, netip.Addr{}
@@ -74,15 +91,34 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	p.ExtMask = r.ExtMask
 	p.FlowLabel = r.FlowLabel
 	p.SrcPort, p.DstPort = r.Sport, r.Dport
+	p.ICMPID, p.ICMPSeq = 0, 0
+	if (r.IpVersion == 4 && r.L4Proto == protoICMP) || (r.IpVersion == 6 && r.L4Proto == protoICMPv6) {
+		// The record keeps an echo's identifier and sequence number where ports go.
+		p.ICMPID, p.ICMPSeq = r.Sport, r.Dport
+		p.SrcPort, p.DstPort = 0, 0
+	}
 	p.Seq, p.Ack = r.Seq, r.Ack
 	p.Window = r.Window
 	p.TCPFlags = r.TcpFlags
 	p.L4HdrLen = r.L4HdrLen
 	p.UDPLen = r.UdpLen
 	p.ICMPType, p.ICMPCode = r.IcmpType, r.IcmpCode
-	p.ICMPID, p.ICMPSeq = r.IcmpId, r.IcmpSeq
 	p.PayloadOff = r.PayloadOff
-	p.PayloadLen = r.PayloadLen
-	p.Payload = raw[recordSize:end:end]
+	p.PayloadLen = sat16(r.PayloadLen)
+	p.Payload = raw[start:end:end]
+	p.Tunnel = stages.Tunnel{}
+	if r.TunDepth > 0 {
+		p.Tunnel = stages.Tunnel{Type: stages.TunnelType(r.TunType), Inner: stages.TunnelType(x.TunInner),
+			Depth: r.TunDepth, Flags: x.TunFlags, ID: x.TunId}
+		if x.TunFlags&tunfIP6 != 0 {
+			p.Tunnel.Src, p.Tunnel.Dst = netip.AddrFrom16(x.TunSrc), netip.AddrFrom16(x.TunDst)
+		} else {
+			p.Tunnel.Src = netip.AddrFrom4([4]byte(x.TunSrc[:4]))
+			p.Tunnel.Dst = netip.AddrFrom4([4]byte(x.TunDst[:4]))
+		}
+	}
 	return nil
 }
+
+// sat16 is v, or 65535 when larger (a jumbogram's payload length).
+func sat16(v uint32) uint16 { return uint16(min(v, 0xffff)) }
