@@ -170,6 +170,12 @@ type Packet struct {
 	PayloadLen uint16
 	Payload    []byte
 
+	// Frame is the frame as captured, from its first byte: the kernel's copy up to the snap
+	// length when the programs copy whole frames (attach -w), a capture file's frame as the
+	// file holds it (its own link type), nil when the source has none. Like Payload it
+	// aliases the source's buffer. len(Frame) <= WireLen.
+	Frame []byte
+
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)
 	SrcDomain, DstDomain string // what the net_watch line shows in parentheses: a class or a name
@@ -194,6 +200,19 @@ func (p *Packet) HasPorts() bool {
 		return false
 	}
 	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP)
+}
+
+// CopyBytes copies the bytes p aliases (Payload and Frame) into buf, reusing its room, and
+// points p at the copy: a stage that keeps p past a yield calls it. It returns the buffer.
+func (p *Packet) CopyBytes(buf []byte) []byte {
+	buf = append(buf[:0], p.Payload...)
+	n := len(buf)
+	buf = append(buf, p.Frame...)
+	p.Payload = buf[:n:n]
+	if p.Frame != nil {
+		p.Frame = buf[n:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // Reset clears every field of p, so that a source can reuse it for the next packet.
