@@ -38,6 +38,7 @@ type Frame struct {
 type Capture struct {
 	read  func() ([]byte, gopacket.CaptureInfo, error)
 	link  func(iface int) layers.LinkType
+	desc  func(iface int) CaptureInterface
 	names []string
 	fcs   int // pcap: bytes of frame check sequence at the end of each frame
 	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
@@ -81,6 +82,14 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 			}
 			return ifc.LinkType
 		}
+		c.desc = func(i int) CaptureInterface {
+			ifc, err := ng.Interface(i)
+			if err != nil {
+				return CaptureInterface{LinkType: ng.LinkType()}
+			}
+			return CaptureInterface{Name: ifc.Name, Description: ifc.Description, Filter: ifc.Filter,
+				OS: ifc.OS, LinkType: ifc.LinkType, SnapLen: ifc.SnapLength}
+		}
 		for i := 0; i < ng.NInterfaces(); i++ {
 			ifc, _ := ng.Interface(i)
 			c.names = append(c.names, ifc.Name)
@@ -109,6 +118,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 	}
 	c.read = pr.ZeroCopyReadPacketData
 	c.link = func(int) layers.LinkType { return lt }
+	c.desc = func(int) CaptureInterface { return CaptureInterface{LinkType: lt, SnapLen: pr.Snaplen()} }
 	return c, nil
 }
 
@@ -124,6 +134,17 @@ func (c *Capture) LinkTypes() []layers.LinkType {
 	}
 	return lts
 }
+
+// CaptureInterface is what a capture file says of one of its interfaces: a pcapng interface
+// description, or a pcap file's header.
+type CaptureInterface struct {
+	Name, Description, Filter, OS string
+	LinkType                      layers.LinkType
+	SnapLen                       uint32 // 0: no limit
+}
+
+// Interface returns what the file says of interface i (a pcap file has one, 0).
+func (c *Capture) Interface(i int) CaptureInterface { return c.desc(i) }
 
 // IfaceName returns the pcapng name of interface i, or "".
 func (c *Capture) IfaceName(i int) string {

@@ -79,6 +79,8 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			}
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
+			s.p.Frame = f.Orig
+			s.p.FrameLen = uint32(max(f.Info.Length, len(f.Orig)))
 			s.Recorded++
 			if !yield(&s.p) {
 				return

@@ -173,8 +173,12 @@ type Packet struct {
 	// Frame is the frame as captured, from its first byte: the kernel's copy up to the snap
 	// length when the programs copy whole frames (attach -w), a capture file's frame as the
 	// file holds it (its own link type), nil when the source has none. Like Payload it
-	// aliases the source's buffer. len(Frame) <= WireLen.
+	// aliases the source's buffer.
 	Frame []byte
+	// FrameLen is the length on the wire of the frame Frame was cut from, in Frame's link
+	// type (WireLen counts a capture file's frame as the Ethernet frame the parsers read).
+	// len(Frame) <= FrameLen.
+	FrameLen uint32
 
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)

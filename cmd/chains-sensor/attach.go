@@ -137,7 +137,7 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, true, ifaces...)
+	chain, err := chainFromFlags(c, true, nil, ifaces...)
 	if err != nil {
 		return err
 	}

@@ -91,9 +91,13 @@ func capinfos(t *testing.T, args ...string) string {
 func TestFileReadByTShark(t *testing.T) {
 	sensortest.RequireTools(t, "tshark", "capinfos")
 	path := filepath.Join(t.TempDir(), "a.pcapng")
-	stats := func(i int) Stats {
-		return Stats{Has: HasReceived | HasIfDrop | HasOSDrop | HasFilterAccept | HasDelivered,
-			Received: uint64(10 + i), IfDrop: 1, OSDrop: 2, FilterAccept: 7, Delivered: 5}
+	stats := func() []Stats {
+		var s []Stats
+		for i := range 2 {
+			s = append(s, Stats{Has: HasReceived | HasIfDrop | HasOSDrop | HasFilterAccept | HasDelivered,
+				Received: uint64(10 + i), IfDrop: 1, OSDrop: 2, FilterAccept: 7, Delivered: 5})
+		}
+		return s
 	}
 	w, err := Create(Options{Path: path, Stats: stats,
 		Section: Section{Hardware: "x86_64", OS: "Linux 6.18", Application: "chains-sensor test", Comment: "host h1"}})

@@ -30,9 +30,10 @@ type Options struct {
 	Count int
 	// Section is written at the start of every file, with every interface added so far.
 	Section Section
-	// Stats gives the counts of interface iface for the statistics blocks every file ends
-	// with; nil: only the block's times are written.
-	Stats func(iface int) Stats
+	// Stats gives the counts of the interfaces, by number, for the statistics blocks every
+	// file ends with (one call per file); nil, or an interface it has no entry for: only the
+	// block's times are written.
+	Stats func() []Stats
 	// Live flushes what is written every FlushInterval, and lets the timer rotate (-G) files
 	// that get no packet. Otherwise blocks are written when the buffer is full and on Close.
 	Live bool
@@ -45,6 +46,35 @@ const FlushInterval = 50 * time.Millisecond
 
 // bufSize is how many bytes of blocks the Writer gathers before it writes them out.
 const bufSize = 256 << 10
+
+// PatternError is a file name pattern (-w with -G) strftime cannot expand.
+type PatternError struct {
+	Path string
+	Err  error
+}
+
+func (e *PatternError) Error() string { return fmt.Sprintf("-w %q: %v", e.Path, e.Err) }
+
+// Unwrap returns the cause.
+func (e *PatternError) Unwrap() error { return e.Err }
+
+// FileError is a write to a capture file that failed.
+type FileError struct {
+	Name string // the file, or "standard output"
+	Err  error
+	Cut  bool // the file was cut back to its last complete block
+}
+
+func (e *FileError) Error() string {
+	s := "writing " + e.Name + ": " + e.Err.Error()
+	if e.Cut {
+		s += " (the file ends with its last complete block)"
+	}
+	return s
+}
+
+// Unwrap returns the cause (syscall.ENOSPC for a full disk, ...).
+func (e *FileError) Unwrap() error { return e.Err }
 
 // file is what the Writer needs of a file.
 type file interface {
@@ -115,7 +145,7 @@ func Create(opt Options) (*Writer, error) {
 	if opt.Rotate > 0 {
 		p, err := strftime.New(opt.Path, strftime.WithUnixSeconds('s'))
 		if err != nil {
-			return nil, fmt.Errorf("-w %q: %w", opt.Path, err)
+			return nil, &PatternError{Path: opt.Path, Err: err}
 		}
 		w.pat = p
 	}
@@ -177,10 +207,14 @@ func (w *Writer) block(b []byte) {
 
 // finish ends the current file: statistics, flush, close.
 func (w *Writer) finish(now time.Time) error {
+	var stats []Stats
+	if w.opt.Stats != nil && len(w.ifaces) > 0 {
+		stats = w.opt.Stats()
+	}
 	for i := range w.ifaces {
 		var s Stats
-		if w.opt.Stats != nil {
-			s = w.opt.Stats(i)
+		if i < len(stats) {
+			s = stats[i]
 		}
 		w.block(AppendISB(w.buf, i, now, w.start, &s))
 	}
@@ -211,15 +245,13 @@ func (w *Writer) flush() error {
 				whole = e
 			}
 		}
-		msg := ""
+		fe := &FileError{Name: w.name, Err: err}
 		if w.f != nil {
-			if terr := w.f.Truncate(w.size + int64(whole)); terr == nil {
-				msg = " (the file ends with its last complete block)"
-			}
+			fe.Cut = w.f.Truncate(w.size+int64(whole)) == nil
 		}
 		w.size += int64(whole)
 		w.buf, w.ends = w.buf[:0], w.ends[:0]
-		return fmt.Errorf("writing %s: %w%s", w.name, err, msg)
+		return fe
 	}
 	w.size += int64(n)
 	w.buf, w.ends = w.buf[:0], w.ends[:0]

@@ -100,7 +100,7 @@ func TestRotateBySize(t *testing.T) {
 	path := filepath.Join(dir, "cap.pcapng")
 	clk := &fakeClock{t: time.Unix(1700000000, 0)}
 	w := newWriter(t, Options{Path: path, FileSize: 2000, Now: clk.now,
-		Stats: func(int) Stats { return Stats{Has: HasReceived, Received: 1} }})
+		Stats: func() []Stats { return []Stats{{Has: HasReceived, Received: 1}} }})
 	const n = 50
 	for i := 1; i <= n; i++ {
 		if err := w.WritePacket(packet(i, clk.now())); err != nil {
