@@ -19,6 +19,9 @@ type Decoder struct {
 	// BootTime is added to the record's timestamp to make Unix time: the boot time in Unix ns
 	// for live records (the kernel writes bpf_ktime_get_boot_ns), 0 for capture files.
 	BootTime int64
+	// Frames says the samples carry their frames (the programs were loaded with
+	// Config.FrameSnap): Packet.Frame is set, and Payload points into it.
+	Frames bool
 }
 
 // Record returns the record at the start of raw, copied (raw need not be aligned).

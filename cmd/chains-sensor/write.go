@@ -6,10 +6,14 @@ import (
 	"os"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
+	"github.com/gopacket/gopacket/layers"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
 )
@@ -189,3 +193,120 @@ func captureConfig(ws *writeSettings, w *pcapng.Writer, live bool, iface func(ui
 
 // fileLimitReached reports whether err says that -G with -W is done: the run ended as asked.
 func fileLimitReached(err error) bool { return errors.Is(err, pcapng.ErrFileLimit) }
+
+// liveCapture is attach's -w: the interfaces the file describes, by number, and the counters
+// their statistics come from (set once the sensor is loaded and attached).
+type liveCapture struct {
+	ws     *writeSettings
+	expr   string // the filter expression, for if_filter
+	w      *pcapng.Writer
+	config *sinks.CaptureConfig
+
+	mu      sync.Mutex
+	objs    *sensor.Objects
+	live    *sensor.Live
+	atts    map[uint32]sensor.Attachment
+	ifindex []uint32          // by interface number
+	drops0  map[uint32]uint64 // the interfaces' own drops when the capture started
+}
+
+// newLiveCapture opens attach's -w file (nil without -w).
+func newLiveCapture(c *cli.Context, s *attachSettings) (*liveCapture, error) {
+	if s.write == nil {
+		return nil, nil
+	}
+	lc := &liveCapture{ws: s.write, expr: s.expr, atts: map[uint32]sensor.Attachment{}, drops0: map[uint32]uint64{}}
+	w, err := openWriter(c, s.write, "captured by chains-sensor attach", true, lc.stats)
+	if err != nil {
+		return nil, err
+	}
+	lc.w = w
+	lc.config = captureConfig(s.write, w, true, lc.describe)
+	return lc, nil
+}
+
+// snapLen is the snap length the interfaces are captured with: -s, bounded by what a record
+// carries.
+func (lc *liveCapture) snapLen() uint32 { return min(lc.ws.snapLen, sensor.FrameMax) }
+
+// describe is an interface's description block: its name, Ethernet, the snap length, the
+// filter, and how the sensor watches it.
+func (lc *liveCapture) describe(ifindex uint32) pcapng.Interface {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	a := lc.atts[ifindex]
+	var how []string
+	if a.XDP != "" {
+		how = append(how, "ingress: xdp_sensor ("+a.XDP+")")
+	}
+	if a.TC != "" {
+		how = append(how, "egress: tc_sensor ("+a.TC+")")
+	}
+	return pcapng.Interface{Name: a.Iface, Description: strings.Join(how, ", "), LinkType: uint16(layers.LinkTypeEthernet),
+		SnapLen: lc.snapLen(), Filter: lc.expr, OS: section("").OS}
+}
+
+// start declares every attached interface in the file and takes the counters.
+func (lc *liveCapture) start(capt *sinks.Capture, objs *sensor.Objects, live *sensor.Live, att *sensor.Attached) error {
+	lc.mu.Lock()
+	lc.objs, lc.live = objs, live
+	for _, a := range att.Ifaces {
+		lc.atts[uint32(a.Ifindex)] = a
+		if d, err := sensor.LinkDrops(a.Ifindex); err == nil {
+			lc.drops0[uint32(a.Ifindex)] = d
+		}
+	}
+	lc.mu.Unlock()
+	for _, a := range att.Ifaces {
+		id, err := capt.Declare(uint32(a.Ifindex))
+		if err != nil {
+			return err
+		}
+		lc.mu.Lock()
+		for len(lc.ifindex) <= id {
+			lc.ifindex = append(lc.ifindex, 0)
+		}
+		lc.ifindex[id] = uint32(a.Ifindex)
+		lc.mu.Unlock()
+	}
+	return nil
+}
+
+// stats are the statistics blocks' counts, from the start of the capture: packets the programs
+// saw on each interface, those the filter passed, the records lost to a full ring (isb_osdrop),
+// those user space received (isb_usrdeliv), and the interface's own drops since the start.
+func (lc *liveCapture) stats() []pcapng.Stats {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.objs == nil || lc.live == nil {
+		return nil
+	}
+	k, err := sensor.ReadKernelCounts(lc.objs)
+	if err != nil {
+		return nil
+	}
+	u := lc.live.Counts()
+	recs := map[uint32]uint64{}
+	for _, ic := range u.Ifaces {
+		recs[ic.Ifindex] = ic.In + ic.Out
+	}
+	out := make([]pcapng.Stats, len(lc.ifindex))
+	for id, idx := range lc.ifindex {
+		lost, rec := k.LostByIfindex[idx], recs[idx]
+		st := pcapng.Stats{Has: pcapng.HasReceived | pcapng.HasOSDrop | pcapng.HasDelivered,
+			Received: rec + lost, OSDrop: lost, Delivered: rec}
+		if k.Filter {
+			st.Has |= pcapng.HasFilterAccept
+			st.FilterAccept = rec + lost
+			st.Received += k.FilteredByIfindex[idx]
+		}
+		if d, err := sensor.LinkDrops(int(idx)); err == nil {
+			if d0, ok := lc.drops0[idx]; ok && d >= d0 {
+				st.Has |= pcapng.HasIfDrop
+				st.IfDrop = d - d0
+			}
+		}
+		out[id] = st
+	}
+	return out
+}
