@@ -31,14 +31,14 @@ const (
 
 // Config holds the knobs set before load. The zero value means the defaults.
 type Config struct {
-	SnapSmall   uint16        // payload bytes for other packets (0: DefaultSnapSmall)
-	SnapLarge   uint16        // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
-	WakeupBytes uint32        // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
-	RingSize    uint32        // ring buffer size, a power of two multiple of the page size (0: default)
+	SnapSmall   uint16 // payload bytes for other packets (0: DefaultSnapSmall)
+	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
+	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
+	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
 	// FrameSnap makes every record carry its frame from the first byte, up to this many
 	// bytes (at most FrameMax); 0: only the payload bytes SnapSmall and SnapLarge say.
 	FrameSnap uint32
-	Filter      *KernelFilter // a filter expression evaluated before anything else (nil: none)
+	Filter    *KernelFilter // a filter expression evaluated before anything else (nil: none)
 	// IngressOnly loads xdp_sensor alone (Objects.TC is nil): replays of frames that all came
 	// in verify half the code.
 	IngressOnly bool
