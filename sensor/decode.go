@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -41,9 +42,16 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	if err != nil {
 		return err
 	}
-	end := recordSize + int(r.SnapLen)
-	if len(raw) < end {
-		return fmt.Errorf("%w: %d bytes, the record says %d", ErrShortRecord, len(raw), end)
+	if d.Frames {
+		if err := decodeFrame(raw, recordSize, &r, p); err != nil {
+			return err
+		}
+	} else {
+		end := recordSize + int(r.SnapLen)
+		if len(raw) < end {
+			return fmt.Errorf("%w: %d bytes, the record says %d", ErrShortRecord, len(raw), end)
+		}
+		p.Payload = raw[recordSize:end:end]
 	}
 	p.Time = time.Unix(0, d.BootTime+int64(r.TsNs))
 	p.Ifindex = r.Ifindex
@@ -86,6 +94,35 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	p.ICMPID, p.ICMPSeq = r.IcmpId, r.IcmpSeq
 	p.PayloadOff = r.PayloadOff
 	p.PayloadLen = r.PayloadLen
-	p.Payload = raw[recordSize:end:end]
+	return nil
+}
+
+// frameHeadSize is the size of struct frame_head, which precedes the frame in a sample of
+// programs loaded with Config.FrameSnap.
+const frameHeadSize = 8
+
+// decodeFrame reads the frame a sample carries after its record (at off): struct frame_head
+// (cap_len, the bytes that belong in the capture; copied, the bytes that follow, cap_len or
+// more when the payload reaches further), then the frame from its first byte. Frame is its
+// first cap_len bytes, Payload the record's snap_len bytes at payload_off within it.
+func decodeFrame(raw []byte, off int, r *gen.SensorRecord, p *stages.Packet) error {
+	if len(raw) < off+frameHeadSize {
+		return fmt.Errorf("%w: %d bytes, a record with its frame has at least %d", ErrShortRecord, len(raw), off+frameHeadSize)
+	}
+	capLen := binary.NativeEndian.Uint32(raw[off:])
+	copied := binary.NativeEndian.Uint32(raw[off+4:])
+	start := off + frameHeadSize
+	end := start + int(copied)
+	if capLen > copied || len(raw) < end {
+		return fmt.Errorf("%w: %d bytes, the frame head says %d of %d captured", ErrShortRecord, len(raw), capLen, copied)
+	}
+	frame := raw[start:end:end]
+	p.Frame = frame[:capLen:capLen]
+	p.FrameLen = r.WireLen
+	po, pe := int(r.PayloadOff), int(r.PayloadOff)+int(r.SnapLen)
+	if pe > len(frame) {
+		return fmt.Errorf("%w: payload at %d to %d, the sample holds %d bytes of frame", ErrShortRecord, po, pe, len(frame))
+	}
+	p.Payload = frame[po:pe:pe]
 	return nil
 }
