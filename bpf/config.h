@@ -27,6 +27,8 @@ struct sensor_config {
 	 * multiple of it, and only then; 0 leaves the wake-up to the kernel (a wake-up whenever
 	 * the reader has caught up). */
 	__u32 wakeup_bytes;
+	/* Non-zero: enter no tunnel, report the outer packet (attach and read --no-decap). */
+	__u32 no_decap;
 };
 
 #endif

@@ -10,6 +10,8 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // The mix of issue 2: TCP SYN over IPv4, TCP data over IPv6, UDP DNS in a VLAN, ICMPv6 echo.
@@ -27,13 +29,22 @@ func benchMix() [][]byte {
 	return mix
 }
 
-// benchEach runs bench over the mix and over each frame of it alone.
+// vxlanSYN is the mix's TCP SYN inside VXLAN (VNI 42): a tunnelled packet's cost, whose
+// record carries the extension.
+func vxlanSYN(b testing.TB) []byte {
+	syn := benchMix()[0]
+	return cat(ser(b, ethL(layers.EthernetTypeIPv4), ip4L("192.0.2.1", "192.0.2.2", layers.IPProtocolUDP), udpL(51000, 4789),
+		&layers.VXLAN{ValidIDFlag: true, VNI: 42}, gopacket.Payload(syn)))
+}
+
+// benchEach runs bench over the mix and over each frame of it alone, and over the VXLAN frame.
 func benchEach(b *testing.B, bench func(b *testing.B, mix [][]byte)) {
 	mix := benchMix()
 	b.Run("mix", func(b *testing.B) { bench(b, mix) })
 	for i, name := range benchNames {
 		b.Run(strings.ReplaceAll(name, " ", "_"), func(b *testing.B) { bench(b, mix[i:i+1]) })
 	}
+	b.Run("vxlan_tcp_syn_v4", func(b *testing.B) { bench(b, [][]byte{vxlanSYN(b)}) })
 }
 
 // benchBatch is how many runs of one frame go into the ring before it is drained: few enough

@@ -61,7 +61,8 @@ func BenchmarkDecode(b *testing.B) {
 // frameSample is what the programs loaded with FrameSnap submit for frame: the record (the
 // twin's, byte for byte what the kernel writes), the frame head, the frame's first copied bytes.
 func frameSample(rec, frame []byte, capLen, copied uint32) []byte {
-	s := append([]byte(nil), rec[:120]...)
+	r, _ := sensor.Record(rec)
+	s := append([]byte(nil), rec[:len(rec)-int(r.SnapLen)]...) // the record and its extension
 	s = binary.NativeEndian.AppendUint32(s, capLen)
 	s = binary.NativeEndian.AppendUint32(s, copied)
 	return append(s, frame[:copied]...)
@@ -71,7 +72,7 @@ func frameSample(rec, frame []byte, capLen, copied uint32) []byte {
 // captured bytes and Payload pointing into them.
 func TestDecodeFrames(t *testing.T) {
 	twin := sensor.NewTwin(sensor.Config{})
-	for i, f := range benchMix() {
+	for i, f := range append(benchMix(), vxlanSYN(t)) { // the last with the record's extension
 		rec := twin.Parse(nil, f, sensor.Meta{})
 		var want, got stages.Packet
 		if err := (sensor.Decoder{}).Decode(rec, &want); err != nil {
@@ -93,7 +94,8 @@ func TestDecodeFrames(t *testing.T) {
 				t.Errorf("frame %d: the rest differs:\n%+v\n%+v", i, got, want)
 			}
 			sample := raw
-			for _, n := range []int{0, 121, 127, len(sample) - 1} {
+			hdr := len(sample) - int(copied) - 8
+			for _, n := range []int{0, 121, hdr + 7, len(sample) - 1} {
 				if err := (sensor.Decoder{Frames: true}).Decode(sample[:n], &got); err == nil && n < len(sample) {
 					t.Errorf("frame %d: %d of %d bytes decoded", i, n, len(sample))
 				}

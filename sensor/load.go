@@ -35,6 +35,7 @@ type Config struct {
 	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
 	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
 	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
+	NoDecap     bool   // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
 	// FrameSnap makes every record carry its frame from the first byte, up to this many
 	// bytes (at most FrameMax); 0: only the payload bytes SnapSmall and SnapLarge say.
 	FrameSnap uint32
@@ -95,6 +96,7 @@ func Load(cfg Config) (*Objects, error) {
 		SnapLarge:   cfg.SnapLarge,
 		SnapSmall:   cfg.SnapSmall,
 		WakeupBytes: cfg.WakeupBytes,
+		NoDecap:     boolU32(cfg.NoDecap),
 	}); err != nil {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}
@@ -123,6 +125,13 @@ func Load(cfg Config) (*Objects, error) {
 	o.Events, o.Counters, o.LostByIf = o.objs.Events, o.objs.Counters, o.objs.LostByIface
 	o.FilteredByIf, o.FilterReplay = o.objs.FilteredByIface, o.objs.FilterReplay
 	return o, nil
+}
+
+func boolU32(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Close releases the programs and maps. Links made from the programs stay until closed.

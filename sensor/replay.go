@@ -106,7 +106,7 @@ func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := recordSize + int(rec.SnapLen); n <= len(raw) {
+	if n := SampleLen(&rec); n <= len(raw) {
 		raw = raw[:n]
 	} else {
 		return nil, fmt.Errorf("%w: sample of %d bytes, record says %d", ErrShortRecord, len(raw), n)

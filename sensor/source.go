@@ -25,9 +25,11 @@ type FileSource struct {
 	// Seen counts the packets read from the file; Filtered those the filter expression
 	// rejected; Recorded those that became Packets.
 	Seen, Filtered, Recorded uint64
-	// TwinFallbacks counts frames the kernel could not take (BPF_PROG_TEST_RUN bounds its
-	// frame size; see MaxReplayFrame), parsed by the Go twin instead.
-	TwinFallbacks uint64
+	// TwinFallbacks counts frames the kernel could not take, parsed by the Go twin instead:
+	// TwinFrameSize those outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame),
+	// TwinSkbRefused outgoing ones it refuses to make an skb of for tc_sensor (ErrSkbRefused),
+	// TwinFilterHeader those whose link header the kernel filter cannot be given.
+	TwinFallbacks, TwinFrameSize, TwinSkbRefused, TwinFilterHeader uint64
 }
 
 // NewFileSource reads c with the twin; with rep non-nil, through the kernel program.
@@ -81,6 +83,7 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			s.p.Iface = s.cap.IfaceName(f.Iface)
 			s.p.Frame = f.Orig
 			s.p.FrameLen = uint32(max(f.Info.Length, len(f.Orig)))
+			s.p.NoMAC = f.NoMAC
 			s.Recorded++
 			if !yield(&s.p) {
 				return
@@ -89,20 +92,33 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 	}
 }
 
+// Skipped returns how many frames of the file carried no packet the parsers take, by reason
+// (Capture.Skipped): they are not among Seen.
+func (s *FileSource) Skipped() map[string]uint64 { return s.cap.Skipped() }
+
 // parse returns the record of f, from the kernel or the twin; ErrFiltered when the filter
 // rejects f.
 func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
 	kernel := s.rep != nil || s.reps != nil
-	if kernel && len(f.Data) >= 14 && len(f.Data) <= MaxReplayFrame {
+	switch {
+	case !kernel:
+	case len(f.Data) < 14 || len(f.Data) > MaxReplayFrame:
+		s.TwinFrameSize++
+	default:
 		rep := s.rep
 		var err error
 		if s.reps != nil {
 			rep, err = s.reps.For(f)
 		}
 		if err == nil {
-			return rep.Replay(f.Data, m)
-		}
-		if !errors.Is(err, ErrFilterHeader) {
+			raw, err := rep.Replay(f.Data, m)
+			if !errors.Is(err, ErrSkbRefused) {
+				return raw, err
+			}
+			s.TwinSkbRefused++
+		} else if errors.Is(err, ErrFilterHeader) || errors.Is(err, ErrFilterLayout) {
+			s.TwinFilterHeader++
+		} else {
 			return nil, err
 		}
 	}

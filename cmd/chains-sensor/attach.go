@@ -48,7 +48,13 @@ func attachFlags() []cli.Flag {
 		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
 		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
 		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		noDecapFlag(),
 	}
+}
+
+// noDecapFlag is attach's and read's --no-decap.
+func noDecapFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "no-decap", Usage: "enter no tunnel: show VXLAN, Geneve, GRE, ERSPAN, IP-in-IP and GTP-U packets as their outer packet"}
 }
 
 // attachSettings are the attach-only flags, checked.
@@ -103,6 +109,7 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		SnapLarge:   uint16(c.Uint("snap-large")),
 		WakeupBytes: uint32(c.Uint("wakeup-bytes")),
 		RingSize:    uint32(ring) << 20,
+		NoDecap:     c.Bool("no-decap"),
 	}
 	if s.write != nil {
 		// -w: every record carries its frame, up to the snap length (at most what a record carries).

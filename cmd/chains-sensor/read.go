@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
@@ -26,6 +27,7 @@ func readCommand() *cli.Command {
 			"behind a synthetic Ethernet header.",
 		Flags: append(append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
+			noDecapFlag(),
 		), filterFlags()...), writeFlags()...),
 		Action: runRead,
 	}
@@ -65,6 +67,7 @@ func runRead(c *cli.Context) error {
 	if src != nil {
 		filtered, recorded = src.Filtered, src.Recorded
 		lost = src.Seen - src.Filtered - src.Recorded
+		printSkipped(c, name, src)
 	}
 	if err != nil {
 		what := "read"
@@ -153,10 +156,11 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 			return err
 		}
 	}
-	src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
+	load := sensor.Config{NoDecap: c.Bool("no-decap")}
+	src := sensor.NewFileSource(capt, sensor.NewTwin(load), nil)
 	if c.Bool("kernel") {
 		// Programs are loaded as frames need them (per link type with a filter).
-		reps := sensor.NewReplayers(sensor.Config{}, ff)
+		reps := sensor.NewReplayers(load, ff)
 		defer reps.Close()
 		src.SetFilter(ff, reps)
 	} else {
@@ -174,6 +178,25 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		return fmt.Errorf("writing the output: %w", err)
 	}
 	return src.Err()
+}
+
+// printSkipped says on stderr what of the file went unparsed by the kernel or unread: frames
+// of no packet (counted apart from the packets seen), and with --kernel the frames the Go twin
+// parsed because BPF_PROG_TEST_RUN cannot take them.
+func printSkipped(c *cli.Context, name string, src *sensor.FileSource) {
+	skipped := src.Skipped()
+	reasons := make([]string, 0, len(skipped))
+	for r := range skipped {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
+	}
+	if c.Bool("kernel") {
+		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of, %d whose link header the kernel filter cannot be given\n",
+			name, src.TwinFallbacks, src.TwinFrameSize, sensor.MaxReplayFrame, src.TwinSkbRefused, src.TwinFilterHeader)
+	}
 }
 
 // stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a

@@ -341,3 +341,27 @@ func TestWriteFlagsBadUsage(t *testing.T) {
 		t.Errorf("bad usage left files: %v", ents)
 	}
 }
+
+// A tunnelled packet's comment names its outermost tunnel as net_watch does, with tshark's
+// VNI and outer addresses.
+func TestReadWriteTunnelComments(t *testing.T) {
+	in := filepath.Join(sensortest.Pcaps(t), "protocols/vxlan_http.pcap")
+	out := filepath.Join(t.TempDir(), "vxlan.pcapng")
+	if _, stderr, code := runCmd(t, "read", "-n", "-q", in, "-w", out); code != 0 {
+		t.Fatalf("exit %d\n%s", code, stderr)
+	}
+	n := 0
+	for i, l := range tsharkLines(t, out, "vxlan.vni", "ip.src", "ip.dst", "frame.comment") {
+		f := strings.Split(l, "|")
+		if f[0] == "" {
+			continue
+		}
+		n++
+		if want := "[vxlan " + f[0] + " via " + f[1] + " --> " + f[2] + "]"; !strings.Contains(f[3], want) {
+			t.Errorf("packet %d: comment %q lacks %q", i+1, f[3], want)
+		}
+	}
+	if n == 0 {
+		t.Error("tshark finds no VXLAN packet")
+	}
+}

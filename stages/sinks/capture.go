@@ -97,7 +97,8 @@ const MaxComment = 4096
 
 // AppendComment appends the comment a packet gets in a capture file: what the lines say of it,
 // on one line. The endpoints with their ports and names or classes (as the application views
-// print them; MAC addresses for a frame without IP), the parser's complaint, the tags, the
+// print them; link addresses for a frame without IP), the outermost tunnel as net_watch
+// names it, the parser's complaint, the tags, the
 // flow's Community ID, and what the application decoders found: the HTTP head, the TLS hello
 // and the DNS message as urlwatch and weird-dns print them, parts separated by "; ".
 //
@@ -107,15 +108,9 @@ func AppendComment(b []byte, p *stages.Packet) []byte {
 	if p.Src.IsValid() || p.Dst.IsValid() {
 		b = appendPacketEnds(b, p)
 	} else {
-		b = appendMAC(b, p.SrcMAC)
-		b = append(b, '(')
-		b = append(b, macClass(p.SrcMAC)...)
-		b = append(b, ")"+" --> "...)
-		b = appendMAC(b, p.DstMAC)
-		b = append(b, '(')
-		b = append(b, macClass(p.DstMAC)...)
-		b = append(b, ')')
+		b = appendLinkEnds(b, p)
 	}
+	b = appendTunnel(b, p)
 	b = appendStatus(b, p)
 	if p.Tags != 0 {
 		b = append(b, " tags="...)
