@@ -45,7 +45,7 @@ type Capture struct {
 	name    func(iface int) string // pcapng interface names, as the file's blocks come
 	nIfaces func() int             // pcapng interfaces declared so far
 	desc    func(iface int) CaptureInterface
-	fcs     int                    // pcap: bytes of frame check sequence at the end of each frame
+	fcs     int // pcap: bytes of frame check sequence at the end of each frame
 	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
 	// reads them as they come when link types may be mixed).
 	noIfaces func() bool
