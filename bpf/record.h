@@ -146,6 +146,14 @@ struct record_ext {
 	__u8 pad[6];       /* zero: the ring rounds samples to 8 bytes anyway */
 };
 
+/* What follows the record and its extension when the programs copy whole frames
+ * (cfg.frame_snap): then the frame from its first byte, `copied` bytes of it. */
+struct frame_head {
+	__u32 cap_len; /* bytes of the frame that belong in a capture: min(frame_snap, wire_len) */
+	__u32 copied;  /* bytes that follow: cap_len, or up to the payload's end when it goes further;
+			* 0 (and cap_len 0, snap_len 0) when the copy failed */
+};
+
 /* Whether r's sample carries a struct record_ext. */
 #define RECORD_HAS_EXT(r) ((r)->tun_depth > 0 || (r)->vlan_count > 2)
 

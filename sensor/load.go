@@ -81,6 +81,9 @@ func Load(cfg Config) (*Objects, error) {
 	if cfg.SnapSmall > SnapMax || cfg.SnapLarge > SnapMax {
 		return nil, fmt.Errorf("payload snap length above %d bytes", SnapMax)
 	}
+	if cfg.FrameSnap > FrameMax {
+		return nil, fmt.Errorf("frame snap length %d above %d bytes", cfg.FrameSnap, FrameMax)
+	}
 	if cfg.WakeupBytes&(cfg.WakeupBytes-1) != 0 {
 		return nil, fmt.Errorf("wake-up threshold %d is not a power of two", cfg.WakeupBytes)
 	}
@@ -97,6 +100,7 @@ func Load(cfg Config) (*Objects, error) {
 		SnapSmall:   cfg.SnapSmall,
 		WakeupBytes: cfg.WakeupBytes,
 		NoDecap:     boolU32(cfg.NoDecap),
+		FrameSnap:   cfg.FrameSnap,
 	}); err != nil {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}

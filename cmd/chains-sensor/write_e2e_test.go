@@ -172,11 +172,12 @@ func TestE2EWriteBesideTcpdump(t *testing.T) {
 		dns = dns || strings.Contains(c, "; DNS query id=0x") && strings.Contains(c, "q=[www.test.example A IN]")
 		httpReq = httpReq || strings.Contains(c, `; HTTP GET http://`+tn.V4A+`/index.html ua="e2e-agent/1.0"`)
 		tls = tls || strings.Contains(c, "; TLS ClientHello sni=e2e.test alpn=http/1.1") && strings.Contains(c, "ja4=t")
-		frag = frag || frames[i].ci.Length > 1400 && strings.Contains(c, "ICMP")
+		frag = frag || len(frames[i].data) >= 1500 // a whole first fragment of the 3000-byte ping
 	}
-	if !dns || !httpReq || !tls {
-		t.Errorf("comments: DNS query %v, HTTP request %v, TLS ClientHello with JA4 %v", dns, httpReq, tls)
+	if !dns || !httpReq || !tls || !frag {
+		t.Errorf("comments: DNS query %v, HTTP request %v, TLS ClientHello with JA4 %v, a fragment %v", dns, httpReq, tls, frag)
 	}
+	t.Logf("%d packets in our file, each one of tcpdump's %d byte for byte; comments with the DNS query, the HTTP request and the TLS ClientHello", len(frames), len(td))
 	if t.Failed() {
 		t.Logf("tshark:\n%s", strings.Join(tl, "\n"))
 	}
@@ -401,8 +402,9 @@ func TestE2EWriteFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	whole, end := blockEnds(t, data)
-	out, err := exec.Command("tshark", "-r", path, "-T", "fields", "-e", "frame.number").CombinedOutput()
-	if err != nil || end != len(data) || strings.Count(string(out), "\n") != whole {
+	t.Logf("full disk: %d bytes, %d whole packets; stderr:\n%s", len(data), whole, stderr)
+	out, err := exec.Command("tshark", "-r", path, "-T", "fields", "-e", "frame.number").Output()
+	if err != nil || end != len(data) || strings.Count(string(out), "\n") != whole || whole == 0 {
 		t.Errorf("file of %d bytes, whole blocks end at %d with %d packets; tshark: %v\n%s", len(data), end, whole, err, out)
 	}
 	tn.assertDetached(t)

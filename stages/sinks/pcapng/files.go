@@ -245,6 +245,10 @@ func (w *Writer) flush() error {
 				whole = e
 			}
 		}
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the name is said once, by FileError
+		}
 		fe := &FileError{Name: w.name, Err: err}
 		if w.f != nil {
 			fe.Cut = w.f.Truncate(w.size+int64(whole)) == nil
