@@ -33,6 +33,29 @@ type Capture struct {
 	buf     []byte
 	written []uint64 // packets written, by interface number
 	NoFrame uint64   // packets that came without their frame
+	cids    cidCache
+}
+
+// cidCache keeps the Community IDs of recent flows, by flow ID: a flow's packets need it
+// computed once (a SHA-1 and base64), not once each.
+type cidCache [1024]struct {
+	flow uint64
+	n    uint8
+	id   [32]byte
+}
+
+// append appends f's Community ID.
+func (c *cidCache) append(b []byte, f *stages.Flow) []byte {
+	e := &c[f.ID%uint64(len(c))]
+	if e.flow != f.ID || e.n == 0 {
+		id := flows.AppendFlowCommunityID(e.id[:0], f)
+		if len(id) > len(e.id) || &id[0] != &e.id[0] {
+			e.n = 0
+			return append(b, id...)
+		}
+		e.flow, e.n = f.ID, uint8(len(id))
+	}
+	return append(b, e.id[:e.n]...)
 }
 
 // Written returns how many packets were written on each interface, by number.
@@ -83,7 +106,7 @@ func (s *Capture) Write(p *stages.Packet) error {
 		e.Flags = pcapng.FlagInbound
 	}
 	if s.cfg.Comments {
-		s.buf = AppendComment(s.buf[:0], p)
+		s.buf = appendComment(s.buf[:0], p, &s.cids)
 		e.Comment = s.buf
 	}
 	return s.cfg.Writer.WritePacket(e)
@@ -103,7 +126,10 @@ const MaxComment = 4096
 // and the DNS message as urlwatch and weird-dns print them, parts separated by "; ".
 //
 //	10.0.0.1:40000(internal) --> 93.184.216.34:443(example.com) tags=outgoing community_id=1:...; TLS ClientHello sni=example.com ... ja4=...
-func AppendComment(b []byte, p *stages.Packet) []byte {
+func AppendComment(b []byte, p *stages.Packet) []byte { return appendComment(b, p, nil) }
+
+// appendComment is AppendComment, with the flows' Community IDs from cids when it is not nil.
+func appendComment(b []byte, p *stages.Packet, cids *cidCache) []byte {
 	start := len(b)
 	if p.Src.IsValid() || p.Dst.IsValid() {
 		b = appendPacketEnds(b, p)
@@ -125,7 +151,11 @@ func AppendComment(b []byte, p *stages.Packet) []byte {
 	}
 	if p.Flow != nil {
 		b = append(b, " community_id="...)
-		b = flows.AppendFlowCommunityID(b, p.Flow)
+		if cids != nil {
+			b = cids.append(b, p.Flow)
+		} else {
+			b = flows.AppendFlowCommunityID(b, p.Flow)
+		}
 	}
 	if p.HTTP != nil {
 		b = append(b, "; HTTP "...)
