@@ -113,7 +113,7 @@ type Pipeline struct {
 
 // Build builds the chain of cfg.View writing to out:
 //
-//	interface names, classes | reverse DNS | flows with decoders | wire names | sink
+//	interface names, classes | reverse DNS | flows with decoders | wire names | sink [+ capture]
 //
 // Each packet goes through every stage after the reverse-DNS stage (the only one that holds
 // packets back) before the next one does, so a name learned from a DNS answer names the packets
