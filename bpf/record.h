@@ -83,7 +83,8 @@ enum tun_flag {
 /* One packet, 120 bytes: with the ring buffer's 8-byte header a header-only packet takes 128
  * bytes of ring. Multi-byte integers are in host byte order; addresses are as on the wire.
  * In the ring sample, struct record_ext follows the record when the record says it does
- * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off.
+ * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off (with
+ * cfg.frame_snap: struct frame_head and the frame from its first byte, the payload inside it).
  * Every field is written by the parser (the record starts zeroed), so two parsers of the same
  * frame give the same bytes.
  *
