@@ -365,3 +365,24 @@ func TestReadWriteTunnelComments(t *testing.T) {
 		t.Error("tshark finds no VXLAN packet")
 	}
 }
+
+// flagsFirst moves a command's own flags (with their values) before its other arguments, and
+// nothing else: a filter's words, "-" (stdin) and what follows "--" stay where they are.
+func TestFlagsFirst(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	for _, c := range []struct{ in, want string }{
+		{"read f.pcap -w out.pcapng tcp port 80", "read -w out.pcapng f.pcap tcp port 80"},
+		{"read - -q -C 10k -w o", "read -q -C 10k -w o -"},
+		{"read f.pcap --no-comments -w=o udp", "read --no-comments -w=o f.pcap udp"},
+		{"attach -i eth0 icmp -w - -s 100", "attach -i eth0 -w - -s 100 icmp"},
+		{"read f.pcap not -x -- -w o", "read f.pcap not -x -- -w o"},
+		{"read f.pcap len < 100", "read f.pcap len < 100"},
+		{"check eth0", "check eth0"},
+		{"nosuch -w x", "nosuch -w x"},
+	} {
+		got := strings.Join(flagsFirst(app, append([]string{"chains-sensor"}, strings.Fields(c.in)...))[1:], " ")
+		if got != c.want {
+			t.Errorf("%q: got %q, want %q", c.in, got, c.want)
+		}
+	}
+}
