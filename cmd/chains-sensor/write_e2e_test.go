@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -426,4 +427,72 @@ func (s *safeBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// isbOptions returns the options of the last interface statistics block of a pcapng file, by
+// code (draft-ietf-opsawg-pcapng 4.6: 64-bit counts; read here by hand, as gopacket reads
+// only two of them).
+func isbOptions(t *testing.T, data []byte) map[uint16]uint64 {
+	t.Helper()
+	var opts map[uint16]uint64
+	for off := 0; off+12 <= len(data); {
+		typ, n := binary.LittleEndian.Uint32(data[off:]), int(binary.LittleEndian.Uint32(data[off+4:]))
+		if n < 12 || off+n > len(data) {
+			t.Fatalf("bad block at %d", off)
+		}
+		if typ == 5 {
+			opts = map[uint16]uint64{}
+			for o := off + 20; o+4 <= off+n-4; {
+				code, l := binary.LittleEndian.Uint16(data[o:]), int(binary.LittleEndian.Uint16(data[o+2:]))
+				if code == 0 {
+					break
+				}
+				if l == 8 {
+					opts[code] = binary.LittleEndian.Uint64(data[o+4:])
+				}
+				o += 4 + (l+3)&^3
+			}
+		}
+		off += n
+	}
+	return opts
+}
+
+// TestE2EWriteFilterStats: with a filter expression the interface block names it and the
+// statistics block counts what the programs saw, what the filter passed and what was lost, as
+// the stats line does.
+func TestE2EWriteFilterStats(t *testing.T) {
+	tn := newTestNet(t)
+	sensortest.RequireTools(t, "capinfos")
+	bin := buildSensor(t)
+	tn.startServers(t)
+	path := filepath.Join(tn.dir, "icmp.pcapng")
+	sp := tn.startSensor(t, bin, "-n", "-q", "-i", tn.IfA, "icmp", "-w", path)
+	tn.clientTraffic(t)
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit %d\n%s", code, sp.stderrText())
+	}
+	m := regexp.MustCompile(`(?m)^` + tn.IfA + `: (\d+) seen, (\d+) filtered out, (\d+) in and (\d+) out records, (\d+) lost`).FindStringSubmatch(sp.stderrText())
+	if m == nil {
+		t.Fatalf("no stats line:\n%s", sp.stderrText())
+	}
+	n := func(i int) uint64 { v, _ := strconv.ParseUint(m[i], 10, 64); return v }
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := isbOptions(t, data)
+	want := map[uint16]uint64{4: n(1), 6: n(1) - n(2), 7: n(5), 8: n(3) + n(4)}
+	for code, v := range want {
+		if opts[code] != v {
+			t.Errorf("statistics option %d: %d, the stats line says %d (options %v)\n%s", code, opts[code], v, opts, sp.stderrText())
+		}
+	}
+	if n(2) == 0 || n(3)+n(4) == 0 {
+		t.Errorf("nothing filtered out or nothing recorded:\n%s", sp.stderrText())
+	}
+	if info, _ := execT(t, 10*time.Second, "capinfos", "-I", path); !strings.Contains(info, "Filter string = icmp") {
+		t.Errorf("capinfos:\n%s", info)
+	}
 }
