@@ -101,6 +101,12 @@ type SensorFollowVal struct {
 	Kind  uint32
 }
 
+type SensorFrameHead struct {
+	_      structs.HostLayout
+	CapLen uint32
+	Copied uint32
+}
+
 type SensorIpFlag uint32
 
 const (
@@ -189,6 +195,7 @@ type SensorSensorConfig struct {
 	WakeupBytes uint32
 	NoDecap     uint32
 	FollowBytes uint32
+	FrameSnap   uint32
 }
 
 type SensorStatus uint32
@@ -242,6 +249,7 @@ const (
 	SensorVarUnusedCounterKey = "unused_counter_key"
 	SensorVarUnusedDirection  = "unused_direction"
 	SensorVarUnusedExtBit     = "unused_ext_bit"
+	SensorVarUnusedFrameHead  = "unused_frame_head"
 	SensorVarUnusedIpFlag     = "unused_ip_flag"
 	SensorVarUnusedLayer      = "unused_layer"
 	SensorVarUnusedRecord     = "unused_record"
@@ -318,6 +326,7 @@ type SensorVariableSpecs struct {
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.VariableSpec `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
@@ -375,6 +384,7 @@ type SensorVariables struct {
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.Variable `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.Variable `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`

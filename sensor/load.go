@@ -29,6 +29,9 @@ const (
 	DefaultFollowBytes = 8192
 	// DefaultFollowFlows bounds the TCP directions followed at once (FOLLOW_FLOWS).
 	DefaultFollowFlows = 65536
+	// FrameMax is the most bytes of a frame a record carries when the programs copy whole
+	// frames (Config.FrameSnap; FRAME_MAX in bpf/config.h).
+	FrameMax = 262144
 )
 
 // Config holds the knobs set before load. The zero value means the defaults.
@@ -43,8 +46,11 @@ type Config struct {
 	// (bpf/follow.h; 0: DefaultFollowBytes). NoFollow turns following off.
 	FollowBytes uint32
 	NoFollow    bool
-	FollowFlows uint32        // TCP directions followed at once, the follow map's bound (0: DefaultFollowFlows)
-	Filter      *KernelFilter // a filter expression evaluated before anything else (nil: none)
+	FollowFlows uint32 // TCP directions followed at once, the follow map's bound (0: DefaultFollowFlows)
+	// FrameSnap makes every record carry its frame from the first byte, up to this many
+	// bytes (at most FrameMax); 0: only the payload bytes SnapSmall and SnapLarge say.
+	FrameSnap uint32
+	Filter    *KernelFilter // a filter expression evaluated before anything else (nil: none)
 	// IngressOnly loads xdp_sensor alone (Objects.TC is nil): replays of frames that all came
 	// in verify half the code.
 	IngressOnly bool
@@ -102,6 +108,9 @@ func Load(cfg Config) (*Objects, error) {
 	if cfg.SnapSmall > SnapMax || cfg.SnapLarge > SnapMax {
 		return nil, fmt.Errorf("payload snap length above %d bytes", SnapMax)
 	}
+	if cfg.FrameSnap > FrameMax {
+		return nil, fmt.Errorf("frame snap length %d above %d bytes", cfg.FrameSnap, FrameMax)
+	}
 	if cfg.WakeupBytes&(cfg.WakeupBytes-1) != 0 {
 		return nil, fmt.Errorf("wake-up threshold %d is not a power of two", cfg.WakeupBytes)
 	}
@@ -119,6 +128,7 @@ func Load(cfg Config) (*Objects, error) {
 		WakeupBytes: cfg.WakeupBytes,
 		NoDecap:     boolU32(cfg.NoDecap),
 		FollowBytes: cfg.followBytes(),
+		FrameSnap:   cfg.FrameSnap,
 	}); err != nil {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}

@@ -66,6 +66,12 @@ func (s *URLWatch) http(p *stages.Packet, h *stages.HTTPInfo) {
 	b := s.text(p.Time, "HTTP")
 	b = appendPacketEnds(b, p)
 	b = append(b, ' ')
+	s.emit(appendHTTP(b, h))
+}
+
+// appendHTTP appends what urlwatch says of an HTTP head after its endpoints: the request
+// (method, URL, user agent, referer) or the response (status, reason), and " (partial)".
+func appendHTTP(b []byte, h *stages.HTTPInfo) []byte {
 	if h.Request {
 		b = appendText(b, h.Method)
 		b = append(b, ' ')
@@ -91,16 +97,10 @@ func (s *URLWatch) http(p *stages.Packet, h *stages.HTTPInfo) {
 	if h.Partial {
 		b = append(b, " (partial)"...)
 	}
-	s.emit(b)
+	return b
 }
 
 func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
-	var versions []string
-	for _, v := range h.Versions {
-		if !protocols.IsGREASE(v) {
-			versions = append(versions, protocols.TLSVersionName(v))
-		}
-	}
 	if s.opt.Format == FormatJSON {
 		typ := "tls"
 		if h.QUIC != 0 {
@@ -115,7 +115,7 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 			w.str("hello", "client")
 			w.str("sni", h.SNI)
 			w.strs("alpn", h.ALPN)
-			w.strs("versions", versions)
+			w.strs("versions", tlsVersions(h))
 			w.str("ja4", h.JA4)
 		} else {
 			if h.HelloRetry {
@@ -142,8 +142,27 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 	}
 	b := s.text(p.Time, kind)
 	b = appendPacketEnds(b, p)
+	b = append(b, ' ')
+	s.emit(appendTLS(b, h))
+}
+
+// tlsVersions returns the names of the versions a hello lists, GREASE left out.
+func tlsVersions(h *stages.TLSInfo) []string {
+	var versions []string
+	for _, v := range h.Versions {
+		if !protocols.IsGREASE(v) {
+			versions = append(versions, protocols.TLSVersionName(v))
+		}
+	}
+	return versions
+}
+
+// appendTLS appends what urlwatch says of a TLS hello after its endpoints: ClientHello with
+// SNI, ALPN, versions and JA4, or ServerHello with version, cipher, ALPN and JA4S, and
+// " (partial)".
+func appendTLS(b []byte, h *stages.TLSInfo) []byte {
 	if h.Hello == stages.TLSClientHello {
-		b = append(b, " ClientHello sni="...)
+		b = append(b, "ClientHello sni="...)
 		b = appendText(b, h.SNI)
 		for i, a := range h.ALPN {
 			if i == 0 {
@@ -153,7 +172,7 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 			}
 			b = appendText(b, a)
 		}
-		for i, v := range versions {
+		for i, v := range tlsVersions(h) {
 			if i == 0 {
 				b = append(b, " versions="...)
 			} else {
@@ -167,9 +186,9 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 		}
 	} else {
 		if h.HelloRetry {
-			b = append(b, " HelloRetryRequest"...)
+			b = append(b, "HelloRetryRequest"...)
 		} else {
-			b = append(b, " ServerHello"...)
+			b = append(b, "ServerHello"...)
 		}
 		b = append(b, " version="...)
 		b = append(b, protocols.TLSVersionName(h.Version)...)
@@ -187,5 +206,5 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 	if h.Partial {
 		b = append(b, " (partial)"...)
 	}
-	s.emit(b)
+	return b
 }
