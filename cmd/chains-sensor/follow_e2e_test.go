@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,7 @@ func TestAttachHeadsAcrossSegments(t *testing.T) {
 	const sni = "a-rather-long-server-name-for-the-split-hello.test"
 	// s_client's stdin is empty: it ends after the handshake. Its own exit status does not
 	// matter (the server offers none of the protocols); the hello went out.
+	waitListening(t, tn, "4433")
 	tn.inB(t, 10*time.Second, "openssl", "s_client", "-connect", tn.V4A+":4433", "-servername", sni, "-alpn", strings.Join(alpn, ","))
 	time.Sleep(500 * time.Millisecond)
 	if code := sp.stop(t, syscall.SIGINT); code != 0 {
@@ -103,17 +105,31 @@ func TestAttachHeadsAcrossSegments(t *testing.T) {
 	// ClientHello never completes.
 	tn.startA(t, "openssl", "s_server", "-accept", tn.V4A+":4434", "-key", key, "-cert", crt, "-naccept", "1", "-quiet")
 	sp = tn.startSensor(t, bin, "-n", "-o", "json", "--view", "urlwatch", "--direction", "in", "--no-follow", tn.IfA)
-	time.Sleep(200 * time.Millisecond) // s_server listening
+	waitListening(t, tn, "4434")
 	tn.inB(t, 10*time.Second, "openssl", "s_client", "-connect", tn.V4A+":4434", "-servername", sni, "-alpn", strings.Join(alpn, ","))
 	time.Sleep(500 * time.Millisecond)
 	if code := sp.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit %d\n%s", code, sp.stderrText())
 	}
-	if !strings.Contains(sp.stderrText(), "flows: 1 flows") {
+	if m := regexp.MustCompile(`; (\d+) streams`).FindStringSubmatch(sp.stderrText()); m == nil || m[1] == "0" {
 		t.Errorf("--no-follow: the control's connection was not seen:\n%s", sp.stderrText())
 	}
 	if _, got := splitReported(t, sp.output(), tsHost, tsUA, tsSNI, alpn); got {
 		t.Errorf("--no-follow: the split ClientHello was reported whole: is the test's hello split at all?\n%s", strings.Join(sp.output(), "\n"))
+	}
+}
+
+// waitListening waits (bounded) until a TCP socket in namespace A listens on port.
+func waitListening(t *testing.T, tn *testNet, port string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if out, _ := tn.inA(t, 5*time.Second, "ss", "-Hltn", "sport = :"+port); strings.Contains(out, ":"+port) {
+			return
+		}
+		if i == 50 {
+			t.Fatalf("openssl s_server not listening on %s within 10s", port)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
