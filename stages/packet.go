@@ -173,6 +173,7 @@ type Packet struct {
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)
 	SrcDomain, DstDomain string // what the net_watch line shows in parentheses: a class or a name
+	SrcRDNS, DstRDNS     RDNS   // how reverse DNS named (or failed to name) a public address
 	Tags                 Tags   // per-packet tags (classify and reverse DNS)
 
 	// Application layer, set by the flow table (package flows) and the decoders it hands

@@ -14,6 +14,9 @@ import (
 //	 "tcp_flags":"","src_domain":"internal","dst_domain":"multicast_dns","tags":["internal"],
 //	 "status":"ok"}
 //
+// src_rdns and dst_rdns say, for a public address reverse DNS looked up, how its domain came
+// about: name, hosts, nxdomain, nodata, timeout, refused, unreachable, servfail, error or
+// pending (stages.RDNS); an address that got no name shows its class as its domain.
 // ip is the NETWORK token of the net_watch line (IP, IP6, ARP, ...); proto the TRANSPORT token
 // ("" when there is none); sport and dport only when the packet has them (TCP and UDP, not a
 // later fragment), so that a port 0 means port 0; tcp_flags the flags as tcpdump prints them ("S.", "P.", ...), "" for
@@ -87,6 +90,16 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 	b = appendJSONString(b, p.SrcDomain)
 	b = append(b, `,"dst_domain":`...)
 	b = appendJSONString(b, p.DstDomain)
+	if p.SrcRDNS != stages.RDNSNone {
+		b = append(b, `,"src_rdns":"`...)
+		b = append(b, p.SrcRDNS.String()...)
+		b = append(b, '"')
+	}
+	if p.DstRDNS != stages.RDNSNone {
+		b = append(b, `,"dst_rdns":"`...)
+		b = append(b, p.DstRDNS.String()...)
+		b = append(b, '"')
+	}
 	b = append(b, `,"tags":[`...)
 	for t, first := p.Tags, true; t != 0; first = false {
 		i := bits.TrailingZeros32(uint32(t))

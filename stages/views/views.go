@@ -102,6 +102,15 @@ type Pipeline struct {
 	Stage stages.Stage // every stage, in order
 	Sink  sinks.Sink   // the view's sink
 	count uint64
+	rdns  *names.Resolver // nil without PTR lookups
+}
+
+// Hurry makes the chain stop waiting: packets held for their names go out now with what is
+// known. A stop (a signal) calls it. It may be called from any goroutine.
+func (p *Pipeline) Hurry() {
+	if p.rdns != nil {
+		p.rdns.Hurry()
+	}
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -138,6 +147,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
 	// name. Both only for public addresses: internal and special ones show their class.
 	var wire *names.Wire
+	var rdns *names.Resolver
 	if !cfg.NoDNS && cfg.Names != names.ModeWire {
 		rc := cfg.RDNS
 		rc.Live = cfg.Live
@@ -145,6 +155,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
+		rdns = r
 		chain = append(chain, r.Stage())
 	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
@@ -166,7 +177,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if wire != nil {
 		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count, rdns: rdns}, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
