@@ -1,15 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"os/signal"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
@@ -47,6 +46,7 @@ func attachFlags() []cli.Flag {
 		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
 		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
 		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		&cli.BoolFlag{Name: "reattach", Usage: "attach again to a watched interface that disappears and comes back under its name (else the run ends once none is left)"},
 	}
 }
 
@@ -56,10 +56,11 @@ type attachSettings struct {
 	attach        sensor.AttachOptions
 	load          sensor.Config
 	statsInterval time.Duration
+	reattach      bool
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
-	s := &attachSettings{ifaces: c.Args().Slice()}
+	s := &attachSettings{ifaces: c.Args().Slice(), reattach: c.Bool("reattach")}
 	var words []string
 	if dashI := c.StringSlice(flagIface); len(dashI) > 0 {
 		s.ifaces, words = dashI, c.Args().Slice()
@@ -141,32 +142,24 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return attachAndWatch(c.Context, s, chain, c.App.ErrWriter)
+	return attachAndWatch(s, chain, c.App.Writer, c.App.ErrWriter)
 }
 
-// attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
-// detaches, drains the ring and prints the counters to stderr. Errors before the run are
-// returned; an error that ends the run is printed before the counters (reportedError).
-func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, stderr io.Writer) error {
-	// The sink is closed once: at the end of the run, or here when the run never starts.
-	var sinkOnce sync.Once
-	var sinkErr error
-	closeSink := func() {
-		sinkOnce.Do(func() {
-			if err := chain.Close(); err != nil {
-				sinkErr = fmt.Errorf("writing the output: %w", err)
-			}
-		})
-	}
-	defer closeSink()
-	var statsMu sync.Mutex // one block of counters at a time on stderr
-	finished := false      // the final counters are printed (guarded by statsMu)
-
-	// Catch SIGINT and SIGTERM from the start: one that comes while loading or attaching is
+// attachAndWatch loads and attaches the sensor, runs the chain until a stop (a signal, -c, an
+// error, the last interface gone), detaches, drains the ring and prints the counters to stderr.
+// Errors before the run are returned; an error that ends the run is printed before the
+// counters (reportedError).
+func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.Writer) error {
+	// Signals are caught from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	lc := newLifecycle(stderr)
+	lc.Closer("", func() error { return outputError(chain.Close()) })
+	started := false
+	defer func() {
+		if !started {
+			lc.abandon()
+		}
+	}()
 
 	boot, err := sensor.BootTime()
 	if err != nil {
@@ -191,6 +184,13 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	}
 	defer rd.Close()
 
+	// Follow the interfaces from before attaching, so that none goes unnoticed.
+	links, err := sensor.WatchLinks()
+	if err != nil {
+		return err
+	}
+	defer links.Close()
+
 	att, err := sensor.Attach(objs.XDP, objs.TC, s.ifaces, s.attach)
 	if err != nil {
 		return err
@@ -209,45 +209,24 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		}
 	}
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
+	started = true
 
-	// Stop on SIGINT or SIGTERM: detach (no new records), then let the reader drain the ring.
-	// A second signal, or a chain that does not finish within 3 s, closes the reader outright;
-	// if even that does not end the run (say stdout blocks), print the counters and exit.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-sig:
-		case <-ctx.Done():
-		case <-done:
-			return
-		}
+	// A stop detaches (no new records), then lets the reader drain the ring into the chain.
+	// If the chain does not finish (a second signal, or 3 s), the rest of the ring is only
+	// counted; if even that does not end the run (stdout blocks), the counters are printed
+	// with the rest of the ring counted by a fresh reader, and the process exits.
+	lc.OnStop(func() { detach(); rd.Stop(); chain.Hurry() })
+	lc.OnForce(live.Quiet)
+	lc.lastWords = func(w io.Writer) {
 		detach()
-		rd.Stop()
-		select {
-		case <-sig:
-		case <-time.After(3 * time.Second):
-		case <-done:
-			return
-		}
 		rd.Close()
-		select {
-		case <-sig:
-		case <-time.After(3 * time.Second):
-		case <-done:
-			return
+		if err := live.DrainWith(objs.Events); err != nil {
+			fmt.Fprintln(w, "chains-sensor: counting the rest of the ring:", err)
 		}
-		statsMu.Lock()
-		if finished {
-			statsMu.Unlock()
-			return // the run printed its counters meanwhile
-		}
-		fmt.Fprintln(stderr, "chains-sensor: output blocked; exiting without flushing it")
-		if k, err := sensor.ReadKernelCounts(objs); err == nil {
-			sensor.WriteStats(stderr, k, live.Counts())
-		}
-		os.Exit(0)
-	}()
+		writeLiveStats(w, objs, live, chain)
+	}
+	watchOutput(stdout, lc.Fail)
+	go followLinks(links, s, att, live, lc, stderr)
 
 	statsStop := make(chan struct{})
 	var statsWG sync.WaitGroup
@@ -262,53 +241,103 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 				case <-statsStop:
 					return
 				case <-t.C:
-					u := live.Counts() // before the kernel counters: seen >= recorded
-					k, err := sensor.ReadKernelCounts(objs)
-					statsMu.Lock()
-					if err != nil {
-						fmt.Fprintln(stderr, "stats:", err)
-					} else {
-						sensor.WriteStats(stderr, k, u)
-					}
-					statsMu.Unlock()
+					lc.Locked(func() { writeLiveStats(stderr, objs, live, nil) })
 				}
 			}
 		}()
 	}
 
 	_, runErr := chain.Run(live.Packets())
+	runErr = outputError(runErr)
 	if runErr == nil {
 		runErr = live.Err()
 	}
 	// Detach, then read what is left in the ring (not printed past -c) so it is counted.
-	detach()
-	rd.Stop()
+	lc.Stop()
 	if err := live.Drain(); err != nil && runErr == nil {
 		runErr = err
 	}
 	close(statsStop)
 	statsWG.Wait()
-	closeSink()
+	return lc.finish("", errors.Join(runErr, detachErr), func(w io.Writer) {
+		writeLiveStats(w, objs, live, chain)
+	})
+}
 
-	u := live.Counts()
-	k, kerr := sensor.ReadKernelCounts(objs)
-	err = errors.Join(runErr, sinkErr, detachErr, kerr)
-	statsMu.Lock()
-	defer statsMu.Unlock()
-	finished = true
+// writeLiveStats prints the counters of a live run: per interface, the kernel's, user
+// space's, the chain's tables (chain nil: none), and the closing counters line.
+func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, chain *views.Pipeline) {
+	u := live.Counts() // before the kernel counters: seen >= recorded
+	k, err := sensor.ReadKernelCounts(objs)
 	if err != nil {
-		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
-	}
-	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.
-		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)
-	} else {
-		sensor.WriteStats(stderr, k, u)
+		fmt.Fprintln(w, "chains-sensor: reading the kernel's counters:", err)
+		printCounts(w, false, 0, u.Decoded, u.Undecodable)
+		return
 	}
-	if err != nil {
-		return reportedError{err}
+	sensor.WriteStats(w, k, u)
+}
+
+// followLinks reports a watched interface that disappears and releases its hooks; with none
+// left the run ends (exit 1) unless --reattach waits for them, and with --reattach an
+// interface that comes back under its name is attached again.
+func followLinks(links *sensor.LinkWatch, s *attachSettings, att *sensor.Attached, live *sensor.Live, lc *lifecycle, stderr io.Writer) {
+	watched := map[int]string{} // ifindex -> name, attached now
+	for _, a := range att.Ifaces {
+		watched[a.Ifindex] = a.Iface
 	}
-	return nil
+	say := func(format string, args ...any) {
+		lc.Locked(func() { fmt.Fprintf(stderr, "chains-sensor: "+format+"\n", args...) })
+	}
+	gone := func(idx int, name string) {
+		delete(watched, idx)
+		live.IfaceGone(uint32(idx))
+		if err := att.Detach(idx); err != nil {
+			say("releasing the hooks of %s: %v", name, err)
+		}
+		say("%s (index %d) is gone: its hooks are released", name, idx)
+		if len(watched) == 0 && !s.reattach {
+			lc.Fail(fmt.Errorf("no watched interface is left (%s is gone; --reattach waits for it to come back)", name))
+		}
+	}
+	// An interface deleted between the lookup and the subscription: its event never comes.
+	for idx, name := range watched {
+		if !sensor.InterfaceExists(idx) {
+			gone(idx, name)
+		}
+	}
+	wanted := map[string]bool{}
+	for _, n := range s.ifaces {
+		wanted[n] = true
+	}
+	for {
+		select {
+		case <-lc.Stopping():
+			return
+		case ev, ok := <-links.Events:
+			if !ok {
+				if err := links.Err(); err != nil {
+					say("warning: no longer following interface changes: %v", err)
+				}
+				return
+			}
+			if name, ok := watched[ev.Ifindex]; ok && ev.Gone {
+				gone(ev.Ifindex, name)
+				continue
+			}
+			if ev.Gone || !s.reattach || !wanted[ev.Name] || slices.Contains(slices.Collect(maps.Values(watched)), ev.Name) {
+				continue
+			}
+			a, err := att.Reattach(ev.Name)
+			if err != nil {
+				say("%s is back, but attaching to it failed: %v", ev.Name, err)
+				continue
+			}
+			watched[a.Ifindex] = a.Iface
+			live.AddIface(uint32(a.Ifindex), a.Iface)
+			say("%s is back (index %d): attached again, ingress %s, egress %s", a.Iface, a.Ifindex, orNone(a.XDP), orNone(a.TC))
+		}
+	}
 }
 
 func orNone(s string) string {

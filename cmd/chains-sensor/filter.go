@@ -85,8 +85,12 @@ func netmaskOf(name string) uint32 {
 	return 0
 }
 
-// badUsage says err is the command line's fault (a filter expression): exit status 2.
-func badUsage(err error) bool { return errors.Is(err, filter.ErrSyntax) }
+// badUsage says err is the command line's fault (a flag, a value, a filter expression): exit
+// status 2.
+func badUsage(err error) bool {
+	var u usageError
+	return errors.Is(err, filter.ErrSyntax) || errors.As(err, &u)
+}
 
 // printCounts writes the closing line every command ends stderr with (sensor.CountsLine).
 func printCounts(w io.Writer, withFilter bool, filtered, recorded, lost uint64) {

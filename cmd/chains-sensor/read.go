@@ -1,14 +1,14 @@
 package main
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
 
 func readCommand() *cli.Command {
@@ -29,61 +29,58 @@ func readCommand() *cli.Command {
 	}
 }
 
-// runRead reads one capture through the chain. Whatever happens, stderr ends with the counters
-// line; a damaged file prints what could be read, then the error naming the packet, exit 1.
+// runRead reads one capture through the chain. Bad usage (a flag, a value, the expression)
+// exits 2 before anything is read, with no counters line; otherwise, whatever happens, stderr
+// ends with the counters line, and a damaged file prints what could be read, then the error
+// naming the packet, exit 1. A signal stops the reading: what is held is printed, exit 0.
 func runRead(c *cli.Context) error {
-	name := c.Args().First()
-	var src *sensor.FileSource
-	var err error
-	var ff *sensor.FileFilter
 	if c.NArg() < 1 {
-		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
-	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
-		err = ferr
-	} else if chain, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
-		err = berr
-	} else {
-		if expr != "" {
-			ff = sensor.NewFileFilter(expr)
-		}
-		err = readFile(c, name, chain, ff, &src)
+		return usageErrorf("read takes a FILE (or - for stdin), and after it an optional filter expression")
 	}
-	var filtered, recorded, lost uint64
-	if src != nil {
-		filtered, recorded = src.Filtered, src.Recorded
-		lost = src.Seen - src.Filtered - src.Recorded
-	}
+	name := c.Args().First()
+	expr, err := expressionOf(c, c.Args().Tail())
 	if err != nil {
-		what := "read"
-		if c.NArg() >= 1 {
-			what += " " + name
-		}
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
+		return err
 	}
-	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
+	chain, err := chainFromFlags(c, stdinIsLive(name))
 	if err != nil {
-		return reportedError{err}
+		return err
 	}
-	return nil
+	var ff *sensor.FileFilter
+	if expr != "" {
+		ff = sensor.NewFileFilter(expr)
+	}
+	lc := newLifecycle(c.App.ErrWriter)
+	lc.Closer("", func() error { return outputError(chain.Close()) })
+	var src *sensor.FileSource
+	counters := func(w io.Writer) {
+		var n sensor.FileCounts
+		if src != nil {
+			n = src.Counts()
+		}
+		printCounts(w, ff != nil, n.Filtered, n.Recorded, n.Seen-n.Filtered-n.Recorded)
+	}
+	lc.lastWords = counters
+	if stdinIsLive(name) {
+		watchOutput(c.App.Writer, lc.Fail)
+	}
+	err = readFile(c, name, chain, ff, lc, &src)
+	return lc.finish("read "+name, err, counters)
 }
 
-func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, srcOut **sensor.FileSource) (err error) {
-	defer func() {
-		if cerr := chain.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("writing the output: %w", cerr)
-		}
-	}()
-	var r io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = f
-	}
-	capt, err := sensor.OpenCapture(r)
+func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, lc *lifecycle, srcOut **sensor.FileSource) error {
+	in, err := openInput(name)
 	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// A stop before the file header is read: nothing to print.
+	lc.OnStop(in.interrupt)
+	capt, err := sensor.OpenCapture(in)
+	if err != nil {
+		if lc.stopped() {
+			return nil
+		}
 		return err
 	}
 	if ff != nil {
@@ -93,6 +90,7 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		}
 	}
 	src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
+	src.Limit(c.Uint64(flagCount))
 	if c.Bool("kernel") {
 		// Programs are loaded as frames need them (per link type with a filter).
 		reps := sensor.NewReplayers(sensor.Config{}, ff)
@@ -102,13 +100,72 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		src.SetFilter(ff, nil)
 	}
 	*srcOut = src
+	lc.OnStop(func() { src.Stop(); chain.Hurry() })
 	if _, err := chain.Run(src.Packets()); err != nil {
-		if errors.Is(err, os.ErrClosed) {
-			return nil
-		}
-		return fmt.Errorf("writing the output: %w", err)
+		return outputError(err)
 	}
 	return src.Err()
+}
+
+// input is the file read reads: a file, or standard input. Standard input from a pipe or a
+// socket is read through a non-blocking duplicate of fd 0, so that a stop (a signal)
+// interrupts a read that waits for the writer (`tcpdump -w - | chains-sensor read -`).
+type input struct {
+	io.Reader
+	f        *os.File
+	pollable bool // f's reads can be interrupted (SetReadDeadline)
+	restore  func()
+}
+
+func openInput(name string) (*input, error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		return &input{Reader: f, f: f, restore: func() {}}, nil
+	}
+	in := &input{Reader: os.Stdin, restore: func() {}}
+	st, err := os.Stdin.Stat()
+	if err != nil || st.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0 {
+		return in, nil
+	}
+	// The descriptor behind os.Stdin (fd 0, or what a test put there), without Fd's side
+	// effect of making it blocking.
+	fd := -1
+	if sc, err := os.Stdin.SyscallConn(); err == nil {
+		sc.Control(func(f uintptr) { fd, _ = unix.Dup(int(f)) })
+	}
+	if fd < 0 {
+		return in, nil
+	}
+	// O_NONBLOCK belongs to the open file, which fd 0 shares: its old state comes back at the end.
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil || unix.SetNonblock(fd, true) != nil {
+		unix.Close(fd)
+		return in, nil
+	}
+	f := os.NewFile(uintptr(fd), "stdin")
+	return &input{Reader: f, f: f, pollable: true, restore: func() {
+		if flags&unix.O_NONBLOCK == 0 {
+			unix.SetNonblock(fd, false)
+		}
+	}}, nil
+}
+
+// interrupt makes a read waiting for data return at once (a stop).
+func (in *input) interrupt() {
+	if in.pollable {
+		in.f.SetReadDeadline(time.Now())
+	}
+}
+
+func (in *input) Close() error {
+	in.restore() // before f.Close, which frees the descriptor restore uses
+	if in.f != nil {
+		return in.f.Close()
+	}
+	return nil
 }
 
 // stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a

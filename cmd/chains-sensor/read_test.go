@@ -334,18 +334,22 @@ func TestReadFlags(t *testing.T) {
 	if code != 0 || strings.Count(out, "\n") != 5 {
 		t.Errorf("-c 5: exit %d, %d lines, %s", code, strings.Count(out, "\n"), stderr)
 	}
+	// Bad usage exits 2 with the error and no counters line; a file that cannot be opened
+	// is an error of the run (1, counters line).
 	for _, bad := range [][]string{
 		{"read", "-n", "-o", "xml", file},
 		{"read", "-n", "--view", "nope", file},
 		{"read", "-n", "--color", "sometimes", file},
 		{"read", "-n", "--internal", "10.0.0.0/33", file},
-		{"read", "-n", "/nonexistent.pcap"},
 		{"read", "-n"},
 	} {
-		_, stderr, code := runCmd(t, bad...)
-		if code != 1 || !strings.Contains(stderr, "chains-sensor: ") {
-			t.Errorf("%v: exit %d, stderr %q", bad, code, stderr)
+		out, stderr, code := runCmd(t, bad...)
+		if code != 2 || !strings.Contains(stderr, "chains-sensor: ") || strings.Contains(stderr, "packets seen") || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", bad, code, out, stderr)
 		}
+	}
+	if _, stderr, code := runCmd(t, "read", "-n", "/nonexistent.pcap"); code != 1 || !countsLine.MatchString(stderr) {
+		t.Errorf("a missing file: exit %d, stderr %q", code, stderr)
 	}
 	out, _, _ = runCmd(t, "read", "-n", "--color", "always", "-c", "1", file)
 	if !strings.Contains(out, "\x1b[") {

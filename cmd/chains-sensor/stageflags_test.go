@@ -56,7 +56,7 @@ func TestStageFlags(t *testing.T) {
 		t.Errorf("--dns-match-timeout 1ns: %d responses matched", n)
 	}
 	for _, bad := range [][]string{{"--max-flows", "0"}, {"--flow-idle", "0s"}, {"--dns-max-pending", "-1"}} {
-		if _, stderr, code := runCmd(t, append(append([]string{"read"}, bad...), http)...); code == 0 || !strings.Contains(stderr, "must be positive") {
+		if _, stderr, code := runCmd(t, append(append([]string{"read"}, bad...), http)...); code != 2 || !strings.Contains(stderr, bad[0]+" "+bad[1]+": want ") {
 			t.Errorf("%v: exit %d, %s", bad, code, stderr)
 		}
 	}
