@@ -57,6 +57,7 @@ type attachSettings struct {
 	load          sensor.Config
 	statsInterval time.Duration
 	reattach      bool
+	json          bool // -o json: the exit statistics as JSON too
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
@@ -142,6 +143,7 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	s.json = c.String(flagOutput) == "json"
 	return attachAndWatch(s, chain, c.App.Writer, c.App.ErrWriter)
 }
 
@@ -223,7 +225,7 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.
 		if err := live.DrainWith(objs.Events); err != nil {
 			fmt.Fprintln(w, "chains-sensor: counting the rest of the ring:", err)
 		}
-		writeLiveStats(w, objs, live, chain)
+		writeLiveStats(w, objs, live, nil)
 	}
 	watchOutput(stdout, lc.Fail)
 	go followLinks(links, s, att, live, lc, stderr)
@@ -260,13 +262,14 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.
 	close(statsStop)
 	statsWG.Wait()
 	return lc.finish("", errors.Join(runErr, detachErr), func(w io.Writer) {
+		writeChainStats(w, chain, s.json)
 		writeLiveStats(w, objs, live, chain)
 	})
 }
 
 // writeLiveStats prints the counters of a live run: per interface, the kernel's, user
-// space's, the chain's tables (chain nil: none), and the closing counters line.
-func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, chain *views.Pipeline) {
+// space's, and the closing counters line.
+func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, _ *views.Pipeline) {
 	u := live.Counts() // before the kernel counters: seen >= recorded
 	k, err := sensor.ReadKernelCounts(objs)
 	if err != nil {

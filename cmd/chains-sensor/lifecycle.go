@@ -14,15 +14,19 @@ package main
 // blocked: nothing else can end the run).
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/stages/views"
 	"golang.org/x/sys/unix"
 )
 
@@ -363,4 +367,56 @@ func watchOutput(w io.Writer, fail func(error)) {
 			}
 		}
 	}()
+}
+
+// writeChainStats prints the chain's bounded tables and its stages' counts (read after the
+// run): a line per table and one of counts, or with -o json one JSON object
+// {"stats":{"tables":[...],"counters":{...}}}. The counters line comes after it.
+func writeChainStats(w io.Writer, chain *views.Pipeline, asJSON bool) {
+	if chain == nil {
+		return
+	}
+	tables, counters := chain.Tables(), chain.Counters()
+	if asJSON {
+		m := map[string]uint64{}
+		for _, c := range counters {
+			m[c.Name] = c.Value
+		}
+		b, err := json.Marshal(map[string]any{"stats": map[string]any{"tables": tables, "counters": m}})
+		if err == nil {
+			fmt.Fprintf(w, "%s\n", b)
+		}
+		return
+	}
+	for _, t := range tables {
+		flag := t.Flag
+		if flag == "" {
+			flag = "no flag yet"
+		}
+		fmt.Fprintf(w, "table %s: %s of %d (%s), peak %s, %s\n", t.Name, known(int64(t.Len)), t.Max, flag, known(int64(t.Peak)), evictedText(t.Evicted))
+	}
+	if len(counters) > 0 {
+		var b strings.Builder
+		for i, c := range counters {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			fmt.Fprintf(&b, "%s=%d", c.Name, c.Value)
+		}
+		fmt.Fprintln(w, "stages:", b.String())
+	}
+}
+
+func known(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func evictedText(n int64) string {
+	if n < 0 {
+		return "evictions not counted"
+	}
+	return strconv.FormatInt(n, 10) + " evicted"
 }

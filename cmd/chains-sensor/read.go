@@ -61,11 +61,15 @@ func runRead(c *cli.Context) error {
 		printCounts(w, ff != nil, n.Filtered, n.Recorded, n.Seen-n.Filtered-n.Recorded)
 	}
 	lc.lastWords = counters
+	final := func(w io.Writer) {
+		writeChainStats(w, chain, c.String(flagOutput) == "json")
+		counters(w)
+	}
 	if stdinIsLive(name) {
 		watchOutput(c.App.Writer, lc.Fail)
 	}
 	err = readFile(c, name, chain, ff, lc, &src)
-	return lc.finish("read "+name, err, counters)
+	return lc.finish("read "+name, err, final)
 }
 
 func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, lc *lifecycle, srcOut **sensor.FileSource) error {

@@ -82,7 +82,8 @@ type ResolverStats struct {
 	Failures    uint64 // lookups that found no name (Outcomes says how each ended)
 	Dropped     uint64 // lookups not started because the in-flight table was full (retried by later packets)
 	Held        uint64 // packets held back waiting for a name
-	Expired     uint64 // held packets released by the bounded wait before their name arrived
+	Expired     uint64 // held packets released before their name arrived (by the bounded wait, a full queue or a stop)
+	Overflowed  uint64 // of those, released because the held queue was full (MaxHeld)
 	Evicted     uint64 // cache entries pushed out by its bound (CacheSize)
 	MaxInFlight int    // most lookups requested and not yet applied (queued, running or answered)
 	MaxQueries  int    // most DNS queries running at once (at most Workers)
@@ -246,6 +247,33 @@ func (r *Resolver) Stats() ResolverStats {
 	return r.pub
 }
 
+// Tables describes the stage's bounded tables (stages.StatsReporter): the cache, the
+// in-flight table and the held queue.
+func (r *Resolver) Tables() []stages.TableStats {
+	st := r.Stats()
+	c := st.Config
+	return []stages.TableStats{
+		{Name: "rdns_cache", Flag: "--rdns-cache", Len: st.CacheLen, Peak: st.CacheLen, Max: c.CacheSize, Evicted: int64(st.Evicted)},
+		{Name: "rdns_inflight", Flag: "--rdns-max-inflight", Len: st.InFlight, Peak: st.MaxInFlight, Max: c.Queue, Evicted: int64(st.Dropped)},
+		{Name: "rdns_held", Flag: "--rdns-max-held", Len: 0, Peak: st.MaxHeld, Max: c.MaxHeld, Evicted: int64(st.Overflowed)},
+	}
+}
+
+// Counters counts the lookups by outcome, and the packets that left before their name
+// (stages.StatsReporter).
+func (r *Resolver) Counters() []stages.Counter {
+	st := r.Stats()
+	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}}
+	for o := stages.RDNSName; o < stages.NumRDNS; o++ {
+		if o == stages.RDNSHosts || o == stages.RDNSPending {
+			continue
+		}
+		out = append(out, stages.Counter{Name: "rdns_" + o.String(), Value: st.Outcomes[o]})
+	}
+	return append(out, stages.Counter{Name: "rdns_held", Value: st.Held},
+		stages.Counter{Name: "rdns_released_unnamed", Value: st.Expired})
+}
+
 func (r *Resolver) clock() int64 { return int64(time.Since(r.base)) }
 
 // Stage returns the reverse-DNS stage: for each public address, the cached name, or nxdomain
@@ -285,6 +313,14 @@ func (r *Resolver) start(ctx context.Context) {
 }
 
 func (r *Resolver) worker(ctx context.Context) {
+	// Each worker keeps one UDP socket per server: a socket made and closed per query costs
+	// more than the query (miekg/dns matches each answer to its query by id).
+	conns := map[string]*dns.Conn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -293,7 +329,7 @@ func (r *Resolver) worker(ctx context.Context) {
 			n := r.active.Add(1)
 			for m := r.maxActive.Load(); n > m && !r.maxActive.CompareAndSwap(m, n); m = r.maxActive.Load() {
 			}
-			res := r.lookup(ctx, a)
+			res := r.lookup(ctx, a, conns)
 			r.active.Add(-1)
 			res.at = r.clock()
 			select {
@@ -307,7 +343,7 @@ func (r *Resolver) worker(ctx context.Context) {
 
 // lookup asks the servers in turn for the PTR of a; the first answer that says whether a name
 // exists ends it, else the last server's failure says why there is none.
-func (r *Resolver) lookup(ctx context.Context, a netip.Addr) rdnsResult {
+func (r *Resolver) lookup(ctx context.Context, a netip.Addr, conns map[string]*dns.Conn) rdnsResult {
 	res := rdnsResult{addr: a, ttl: r.cfg.NegTTL, outcome: stages.RDNSError}
 	arpa, err := dns.ReverseAddr(a.String())
 	if err != nil {
@@ -320,9 +356,23 @@ func (r *Resolver) lookup(ctx context.Context, a netip.Addr) rdnsResult {
 			return res
 		}
 		qctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		in, _, err := r.client.ExchangeContext(qctx, m, srv)
+		conn := conns[srv]
+		var err error
+		if conn == nil {
+			if conn, err = r.client.DialContext(qctx, srv); err == nil {
+				conns[srv] = conn
+			}
+		}
+		var in *dns.Msg
+		if err == nil {
+			in, _, err = r.client.ExchangeWithConnContext(qctx, m, conn)
+		}
 		cancel()
 		if err != nil || in == nil {
+			if conn != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, os.ErrDeadlineExceeded) {
+				conn.Close() // refused, unreachable or broken: dial afresh next time
+				delete(conns, srv)
+			}
 			res.outcome = exchangeOutcome(err)
 			continue
 		}
@@ -456,7 +506,12 @@ func (r *Resolver) name(a netip.Addr) (rdnsEntry, bool) {
 		*f = frontEntry{addr: a, rdnsEntry: pending}
 		return pending, false
 	}
-	return pending, r.request(a) && !r.hurried.Load()
+	// A packet waits for a new lookup only while the lookups keep up: when Workers of them
+	// already wait for a worker (a scan), packets pass with what is known and the names name
+	// the packets that come after. A scan then costs what the stage costs, not a lookup per
+	// packet on the way out.
+	keepUp := len(r.reqs) < r.cfg.Workers
+	return pending, r.request(a) && keepUp && !r.hurried.Load()
 }
 
 // request starts a lookup unless one is in flight; false if the in-flight table is full.

@@ -102,6 +102,9 @@ func (r *Resolver) release(yield func(*stages.Packet) bool, full bool) bool {
 		if !ready && (h.deadline <= r.now || full) {
 			ready = true
 			r.stats.Expired++
+			if full && h.deadline > r.now && !r.hurried.Load() {
+				r.stats.Overflowed++
+			}
 		}
 		if !ready {
 			return true

@@ -103,6 +103,27 @@ type Pipeline struct {
 	Sink  sinks.Sink   // the view's sink
 	count uint64
 	rdns  *names.Resolver // nil without PTR lookups
+	// reporters are the stages' states with bounded tables (stages.StatsReporter).
+	reporters []stages.StatsReporter
+}
+
+// Tables describes every bounded table of the chain: the reverse-DNS stage's, the flow
+// table's, the wire names'. Call it after Run (the tables belong to the chain's goroutine).
+func (p *Pipeline) Tables() []stages.TableStats {
+	var out []stages.TableStats
+	for _, r := range p.reporters {
+		out = append(out, r.Tables()...)
+	}
+	return out
+}
+
+// Counters returns the counts the chain's stages show at exit (after Run).
+func (p *Pipeline) Counters() []stages.Counter {
+	var out []stages.Counter
+	for _, r := range p.reporters {
+		out = append(out, r.Counters()...)
+	}
+	return out
 }
 
 // Hurry makes the chain stop waiting: packets held for their names go out now with what is
@@ -158,8 +179,13 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		rdns = r
 		chain = append(chain, r.Stage())
 	}
+	var reporters []stages.StatsReporter
+	if rdns != nil {
+		reporters = append(reporters, rdns)
+	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
 		wire = names.NewWire(0, 0)
+		reporters = append(reporters, wireTables{wire})
 	}
 
 	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
@@ -168,16 +194,23 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		chain = append(chain, AppStage(fc, cfg.DNS))
+		dns := protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}}
+		t := flows.New(fc)
+		reporters = append(reporters, flowTables{t, fc, dns, cfg.DNS})
+		chain = append(chain, t.Stage())
 	case wire != nil:
 		fc.Track = protocols.OverTCP
-		fc.Handlers = []flows.Handler{protocols.NewDNSTracker(cfg.DNS)}
-		chain = append(chain, flows.New(fc).Stage())
+		dns := protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{dns}
+		t := flows.New(fc)
+		reporters = append(reporters, flowTables{t, fc, dns, cfg.DNS})
+		chain = append(chain, t.Stage())
 	}
 	if wire != nil {
 		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count, rdns: rdns}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count, rdns: rdns, reporters: reporters}, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
@@ -186,6 +219,49 @@ func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
 	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
 	return flows.New(fc).Stage()
 }
+
+// flowTables reports the flow table and its DNS handler's tables (the package flows and
+// protocols types keep the counts; this says which bound and flag they answer to).
+type flowTables struct {
+	t   *flows.Table
+	fc  flows.Config
+	dns *protocols.DNSTracker
+	dc  protocols.DNSConfig
+}
+
+func (f flowTables) Tables() []stages.TableStats {
+	st := f.t.Stats()
+	ds := f.dns.Stats()
+	max := f.fc.MaxFlows
+	if max <= 0 {
+		max = flows.DefaultMaxFlows
+	}
+	pending := f.dc.MaxPending
+	if pending <= 0 {
+		pending = protocols.DefaultMaxPending
+	}
+	return []stages.TableStats{
+		{Name: "flows", Flag: "--max-flows", Len: st.Active, Peak: st.Active, Max: max, Evicted: int64(st.Evicted)},
+		// The pending-query table refuses a query when full (its length is not exported yet).
+		{Name: "dns_pending", Flag: "--dns-max-pending", Len: -1, Peak: -1, Max: pending, Evicted: int64(ds.PendingCap)},
+	}
+}
+
+func (f flowTables) Counters() []stages.Counter {
+	st := f.t.Stats()
+	return []stages.Counter{{Name: "flows_created", Value: st.Flows}, {Name: "flows_ended", Value: st.Ended},
+		{Name: "flows_expired", Value: st.Expired}, {Name: "flow_streams_denied", Value: st.StreamsDenied}}
+}
+
+// wireTables reports the table of names learned from DNS answers on the wire.
+type wireTables struct{ w *names.Wire }
+
+func (w wireTables) Tables() []stages.TableStats {
+	// Its LRU does not count its evictions yet (-1), nor has it a flag.
+	return []stages.TableStats{{Name: "wire_names", Len: w.w.Len(), Peak: w.w.Len(), Max: names.DefaultWireSize, Evicted: -1}}
+}
+
+func (w wireTables) Counters() []stages.Counter { return nil }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
 // packets were written. It returns how many packets the sink got. It does not close the sink.
