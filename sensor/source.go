@@ -109,6 +109,7 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			}
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
+			s.p.TimeNote, s.p.TimeFrac = f.TimeNote, f.TimeFrac
 			s.recorded.Add(1)
 			if !yield(&s.p) {
 				return

@@ -377,6 +377,9 @@ func writeChainStats(w io.Writer, chain *views.Pipeline, asJSON bool) {
 		return
 	}
 	tables, counters := chain.Tables(), chain.Counters()
+	if len(tables) == 0 && len(counters) == 0 {
+		return
+	}
 	if asJSON {
 		m := map[string]uint64{}
 		for _, c := range counters {

@@ -11,6 +11,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// flagMaxIfaces bounds the interface blocks of a pcapng section.
+const flagMaxIfaces = "max-interfaces"
+
 func readCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "read",
@@ -24,6 +27,7 @@ func readCommand() *cli.Command {
 			"behind a synthetic Ethernet header.",
 		Flags: append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
+			&cli.IntFlag{Name: flagMaxIfaces, Value: sensor.DefaultMaxInterfaces, Usage: "`N` interfaces a pcapng section may declare at most (more: an error; each costs its description in memory)"},
 		), filterFlags()...),
 		Action: runRead,
 	}
@@ -40,6 +44,9 @@ func runRead(c *cli.Context) error {
 	name := c.Args().First()
 	expr, err := expressionOf(c, c.Args().Tail())
 	if err != nil {
+		return err
+	}
+	if _, err := intIn(c, flagMaxIfaces, 1, 1<<24); err != nil {
 		return err
 	}
 	chain, err := chainFromFlags(c, stdinIsLive(name))
@@ -80,7 +87,7 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 	defer in.Close()
 	// A stop before the file header is read: nothing to print.
 	lc.OnStop(in.interrupt)
-	capt, err := sensor.OpenCapture(in)
+	capt, err := sensor.OpenCaptureWith(in, sensor.CaptureOptions{MaxInterfaces: c.Int(flagMaxIfaces)})
 	if err != nil {
 		if lc.stopped() {
 			return nil

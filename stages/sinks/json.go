@@ -14,6 +14,8 @@ import (
 //	 "tcp_flags":"","src_domain":"internal","dst_domain":"multicast_dns","tags":["internal"],
 //	 "status":"ok"}
 //
+// ts is null for a timestamp past what a date shows; ts_invalid then says "overflow", or for a
+// fraction field past a second "fraction 1500000 us" (ts then has the seconds field's date).
 // src_rdns and dst_rdns say, for a public address reverse DNS looked up, how its domain came
 // about: name, hosts, nxdomain, nodata, timeout, refused, unreachable, servfail, error or
 // pending (stages.RDNS); an address that got no name shows its class as its domain.
@@ -47,9 +49,21 @@ func (s *JSON) Close() error { return s.out.Close() }
 // as constant tokens, the values through the writer's encoders (appendJSONString), the fastest
 // form of the one JSON writer.
 func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
-	b = append(b, `{"ts":"`...)
-	b = s.clk.appendRFC3339(b, p.Time)
-	b = append(b, `","num":`...)
+	switch p.TimeNote {
+	case stages.TimeValid:
+		b = append(b, `{"ts":"`...)
+		b = s.clk.appendRFC3339(b, p.Time)
+		b = append(b, '"')
+	case stages.TimeOverflow:
+		b = append(b, `{"ts":null,"ts_invalid":"overflow"`...)
+	default: // the seconds field's date, and the fraction as written
+		b = append(b, `{"ts":"`...)
+		b = s.clk.appendRFC3339(b, p.Time)
+		b = append(b, `","ts_invalid":"`...)
+		b = append(b, timeNoteJSON(p)...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"num":`...)
 	b = strconv.AppendUint(b, p.Num, 10)
 	b = append(b, `,"iface":`...)
 	b = appendJSONString(b, p.Iface)
