@@ -41,11 +41,11 @@ func attachFlags() []cli.Flag {
 		&cli.StringFlag{Name: "direction", Value: "both", Usage: "watch `in` (ingress, XDP), out (egress, TC) or both"},
 		&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "XDP attach `mode`: auto (native, else generic), native or generic"},
 		&cli.StringFlag{Name: "tc-mode", Value: "auto", Usage: "egress attach `mode`: auto (TCX, else clsact), tcx or clsact"},
-		&cli.IntFlag{Name: "stats-interval", Usage: "print the counters to stderr every `SECONDS` (0: only on exit)"},
-		&cli.UintFlag{Name: "ring-size", Value: sensor.DefaultRingSize >> 20, Usage: "ring buffer size in `MiB` (a power of two)"},
-		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
-		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
-		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		&cli.Int64Flag{Name: "stats-interval", Usage: "print the counters to stderr every `SECONDS` (0: only on exit; at most a day)"},
+		&cli.Uint64Flag{Name: "ring-size", Value: sensor.DefaultRingSize >> 20, Usage: "ring buffer size in `MiB` (a power of two)"},
+		&cli.Uint64Flag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
+		&cli.Uint64Flag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
+		&cli.Uint64Flag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
 		&cli.BoolFlag{Name: "reattach", Usage: "attach again to a watched interface that disappears and comes back under its name (else the run ends once none is left)"},
 	}
 }
@@ -70,33 +70,40 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
+	// Every value before anything is looked up: a bad one is bad usage (exit 2), whatever the
+	// interfaces and privileges.
+	if _, err := configFromFlags(c, true); err != nil {
 		return nil, err
+	}
+	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
+		return nil, asUsage(err)
 	}
 	if s.attach.XDPMode, err = sensor.ParseXDPMode(c.String("xdp-mode")); err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	if s.attach.TCMode, err = sensor.ParseTCMode(c.String("tc-mode")); err != nil {
+		return nil, asUsage(err)
+	}
+	if s.statsInterval, err = statsInterval(c, "stats-interval"); err != nil {
 		return nil, err
 	}
-	if n := c.Int("stats-interval"); n < 0 {
-		return nil, fmt.Errorf("--stats-interval %d: want 0 or more seconds", n)
-	} else {
-		s.statsInterval = time.Duration(n) * time.Second
-	}
-	ring := c.Uint("ring-size")
+	ring := c.Uint64("ring-size")
 	if ring == 0 || ring&(ring-1) != 0 || ring > 1<<10 {
-		return nil, fmt.Errorf("--ring-size %d: want a power of two from 1 to 1024 (MiB)", ring)
+		return nil, usageErrorf("--ring-size %d: want a power of two from 1 to 1024 (MiB)", ring)
 	}
 	for _, f := range []string{"snap-small", "snap-large"} {
-		if v := c.Uint(f); v == 0 || v > sensor.SnapMax {
-			return nil, fmt.Errorf("--%s %d: want 1 to %d", f, v, sensor.SnapMax)
+		if _, err := uintIn(c, f, 1, sensor.SnapMax); err != nil {
+			return nil, err
 		}
 	}
+	wake := c.Uint64("wakeup-bytes")
+	if wake&(wake-1) != 0 || wake >= ring<<20 {
+		return nil, usageErrorf("--wakeup-bytes %d: want 0 (the kernel's policy) or a power of two below the ring size (%d MiB)", wake, ring)
+	}
 	s.load = sensor.Config{
-		SnapSmall:   uint16(c.Uint("snap-small")),
-		SnapLarge:   uint16(c.Uint("snap-large")),
-		WakeupBytes: uint32(c.Uint("wakeup-bytes")),
+		SnapSmall:   uint16(c.Uint64("snap-small")),
+		SnapLarge:   uint16(c.Uint64("snap-large")),
+		WakeupBytes: uint32(wake),
 		RingSize:    uint32(ring) << 20,
 	}
 	if len(s.ifaces) == 0 {
