@@ -126,6 +126,7 @@ const (
 	flagRDNSInflight = "rdns-max-inflight"
 	flagRDNSHeld     = "rdns-max-held"
 	flagRDNSTimeout  = "rdns-timeout"
+	flagRDNSRate     = "rdns-rate"
 )
 
 // sharedFlags returns the flags every packet-printing command takes.
@@ -144,6 +145,7 @@ func sharedFlags() []cli.Flag {
 		&cli.DurationFlag{Name: flagRDNSTimeout, Value: names.DefaultTimeout, Usage: "how long (`DURATION`) a PTR query waits for each server's answer (then the address shows its class, and JSON says \"timeout\")"},
 		&cli.IntFlag{Name: flagRDNSCache, Value: names.DefaultCacheSize, Usage: "`N` reverse-DNS names and failures cached at most (scan-resistant: addresses seen once do not push out those seen again)"},
 		&cli.IntFlag{Name: flagRDNSInflight, Value: names.DefaultQueue, Usage: "`N` PTR lookups waiting or running at most (an address past it is looked up when it comes again)"},
+		&cli.IntFlag{Name: flagRDNSRate, Value: names.DefaultRate, Usage: "`N` PTR lookups started per second at most (a scan of many addresses costs no more than that; the others are looked up when they come again)"},
 		&cli.IntFlag{Name: flagRDNSHeld, Value: names.DefaultMaxHeld, Usage: "`N` packets held back for their names at most (past it they are printed with what is known)"},
 		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
 		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
@@ -190,6 +192,7 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 		{&cfg.RDNS.CacheSize, flagRDNSCache, 1, 1 << 24},
 		{&cfg.RDNS.Queue, flagRDNSInflight, 1, 1 << 20},
 		{&cfg.RDNS.MaxHeld, flagRDNSHeld, 1, 1 << 20},
+		{&cfg.RDNS.Rate, flagRDNSRate, 1, 1 << 20},
 	}
 	for _, f := range ints {
 		if *f.dst, err = intIn(c, f.name, f.lo, f.hi); err != nil {

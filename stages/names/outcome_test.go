@@ -145,4 +145,3 @@ func TestNameCacheScanResistant(t *testing.T) {
 	}
 	t.Logf("scan hit rate %.3f (size %d, %d distinct), %d evicted", rate, size, distinct, c.evicted)
 }
-

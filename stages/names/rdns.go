@@ -35,6 +35,7 @@ type ResolverConfig struct {
 	MinTTL     time.Duration // shortest time a name is cached [10s]
 	MaxTTL     time.Duration // longest time a name is cached [1h]
 	NegTTL     time.Duration // how long a failure without SOA is cached [60s]
+	Rate       int           // lookups started per second at most, in bursts of as many [DefaultRate]
 	Live       bool          // the source blocks (ring buffer): hold packets with a timer, not on the next packet
 }
 
@@ -45,6 +46,9 @@ const (
 	DefaultQueue     = 1024
 	DefaultCacheSize = 65536
 	DefaultMaxHeld   = 4096
+	// DefaultRate bounds the PTR queries a scan makes the sensor send: a scan of a /16 is
+	// 65536 lookups, which at a fast resolver's pace cost more than every packet of it.
+	DefaultRate = 5000
 )
 
 func (c *ResolverConfig) setDefaults() {
@@ -67,6 +71,7 @@ func (c *ResolverConfig) setDefaults() {
 	defi(&c.Queue, DefaultQueue)
 	defi(&c.CacheSize, DefaultCacheSize)
 	defi(&c.MaxHeld, DefaultMaxHeld)
+	defi(&c.Rate, DefaultRate)
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
 	}
@@ -81,6 +86,7 @@ type ResolverStats struct {
 	Answers     uint64 // names found
 	Failures    uint64 // lookups that found no name (Outcomes says how each ended)
 	Dropped     uint64 // lookups not started because the in-flight table was full (retried by later packets)
+	RateLimited uint64 // lookups not started because Rate was spent (retried by later packets)
 	Held        uint64 // packets held back waiting for a name
 	Expired     uint64 // held packets released before their name arrived (by the bounded wait, a full queue or a stop)
 	Overflowed  uint64 // of those, released because the held queue was full (MaxHeld)
@@ -158,8 +164,10 @@ type Resolver struct {
 	ticks   uint32
 	lastSec int64
 
-	stats ResolverStats // owned by the stage goroutine
-	inFl  int
+	stats  ResolverStats // owned by the stage goroutine
+	inFl   int
+	tokens float64 // lookups that may start now (Rate per second, at most Rate)
+	filled int64   // when tokens was last refilled
 
 	active, maxActive atomic.Int64 // DNS queries running now, and at most
 
@@ -263,7 +271,7 @@ func (r *Resolver) Tables() []stages.TableStats {
 // (stages.StatsReporter).
 func (r *Resolver) Counters() []stages.Counter {
 	st := r.Stats()
-	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}}
+	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}, {Name: "rdns_rate_limited", Value: st.RateLimited}}
 	for o := stages.RDNSName; o < stages.NumRDNS; o++ {
 		if o == stages.RDNSHosts || o == stages.RDNSPending {
 			continue
@@ -307,6 +315,7 @@ func (r *Resolver) start(ctx context.Context) {
 	clear(r.held) // a run the consumer stopped early may have left packets held
 	r.head, r.n, r.inFl = 0, 0, 0
 	r.now = r.clock()
+	r.tokens, r.filled = float64(r.cfg.Rate), r.now
 	for range r.cfg.Workers {
 		go r.worker(ctx)
 	}
@@ -523,8 +532,17 @@ func (r *Resolver) request(a netip.Addr) bool {
 		r.stats.Dropped++
 		return false
 	}
+	if r.tokens < 1 {
+		r.tokens = min(r.tokens+float64(r.now-r.filled)*float64(r.cfg.Rate)/1e9, float64(r.cfg.Rate))
+		r.filled = r.now
+		if r.tokens < 1 {
+			r.stats.RateLimited++
+			return false
+		}
+	}
 	select {
 	case r.reqs <- a:
+		r.tokens--
 		r.inflight[a] = r.now
 		r.stats.Lookups++
 		r.inFl++
