@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Cursor parsers shared by xdp_sensor and tc_sensor. Each parse_* checks its own bounds against
- * the end of the frame before reading, fills its part of the record and moves the cursor past its
+/* The parser shared by xdp_sensor and tc_sensor. Each parse_* checks its own bounds against the
+ * end of the frame before reading, fills its part of the record and moves the cursor past its
  * header. A problem stops the walk with a status naming the layer; the record keeps what was
- * read before it. sensor/parse.go is the Go twin of this file: change both together. */
+ * read before it. sensor/parse*.go is the Go twin of these files: change both together.
+ *
+ * The walk goes level by level: a link header (parse_link.h), an IP header (parse_ip.h), a
+ * transport header (parse_l4.h), and, when that leads to a tunnel (parse_tunnel.h), the same
+ * again for the packet inside. The outer packet is parsed inline; every step after it is a
+ * global function, so that the verifier checks it once however many levels deep it runs and
+ * however many ways lead to it. */
 #ifndef CHAINS_PARSE_H
 #define CHAINS_PARSE_H
 
@@ -11,16 +17,36 @@
 #include <linux/in.h>
 #include <bpf/bpf_endian.h>
 #include "record.h"
+#include "config.h"
 
-#define VLAN_MAX 2    /* VLAN tags walked (802.1Q, 802.1ad) */
+#define VLAN_MAX 4     /* VLAN tags walked (802.1Q, 802.1ad) */
 #define IPV6_EXT_MAX 8 /* IPv6 extension headers walked */
+#define TUNNEL_MAX 3   /* tunnels entered, one inside another */
+#define GTP_EXT_MAX 4  /* GTP-U extension headers walked */
+/* Steps of the walk after the outer packet's IP header: its IPv6 extension headers, its
+ * tunnel, and for each tunnel's packet a link, an IP (two when the tunnel says only "IP"),
+ * IPv6 extension headers and a tunnel header. */
+#define TUNNEL_STEPS (2 + 5 * TUNNEL_MAX)
+/* A tunnel's headers are parsed only below this offset (the bound lets the verifier add
+ * offsets to packet pointers); a header beyond it is reported truncated. The outer packet's
+ * headers always lie below it. */
+#define OFF_MAX 0x7fff
 
 #define ETH_P_8021AD_ 0x88A8
 #define ETH_P_PPP_SES_ 0x8864
+#define ETH_P_PPP_ 0x880B /* PPP frames: GRE (PPTP), and the capture link types PPP and PPP_HDLC */
+#define ETH_P_TEB_ 0x6558 /* transparent Ethernet bridging */
+#define ETH_P_ERSPAN_ 0x88BE
+#define ETH_P_ERSPAN3_ 0x22EB
+#define ETH_MIN_TYPE 0x0600 /* below: an 802.3 length */
 #define PPP_IP 0x0021
 #define PPP_IPV6 0x0057
 
 #define IPPROTO_ICMPV6_ 58
+#define IPPROTO_IPIP_ 4
+#define IPPROTO_IPV6_ 41
+#define IPPROTO_GRE_ 47
+#define IPPROTO_AH_ 51
 
 #define NEXTHDR_HOP 0
 #define NEXTHDR_ROUTING 43
@@ -29,28 +55,45 @@
 #define NEXTHDR_AUTH 51
 #define NEXTHDR_DEST 60
 
-/* The walk over one frame. data..end is what the program may read directly. Positions that
- * are only compared, never dereferenced, are kept as offsets from data: comparing them as packet
- * pointers against end would make the verifier forget the bounds already proven for pos. */
+/* What the next step of the walk parses. */
+enum next_step {
+	NEXT_DONE = 0,
+	NEXT_ETH, /* an Ethernet header */
+	NEXT_IP,  /* an IP header of either version (its first nibble says which) */
+	NEXT_IP4,
+	NEXT_IP6,
+	NEXT_IP6_EXT, /* IPv6 extension headers, r->l4_proto the first */
+	NEXT_L4,     /* the transport header of r->l4_proto */
+	NEXT_TUNNEL, /* the tunnel the transport header leads to (r->l4_proto, r->dport) */
+};
+
+/* The walk's state between steps, on sense()'s stack. Positions are offsets from the start of
+ * the frame: only offsets can cross into a global function. */
+struct walk {
+	__u32 off;           /* where the next step's header starts */
+	__u32 len;           /* where this level's bytes end: the packet, or the tunnel's payload */
+	__u32 ip_end;        /* declared end of the current IP packet (may lie past len) */
+	__u32 payload_avail; /* payload bytes present (min(declared, len)) */
+	__u32 l4_end;        /* declared end of a UDP tunnel's payload */
+	__u8 next;           /* enum next_step */
+	__u8 large;          /* payload looks like DNS, a TLS handshake or an HTTP head */
+	__u8 jumbo;          /* the IPv6 payload length is a jumbogram's */
+	__u8 pad;
+};
+
+/* One step's view of the frame: data..end is what the program may read directly. Positions
+ * that are only compared, never dereferenced, are offsets: comparing them as packet pointers
+ * against end would make the verifier forget the bounds already proven for pos. */
 struct cursor {
 	void *data;
 	void *pos;
 	void *end;
-	__u32 len;    /* the whole packet: headers must lie before end, the payload before len
-		       * (tc_sensor copies it with bpf_skb_load_bytes, past the linear part) */
-	__u32 ip_end; /* offset of the declared end of the IP packet (may lie past len) */
 };
 
 static __always_inline __u32 cur_off(struct cursor *c)
 {
 	return c->pos - c->data;
 }
-
-/* What the emitter needs beyond the record: how many payload bytes to copy at most. */
-struct walk_result {
-	__u32 payload_avail; /* payload bytes present in the frame (min(declared, captured)) */
-	__u8 large;          /* payload looks like DNS, a TLS handshake or an HTTP head */
-};
 
 static __always_inline void fail(struct record *r, __u8 status, __u8 layer)
 {
@@ -91,9 +134,17 @@ static __always_inline __u32 load_be32(const void *p)
 	return bpf_ntohl(*(const __u32 *)p);
 }
 
-/* The payload starts at c->pos and runs to min(declared end, end of frame); offsets. */
-static __always_inline void set_payload(struct cursor *c, struct record *r,
-					struct walk_result *w, __u32 declared_end)
+/* a + b, or the largest offset when that overflows (a jumbogram's declared end). */
+static __always_inline __u32 add_sat(__u32 a, __u32 b)
+{
+	__u32 s = a + b;
+
+	return s < a ? 0xffffffff : s;
+}
+
+/* The payload starts at c->pos and runs to min(declared end, end of this level); offsets. */
+static __always_inline void set_payload(struct cursor *c, struct record *r, struct walk *w,
+					__u32 declared_end)
 {
 	__u32 pos = cur_off(c);
 	__u32 stop = declared_end;
@@ -102,436 +153,184 @@ static __always_inline void set_payload(struct cursor *c, struct record *r,
 	if (stop < pos)
 		return;
 	r->payload_len = stop - pos;
-	if (stop > c->len)
-		stop = c->len;
+	if (stop > w->len)
+		stop = w->len;
 	if (stop > pos)
 		w->payload_avail = stop - pos;
 }
 
-/* Every way through the IPv6 extension headers leaves pos with other verifier bounds, and the
- * transport parser would be verified once for each of them. Rebuild pos from an opaque offset
- * so that they all look alike and the verifier prunes. The offset is below 32 KiB (eight
- * extension headers of at most 2 KiB each); the mask only shows that to the verifier. */
-static __always_inline void forget_pos(struct cursor *c)
+/* Stop the walk here: the rest of this level is the payload. */
+static __always_inline void stop_here(struct cursor *c, struct record *r, struct walk *w,
+				      __u32 declared_end)
 {
-	__u32 off = cur_off(c);
-
-	asm volatile("" : "+r"(off));
-	off &= 0x7fff;
-	c->pos = c->data + off;
+	set_payload(c, r, w, declared_end);
+	w->next = NEXT_DONE;
 }
 
-static __always_inline int is_dns_port(__u16 port)
+/* Continue the walk with step next at the cursor. */
+static __always_inline void go_on(struct cursor *c, struct walk *w, __u8 next)
 {
-	return port == 53 || port == 5353 || port == 5355;
+	w->off = cur_off(c);
+	w->next = next;
 }
 
-/* A TLS handshake record (content type 22, major version 3) or an HTTP method or status line. */
-static __always_inline int payload_is_large(struct cursor *c)
-{
-	__u8 *b = c->pos;
-	__u32 w;
+#include "parse_link.h"
+#include "parse_ip.h"
+#include "parse_l4.h"
+#include "parse_tunnel.h"
 
-	if (c->pos + 4 > c->end)
-		return 0;
-	if (b[0] == 0x16 && b[1] == 0x03)
-		return 1;
-	w = load_be32(b);
-	switch (w) {
-	case 0x47455420: /* "GET " */
-	case 0x504f5354: /* "POST" */
-	case 0x48454144: /* "HEAD" */
-	case 0x50555420: /* "PUT " */
-	case 0x44454c45: /* "DELE"TE */
-	case 0x4f505449: /* "OPTI"ONS */
-	case 0x50415443: /* "PATC"H */
-	case 0x434f4e4e: /* "CONN"ECT */
-	case 0x54524143: /* "TRAC"E */
-	case 0x48545450: /* "HTTP"/1.1 200 */
-		return 1;
-	}
-	return 0;
-}
-
-static __always_inline void parse_tcp(struct cursor *c, struct record *r, struct walk_result *w)
-{
-	__u8 *h = c->pos;
-	__u32 hlen;
-
-	if (c->pos + 20 > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_TCP);
-		return;
-	}
-	r->sport = load_be16(h);
-	r->dport = load_be16(h + 2);
-	r->seq = load_be32(h + 4);
-	r->ack = load_be32(h + 8);
-	r->tcp_flags = h[13];
-	r->window = load_be16(h + 14);
-	hlen = (h[12] >> 4) * 4;
-	r->l4_hdr_len = hlen;
-	if (hlen < 20) {
-		fail(r, STATUS_MALFORMED, LAYER_TCP);
-		return;
-	}
-	if (c->pos + hlen > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_TCP);
-		return;
-	}
-	if (cur_off(c) + hlen > c->ip_end) {
-		fail(r, STATUS_MALFORMED, LAYER_TCP);
-		return;
-	}
-	c->pos += hlen;
-	set_payload(c, r, w, c->ip_end);
-	w->large = is_dns_port(r->sport) || is_dns_port(r->dport) || payload_is_large(c);
-}
-
-static __always_inline void parse_udp(struct cursor *c, struct record *r, struct walk_result *w)
-{
-	__u8 *h = c->pos;
-	__u16 len;
-
-	if (c->pos + 8 > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_UDP);
-		return;
-	}
-	r->sport = load_be16(h);
-	r->dport = load_be16(h + 2);
-	len = load_be16(h + 4);
-	r->udp_len = len;
-	r->l4_hdr_len = 8;
-	if (len < 8) {
-		fail(r, STATUS_MALFORMED, LAYER_UDP);
-		return;
-	}
-	if (cur_off(c) + len > c->ip_end) {
-		/* UDP claims more than IP carries: the payload is what IP carries. */
-		fail(r, STATUS_MALFORMED, LAYER_UDP);
-		c->pos += 8;
-		set_payload(c, r, w, c->ip_end);
-	} else {
-		c->pos += 8;
-		set_payload(c, r, w, cur_off(c) - 8 + len);
-	}
-	w->large = is_dns_port(r->sport) || is_dns_port(r->dport);
-}
-
-static __always_inline void parse_icmp(struct cursor *c, struct record *r, struct walk_result *w,
-				       __u8 layer)
-{
-	__u8 *h = c->pos;
-	__u8 type;
-
-	if (c->pos + 2 > c->end) {
-		fail(r, STATUS_TRUNCATED, layer);
-		return;
-	}
-	type = h[0];
-	r->icmp_type = type;
-	r->icmp_code = h[1];
-	if (c->pos + 8 > c->end) {
-		fail(r, STATUS_TRUNCATED, layer);
-		return;
-	}
-	r->l4_hdr_len = 8;
-	if ((layer == LAYER_ICMP && (type == 0 || type == 8)) ||
-	    (layer == LAYER_ICMP6 && (type == 128 || type == 129))) {
-		r->icmp_id = load_be16(h + 4);
-		r->icmp_seq = load_be16(h + 6);
-	}
-	c->pos += 8;
-	set_payload(c, r, w, c->ip_end);
-}
-
-/* Transport, for the first fragment (or an unfragmented packet) only. */
-static __always_inline void parse_l4(struct cursor *c, struct record *r, struct walk_result *w)
+/* Where a transport header cut off by OFF_MAX went wrong. */
+static __always_inline __u8 l4_layer(struct record *r)
 {
 	switch (r->l4_proto) {
 	case IPPROTO_TCP:
-		parse_tcp(c, r, w);
-		break;
+		return LAYER_TCP;
 	case IPPROTO_UDP:
-		parse_udp(c, r, w);
-		break;
-	case IPPROTO_ICMP:
-		if (r->ip_version == 4)
-			parse_icmp(c, r, w, LAYER_ICMP);
-		else
-			set_payload(c, r, w, c->ip_end);
-		break;
-	case IPPROTO_ICMPV6_:
-		if (r->ip_version == 6)
-			parse_icmp(c, r, w, LAYER_ICMP6);
-		else
-			set_payload(c, r, w, c->ip_end);
-		break;
-	default:
-		set_payload(c, r, w, c->ip_end);
+		return LAYER_UDP;
 	}
+	return r->ip_version == 6 ? LAYER_IP6 : LAYER_IP4;
 }
 
-static __always_inline void parse_ipv4(struct cursor *c, struct record *r, struct walk_result *w)
+/* Forget how the cursor got where it is: every way through the link layer (tags, LLC, PPPoE)
+ * and the IPv6 extension headers leaves pos with other verifier bounds, and what follows
+ * would be verified once for each of them. Rebuilt from an opaque offset they look alike, and
+ * the verifier prunes. A header past OFF_MAX ends the walk, truncated at layer (the outer
+ * packet's headers always lie below). */
+static __always_inline int forget_pos(struct cursor *c, struct record *r, struct walk *w,
+				      __u32 off, __u8 layer)
 {
-	__u8 *h = c->pos;
-	__u32 hlen;
-	__u16 frag;
+	if (off > OFF_MAX) {
+		fail(r, STATUS_TRUNCATED, layer);
+		w->next = NEXT_DONE;
+		return -1;
+	}
+	asm volatile("" : "+r"(off));
+	off &= OFF_MAX;
+	c->pos = c->data + off;
+	return 0;
+}
 
-	if (c->pos + 20 > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_IP4);
-		return;
+static __always_inline void cursor_init(struct cursor *c, void *ctx, int xdp)
+{
+	if (xdp) {
+		c->data = (void *)(long)((struct xdp_md *)ctx)->data;
+		c->end = (void *)(long)((struct xdp_md *)ctx)->data_end;
+	} else {
+		c->data = (void *)(long)((struct __sk_buff *)ctx)->data;
+		c->end = (void *)(long)((struct __sk_buff *)ctx)->data_end;
 	}
-	r->ip_version = h[0] >> 4;
-	if (r->ip_version != 4) {
-		fail(r, STATUS_MALFORMED, LAYER_IP4);
-		return;
-	}
-	r->tos = h[1];
-	r->ip_len = load_be16(h + 2);
-	r->ip_id = load_be16(h + 4);
-	frag = load_be16(h + 6);
-	r->frag_off = frag & 0x1fff;
-	if (frag & 0x4000)
-		r->ip_flags |= IPF_DF;
-	if (frag & 0x2000)
-		r->ip_flags |= IPF_MF;
-	if (frag & 0x3fff)
-		r->ip_flags |= IPF_FRAGMENT;
-	r->ttl = h[8];
-	r->l4_proto = h[9];
-	copy4(r->src_addr, h + 12);
-	copy4(r->dst_addr, h + 16);
+	c->pos = c->data;
+}
 
-	hlen = (h[0] & 0x0f) * 4;
-	if (hlen < 20 || r->ip_len < hlen) {
-		fail(r, STATUS_MALFORMED, LAYER_IP4);
-		return;
-	}
-	if (c->pos + hlen > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_IP4);
-		return;
-	}
-	c->ip_end = cur_off(c) + r->ip_len;
-	if (c->ip_end > c->len)
-		fail(r, STATUS_TRUNCATED, LAYER_IP4);
-	c->pos += hlen;
-	if (r->frag_off)
-		set_payload(c, r, w, c->ip_end);
-	else
+/* An IP header and the transport header after it. */
+static __always_inline void parse_ip4_l4(struct cursor *c, struct record *r, struct walk *w,
+					 struct record_ext *x)
+{
+	parse_ipv4(c, r, w);
+	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
 		parse_l4(c, r, w);
 }
 
-static __always_inline int is_ext_header(__u8 next)
+static __always_inline void parse_ip6_l4(struct cursor *c, struct record *r, struct walk *w,
+					 struct record_ext *x)
 {
-	return next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_FRAGMENT ||
-	       next == NEXTHDR_DEST || next == NEXTHDR_AUTH;
+	parse_ipv6(c, r, w);
+	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
+		parse_l4(c, r, w);
 }
 
-static __always_inline void parse_ipv6(struct cursor *c, struct record *r, struct walk_result *w)
+static __always_inline void parse_ip6ext_l4(struct cursor *c, struct record *r, struct walk *w,
+					    struct record_ext *x)
 {
-	__u8 *h = c->pos;
-	__u8 next;
+	parse_ipv6_ext(c, r, w);
+	if (w->next == NEXT_L4 && forget_pos(c, r, w, cur_off(c), l4_layer(r)) == 0)
+		parse_l4(c, r, w);
+}
+
+/* The steps after the outer packet's link and IP headers, as global functions of each
+ * program (the context's type differs): the verifier checks each once. They return 0; a NULL
+ * argument (which the verifier must assume possible) does nothing. */
+#define STEP(NAME, CTX, XDP, LAYER, BODY)                                                   \
+	__attribute__((noinline)) int NAME(CTX *ctx, struct record *r, struct walk *w,      \
+					   struct record_ext *x)                            \
+	{                                                                                   \
+		struct cursor c;                                                            \
+		if (!r || !w || !x)                                                         \
+			return 0;                                                           \
+		cursor_init(&c, ctx, XDP);                                                  \
+		if (forget_pos(&c, r, w, w->off, LAYER) == 0)                               \
+			BODY(&c, r, w, x);                                                  \
+		return 0;                                                                   \
+	}
+
+STEP(step_link_xdp, struct xdp_md, 1, LAYER_ETH, parse_link)
+STEP(step_ip4_xdp, struct xdp_md, 1, LAYER_IP4, parse_ip4_l4)
+STEP(step_ip6_xdp, struct xdp_md, 1, LAYER_IP6, parse_ip6_l4)
+STEP(step_ip6ext_xdp, struct xdp_md, 1, LAYER_IP6_EXT, parse_ip6ext_l4)
+STEP(step_tunnel_xdp, struct xdp_md, 1, LAYER_TUNNEL, parse_tunnel)
+STEP(step_link_tc, struct __sk_buff, 0, LAYER_ETH, parse_link)
+STEP(step_ip4_tc, struct __sk_buff, 0, LAYER_IP4, parse_ip4_l4)
+STEP(step_ip6_tc, struct __sk_buff, 0, LAYER_IP6, parse_ip6_l4)
+STEP(step_ip6ext_tc, struct __sk_buff, 0, LAYER_IP6_EXT, parse_ip6ext_l4)
+STEP(step_tunnel_tc, struct __sk_buff, 0, LAYER_TUNNEL, parse_tunnel)
+
+/* Walk one frame into r, which must be zeroed, and x, its extension, which need not be (it is
+ * cleared before use); w->len is the packet's length. The outer
+ * packet's link, IP and transport headers are parsed inline, so that most packets cost no
+ * call; IPv6 extension headers (whose walk costs the verifier most) and whatever a tunnel
+ * carries are walked one step at a time. */
+static __always_inline void walk(void *ctx, int xdp, struct record *r, struct walk *w,
+				 struct record_ext *x)
+{
+	struct cursor c;
 	int i;
 
-	if (c->pos + 40 > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_IP6);
-		return;
-	}
-	r->ip_version = h[0] >> 4;
-	if (r->ip_version != 6) {
-		fail(r, STATUS_MALFORMED, LAYER_IP6);
-		return;
-	}
-	r->tos = (load_be16(h) >> 4) & 0xff;
-	r->flow_label = load_be32(h) & 0xfffff;
-	r->ip_len = load_be16(h + 4);
-	next = h[6];
-	r->l4_proto = next;
-	r->ttl = h[7];
-	copy16(r->src_addr, h + 8);
-	copy16(r->dst_addr, h + 24);
-	if (r->ip_len == 0) {
-		/* Jumbograms are not parsed: a zero payload length is an error here. */
-		fail(r, STATUS_MALFORMED, LAYER_IP6);
-		return;
-	}
-	c->pos += 40;
-	c->ip_end = cur_off(c) + r->ip_len;
-	if (c->ip_end > c->len)
-		fail(r, STATUS_TRUNCATED, LAYER_IP6);
-
-	for (i = 0; i < IPV6_EXT_MAX && is_ext_header(next); i++) {
-		__u8 *e = c->pos;
-		__u32 elen;
-
-		if (c->pos + 8 > c->end) {
-			fail(r, STATUS_TRUNCATED, LAYER_IP6_EXT);
-			return;
-		}
-		switch (next) {
-		case NEXTHDR_HOP:
-			r->ext_mask |= EXT_HOP;
-			elen = (e[1] + 1) * 8;
+	cursor_init(&c, ctx, xdp);
+	parse_link(&c, r, w, x);
+	if (w->next == NEXT_IP4 && forget_pos(&c, r, w, cur_off(&c), LAYER_IP4) == 0)
+		parse_ip4_l4(&c, r, w, x);
+	else if (w->next == NEXT_IP6 && forget_pos(&c, r, w, cur_off(&c), LAYER_IP6) == 0)
+		parse_ip6_l4(&c, r, w, x);
+	/* x is cleared only now, for a packet that goes on (the steps may fill it), unless a
+	 * third tag did it: most packets never pay for it. */
+	if (w->next != NEXT_DONE && r->vlan_count <= 2)
+		__builtin_memset(x, 0, sizeof(*x));
+	for (i = 0; i < TUNNEL_STEPS; i++) {
+		switch (w->next) {
+		case NEXT_ETH:
+			if (xdp)
+				step_link_xdp(ctx, r, w, x);
+			else
+				step_link_tc(ctx, r, w, x);
 			break;
-		case NEXTHDR_ROUTING:
-			r->ext_mask |= EXT_ROUTING;
-			elen = (e[1] + 1) * 8;
+		case NEXT_IP:
+		case NEXT_IP4:
+			if (xdp)
+				step_ip4_xdp(ctx, r, w, x);
+			else
+				step_ip4_tc(ctx, r, w, x);
 			break;
-		case NEXTHDR_DEST:
-			r->ext_mask |= EXT_DSTOPTS;
-			elen = (e[1] + 1) * 8;
+		case NEXT_IP6:
+			if (xdp)
+				step_ip6_xdp(ctx, r, w, x);
+			else
+				step_ip6_tc(ctx, r, w, x);
 			break;
-		case NEXTHDR_AUTH:
-			r->ext_mask |= EXT_AH;
-			elen = (e[1] + 2) * 4;
+		case NEXT_IP6_EXT:
+			if (xdp)
+				step_ip6ext_xdp(ctx, r, w, x);
+			else
+				step_ip6ext_tc(ctx, r, w, x);
 			break;
-		default: /* NEXTHDR_FRAGMENT */
-			r->ext_mask |= EXT_FRAGMENT;
-			elen = 8;
-			r->frag_off = load_be16(e + 2) >> 3;
-			if (e[3] & 1)
-				r->ip_flags |= IPF_MF;
-			if (r->frag_off || (e[3] & 1))
-				r->ip_flags |= IPF_FRAGMENT;
-			r->ip_id = load_be32(e + 4);
-			break;
-		}
-		/* The three ways of computing elen leave three verifier states per header, and
-		 * 3^IPV6_EXT_MAX of them in all. Forget how elen was computed: every header length
-		 * is a multiple of 4 below 4096, so the mask changes nothing and the states merge. */
-		asm volatile("" : "+r"(elen));
-		elen &= 0xffc;
-		next = e[0];
-		r->l4_proto = next;
-		if (cur_off(c) + elen > c->ip_end) {
-			fail(r, STATUS_MALFORMED, LAYER_IP6_EXT);
-			return;
-		}
-		if (c->pos + elen > c->end) {
-			fail(r, STATUS_TRUNCATED, LAYER_IP6_EXT);
-			return;
-		}
-		c->pos += elen;
-		if (r->frag_off) {
-			/* A later fragment: what follows is the middle of the datagram. */
-			set_payload(c, r, w, c->ip_end);
-			return;
-		}
-	}
-	if (is_ext_header(next)) {
-		fail(r, STATUS_UNSUPPORTED, LAYER_IP6_EXT);
-		return;
-	}
-	forget_pos(c);
-	if (next == NEXTHDR_ESP) {
-		/* Encrypted from here on: the ESP header and data are the payload. */
-		r->ext_mask |= EXT_ESP;
-		set_payload(c, r, w, c->ip_end);
-		return;
-	}
-	parse_l4(c, r, w);
-}
-
-static __always_inline void parse_arp(struct cursor *c, struct record *r, struct walk_result *w)
-{
-	__u8 *h = c->pos;
-	__u32 len;
-
-	if (c->pos + 8 > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_ARP);
-		return;
-	}
-	r->arp_op = load_be16(h + 6);
-	len = 8 + 2 * (h[4] + h[5]);
-	/* The whole ARP message is the payload, whatever its address sizes. */
-	set_payload(c, r, w, cur_off(c) + len);
-	if (c->pos + len > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_ARP);
-		return;
-	}
-	if (load_be16(h + 2) != ETH_P_IP || h[4] != 6 || h[5] != 4) {
-		fail(r, STATUS_UNSUPPORTED, LAYER_ARP);
-		return;
-	}
-	if (c->pos + 28 > c->end) /* the same bound as len, in a form the verifier can use */
-		return;
-	copy4(r->src_addr, h + 14);
-	copy4(r->dst_addr, h + 24);
-}
-
-/* Walk one Ethernet frame into r. r must be zeroed. */
-static __always_inline void parse_frame(struct cursor *c, struct record *r, struct walk_result *w)
-{
-	__u8 *h = c->pos;
-	__u16 proto;
-	int i;
-
-	if (c->pos + ETH_HLEN > c->end) {
-		fail(r, STATUS_TRUNCATED, LAYER_ETH);
-		return;
-	}
-	copy4(r->dst_mac, h); /* dst_mac is 8-aligned, src_mac 2-aligned */
-	copy2(r->dst_mac + 4, h + 4);
-	copy2(r->src_mac, h + 6);
-	copy2(r->src_mac + 2, h + 8);
-	copy2(r->src_mac + 4, h + 10);
-	proto = load_be16(h + 12);
-	c->pos += ETH_HLEN;
-
-	for (i = 0; i < VLAN_MAX; i++) {
-		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD_)
-			break;
-		h = c->pos;
-		if (c->pos + 4 > c->end) {
-			r->eth_proto = proto;
-			fail(r, STATUS_TRUNCATED, LAYER_VLAN);
-			return;
-		}
-		r->vlan_tci[i] = load_be16(h);
-		r->vlan_count++;
-		proto = load_be16(h + 2);
-		c->pos += 4;
-	}
-	r->eth_proto = proto;
-	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD_) {
-		fail(r, STATUS_UNSUPPORTED, LAYER_VLAN);
-		return;
-	}
-	if (proto == ETH_P_PPP_SES_) {
-		h = c->pos;
-		if (c->pos + 8 > c->end) {
-			fail(r, STATUS_TRUNCATED, LAYER_PPPOE);
-			return;
-		}
-		switch (load_be16(h + 6)) {
-		case PPP_IP:
-			proto = ETH_P_IP;
-			break;
-		case PPP_IPV6:
-			proto = ETH_P_IPV6;
+		case NEXT_TUNNEL:
+			if (xdp)
+				step_tunnel_xdp(ctx, r, w, x);
+			else
+				step_tunnel_tc(ctx, r, w, x);
 			break;
 		default:
-			/* Discovery-like or LCP traffic inside the session: record the session frame. */
-			c->pos += 6;
-			set_payload(c, r, w, c->len);
 			return;
 		}
-		c->pos += 8;
-		r->eth_proto = proto;
-	}
-
-	switch (proto) {
-	case ETH_P_IP:
-		parse_ipv4(c, r, w);
-		break;
-	case ETH_P_IPV6:
-		parse_ipv6(c, r, w);
-		break;
-	case ETH_P_ARP:
-		parse_arp(c, r, w);
-		break;
-	default:
-		set_payload(c, r, w, c->len);
 	}
 }
 

@@ -17,8 +17,9 @@ enum status {
 	STATUS_OK = 0,          /* every header it knows was parsed */
 	STATUS_TRUNCATED = 1,   /* the frame ends inside bad_layer, or before its declared end */
 	STATUS_MALFORMED = 2,   /* a length or version field of bad_layer is impossible */
-	STATUS_UNSUPPORTED = 3, /* valid, but deeper than the parser goes (3rd VLAN tag, 9th IPv6
-				 * extension header, ARP for other than Ethernet/IPv4) */
+	STATUS_UNSUPPORTED = 3, /* valid, but deeper than the parser goes (5th VLAN tag, 9th IPv6
+				 * extension header, a tunnel inside TUNNEL_MAX others, ARP for
+				 * other than Ethernet/IPv4) */
 };
 
 /* Protocol layers, to say where a packet went wrong. */
@@ -35,6 +36,7 @@ enum layer {
 	LAYER_UDP,
 	LAYER_ICMP,
 	LAYER_ICMP6,
+	LAYER_TUNNEL, /* a GRE, ERSPAN, VXLAN, Geneve or GTP-U header */
 	LAYER_MAX,
 };
 
@@ -45,7 +47,7 @@ enum ip_flag {
 	IPF_FRAGMENT = 1 << 2, /* a fragment: MF set or offset non-zero */
 };
 
-/* ext_mask bits: IPv6 extension headers walked */
+/* ext_mask bits: IPv6 extension headers walked (EXT_AH also for IPv4's AH) */
 enum ext_bit {
 	EXT_HOP = 1 << 0,
 	EXT_ROUTING = 1 << 1,
@@ -55,31 +57,64 @@ enum ext_bit {
 	EXT_ESP = 1 << 5, /* seen and not entered */
 };
 
+/* Tunnels the parser enters (record.tun_type). */
+enum tunnel {
+	TUN_NONE = 0,
+	TUN_IPIP = 1,    /* IPv4 in IPv4 or IPv6 (protocol 4): 4in4, 4in6 */
+	TUN_IP6 = 2,     /* IPv6 in IPv4 or IPv6 (protocol 41): 6in4, 6in6 */
+	TUN_GRE = 3,     /* GRE (RFC 2784, 2890) carrying IPv4, IPv6 or Ethernet (TEB) */
+	TUN_PPTP = 4,    /* enhanced GRE (version 1, RFC 2637) carrying PPP */
+	TUN_ERSPAN1 = 5, /* GRE 0x88be without a sequence number: no ERSPAN header */
+	TUN_ERSPAN2 = 6, /* GRE 0x88be with an 8-byte ERSPAN header */
+	TUN_ERSPAN3 = 7, /* GRE 0x22eb with a 12-byte (20 with its subheader) ERSPAN header */
+	TUN_VXLAN = 8,   /* UDP to port 4789 or 8472 (RFC 7348) */
+	TUN_GENEVE = 9,  /* UDP to port 6081 (RFC 8926) */
+	TUN_GTPU = 10,   /* UDP to port 2152, GTPv1-U T-PDUs */
+};
+
+/* record_ext.tun_flags bits, for the outermost tunnel */
+enum tun_flag {
+	TUNF_IP6 = 1 << 0, /* its endpoints (tun_src, tun_dst) are IPv6 addresses */
+	TUNF_ETH = 1 << 1, /* it carries Ethernet frames */
+	TUNF_KEY = 1 << 2, /* GRE: a key is present (it is tun_id) */
+	TUNF_SEQ = 1 << 3, /* GRE: a sequence number is present */
+};
+
 /* One packet, 120 bytes: with the ring buffer's 8-byte header a header-only packet takes 128
  * bytes of ring. Multi-byte integers are in host byte order; addresses are as on the wire.
- * snap_len bytes of the packet, starting at payload_off, follow the record in the ring sample.
+ * In the ring sample, struct record_ext follows the record when the record says it does
+ * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off (with
+ * cfg.frame_snap: struct frame_head and the frame from its first byte, the payload inside it).
  * Every field is written by the parser (the record starts zeroed), so two parsers of the same
- * frame give the same bytes. */
+ * frame give the same bytes.
+ *
+ * In a tunnel the fields from dst_mac on describe the innermost packet: an inner Ethernet
+ * header rewrites the link fields, and entering a tunnel clears the network block (from
+ * ip_version to the end) for the inner IP header. The extension keeps the outermost tunnel. */
 struct record {
 	__u64 ts_ns;       /* bpf_ktime_get_boot_ns(); capture files: Unix time in ns */
 	__u32 ifindex;     /* interface the packet was seen on */
 	__u32 wire_len;    /* packet length (skb->len; XDP: whole buffer with fragments) */
-	__u16 snap_len;    /* payload bytes following this record */
+	__u32 payload_len; /* declared length (from IP/UDP lengths) of the payload, may exceed the frame */
+	__u16 snap_len;    /* payload bytes in the sample */
 	__u16 payload_off; /* offset in the frame of the bytes after the last parsed header */
-	__u16 payload_len; /* their declared length (from IP/UDP lengths), may exceed the frame */
-	__u16 eth_proto;   /* innermost ethertype, after VLAN tags and PPPoE */
+	__u16 eth_proto;   /* innermost ethertype, after VLAN tags, PPPoE, PPP and LLC/SNAP; the
+			    * length field of an 802.3 frame whose LLC carries none */
 	__u8 dir;          /* enum direction */
 	__u8 status;       /* enum status */
 	__u8 bad_layer;    /* enum layer: where status != STATUS_OK happened first */
-	__u8 vlan_count;   /* VLAN tags walked (0..2) */
+	__u8 vlan_count;   /* VLAN tags walked (0..4); the 3rd and 4th are in the extension */
+	__u8 tun_type;     /* enum tunnel: the outermost tunnel entered */
+	__u8 tun_depth;    /* tunnels entered, one inside another (0..TUNNEL_MAX) */
 	__u16 vlan_tci[2]; /* tag control information, outermost first */
 	__u8 dst_mac[6];
 	__u8 src_mac[6];
-	__u8 ip_version;  /* 4, 6, or 0 */
+	/* network block */
+	__u8 ip_version;  /* 4 or 6 when an IP header of that version was read, else 0 */
 	__u8 l4_proto;    /* IPv4 protocol; IPv6 next header after the extension headers */
 	__u8 ttl;         /* TTL / hop limit */
 	__u8 tos;         /* TOS / traffic class */
-	__u16 ip_len;     /* IPv4 total length / IPv6 payload length, as declared */
+	__u16 ip_len;     /* IPv4 total length / IPv6 payload length, as declared (0: a jumbogram) */
 	__u16 frag_off;   /* fragment offset in 8-byte units */
 	__u32 ip_id;      /* IPv4 identification / IPv6 fragment identification */
 	__u32 flow_label; /* IPv6 flow label */
@@ -89,18 +124,39 @@ struct record {
 	__u8 ext_mask;     /* EXT_* */
 	__u8 tcp_flags;    /* FIN SYN RST PSH ACK URG ECE CWR, low bit first */
 	__u8 l4_hdr_len;   /* transport header length in bytes */
-	__u16 sport;
-	__u16 dport;
+	__u16 sport;       /* TCP, UDP; ICMP and ICMPv6 echo: the identifier */
+	__u16 dport;       /* TCP, UDP; ICMP and ICMPv6 echo: the sequence number */
 	__u32 seq;
 	__u32 ack;
 	__u16 window;
 	__u16 udp_len;   /* UDP length field, as declared */
 	__u8 icmp_type;  /* ICMP or ICMPv6 */
 	__u8 icmp_code;
-	__u16 icmp_id;   /* echo request/reply identifier */
-	__u16 icmp_seq;  /* echo request/reply sequence number */
 	__u16 arp_op;    /* ARP operation; the ARP message itself is the payload */
 };
+
+/* What a few packets need beyond the record, 48 bytes after it in their sample: those in a
+ * tunnel (tun_depth > 0) or with more than two VLAN tags. Zero where unused. */
+struct record_ext {
+	__u8 tun_src[16];  /* the outermost tunnel's endpoints: IPv4 in the first 4 bytes, or IPv6 */
+	__u8 tun_dst[16];
+	__u32 tun_id;      /* VXLAN or Geneve VNI, GRE key, PPTP call id, ERSPAN session, GTP TEID */
+	__u16 vlan_tci[2]; /* the 3rd and 4th VLAN tags */
+	__u8 tun_flags;    /* TUNF_* */
+	__u8 tun_inner;    /* enum tunnel: the innermost tunnel entered (tun_type when one) */
+	__u8 pad[6];       /* zero: the ring rounds samples to 8 bytes anyway */
+};
+
+/* What follows the record and its extension when the programs copy whole frames
+ * (cfg.frame_snap): then the frame from its first byte, `copied` bytes of it. */
+struct frame_head {
+	__u32 cap_len; /* bytes of the frame that belong in a capture: min(frame_snap, wire_len) */
+	__u32 copied;  /* bytes that follow: cap_len, or up to the payload's end when it goes further;
+			* 0 (and cap_len 0, snap_len 0) when the copy failed */
+};
+
+/* Whether r's sample carries a struct record_ext. */
+#define RECORD_HAS_EXT(r) ((r)->tun_depth > 0 || (r)->vlan_count > 2)
 
 /* Keys of the per-CPU "counters" map. The truncated and malformed blocks are indexed by enum
  * layer: CNT_TRUNCATED_BASE + layer. A packet costs one counter update, two when it is
@@ -129,6 +185,7 @@ enum counter_key {
 	CNT_TRUNCATED_UDP,
 	CNT_TRUNCATED_ICMP,
 	CNT_TRUNCATED_ICMP6,
+	CNT_TRUNCATED_TUNNEL,
 	CNT_MALFORMED_BASE = CNT_TRUNCATED_BASE + LAYER_MAX,
 	CNT_MALFORMED_ETH = CNT_MALFORMED_BASE + LAYER_ETH,
 	CNT_MALFORMED_VLAN,
@@ -141,6 +198,7 @@ enum counter_key {
 	CNT_MALFORMED_UDP,
 	CNT_MALFORMED_ICMP,
 	CNT_MALFORMED_ICMP6,
+	CNT_MALFORMED_TUNNEL,
 	CNT_MAX = CNT_MALFORMED_BASE + LAYER_MAX,
 };
 

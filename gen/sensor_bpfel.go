@@ -36,19 +36,21 @@ const (
 	SensorCounterKeyCNT_TRUNCATED_UDP    SensorCounterKey = 17
 	SensorCounterKeyCNT_TRUNCATED_ICMP   SensorCounterKey = 18
 	SensorCounterKeyCNT_TRUNCATED_ICMP6  SensorCounterKey = 19
-	SensorCounterKeyCNT_MALFORMED_BASE   SensorCounterKey = 20
-	SensorCounterKeyCNT_MALFORMED_ETH    SensorCounterKey = 21
-	SensorCounterKeyCNT_MALFORMED_VLAN   SensorCounterKey = 22
-	SensorCounterKeyCNT_MALFORMED_PPPOE  SensorCounterKey = 23
-	SensorCounterKeyCNT_MALFORMED_ARP    SensorCounterKey = 24
-	SensorCounterKeyCNT_MALFORMED_IP4    SensorCounterKey = 25
-	SensorCounterKeyCNT_MALFORMED_IP6    SensorCounterKey = 26
-	SensorCounterKeyCNT_MALFORMED_IP6EXT SensorCounterKey = 27
-	SensorCounterKeyCNT_MALFORMED_TCP    SensorCounterKey = 28
-	SensorCounterKeyCNT_MALFORMED_UDP    SensorCounterKey = 29
-	SensorCounterKeyCNT_MALFORMED_ICMP   SensorCounterKey = 30
-	SensorCounterKeyCNT_MALFORMED_ICMP6  SensorCounterKey = 31
-	SensorCounterKeyCNT_MAX              SensorCounterKey = 32
+	SensorCounterKeyCNT_TRUNCATED_TUNNEL SensorCounterKey = 20
+	SensorCounterKeyCNT_MALFORMED_BASE   SensorCounterKey = 21
+	SensorCounterKeyCNT_MALFORMED_ETH    SensorCounterKey = 22
+	SensorCounterKeyCNT_MALFORMED_VLAN   SensorCounterKey = 23
+	SensorCounterKeyCNT_MALFORMED_PPPOE  SensorCounterKey = 24
+	SensorCounterKeyCNT_MALFORMED_ARP    SensorCounterKey = 25
+	SensorCounterKeyCNT_MALFORMED_IP4    SensorCounterKey = 26
+	SensorCounterKeyCNT_MALFORMED_IP6    SensorCounterKey = 27
+	SensorCounterKeyCNT_MALFORMED_IP6EXT SensorCounterKey = 28
+	SensorCounterKeyCNT_MALFORMED_TCP    SensorCounterKey = 29
+	SensorCounterKeyCNT_MALFORMED_UDP    SensorCounterKey = 30
+	SensorCounterKeyCNT_MALFORMED_ICMP   SensorCounterKey = 31
+	SensorCounterKeyCNT_MALFORMED_ICMP6  SensorCounterKey = 32
+	SensorCounterKeyCNT_MALFORMED_TUNNEL SensorCounterKey = 33
+	SensorCounterKeyCNT_MAX              SensorCounterKey = 34
 )
 
 type SensorDirection uint32
@@ -81,6 +83,12 @@ type SensorFilterReplay struct {
 	LinkHdr [64]uint8
 }
 
+type SensorFrameHead struct {
+	_      structs.HostLayout
+	CapLen uint32
+	Copied uint32
+}
+
 type SensorIpFlag uint32
 
 const (
@@ -104,7 +112,8 @@ const (
 	SensorLayerLAYER_UDP    SensorLayer = 9
 	SensorLayerLAYER_ICMP   SensorLayer = 10
 	SensorLayerLAYER_ICMP6  SensorLayer = 11
-	SensorLayerLAYER_MAX    SensorLayer = 12
+	SensorLayerLAYER_TUNNEL SensorLayer = 12
+	SensorLayerLAYER_MAX    SensorLayer = 13
 )
 
 type SensorRecord struct {
@@ -112,14 +121,16 @@ type SensorRecord struct {
 	TsNs       uint64
 	Ifindex    uint32
 	WireLen    uint32
+	PayloadLen uint32
 	SnapLen    uint16
 	PayloadOff uint16
-	PayloadLen uint16
 	EthProto   uint16
 	Dir        uint8
 	Status     uint8
 	BadLayer   uint8
 	VlanCount  uint8
+	TunType    uint8
+	TunDepth   uint8
 	VlanTci    [2]uint16
 	DstMac     [6]uint8
 	SrcMac     [6]uint8
@@ -145,9 +156,18 @@ type SensorRecord struct {
 	UdpLen     uint16
 	IcmpType   uint8
 	IcmpCode   uint8
-	IcmpId     uint16
-	IcmpSeq    uint16
 	ArpOp      uint16
+}
+
+type SensorRecordExt struct {
+	_        structs.HostLayout
+	TunSrc   [16]uint8
+	TunDst   [16]uint8
+	TunId    uint32
+	VlanTci  [2]uint16
+	TunFlags uint8
+	TunInner uint8
+	Pad      [6]uint8
 }
 
 type SensorSensorConfig struct {
@@ -155,6 +175,8 @@ type SensorSensorConfig struct {
 	SnapLarge   uint16
 	SnapSmall   uint16
 	WakeupBytes uint32
+	NoDecap     uint32
+	FrameSnap   uint32
 }
 
 type SensorStatus uint32
@@ -164,6 +186,31 @@ const (
 	SensorStatusSTATUS_TRUNCATED   SensorStatus = 1
 	SensorStatusSTATUS_MALFORMED   SensorStatus = 2
 	SensorStatusSTATUS_UNSUPPORTED SensorStatus = 3
+)
+
+type SensorTunFlag uint32
+
+const (
+	SensorTunFlagTUNF_IP6 SensorTunFlag = 1
+	SensorTunFlagTUNF_ETH SensorTunFlag = 2
+	SensorTunFlagTUNF_KEY SensorTunFlag = 4
+	SensorTunFlagTUNF_SEQ SensorTunFlag = 8
+)
+
+type SensorTunnel uint32
+
+const (
+	SensorTunnelTUN_NONE    SensorTunnel = 0
+	SensorTunnelTUN_IPIP    SensorTunnel = 1
+	SensorTunnelTUN_IP6     SensorTunnel = 2
+	SensorTunnelTUN_GRE     SensorTunnel = 3
+	SensorTunnelTUN_PPTP    SensorTunnel = 4
+	SensorTunnelTUN_ERSPAN1 SensorTunnel = 5
+	SensorTunnelTUN_ERSPAN2 SensorTunnel = 6
+	SensorTunnelTUN_ERSPAN3 SensorTunnel = 7
+	SensorTunnelTUN_VXLAN   SensorTunnel = 8
+	SensorTunnelTUN_GENEVE  SensorTunnel = 9
+	SensorTunnelTUN_GTPU    SensorTunnel = 10
 )
 
 // Names of all BPF objects in the ELF.
@@ -182,10 +229,14 @@ const (
 	SensorVarUnusedCounterKey = "unused_counter_key"
 	SensorVarUnusedDirection  = "unused_direction"
 	SensorVarUnusedExtBit     = "unused_ext_bit"
+	SensorVarUnusedFrameHead  = "unused_frame_head"
 	SensorVarUnusedIpFlag     = "unused_ip_flag"
 	SensorVarUnusedLayer      = "unused_layer"
 	SensorVarUnusedRecord     = "unused_record"
+	SensorVarUnusedRecordExt  = "unused_record_ext"
 	SensorVarUnusedStatus     = "unused_status"
+	SensorVarUnusedTunFlag    = "unused_tun_flag"
+	SensorVarUnusedTunnel     = "unused_tunnel"
 )
 
 // LoadSensor returns the embedded CollectionSpec for Sensor.
@@ -254,10 +305,14 @@ type SensorVariableSpecs struct {
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.VariableSpec `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
+	UnusedRecordExt  *ebpf.VariableSpec `ebpf:"unused_record_ext"`
 	UnusedStatus     *ebpf.VariableSpec `ebpf:"unused_status"`
+	UnusedTunFlag    *ebpf.VariableSpec `ebpf:"unused_tun_flag"`
+	UnusedTunnel     *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 }
 
 // SensorObjects contains all objects after they have been loaded into the kernel.
@@ -306,10 +361,14 @@ type SensorVariables struct {
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.Variable `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.Variable `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
+	UnusedRecordExt  *ebpf.Variable `ebpf:"unused_record_ext"`
 	UnusedStatus     *ebpf.Variable `ebpf:"unused_status"`
+	UnusedTunFlag    *ebpf.Variable `ebpf:"unused_tun_flag"`
+	UnusedTunnel     *ebpf.Variable `ebpf:"unused_tunnel"`
 }
 
 // SensorPrograms contains all programs after they have been loaded into the kernel.

@@ -10,6 +10,8 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // The mix of issue 2: TCP SYN over IPv4, TCP data over IPv6, UDP DNS in a VLAN, ICMPv6 echo.
@@ -27,13 +29,22 @@ func benchMix() [][]byte {
 	return mix
 }
 
-// benchEach runs bench over the mix and over each frame of it alone.
+// vxlanSYN is the mix's TCP SYN inside VXLAN (VNI 42): a tunnelled packet's cost, whose
+// record carries the extension.
+func vxlanSYN(b testing.TB) []byte {
+	syn := benchMix()[0]
+	return cat(ser(b, ethL(layers.EthernetTypeIPv4), ip4L("192.0.2.1", "192.0.2.2", layers.IPProtocolUDP), udpL(51000, 4789),
+		&layers.VXLAN{ValidIDFlag: true, VNI: 42}, gopacket.Payload(syn)))
+}
+
+// benchEach runs bench over the mix and over each frame of it alone, and over the VXLAN frame.
 func benchEach(b *testing.B, bench func(b *testing.B, mix [][]byte)) {
 	mix := benchMix()
 	b.Run("mix", func(b *testing.B) { bench(b, mix) })
 	for i, name := range benchNames {
 		b.Run(strings.ReplaceAll(name, " ", "_"), func(b *testing.B) { bench(b, mix[i:i+1]) })
 	}
+	b.Run("vxlan_tcp_syn_v4", func(b *testing.B) { bench(b, [][]byte{vxlanSYN(b)}) })
 }
 
 // benchBatch is how many runs of one frame go into the ring before it is drained: few enough
@@ -108,5 +119,27 @@ func BenchmarkTwin(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		buf = twin.Parse(buf[:0], mix[i%len(mix)], sensor.Meta{})
+	}
+}
+
+// BenchmarkXDPSensorFrames is what whole frames cost (attach -w, FrameSnap 262144) beside the
+// records alone, in one run: the mix, and a full-size TCP segment (1514 bytes) whose frame is
+// copied whole where without -w 64 payload bytes are.
+func BenchmarkXDPSensorFrames(b *testing.B) {
+	sensortest.RequireBPF(b)
+	seg := cat(ser(b, ethL(layers.EthernetTypeIPv4), ip4L("192.0.2.1", "192.0.2.2", layers.IPProtocolTCP),
+		&layers.TCP{SrcPort: 40000, DstPort: 5001, Seq: 1, ACK: true, Window: 512, DataOffset: 5},
+		gopacket.Payload(make([]byte, 1460))))
+	for _, c := range []struct {
+		name string
+		snap uint32
+	}{{"records", 0}, {"frames", sensor.FrameMax}} {
+		objs, err := sensor.Load(sensor.Config{RingSize: 256 << 20, FrameSnap: c.snap})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name+"/mix", func(b *testing.B) { benchProgram(b, objs.XDP, objs.Events, benchMix()) })
+		b.Run(c.name+"/tcp_1514", func(b *testing.B) { benchProgram(b, objs.XDP, objs.Events, [][]byte{seg}) })
+		objs.Close()
 	}
 }

@@ -25,6 +25,7 @@ type Frame struct {
 	Iface    int             // pcapng interface number (0 for pcap)
 	LinkType layers.LinkType // the file's link type for this packet
 	Dir      uint8           // 1 where the capture says the packet was outgoing (Linux cooked)
+	NoMAC    uint8           // stages.NoSrcMAC, NoDstMAC: the addresses the link type does not give (zero in Data)
 	Num      uint64          // 1-based packet number in the file
 	Info     gopacket.CaptureInfo
 	// TimeNote says Time is not the timestamp as written (a fraction past a second: Time has
@@ -39,7 +40,9 @@ type Frame struct {
 }
 
 // Capture reads pcap and pcapng files (both byte orders, micro- and nanosecond timestamps,
-// several interfaces with different link types) with gopacket's pcapgo.
+// several interfaces with different link types) with gopacket's pcapgo. Frames it cannot
+// make a packet of (a pcapng interface of an unsupported link type, an 802.11 control frame)
+// are skipped and counted (Skipped).
 type Capture struct {
 	read func() ([]byte, gopacket.CaptureInfo, error)
 	link func(iface int) layers.LinkType
@@ -50,6 +53,10 @@ type Capture struct {
 	raw  *pcapScan
 	nano bool
 	buf  []byte
+	// order is the file's byte order: NFLOG's TLVs are in the capturing machine's.
+	order   binary.ByteOrder
+	desc    func(iface int) CaptureInterface
+	skipped map[string]uint64
 	// name caches IfaceName's answer for the last interface asked (sources ask per packet).
 	nameIdx int
 	name    string
@@ -90,8 +97,11 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("reading the file header: %w", err)
 	}
-	c := &Capture{nameIdx: -1}
+	c := &Capture{nameIdx: -1, order: binary.LittleEndian, skipped: map[string]uint64{}}
 	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
+		if shb, err := br.Peek(12); err == nil && binary.BigEndian.Uint32(shb[8:12]) == 0x1a2b3c4d {
+			c.order = binary.BigEndian
+		}
 		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: false})
 		if err != nil {
 			return nil, fmt.Errorf("not a readable pcapng file: %w", err)
@@ -105,6 +115,14 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 			}
 			return ifc.LinkType
 		}
+		c.desc = func(i int) CaptureInterface {
+			ifc, err := ng.Interface(i)
+			if err != nil {
+				return CaptureInterface{LinkType: ng.LinkType()}
+			}
+			return CaptureInterface{Name: ifc.Name, Description: ifc.Description, Filter: ifc.Filter,
+				OS: ifc.OS, LinkType: ifc.LinkType, SnapLen: ifc.SnapLength}
+		}
 		return c, nil
 	}
 	// pcapgo keeps 16 bits of the link-type field; the FCS and reserved bits above them are
@@ -117,6 +135,7 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 		c.nano = binary.LittleEndian.Uint32(hdr) == 0xa1b23c4d || binary.LittleEndian.Uint32(hdr) == 0x4d3cb2a1
 		c.raw = newPcapScan(acceptPcapMinor(br), order)
 		in = c.raw
+		c.order = order
 	} else {
 		in = acceptPcapMinor(br)
 	}
@@ -136,6 +155,7 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 	}
 	c.read = pr.ZeroCopyReadPacketData
 	c.link = func(int) layers.LinkType { return lt }
+	c.desc = func(int) CaptureInterface { return CaptureInterface{LinkType: lt, SnapLen: pr.Snaplen()} }
 	return c, nil
 }
 
@@ -169,9 +189,38 @@ func (c *Capture) IfaceName(i int) string {
 	return c.name
 }
 
+// CaptureInterface is what a capture file says of one of its interfaces: a pcapng interface
+// description, or a pcap file's header.
+type CaptureInterface struct {
+	Name, Description, Filter, OS string
+	LinkType                      layers.LinkType
+	SnapLen                       uint32 // 0: no limit
+}
+
+// Interface returns what the file says of interface i (a pcap file has one, 0).
+func (c *Capture) Interface(i int) CaptureInterface { return c.desc(i) }
+
+// Frames returns how many frames were read so far, packets and skipped ones.
+func (c *Capture) Frames() uint64 { return c.num }
+
+// Skipped returns how many frames were skipped, by reason.
+func (c *Capture) Skipped() map[string]uint64 { return c.skipped }
+
 // Next returns the next frame, io.EOF at the end of the file, or an error naming the packet
-// number where reading stopped.
+// number where reading stopped. Frames that carry no packet the parsers take are skipped and
+// counted.
 func (c *Capture) Next() (*Frame, error) {
+	for {
+		f, err := c.next()
+		var s skip
+		if !errors.As(err, &s) {
+			return f, err
+		}
+		c.skipped[string(s)]++
+	}
+}
+
+func (c *Capture) next() (*Frame, error) {
 	n := c.num + 1
 	if c.ngs != nil && c.ngs.err != nil {
 		// The scanner is ahead of pcapgo (buffers between them): it found the bound passed.
@@ -226,9 +275,18 @@ func (c *Capture) Next() (*Frame, error) {
 		note, ci.Timestamp = stages.TimeOverflow, time.Unix(0, 0).UTC()
 	}
 	lt := c.link(ci.InterfaceIndex)
+	if !supportedLinkType(lt) {
+		// Only pcapng gets here (a pcap file of such a link type does not open): its
+		// other interfaces go on.
+		return nil, skip(fmt.Sprintf("packets of pcapng interface %d (%s, link type %d, not supported)", ci.InterfaceIndex, LinkTypeName(lt), int(lt)))
+	}
 	f := &c.frame
 	*f = Frame{Time: ci.Timestamp, Iface: ci.InterfaceIndex, LinkType: lt, Num: n, Info: ci, TimeNote: note, TimeFrac: frac}
-	hdr, err := c.toEthernet(data, lt, f)
+	hdr, tail, err := c.toEthernet(data, lt, f)
+	var s skip
+	if errors.As(err, &s) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("packet %d: %w", n, err)
 	}
@@ -236,7 +294,7 @@ func (c *Capture) Next() (*Frame, error) {
 	if lt != layers.LinkTypeEthernet {
 		f.Wrapped, f.LinkHdr = true, hdr
 	}
-	wire := ci.Length - hdr + 14
+	wire := ci.Length - hdr - tail + 14
 	f.WireLen = uint32(max(wire, len(f.Data)))
 	return f, nil
 }
@@ -245,18 +303,19 @@ func (c *Capture) Next() (*Frame, error) {
 // 2262-04-11 23:47:16 UTC.
 const maxTimeSeconds = (1<<63 - 1) / int64(time.Second)
 
-// toEthernet puts the frame in f.Data and returns the length of the link header it replaced.
-func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, error) {
+// toEthernet puts the frame in f.Data and returns the lengths of the link header it replaced
+// and of the trailer (an 802.11 FCS) it dropped.
+func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, int, error) {
 	var src []byte
 	var etype uint16
 	var hdr int
 	switch lt {
 	case layers.LinkTypeEthernet:
 		f.Data = data
-		return 14, nil
+		return 14, 0, nil
 	case layers.LinkTypeLinuxSLL: // 16 bytes: pkttype, hatype, halen, addr[8], protocol
 		if len(data) < 16 {
-			return 0, fmt.Errorf("Linux cooked header cut short (%d bytes)", len(data))
+			return 0, 0, fmt.Errorf("Linux cooked header cut short (%d bytes)", len(data))
 		}
 		if binary.BigEndian.Uint16(data[0:2]) == 4 { // PACKET_OUTGOING
 			f.Dir = 1
@@ -264,10 +323,10 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, er
 		if binary.BigEndian.Uint16(data[4:6]) == 6 {
 			src = data[6:12]
 		}
-		etype, hdr = binary.BigEndian.Uint16(data[14:16]), 16
-	case layers.LinkType(276): // LINUX_SLL2, 20 bytes: protocol, reserved, ifindex, hatype, pkttype, halen, addr[8]
+		etype, hdr = sllProtocol(binary.BigEndian.Uint16(data[14:16]), data[16:]), 16
+	case layers.LinkTypeLinuxSLL2: // 20 bytes: protocol, reserved, ifindex, hatype, pkttype, halen, addr[8]
 		if len(data) < 20 {
-			return 0, fmt.Errorf("Linux cooked v2 header cut short (%d bytes)", len(data))
+			return 0, 0, fmt.Errorf("Linux cooked v2 header cut short (%d bytes)", len(data))
 		}
 		if data[10] == 4 {
 			f.Dir = 1
@@ -275,12 +334,16 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, er
 		if data[11] == 6 {
 			src = data[12:18]
 		}
-		etype, hdr = binary.BigEndian.Uint16(data[0:2]), 20
-	case layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkType(12), layers.LinkType(14):
+		etype, hdr = sllProtocol(binary.BigEndian.Uint16(data[0:2]), data[20:]), 20
+	case layers.LinkTypeIPv4:
+		etype, hdr = 0x0800, 0
+	case layers.LinkTypeIPv6:
+		etype, hdr = 0x86dd, 0
+	case layers.LinkTypeRaw, layers.LinkType(12), layers.LinkType(14):
 		etype, hdr = ipEthertype(data), 0
 	case layers.LinkTypeNull, layers.LinkTypeLoop: // 4-byte address family
 		if len(data) < 4 {
-			return 0, fmt.Errorf("loopback header cut short (%d bytes)", len(data))
+			return 0, 0, fmt.Errorf("loopback header cut short (%d bytes)", len(data))
 		}
 		af := binary.LittleEndian.Uint32(data[:4])
 		if lt == layers.LinkTypeLoop || af > 0xffff {
@@ -295,14 +358,32 @@ func (c *Capture) toEthernet(data []byte, lt layers.LinkType, f *Frame) (int, er
 			etype = ipEthertype(data[4:])
 		}
 		hdr = 4
+	case layers.LinkTypePPP, layers.LinkTypePPP_HDLC, layers.LinkTypeC_HDLC:
+		hdr, err := c.fromPPP(data, lt, f)
+		return hdr, 0, err
+	case linkTypeNFLOG:
+		return c.fromNFLOG(data, f)
+	case layers.LinkTypeIEEE802_11, layers.LinkTypeIEEE80211Radio:
+		return c.from80211(data, lt == layers.LinkTypeIEEE80211Radio, f)
 	default:
-		return 0, unsupportedLinkType(lt)
+		return 0, 0, unsupportedLinkType(lt)
 	}
-	c.buf = append(c.buf[:0], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(etype>>8), byte(etype))
-	copy(c.buf[6:12], src)
-	c.buf = append(c.buf, data[hdr:]...)
-	f.Data = c.buf
-	return hdr, nil
+	f.NoMAC = stages.NoDstMAC
+	if src == nil {
+		f.NoMAC |= stages.NoSrcMAC
+	}
+	f.Data = c.wrap(nil, src, etype, data[hdr:])
+	return hdr, 0, nil
+}
+
+// sllProtocol is the ethertype for a Linux cooked frame's protocol field: an ethertype, or
+// for LINUX_SLL_P_802_2 (LLC frames) and LINUX_SLL_P_802_3 (Novell's raw 802.3) the length of
+// the 802.3 frame they are.
+func sllProtocol(p uint16, payload []byte) uint16 {
+	if p == 0x0004 || p == 0x0001 {
+		return uint16(min(len(payload), 1500))
+	}
+	return p
 }
 
 // pcapHeader peeks at the 24-byte pcap file header and returns it with the byte order its
@@ -337,21 +418,6 @@ func acceptPcapMinor(br *bufio.Reader) io.Reader {
 	order.PutUint16(fixed[6:8], 4)
 	br.Discard(24)
 	return io.MultiReader(bytes.NewReader(fixed), br)
-}
-
-// supportedLinkType says whether toEthernet can wrap frames of lt.
-func supportedLinkType(lt layers.LinkType) bool {
-	switch lt {
-	case layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkType(276),
-		layers.LinkTypeRaw, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkType(12), layers.LinkType(14),
-		layers.LinkTypeNull, layers.LinkTypeLoop:
-		return true
-	}
-	return false
-}
-
-func unsupportedLinkType(lt layers.LinkType) error {
-	return fmt.Errorf("link type %s (%d) is not supported (supported: Ethernet, Linux cooked v1 and v2, raw IP, BSD loopback)", lt, int(lt))
 }
 
 // ipEthertype guesses the ethertype of a raw IP packet from its version nibble.

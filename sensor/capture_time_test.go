@@ -27,8 +27,9 @@ func tcpdumpTimes(t *testing.T, file string) []string {
 	return ts
 }
 
-// frameTimes reads file with OpenCapture and returns each frame's time in tcpdump's -tt form.
-func frameTimes(t *testing.T, file string) []string {
+// frameTimes reads file with OpenCapture and returns each frame's time in tcpdump's -tt form,
+// by frame number (frames that carry no packet are skipped), and the last number read.
+func frameTimes(t *testing.T, file string) (map[uint64]string, uint64) {
 	t.Helper()
 	fh, err := os.Open(file)
 	if err != nil {
@@ -37,15 +38,15 @@ func frameTimes(t *testing.T, file string) []string {
 	defer fh.Close()
 	c, err := sensor.OpenCapture(fh)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	var ts []string
+	ts := map[uint64]string{}
 	for {
 		f, err := c.Next()
 		if err != nil {
-			return ts
+			return ts, c.Frames()
 		}
-		ts = append(ts, fmt.Sprintf("%d.%09d", f.Time.Unix(), f.Time.Nanosecond()))
+		ts[f.Num] = fmt.Sprintf("%d.%09d", f.Time.Unix(), f.Time.Nanosecond())
 	}
 }
 
@@ -61,15 +62,22 @@ func TestCaptureTimesAsTcpdump(t *testing.T) {
 		if len(want) == 0 {
 			continue // libpcap reads nothing here (damaged, or link types mixed)
 		}
-		got := frameTimes(t, file)
+		got, frames := frameTimes(t, file)
 		name := filepath.Base(file)
-		if len(got) < len(want) {
-			t.Errorf("%s: %d frames, tcpdump reads %d", name, len(got), len(want))
+		if got == nil && refusesLinkType(file) {
+			continue // a link type libpcap reads and the sensor does not
+		}
+		if frames < uint64(len(want)) {
+			t.Errorf("%s: %d frames, tcpdump reads %d", name, frames, len(want))
 			continue
 		}
 		for i, w := range want {
-			if got[i] != w {
-				t.Errorf("%s: packet %d at %s, tcpdump says %s", name, i+1, got[i], w)
+			g, ok := got[uint64(i+1)]
+			if !ok {
+				continue // skipped: no packet in it
+			}
+			if g != w {
+				t.Errorf("%s: packet %d at %s, tcpdump says %s", name, i+1, g, w)
 			}
 			if w == "0.000000000" {
 				epoch++
@@ -94,7 +102,13 @@ func TestSimplePacketBlocksHaveNoTime(t *testing.T) {
 			t.Fatalf("tshark %s: %v", name, err)
 		}
 		want := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") // a line a packet, empty when undated
-		got := frameTimes(t, file)
+		byNum, _ := frameTimes(t, file)
+		var got []string // in order: tshark's -Y eth shows the packets, not the custom blocks
+		for n := uint64(1); len(got) < len(byNum); n++ {
+			if ts, ok := byNum[n]; ok {
+				got = append(got, ts)
+			}
+		}
 		if len(got) != len(want) {
 			t.Fatalf("%s: %d frames, tshark shows %d", name, len(got), len(want))
 		}

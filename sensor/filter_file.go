@@ -29,7 +29,7 @@ func (f *FileFilter) Program(lt layers.LinkType) (*filter.Program, error) {
 	if p, ok := f.progs[lt]; ok {
 		return p, nil
 	}
-	p, err := filter.Compile(f.Expr, filter.DLT(int(lt)), 0)
+	p, err := filter.CompileFile(f.Expr, int(lt))
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +44,9 @@ func (f *FileFilter) Program(lt layers.LinkType) (*filter.Program, error) {
 // libpcap refuses is reported before any packet is read, as tcpdump does.
 func (f *FileFilter) Check(c *Capture) error {
 	for _, lt := range c.LinkTypes() {
+		if !supportedLinkType(lt) {
+			continue // a pcapng interface whose packets are skipped
+		}
 		if _, err := f.Program(lt); err != nil {
 			return err
 		}
@@ -108,6 +111,11 @@ func NewReplayers(cfg Config, f *FileFilter) *Replayers {
 // map holds: the kernel cannot filter it as its link type (the caller may use the Go path).
 var ErrFilterHeader = fmt.Errorf("link header longer than the %d bytes the kernel filter can be handed", filter.ReplayHdrMax)
 
+// ErrFilterLayout is returned for a frame whose link header is laid out otherwise than the
+// first frame's of its link type, for which the programs were loaded (the caller may use the
+// Go path).
+var ErrFilterLayout = errors.New("link header laid out otherwise than the first frame's")
+
 // For returns the Replayer for fr, with its filter_replay entry set for fr when there is a
 // filter.
 func (r *Replayers) For(fr *Frame) (*Replayer, error) {
@@ -138,7 +146,9 @@ func (r *Replayers) For(fr *Frame) (*Replayer, error) {
 		return nil, err
 	}
 	if lay != lr.layout {
-		return nil, fmt.Errorf("link type %d: a link header of %d bytes where the first frame had %d", fr.LinkType, lay.linkHdr, lr.layout.linkHdr)
+		// A link type whose header varies (802.11, radiotap, NFLOG, PPP_HDLC): the
+		// programs were loaded for the first frame's.
+		return nil, fmt.Errorf("%w: link type %d, a link header of %d bytes where the first frame had %d", ErrFilterLayout, fr.LinkType, lay.linkHdr, lr.layout.linkHdr)
 	}
 	if err := lr.rep.setFilterFrame(uint32(max(fr.Info.Length, len(fr.Orig))), fr.Orig[:lay.linkHdr]); err != nil {
 		return nil, err

@@ -99,10 +99,13 @@ func frameCases() []frameCase {
 			want(t, p.SrcPort == 5353 && p.DstPort == 53 && p.UDPLen == 38 && bytes.Equal(p.Payload, dns), "dns payload", p)
 		}},
 		{"qinq", cat(eth(0x88a8), vlan(200, 0x8100), vlan(300, 0x0800), ipv4(17, 28, 0, nil), udp(1, 2, 0)), func(t *testing.T, p *stages.Packet) {
-			want(t, p.VLANCount == 2 && p.VLANs == [2]uint16{200, 300} && p.Status == stages.StatusOK && p.DstPort == 2, "two tags", p)
+			want(t, p.VLANCount == 2 && p.VLANs == [4]uint16{200, 300} && p.Status == stages.StatusOK && p.DstPort == 2, "two tags", p)
 		}},
-		{"three tags", cat(eth(0x8100), vlan(1, 0x8100), vlan(2, 0x8100), vlan(3, 0x0800), ipv4(17, 28, 0, nil), udp(1, 2, 0)), func(t *testing.T, p *stages.Packet) {
-			want(t, p.Status == stages.StatusUnsupported && p.BadLayer == stages.LayerVLAN && p.VLANCount == 2 && p.EtherType == 0x8100, "third tag unsupported", p)
+		{"four tags", cat(eth(0x88a8), vlan(1, 0x8100), vlan(2, 0x8100), vlan(3, 0x8100), vlan(4, 0x0800), ipv4(17, 28, 0, nil), udp(1, 2, 0)), func(t *testing.T, p *stages.Packet) {
+			want(t, p.Status == stages.StatusOK && p.VLANCount == 4 && p.VLANs == [4]uint16{1, 2, 3, 4} && p.EtherType == 0x0800 && p.DstPort == 2, "four tags walked", p)
+		}},
+		{"five tags", cat(eth(0x8100), vlan(1, 0x8100), vlan(2, 0x8100), vlan(3, 0x8100), vlan(4, 0x8100), vlan(5, 0x0800), ipv4(17, 28, 0, nil), udp(1, 2, 0)), func(t *testing.T, p *stages.Packet) {
+			want(t, p.Status == stages.StatusUnsupported && p.BadLayer == stages.LayerVLAN && p.VLANCount == 4 && p.EtherType == 0x8100, "fifth tag unsupported", p)
 		}},
 		{"icmpv6 echo", cat(eth(0x86dd), ipv6(58, 16), []byte{128, 0, 0, 0}, be16(0x42), be16(7), make([]byte, 8)), func(t *testing.T, p *stages.Packet) {
 			want(t, p.Proto == 58 && p.ICMPType == 128 && p.ICMPCode == 0 && p.ICMPID == 0x42 && p.ICMPSeq == 7 && p.PayloadLen == 8, "echo", p)
@@ -233,7 +236,7 @@ func TestCounters(t *testing.T) {
 	run := []struct {
 		name string
 		dir  uint8
-	}{{"tcp syn v4", 0}, {"tcp syn v4", 1}, {"three tags", 0}, {"ipv4 first fragment", 1}, {"nine ext headers", 0}}
+	}{{"tcp syn v4", 0}, {"tcp syn v4", 1}, {"five tags", 0}, {"ipv4 first fragment", 1}, {"nine ext headers", 0}}
 	for _, r := range run {
 		if _, err := rep.Replay(frames[r.name], sensor.Meta{Dir: r.dir}); err != nil {
 			t.Fatal(err)

@@ -2,6 +2,7 @@ package sensor_test
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
@@ -23,31 +24,72 @@ func TestTwinAgreesWithGopacket(t *testing.T) {
 		}
 		g := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.NoCopy)
 		fail := func(what string, got, want any) {
+			t.Helper()
 			t.Errorf("%s #%d %s: ours %v, gopacket %v", name, f.Num, what, got, want)
 		}
-		if e, ok := g.LinkLayer().(*layers.Ethernet); ok {
-			counts["ethernet"]++
-			if string(e.SrcMAC) != string(p.SrcMAC[:]) || string(e.DstMAC) != string(p.DstMAC[:]) {
-				fail("MACs", p.SrcMAC, e.SrcMAC)
+		// The packet the record describes is the innermost the parser entered: the IP header
+		// after as many as it went through tunnels, and the Ethernet header and tags before
+		// it. Where gopacket does not enter a tunnel (ERSPAN I and III, PPTP) it has fewer IP
+		// layers, and there is nothing to compare.
+		all := g.Layers()
+		var ips []int
+		for i, l := range all {
+			if l.LayerType() == layers.LayerTypeIPv4 || l.LayerType() == layers.LayerTypeIPv6 {
+				ips = append(ips, i)
 			}
 		}
+		depth := int(p.Tunnel.Depth)
+		if depth > 0 {
+			counts["tunnel"]++
+			if len(ips) <= depth {
+				counts["tunnel not entered by gopacket"]++
+				return
+			}
+			if src, _ := netip.AddrFromSlice(ipSrc(all[ips[0]])); src.Unmap() != p.Tunnel.Src {
+				fail("tunnel source", p.Tunnel.Src, src)
+			}
+		}
+		from, to := 0, len(all) // the layers of the packet the record describes
+		if len(ips) > depth {
+			to = ips[depth] + 1
+			if depth > 0 {
+				from = ips[depth-1] + 1
+			}
+		} else if depth > 0 {
+			from = ips[len(ips)-1] + 1
+		}
+		// The link header is the last Ethernet header before that IP header: an IP-in-IP or
+		// GRE tunnel carries none, and the outer one stays.
+		var eth *layers.Ethernet
 		var vlans []uint16
-		for _, l := range g.Layers() {
-			if q, ok := l.(*layers.Dot1Q); ok && len(vlans) < 2 {
-				tci := uint16(q.Priority)<<13 | q.VLANIdentifier
-				if q.DropEligible {
-					tci |= 1 << 12
+		for _, l := range all[:to] {
+			switch l := l.(type) {
+			case *layers.Ethernet:
+				vlans = nil
+				eth = l
+			case *layers.Dot1Q:
+				if len(vlans) < 4 {
+					tci := uint16(l.Priority)<<13 | l.VLANIdentifier
+					if l.DropEligible {
+						tci |= 1 << 12
+					}
+					vlans = append(vlans, tci)
 				}
-				vlans = append(vlans, tci)
+			}
+		}
+		if eth != nil {
+			counts["ethernet"]++
+			if string(eth.SrcMAC) != string(p.SrcMAC[:]) || string(eth.DstMAC) != string(p.DstMAC[:]) {
+				fail("MACs", p.SrcMAC, eth.SrcMAC)
 			}
 		}
 		if len(vlans) > 0 {
 			counts["vlan"]++
-			if int(p.VLANCount) != len(vlans) || p.VLANs[0] != vlans[0] || (len(vlans) == 2 && p.VLANs[1] != vlans[1]) {
+			if int(p.VLANCount) != len(vlans) || !slices.Equal(p.VLANs[:p.VLANCount], vlans) {
 				fail("VLANs", p.VLANs[:p.VLANCount], vlans)
 			}
 		}
-		if a, ok := g.Layer(layers.LayerTypeARP).(*layers.ARP); ok && p.Status == stages.StatusOK {
+		if a, ok := g.Layer(layers.LayerTypeARP).(*layers.ARP); ok && p.Status == stages.StatusOK && depth == 0 {
 			counts["arp"]++
 			src, _ := netip.AddrFromSlice(a.SourceProtAddress)
 			dst, _ := netip.AddrFromSlice(a.DstProtAddress)
@@ -55,12 +97,11 @@ func TestTwinAgreesWithGopacket(t *testing.T) {
 				fail("ARP", []any{p.ARPOp, p.Src, p.Dst}, []any{a.Operation, src, dst})
 			}
 		}
-		// The first network layer is the one the sensor parses (tunnels are not entered).
 		// Malformed headers are where decoders legitimately differ (gopacket repairs an IPv4
 		// total length of 0, for one); the malformed statuses are tested on their own.
 		var transport gopacket.Layer
 		seenIP := p.IPVersion == 0 || p.Status == stages.StatusMalformed
-		for _, l := range g.Layers() {
+		for _, l := range all[max(from, to-1):] {
 			switch ip := l.(type) {
 			case *layers.IPv4:
 				if seenIP || ip.SrcIP == nil { // nil: gopacket failed on the options
@@ -71,10 +112,14 @@ func TestTwinAgreesWithGopacket(t *testing.T) {
 				counts["ipv4"]++
 				src, _ := netip.AddrFromSlice(ip.SrcIP.To4())
 				dst, _ := netip.AddrFromSlice(ip.DstIP.To4())
+				proto := ip.Protocol
+				if ah, ok := g.Layer(layers.LayerTypeIPSecAH).(*layers.IPSecAH); ok && proto == layers.IPProtocolAH {
+					proto = ah.NextHeader // the record's protocol is what follows AH
+				}
 				if p.IPVersion != 4 || p.Src != src || p.Dst != dst || p.TTL != ip.TTL || p.TOS != ip.TOS ||
-					p.IPLen != ip.Length || uint16(p.IPID) != ip.Id || p.FragOff != ip.FragOffset || p.Proto != uint8(ip.Protocol) {
+					p.IPLen != ip.Length || uint16(p.IPID) != ip.Id || p.FragOff != ip.FragOffset || p.Proto != uint8(proto) {
 					fail("IPv4", []any{p.Src, p.Dst, p.TTL, p.TOS, p.IPLen, p.IPID, p.FragOff, p.Proto},
-						[]any{src, dst, ip.TTL, ip.TOS, ip.Length, ip.Id, ip.FragOffset, ip.Protocol})
+						[]any{src, dst, ip.TTL, ip.TOS, ip.Length, ip.Id, ip.FragOffset, proto})
 				}
 				if (p.IPFlags&stages.IPFlagDF != 0) != (ip.Flags&layers.IPv4DontFragment != 0) ||
 					(p.IPFlags&stages.IPFlagMF != 0) != (ip.Flags&layers.IPv4MoreFragments != 0) {
@@ -152,9 +197,19 @@ func TestTwinAgreesWithGopacket(t *testing.T) {
 		}
 	})
 	t.Logf("layers compared: %v", counts)
-	for _, l := range []string{"ethernet", "vlan", "arp", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmp6"} {
+	for _, l := range []string{"ethernet", "vlan", "arp", "ipv4", "ipv6", "tcp", "udp", "icmp", "icmp6", "tunnel"} {
 		if counts[l] == 0 {
 			t.Errorf("no %s layer compared", l)
 		}
 	}
+}
+
+func ipSrc(l gopacket.Layer) []byte {
+	switch ip := l.(type) {
+	case *layers.IPv4:
+		return ip.SrcIP.To4()
+	case *layers.IPv6:
+		return ip.SrcIP
+	}
+	return nil
 }

@@ -7,13 +7,19 @@ import (
 	"github.com/chains-sensor/chains-sensor/gen"
 )
 
-// The Go twin of bpf/parse.h and the record-filling part of bpf/sensor.c. It must produce the
-// byte-identical record for the same frame: change both together. The tests replay every shared
-// capture and fuzzed frames through both and compare bytes.
+// The Go twin of bpf/parse*.h and the record-filling part of bpf/sensor.c. It must produce the
+// byte-identical record for the same frame: change both together. The tests replay every test
+// capture, hand-built frames and fuzzed frames through both and compare bytes. Each file here
+// mirrors one header: parse_link.go, parse_ip.go, parse_l4.go, parse_tunnel.go.
 
 // Values of bpf/record.h and bpf/parse.h that the twin needs.
 const (
 	recordSize = int(unsafe.Sizeof(gen.SensorRecord{}))
+	// extSize is the size of the extension some samples carry after the record.
+	extSize = int(unsafe.Sizeof(gen.SensorRecordExt{}))
+	// netBlockOff is where the record's network block starts (NET_BLOCK_OFF): entering a
+	// tunnel clears it from there to the end.
+	netBlockOff = int(unsafe.Offsetof(gen.SensorRecord{}.IpVersion))
 
 	statusOK          = uint8(gen.SensorStatusSTATUS_OK)
 	statusTruncated   = uint8(gen.SensorStatusSTATUS_TRUNCATED)
@@ -31,9 +37,14 @@ const (
 	layerUDP    = uint8(gen.SensorLayerLAYER_UDP)
 	layerICMP   = uint8(gen.SensorLayerLAYER_ICMP)
 	layerICMP6  = uint8(gen.SensorLayerLAYER_ICMP6)
+	layerTunnel = uint8(gen.SensorLayerLAYER_TUNNEL)
 
-	vlanMax    = 2
-	ipv6ExtMax = 8
+	vlanMax     = 4               // VLAN_MAX
+	ipv6ExtMax  = 8               // IPV6_EXT_MAX
+	tunnelMax   = 3               // TUNNEL_MAX
+	gtpExtMax   = 4               // GTP_EXT_MAX
+	tunnelSteps = 2 + 5*tunnelMax // TUNNEL_STEPS
+	offMax      = 0x7fff          // OFF_MAX
 
 	ipfMF       = uint8(gen.SensorIpFlagIPF_MF)
 	ipfDF       = uint8(gen.SensorIpFlagIPF_DF)
@@ -45,6 +56,59 @@ const (
 	extDstOpts  = uint8(gen.SensorExtBitEXT_DSTOPTS)
 	extAH       = uint8(gen.SensorExtBitEXT_AH)
 	extESP      = uint8(gen.SensorExtBitEXT_ESP)
+
+	tunIPIP    = uint8(gen.SensorTunnelTUN_IPIP)
+	tunIP6     = uint8(gen.SensorTunnelTUN_IP6)
+	tunGRE     = uint8(gen.SensorTunnelTUN_GRE)
+	tunPPTP    = uint8(gen.SensorTunnelTUN_PPTP)
+	tunERSPAN1 = uint8(gen.SensorTunnelTUN_ERSPAN1)
+	tunERSPAN2 = uint8(gen.SensorTunnelTUN_ERSPAN2)
+	tunERSPAN3 = uint8(gen.SensorTunnelTUN_ERSPAN3)
+	tunVXLAN   = uint8(gen.SensorTunnelTUN_VXLAN)
+	tunGeneve  = uint8(gen.SensorTunnelTUN_GENEVE)
+	tunGTPU    = uint8(gen.SensorTunnelTUN_GTPU)
+
+	tunfIP6 = uint8(gen.SensorTunFlagTUNF_IP6)
+	tunfEth = uint8(gen.SensorTunFlagTUNF_ETH)
+	tunfKey = uint8(gen.SensorTunFlagTUNF_KEY)
+	tunfSeq = uint8(gen.SensorTunFlagTUNF_SEQ)
+)
+
+// Ethertypes and IP protocols the parser knows (parse.h's defines).
+const (
+	ethIPv4    = 0x0800
+	ethARP     = 0x0806
+	ethIPv6    = 0x86dd
+	eth8021Q   = 0x8100
+	eth8021AD  = 0x88a8
+	ethPPPoE   = 0x8864
+	ethPPP     = 0x880b
+	ethTEB     = 0x6558
+	ethERSPAN  = 0x88be
+	ethERSPAN3 = 0x22eb
+	ethMinType = 0x0600
+
+	protoICMP   = 1
+	protoIPIP   = 4
+	protoTCP    = 6
+	protoUDP    = 17
+	protoIPv6   = 41
+	protoGRE    = 47
+	protoESP    = 50
+	protoAH     = 51
+	protoICMPv6 = 58
+)
+
+// Steps of the walk (enum next_step).
+const (
+	nextDone = iota
+	nextEth
+	nextIP
+	nextIP4
+	nextIP6
+	nextIP6Ext
+	nextL4
+	nextTunnel
 )
 
 // Meta is what the kernel takes from its context rather than from the frame: the twin gets it
@@ -56,29 +120,39 @@ type Meta struct {
 	Dir     uint8  // 0 in (xdp_sensor), 1 out (tc_sensor)
 }
 
-// Twin is the Go twin of the kernel parser, with the payload limits the programs were loaded with.
+// Twin is the Go twin of the kernel parser, with the knobs the programs were loaded with.
 type Twin struct {
 	SnapSmall uint16 // payload bytes for other packets
 	SnapLarge uint16 // payload bytes for DNS ports, TLS handshakes and HTTP heads
+	NoDecap   bool   // enter no tunnel (cfg.no_decap)
 }
 
-// NewTwin returns the twin for cfg's payload limits (zero fields: the defaults).
+// NewTwin returns the twin for cfg's knobs (zero fields: the defaults).
 func NewTwin(cfg Config) Twin {
 	cfg = cfg.withDefaults()
-	return Twin{SnapSmall: cfg.SnapSmall, SnapLarge: cfg.SnapLarge}
+	return Twin{SnapSmall: cfg.SnapSmall, SnapLarge: cfg.SnapLarge, NoDecap: cfg.NoDecap}
 }
 
-// cursor mirrors struct cursor: positions are offsets into the frame.
+// cursor mirrors struct cursor (pos) and struct walk (the rest): positions are offsets into
+// the frame, whose length is the kernel's data_end.
 type cursor struct {
 	b     []byte
 	pos   uint32
+	off   uint32 // walk.off
+	len   uint32 // walk.len
 	ipEnd uint32
-	// walk_result
-	avail uint32
+	avail uint32 // walk.payload_avail
+	l4End uint32 // walk.l4_end
+	next  uint8
 	large bool
+	jumbo bool
+	ext   gen.SensorRecordExt // walk.ext
+
+	noDecap bool
 }
 
 func (c *cursor) has(n uint32) bool { return uint64(c.pos)+uint64(n) <= uint64(len(c.b)) }
+func (c *cursor) at(i uint32) byte  { return c.b[c.pos+i] }
 func (c *cursor) be16(at uint32) uint16 {
 	return binary.BigEndian.Uint16(c.b[c.pos+at:])
 }
@@ -93,10 +167,17 @@ func fail(r *gen.SensorRecord, status, layer uint8) {
 	}
 }
 
+func addSat(a, b uint32) uint32 {
+	if s := a + b; s >= a {
+		return s
+	}
+	return 0xffffffff
+}
+
 // Parse walks frame as the kernel does and appends the record and its payload bytes to dst.
 func (t Twin) Parse(dst, frame []byte, m Meta) []byte {
 	var r gen.SensorRecord
-	c := cursor{b: frame}
+	c := cursor{b: frame, len: uint32(len(frame)), noDecap: t.NoDecap}
 	r.TsNs = uint64(m.TS)
 	r.Ifindex = m.Ifindex
 	r.WireLen = m.WireLen
@@ -104,7 +185,7 @@ func (t Twin) Parse(dst, frame []byte, m Meta) []byte {
 		r.WireLen = uint32(len(frame))
 	}
 	r.Dir = m.Dir
-	parseFrame(&c, &r)
+	walk(&c, &r)
 
 	snap := uint32(t.SnapSmall)
 	if c.large {
@@ -114,6 +195,9 @@ func (t Twin) Parse(dst, frame []byte, m Meta) []byte {
 	r.SnapLen = uint16(snap)
 
 	dst = append(dst, recordBytes(&r)...)
+	if hasExt(&r) {
+		dst = append(dst, extBytes(&c.ext)...)
+	}
 	if snap > 0 {
 		off := uint32(r.PayloadOff)
 		dst = append(dst, frame[off:off+snap]...)
@@ -127,357 +211,112 @@ func recordBytes(r *gen.SensorRecord) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(r)), recordSize)
 }
 
+// extBytes returns the bytes of x as the kernel lays them out.
+func extBytes(x *gen.SensorRecordExt) []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(x)), extSize)
+}
+
+// hasExt mirrors RECORD_HAS_EXT: whether r's sample carries the extension.
+func hasExt(r *gen.SensorRecord) bool { return r.TunDepth > 0 || r.VlanCount > 2 }
+
+// walk mirrors parse.h's walk: the outer packet's link, IP and transport headers, then one
+// step at a time, each starting at c.off.
+func walk(c *cursor, r *gen.SensorRecord) {
+	parseLink(c, r)
+	if c.next == nextIP4 && offOK(c, r, c.pos, layerIP4) {
+		parseIP4L4(c, r)
+	} else if c.next == nextIP6 && offOK(c, r, c.pos, layerIP6) {
+		parseIP6L4(c, r)
+	}
+	for i := 0; i < tunnelSteps; i++ {
+		switch c.next {
+		case nextEth:
+			step(c, r, layerEth, parseLink)
+		case nextIP, nextIP4:
+			step(c, r, layerIP4, parseIP4L4)
+		case nextIP6:
+			step(c, r, layerIP6, parseIP6L4)
+		case nextIP6Ext:
+			step(c, r, layerIP6Ext, parseIP6ExtL4)
+		case nextTunnel:
+			step(c, r, layerTunnel, parseTunnel)
+		default:
+			return
+		}
+	}
+}
+
+// step mirrors the STEP functions: the cursor at c.off.
+func step(c *cursor, r *gen.SensorRecord, layer uint8, parse func(*cursor, *gen.SensorRecord)) {
+	if offOK(c, r, c.off, layer) {
+		c.pos = c.off
+		parse(c, r)
+	}
+}
+
+// offOK mirrors forget_pos: a header past OFF_MAX ends the walk, truncated.
+func offOK(c *cursor, r *gen.SensorRecord, off uint32, layer uint8) bool {
+	if off > offMax {
+		fail(r, statusTruncated, layer)
+		c.next = nextDone
+		return false
+	}
+	return true
+}
+
+func parseIP4L4(c *cursor, r *gen.SensorRecord) {
+	parseIPv4(c, r)
+	if c.next == nextL4 && offOK(c, r, c.pos, l4Layer(r)) {
+		parseL4(c, r)
+	}
+}
+
+func parseIP6L4(c *cursor, r *gen.SensorRecord) {
+	parseIPv6(c, r)
+	if c.next == nextL4 && offOK(c, r, c.pos, l4Layer(r)) {
+		parseL4(c, r)
+	}
+}
+
+func parseIP6ExtL4(c *cursor, r *gen.SensorRecord) {
+	parseIPv6Ext(c, r)
+	if c.next == nextL4 && offOK(c, r, c.pos, l4Layer(r)) {
+		parseL4(c, r)
+	}
+}
+
+func l4Layer(r *gen.SensorRecord) uint8 {
+	switch r.L4Proto {
+	case protoTCP:
+		return layerTCP
+	case protoUDP:
+		return layerUDP
+	}
+	if r.IpVersion == 6 {
+		return layerIP6
+	}
+	return layerIP4
+}
+
 func setPayload(c *cursor, r *gen.SensorRecord, declaredEnd uint32) {
 	pos, stop := c.pos, declaredEnd
 	r.PayloadOff = uint16(pos)
 	if stop < pos {
 		return
 	}
-	r.PayloadLen = uint16(stop - pos)
-	stop = min(stop, uint32(len(c.b)))
+	r.PayloadLen = stop - pos
+	stop = min(stop, c.len)
 	if stop > pos {
 		c.avail = stop - pos
 	}
 }
 
-func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
-
-func payloadIsLarge(c *cursor) bool {
-	if !c.has(4) {
-		return false
-	}
-	b := c.b[c.pos:]
-	if b[0] == 0x16 && b[1] == 0x03 {
-		return true
-	}
-	switch binary.BigEndian.Uint32(b) {
-	case 0x47455420, 0x504f5354, 0x48454144, 0x50555420, 0x44454c45,
-		0x4f505449, 0x50415443, 0x434f4e4e, 0x54524143, 0x48545450:
-		return true
-	}
-	return false
+func stopHere(c *cursor, r *gen.SensorRecord, declaredEnd uint32) {
+	setPayload(c, r, declaredEnd)
+	c.next = nextDone
 }
 
-func parseTCP(c *cursor, r *gen.SensorRecord) {
-	if !c.has(20) {
-		fail(r, statusTruncated, layerTCP)
-		return
-	}
-	h := c.b[c.pos:]
-	r.Sport = c.be16(0)
-	r.Dport = c.be16(2)
-	r.Seq = c.be32(4)
-	r.Ack = c.be32(8)
-	r.TcpFlags = h[13]
-	r.Window = c.be16(14)
-	hlen := uint32(h[12]>>4) * 4
-	r.L4HdrLen = uint8(hlen)
-	if hlen < 20 {
-		fail(r, statusMalformed, layerTCP)
-		return
-	}
-	if !c.has(hlen) {
-		fail(r, statusTruncated, layerTCP)
-		return
-	}
-	if c.pos+hlen > c.ipEnd {
-		fail(r, statusMalformed, layerTCP)
-		return
-	}
-	c.pos += hlen
-	setPayload(c, r, c.ipEnd)
-	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport) || payloadIsLarge(c)
-}
-
-func parseUDP(c *cursor, r *gen.SensorRecord) {
-	if !c.has(8) {
-		fail(r, statusTruncated, layerUDP)
-		return
-	}
-	r.Sport = c.be16(0)
-	r.Dport = c.be16(2)
-	l := uint32(c.be16(4))
-	r.UdpLen = uint16(l)
-	r.L4HdrLen = 8
-	if l < 8 {
-		fail(r, statusMalformed, layerUDP)
-		return
-	}
-	if c.pos+l > c.ipEnd {
-		fail(r, statusMalformed, layerUDP)
-		c.pos += 8
-		setPayload(c, r, c.ipEnd)
-	} else {
-		c.pos += 8
-		setPayload(c, r, c.pos-8+l)
-	}
-	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport)
-}
-
-func parseICMP(c *cursor, r *gen.SensorRecord, layer uint8) {
-	if !c.has(2) {
-		fail(r, statusTruncated, layer)
-		return
-	}
-	typ := c.b[c.pos]
-	r.IcmpType = typ
-	r.IcmpCode = c.b[c.pos+1]
-	if !c.has(8) {
-		fail(r, statusTruncated, layer)
-		return
-	}
-	r.L4HdrLen = 8
-	if (layer == layerICMP && (typ == 0 || typ == 8)) || (layer == layerICMP6 && (typ == 128 || typ == 129)) {
-		r.IcmpId = c.be16(4)
-		r.IcmpSeq = c.be16(6)
-	}
-	c.pos += 8
-	setPayload(c, r, c.ipEnd)
-}
-
-func parseL4(c *cursor, r *gen.SensorRecord) {
-	switch r.L4Proto {
-	case 6:
-		parseTCP(c, r)
-	case 17:
-		parseUDP(c, r)
-	case 1:
-		if r.IpVersion == 4 {
-			parseICMP(c, r, layerICMP)
-		} else {
-			setPayload(c, r, c.ipEnd)
-		}
-	case 58:
-		if r.IpVersion == 6 {
-			parseICMP(c, r, layerICMP6)
-		} else {
-			setPayload(c, r, c.ipEnd)
-		}
-	default:
-		setPayload(c, r, c.ipEnd)
-	}
-}
-
-func parseIPv4(c *cursor, r *gen.SensorRecord) {
-	if !c.has(20) {
-		fail(r, statusTruncated, layerIP4)
-		return
-	}
-	h := c.b[c.pos:]
-	r.IpVersion = h[0] >> 4
-	if r.IpVersion != 4 {
-		fail(r, statusMalformed, layerIP4)
-		return
-	}
-	r.Tos = h[1]
-	r.IpLen = c.be16(2)
-	r.IpId = uint32(c.be16(4))
-	frag := c.be16(6)
-	r.FragOff = frag & 0x1fff
-	if frag&0x4000 != 0 {
-		r.IpFlags |= ipfDF
-	}
-	if frag&0x2000 != 0 {
-		r.IpFlags |= ipfMF
-	}
-	if frag&0x3fff != 0 {
-		r.IpFlags |= ipfFragment
-	}
-	r.Ttl = h[8]
-	r.L4Proto = h[9]
-	copy(r.SrcAddr[:4], h[12:16])
-	copy(r.DstAddr[:4], h[16:20])
-
-	hlen := uint32(h[0]&0x0f) * 4
-	if hlen < 20 || uint32(r.IpLen) < hlen {
-		fail(r, statusMalformed, layerIP4)
-		return
-	}
-	if !c.has(hlen) {
-		fail(r, statusTruncated, layerIP4)
-		return
-	}
-	c.ipEnd = c.pos + uint32(r.IpLen)
-	if c.ipEnd > uint32(len(c.b)) {
-		fail(r, statusTruncated, layerIP4)
-	}
-	c.pos += hlen
-	if r.FragOff != 0 {
-		setPayload(c, r, c.ipEnd)
-	} else {
-		parseL4(c, r)
-	}
-}
-
-func isExtHeader(next uint8) bool {
-	return next == 0 || next == 43 || next == 44 || next == 60 || next == 51
-}
-
-func parseIPv6(c *cursor, r *gen.SensorRecord) {
-	if !c.has(40) {
-		fail(r, statusTruncated, layerIP6)
-		return
-	}
-	h := c.b[c.pos:]
-	r.IpVersion = h[0] >> 4
-	if r.IpVersion != 6 {
-		fail(r, statusMalformed, layerIP6)
-		return
-	}
-	r.Tos = uint8(c.be16(0) >> 4)
-	r.FlowLabel = c.be32(0) & 0xfffff
-	r.IpLen = c.be16(4)
-	next := h[6]
-	r.L4Proto = next
-	r.Ttl = h[7]
-	copy(r.SrcAddr[:], h[8:24])
-	copy(r.DstAddr[:], h[24:40])
-	if r.IpLen == 0 {
-		fail(r, statusMalformed, layerIP6)
-		return
-	}
-	c.pos += 40
-	c.ipEnd = c.pos + uint32(r.IpLen)
-	if c.ipEnd > uint32(len(c.b)) {
-		fail(r, statusTruncated, layerIP6)
-	}
-
-	for i := 0; i < ipv6ExtMax && isExtHeader(next); i++ {
-		if !c.has(8) {
-			fail(r, statusTruncated, layerIP6Ext)
-			return
-		}
-		e := c.b[c.pos:]
-		var elen uint32
-		switch next {
-		case 0:
-			r.ExtMask |= extHop
-			elen = (uint32(e[1]) + 1) * 8
-		case 43:
-			r.ExtMask |= extRouting
-			elen = (uint32(e[1]) + 1) * 8
-		case 60:
-			r.ExtMask |= extDstOpts
-			elen = (uint32(e[1]) + 1) * 8
-		case 51:
-			r.ExtMask |= extAH
-			elen = (uint32(e[1]) + 2) * 4
-		default: // fragment
-			r.ExtMask |= extFragment
-			elen = 8
-			r.FragOff = c.be16(2) >> 3
-			if e[3]&1 != 0 {
-				r.IpFlags |= ipfMF
-			}
-			if r.FragOff != 0 || e[3]&1 != 0 {
-				r.IpFlags |= ipfFragment
-			}
-			r.IpId = c.be32(4)
-		}
-		next = e[0]
-		r.L4Proto = next
-		if c.pos+elen > c.ipEnd {
-			fail(r, statusMalformed, layerIP6Ext)
-			return
-		}
-		if !c.has(elen) {
-			fail(r, statusTruncated, layerIP6Ext)
-			return
-		}
-		c.pos += elen
-		if r.FragOff != 0 {
-			setPayload(c, r, c.ipEnd)
-			return
-		}
-	}
-	if isExtHeader(next) {
-		fail(r, statusUnsupported, layerIP6Ext)
-		return
-	}
-	if next == 50 {
-		r.ExtMask |= extESP
-		setPayload(c, r, c.ipEnd)
-		return
-	}
-	parseL4(c, r)
-}
-
-func parseARP(c *cursor, r *gen.SensorRecord) {
-	if !c.has(8) {
-		fail(r, statusTruncated, layerARP)
-		return
-	}
-	h := c.b[c.pos:]
-	r.ArpOp = c.be16(6)
-	l := 8 + 2*(uint32(h[4])+uint32(h[5]))
-	setPayload(c, r, c.pos+l)
-	if !c.has(l) {
-		fail(r, statusTruncated, layerARP)
-		return
-	}
-	if c.be16(2) != 0x0800 || h[4] != 6 || h[5] != 4 {
-		fail(r, statusUnsupported, layerARP)
-		return
-	}
-	copy(r.SrcAddr[:4], h[14:18])
-	copy(r.DstAddr[:4], h[24:28])
-}
-
-func parseFrame(c *cursor, r *gen.SensorRecord) {
-	if !c.has(14) {
-		fail(r, statusTruncated, layerEth)
-		return
-	}
-	copy(r.DstMac[:], c.b[0:6])
-	copy(r.SrcMac[:], c.b[6:12])
-	proto := c.be16(12)
-	c.pos += 14
-
-	for i := 0; i < vlanMax; i++ {
-		if proto != 0x8100 && proto != 0x88a8 {
-			break
-		}
-		if !c.has(4) {
-			r.EthProto = proto
-			fail(r, statusTruncated, layerVLAN)
-			return
-		}
-		r.VlanTci[i] = c.be16(0)
-		r.VlanCount++
-		proto = c.be16(2)
-		c.pos += 4
-	}
-	r.EthProto = proto
-	if proto == 0x8100 || proto == 0x88a8 {
-		fail(r, statusUnsupported, layerVLAN)
-		return
-	}
-	if proto == 0x8864 {
-		if !c.has(8) {
-			fail(r, statusTruncated, layerPPPoE)
-			return
-		}
-		switch c.be16(6) {
-		case 0x0021:
-			proto = 0x0800
-		case 0x0057:
-			proto = 0x86dd
-		default:
-			c.pos += 6
-			setPayload(c, r, uint32(len(c.b)))
-			return
-		}
-		c.pos += 8
-		r.EthProto = proto
-	}
-	switch proto {
-	case 0x0800:
-		parseIPv4(c, r)
-	case 0x86dd:
-		parseIPv6(c, r)
-	case 0x0806:
-		parseARP(c, r)
-	default:
-		setPayload(c, r, uint32(len(c.b)))
-	}
+func goOn(c *cursor, next uint8) {
+	c.off = c.pos
+	c.next = next
 }

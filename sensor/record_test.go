@@ -16,53 +16,81 @@ var recordLayout = []struct {
 	off   uintptr
 	size  uintptr
 }{
-	{"TsNs", 0, 8}, {"Ifindex", 8, 4}, {"WireLen", 12, 4},
-	{"SnapLen", 16, 2}, {"PayloadOff", 18, 2}, {"PayloadLen", 20, 2}, {"EthProto", 22, 2},
-	{"Dir", 24, 1}, {"Status", 25, 1}, {"BadLayer", 26, 1}, {"VlanCount", 27, 1},
-	{"VlanTci", 28, 4}, {"DstMac", 32, 6}, {"SrcMac", 38, 6},
-	{"IpVersion", 44, 1}, {"L4Proto", 45, 1}, {"Ttl", 46, 1}, {"Tos", 47, 1},
-	{"IpLen", 48, 2}, {"FragOff", 50, 2}, {"IpId", 52, 4}, {"FlowLabel", 56, 4},
-	{"SrcAddr", 60, 16}, {"DstAddr", 76, 16},
-	{"IpFlags", 92, 1}, {"ExtMask", 93, 1}, {"TcpFlags", 94, 1}, {"L4HdrLen", 95, 1},
-	{"Sport", 96, 2}, {"Dport", 98, 2}, {"Seq", 100, 4}, {"Ack", 104, 4},
-	{"Window", 108, 2}, {"UdpLen", 110, 2}, {"IcmpType", 112, 1}, {"IcmpCode", 113, 1},
-	{"IcmpId", 114, 2}, {"IcmpSeq", 116, 2}, {"ArpOp", 118, 2},
+	{"TsNs", 0, 8}, {"Ifindex", 8, 4}, {"WireLen", 12, 4}, {"PayloadLen", 16, 4},
+	{"SnapLen", 20, 2}, {"PayloadOff", 22, 2}, {"EthProto", 24, 2},
+	{"Dir", 26, 1}, {"Status", 27, 1}, {"BadLayer", 28, 1}, {"VlanCount", 29, 1},
+	{"TunType", 30, 1}, {"TunDepth", 31, 1}, {"VlanTci", 32, 4},
+	{"DstMac", 36, 6}, {"SrcMac", 42, 6},
+	{"IpVersion", 48, 1}, {"L4Proto", 49, 1}, {"Ttl", 50, 1}, {"Tos", 51, 1},
+	{"IpLen", 52, 2}, {"FragOff", 54, 2}, {"IpId", 56, 4}, {"FlowLabel", 60, 4},
+	{"SrcAddr", 64, 16}, {"DstAddr", 80, 16},
+	{"IpFlags", 96, 1}, {"ExtMask", 97, 1}, {"TcpFlags", 98, 1}, {"L4HdrLen", 99, 1},
+	{"Sport", 100, 2}, {"Dport", 102, 2}, {"Seq", 104, 4}, {"Ack", 108, 4},
+	{"Window", 112, 2}, {"UdpLen", 114, 2}, {"IcmpType", 116, 1}, {"IcmpCode", 117, 1},
+	{"ArpOp", 118, 2},
+}
+
+// extLayout is the extension's, as bpf/record.h defines struct record_ext.
+var extLayout = []struct {
+	field string
+	off   uintptr
+	size  uintptr
+}{
+	{"TunSrc", 0, 16}, {"TunDst", 16, 16}, {"TunId", 32, 4}, {"VlanTci", 36, 4},
+	{"TunFlags", 40, 1}, {"TunInner", 41, 1}, {"Pad", 42, 6},
 }
 
 func TestRecordLayout(t *testing.T) {
 	if recordSize != 120 {
 		t.Fatalf("record is %d bytes, want 120 (128 on the ring with its header)", recordSize)
 	}
-	typ := reflect.TypeOf(gen.SensorRecord{})
-	for _, f := range recordLayout {
-		sf, ok := typ.FieldByName(f.field)
-		if !ok {
-			t.Errorf("gen.SensorRecord has no field %s", f.field)
-			continue
-		}
-		if sf.Offset != f.off || sf.Type.Size() != f.size {
-			t.Errorf("%s at %d size %d, want %d size %d", f.field, sf.Offset, sf.Type.Size(), f.off, f.size)
-		}
+	if extSize != 48 {
+		t.Fatalf("the extension is %d bytes, want 48", extSize)
 	}
-	if n := typ.NumField() - 1; n != len(recordLayout) { // less the HostLayout marker
-		t.Errorf("gen.SensorRecord has %d fields, the table %d", n, len(recordLayout))
+	if netBlockOff != 48 {
+		t.Fatalf("the network block starts at %d, want 48 (ip_version)", netBlockOff)
 	}
-
-	// The compiler's layout, from the BTF of the object itself.
 	spec, err := gen.LoadSensor()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st *btf.Struct
-	if err := spec.Types.TypeByName("record", &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Size != uint32(recordSize) || len(st.Members) != len(recordLayout) {
-		t.Fatalf("BTF struct record: %d bytes, %d members", st.Size, len(st.Members))
-	}
-	for i, m := range st.Members {
-		if uintptr(m.Offset.Bytes()) != recordLayout[i].off {
-			t.Errorf("BTF member %s at %d, want %d", m.Name, m.Offset.Bytes(), recordLayout[i].off)
+	for _, c := range []struct {
+		btf    string
+		typ    reflect.Type
+		layout []struct {
+			field string
+			off   uintptr
+			size  uintptr
+		}
+	}{
+		{"record", reflect.TypeOf(gen.SensorRecord{}), recordLayout},
+		{"record_ext", reflect.TypeOf(gen.SensorRecordExt{}), extLayout},
+	} {
+		for _, f := range c.layout {
+			sf, ok := c.typ.FieldByName(f.field)
+			if !ok {
+				t.Errorf("%s has no field %s", c.typ, f.field)
+				continue
+			}
+			if sf.Offset != f.off || sf.Type.Size() != f.size {
+				t.Errorf("%s.%s at %d size %d, want %d size %d", c.typ, f.field, sf.Offset, sf.Type.Size(), f.off, f.size)
+			}
+		}
+		if n := c.typ.NumField() - 1; n != len(c.layout) { // less the HostLayout marker
+			t.Errorf("%s has %d fields, the table %d", c.typ, n, len(c.layout))
+		}
+		// The compiler's layout, from the BTF of the object itself.
+		var st *btf.Struct
+		if err := spec.Types.TypeByName(c.btf, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Size != uint32(c.typ.Size()) || len(st.Members) != len(c.layout) {
+			t.Fatalf("BTF struct %s: %d bytes, %d members", c.btf, st.Size, len(st.Members))
+		}
+		for i, m := range st.Members {
+			if uintptr(m.Offset.Bytes()) != c.layout[i].off {
+				t.Errorf("BTF member %s.%s at %d, want %d", c.btf, m.Name, m.Offset.Bytes(), c.layout[i].off)
+			}
 		}
 	}
 }
@@ -100,13 +128,28 @@ func TestStagesMirrorsRecord(t *testing.T) {
 		{"ExtDestOpts", stages.ExtDestOpts, uint64(gen.SensorExtBitEXT_DSTOPTS)},
 		{"ExtAH", stages.ExtAH, uint64(gen.SensorExtBitEXT_AH)},
 		{"ExtESP", stages.ExtESP, uint64(gen.SensorExtBitEXT_ESP)},
+		{"LayerTunnel", uint64(stages.LayerTunnel), uint64(gen.SensorLayerLAYER_TUNNEL)},
+		{"TunnelIPIP", uint64(stages.TunnelIPIP), uint64(gen.SensorTunnelTUN_IPIP)},
+		{"TunnelIP6", uint64(stages.TunnelIP6), uint64(gen.SensorTunnelTUN_IP6)},
+		{"TunnelGRE", uint64(stages.TunnelGRE), uint64(gen.SensorTunnelTUN_GRE)},
+		{"TunnelPPTP", uint64(stages.TunnelPPTP), uint64(gen.SensorTunnelTUN_PPTP)},
+		{"TunnelERSPAN1", uint64(stages.TunnelERSPAN1), uint64(gen.SensorTunnelTUN_ERSPAN1)},
+		{"TunnelERSPAN2", uint64(stages.TunnelERSPAN2), uint64(gen.SensorTunnelTUN_ERSPAN2)},
+		{"TunnelERSPAN3", uint64(stages.TunnelERSPAN3), uint64(gen.SensorTunnelTUN_ERSPAN3)},
+		{"TunnelVXLAN", uint64(stages.TunnelVXLAN), uint64(gen.SensorTunnelTUN_VXLAN)},
+		{"TunnelGeneve", uint64(stages.TunnelGeneve), uint64(gen.SensorTunnelTUN_GENEVE)},
+		{"TunnelGTPU", uint64(stages.TunnelGTPU), uint64(gen.SensorTunnelTUN_GTPU)},
+		{"TunnelFlagIP6", stages.TunnelFlagIP6, uint64(gen.SensorTunFlagTUNF_IP6)},
+		{"TunnelFlagEth", stages.TunnelFlagEth, uint64(gen.SensorTunFlagTUNF_ETH)},
+		{"TunnelFlagKey", stages.TunnelFlagKey, uint64(gen.SensorTunFlagTUNF_KEY)},
+		{"TunnelFlagSeq", stages.TunnelFlagSeq, uint64(gen.SensorTunFlagTUNF_SEQ)},
 	}
 	for _, p := range pairs {
 		if p.stages != p.gen {
 			t.Errorf("stages.%s = %d, bpf/record.h says %d", p.name, p.stages, p.gen)
 		}
 	}
-	if int(gen.SensorLayerLAYER_MAX) != int(stages.LayerICMPv6)+1 {
+	if int(gen.SensorLayerLAYER_MAX) != int(stages.LayerTunnel)+1 {
 		t.Errorf("bpf/record.h has layers stages does not know")
 	}
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 )
 
+// noBytes is an empty frame that is not nil: Packet.Frame nil means the source has none.
+var noBytes = []byte{}
+
 // FileSource yields the packets of a capture file, each parsed by the Go twin or, with a
 // Replayer, by xdp_sensor (tc_sensor for packets the capture marks outgoing) through
 // BPF_PROG_TEST_RUN.
@@ -26,7 +29,8 @@ type FileSource struct {
 
 	stopped                  atomic.Bool
 	seen, filtered, recorded atomic.Uint64
-	fallbacks                atomic.Uint64
+	// the kernel's fallbacks to the twin (FileCounts)
+	fallbacks, frameSize, skbRefused, filterHeader atomic.Uint64
 }
 
 // FileCounts are what a FileSource counted so far.
@@ -35,14 +39,17 @@ type FileCounts struct {
 	// rejected; Recorded those that became Packets. Seen = Filtered + Recorded, but for a
 	// packet that ended the run with an error.
 	Seen, Filtered, Recorded uint64
-	// TwinFallbacks counts frames the kernel could not take (BPF_PROG_TEST_RUN bounds its
-	// frame size; see MaxReplayFrame), parsed by the Go twin instead.
-	TwinFallbacks uint64
+	// TwinFallbacks counts frames the kernel could not take, parsed by the Go twin instead:
+	// TwinFrameSize those outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame),
+	// TwinSkbRefused outgoing ones it refuses to make an skb of for tc_sensor (ErrSkbRefused),
+	// TwinFilterHeader those whose link header the kernel filter cannot be given.
+	TwinFallbacks, TwinFrameSize, TwinSkbRefused, TwinFilterHeader uint64
 }
 
 // Counts returns the counts so far; it may be called from any goroutine.
 func (s *FileSource) Counts() FileCounts {
-	return FileCounts{Seen: s.seen.Load(), Filtered: s.filtered.Load(), Recorded: s.recorded.Load(), TwinFallbacks: s.fallbacks.Load()}
+	return FileCounts{Seen: s.seen.Load(), Filtered: s.filtered.Load(), Recorded: s.recorded.Load(), TwinFallbacks: s.fallbacks.Load(),
+		TwinFrameSize: s.frameSize.Load(), TwinSkbRefused: s.skbRefused.Load(), TwinFilterHeader: s.filterHeader.Load()}
 }
 
 // Limit makes Packets end after n Packets (-c N; 0: no limit), so that the file is read no
@@ -110,6 +117,12 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
 			s.p.TimeNote, s.p.TimeFrac = f.TimeNote, f.TimeFrac
+			s.p.Frame = f.Orig
+			if s.p.Frame == nil {
+				s.p.Frame = noBytes // a record of no bytes is still a packet of the file
+			}
+			s.p.FrameLen = uint32(max(f.Info.Length, len(f.Orig)))
+			s.p.NoMAC = f.NoMAC
 			s.recorded.Add(1)
 			if !yield(&s.p) {
 				return
@@ -118,20 +131,33 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 	}
 }
 
+// Skipped returns how many frames of the file carried no packet the parsers take, by reason
+// (Capture.Skipped): they are not among Seen.
+func (s *FileSource) Skipped() map[string]uint64 { return s.cap.Skipped() }
+
 // parse returns the record of f, from the kernel or the twin; ErrFiltered when the filter
 // rejects f.
 func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
 	kernel := s.rep != nil || s.reps != nil
-	if kernel && len(f.Data) >= 14 && len(f.Data) <= MaxReplayFrame {
+	switch {
+	case !kernel:
+	case len(f.Data) < 14 || len(f.Data) > MaxReplayFrame:
+		s.frameSize.Add(1)
+	default:
 		rep := s.rep
 		var err error
 		if s.reps != nil {
 			rep, err = s.reps.For(f)
 		}
 		if err == nil {
-			return rep.Replay(f.Data, m)
-		}
-		if !errors.Is(err, ErrFilterHeader) {
+			raw, err := rep.Replay(f.Data, m)
+			if !errors.Is(err, ErrSkbRefused) {
+				return raw, err
+			}
+			s.skbRefused.Add(1)
+		} else if errors.Is(err, ErrFilterHeader) || errors.Is(err, ErrFilterLayout) {
+			s.filterHeader.Add(1)
+		} else {
 			return nil, err
 		}
 	}

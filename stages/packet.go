@@ -60,9 +60,10 @@ const (
 	LayerUDP
 	LayerICMP
 	LayerICMPv6
+	LayerTunnel // a GRE, ERSPAN, VXLAN, Geneve or GTP-U header
 )
 
-var layerNames = [...]string{"", "eth", "vlan", "pppoe", "arp", "ip", "ip6", "ip6ext", "tcp", "udp", "icmp", "icmp6"}
+var layerNames = [...]string{"", "eth", "vlan", "pppoe", "arp", "ip", "ip6", "ip6ext", "tcp", "udp", "icmp", "icmp6", "tunnel"}
 
 // String returns the short name of the layer ("" for LayerNone).
 func (l Layer) String() string {
@@ -87,6 +88,12 @@ const (
 	ExtDestOpts = 1 << 3
 	ExtAH       = 1 << 4
 	ExtESP      = 1 << 5 // seen and not entered: what follows is encrypted
+)
+
+// Bits of Packet.NoMAC.
+const (
+	NoSrcMAC = 1 << 0 // SrcMAC is not known: zero
+	NoDstMAC = 1 << 1 // DstMAC is not known: zero
 )
 
 // TCP flag bits of Packet.TCPFlags (the low byte of the TCP flags field).
@@ -151,10 +158,11 @@ type Packet struct {
 
 	// Link layer.
 	DstMAC, SrcMAC [6]byte
-	EtherType      uint16    // innermost ethertype, after VLAN tags and PPPoE
-	VLANCount      uint8     // VLAN tags walked (at most 2)
-	VLANs          [2]uint16 // tag control information, outermost first
+	EtherType      uint16    // innermost ethertype, after VLAN tags, PPPoE, PPP and LLC/SNAP; an 802.3 frame's length when its LLC names no ethertype
+	VLANCount      uint8     // VLAN tags walked (at most 4)
+	VLANs          [4]uint16 // tag control information, outermost first
 	ARPOp          uint16    // ARP operation (1 request, 2 reply); Src and Dst are the sender and target protocol addresses
+	NoMAC          uint8     // NoSrcMAC, NoDstMAC: the addresses a capture of another link type than Ethernet does not give (zero)
 
 	// Network layer. For ARP, Src and Dst hold the sender and target protocol addresses.
 	IPVersion uint8 // 4, 6 or 0
@@ -162,7 +170,7 @@ type Packet struct {
 	Proto     uint8  // transport protocol number (IPv6: after the extension headers)
 	TTL       uint8  // TTL or hop limit
 	TOS       uint8  // TOS or traffic class
-	IPLen     uint16 // IPv4 total length, IPv6 payload length (as declared)
+	IPLen     uint16 // IPv4 total length, IPv6 payload length (as declared: 0 for a jumbogram)
 	IPID      uint32 // IPv4 identification, IPv6 fragment identification
 	FragOff   uint16 // fragment offset in 8-byte units
 	IPFlags   uint8  // IPFlag* bits
@@ -183,8 +191,22 @@ type Packet struct {
 	// Payload: the transport payload's declared length, its offset in the frame, and its leading
 	// bytes as captured (ARP: the ARP message). len(Payload) <= PayloadLen.
 	PayloadOff uint16
-	PayloadLen uint16
+	PayloadLen uint16 // saturates at 65535 (a jumbogram's)
 	Payload    []byte
+
+	// Frame is the frame as captured, from its first byte: the kernel's copy up to the snap
+	// length when the programs copy whole frames (attach -w), a capture file's frame as the
+	// file holds it (its own link type), nil when the source has none. Like Payload it
+	// aliases the source's buffer.
+	Frame []byte
+	// FrameLen is the length on the wire of the frame Frame was cut from, in Frame's link
+	// type (WireLen counts a capture file's frame as the Ethernet frame the parsers read).
+	// len(Frame) <= FrameLen.
+	FrameLen uint32
+
+	// Tunnel is the outermost tunnel the packet came through (its zero value: none). The
+	// fields above describe the innermost packet.
+	Tunnel Tunnel
 
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)
@@ -203,14 +225,75 @@ type Packet struct {
 	TLS       *TLSInfo  // a TLS ClientHello or ServerHello, completed by this packet
 }
 
+// TunnelType names an encapsulation the sensor enters (bpf/record.h enum tunnel).
+type TunnelType uint8
+
+// Tunnel types as the kernel records them.
+const (
+	TunnelNone    TunnelType = iota
+	TunnelIPIP               // IPv4 in IPv4 or IPv6 (IP protocol 4)
+	TunnelIP6                // IPv6 in IPv4 or IPv6 (IP protocol 41)
+	TunnelGRE                // GRE carrying IPv4, IPv6 or Ethernet (TEB)
+	TunnelPPTP               // enhanced GRE carrying PPP
+	TunnelERSPAN1            // ERSPAN type I (GRE, no ERSPAN header)
+	TunnelERSPAN2            // ERSPAN type II
+	TunnelERSPAN3            // ERSPAN type III
+	TunnelVXLAN              // VXLAN (UDP 4789, 8472)
+	TunnelGeneve             // Geneve (UDP 6081)
+	TunnelGTPU               // GTP-U (UDP 2152)
+)
+
+var tunnelNames = [...]string{"", "ipip", "ip6", "gre", "pptp", "erspan1", "erspan2", "erspan3", "vxlan", "geneve", "gtpu"}
+
+// String returns the short name of the tunnel type ("" for TunnelNone).
+func (t TunnelType) String() string {
+	if int(t) < len(tunnelNames) {
+		return tunnelNames[t]
+	}
+	return "unknown"
+}
+
+// Tunnel flag bits of Tunnel.Flags (bpf/record.h enum tun_flag).
+const (
+	TunnelFlagIP6 = 1 << 0 // Src and Dst are IPv6 endpoints
+	TunnelFlagEth = 1 << 1 // the tunnel carries Ethernet frames
+	TunnelFlagKey = 1 << 2 // GRE: a key is present (it is ID)
+	TunnelFlagSeq = 1 << 3 // GRE: a sequence number is present
+)
+
+// Tunnel is the outermost tunnel a packet came through: its type, its endpoints (the outer
+// IP addresses), its identifier, and how many tunnels deep the packet was.
+type Tunnel struct {
+	Type     TunnelType
+	Inner    TunnelType // the innermost tunnel's type (Type when Depth is 1)
+	Depth    uint8      // tunnels entered, one inside another
+	Flags    uint8      // TunnelFlag* bits
+	ID       uint32     // VXLAN or Geneve VNI, GRE key, PPTP call id, ERSPAN session, GTP TEID
+	Src, Dst netip.Addr // the outer packet's addresses
+}
+
 // HasPorts reports whether SrcPort and DstPort were read from a TCP or UDP header: not for a
 // later fragment, an ICMP or ARP packet, nor a transport header cut short before its ports.
-// (A malformed TCP header whose data offset is impossible still had its ports read.)
+// (A malformed TCP header whose data offset is impossible still had its ports read, and so did
+// a first fragment cut inside its TCP header, with L4HdrLen unknown: ports that are not zero.)
 func (p *Packet) HasPorts() bool {
 	if p.IPVersion == 0 || !p.Src.IsValid() || (p.Proto != ProtoTCP && p.Proto != ProtoUDP) {
 		return false
 	}
-	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP)
+	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP) || p.SrcPort != 0 || p.DstPort != 0
+}
+
+// CopyBytes copies the bytes p aliases (Payload and Frame) into buf, reusing its room, and
+// points p at the copy: a stage that keeps p past a yield calls it. It returns the buffer.
+func (p *Packet) CopyBytes(buf []byte) []byte {
+	buf = append(buf[:0], p.Payload...)
+	n := len(buf)
+	buf = append(buf, p.Frame...)
+	p.Payload = buf[:n:n]
+	if p.Frame != nil {
+		p.Frame = buf[n:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // Reset clears every field of p, so that a source can reuse it for the next packet.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
@@ -30,7 +31,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(sharedFlags(), attachFlags()...), filterFlags()...),
+		Flags:  append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), writeFlags()...),
 		Action: runAttach,
 	}
 }
@@ -47,7 +48,13 @@ func attachFlags() []cli.Flag {
 		&cli.Uint64Flag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
 		&cli.Uint64Flag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
 		&cli.BoolFlag{Name: "reattach", Usage: "attach again to a watched interface that disappears and comes back under its name (else the run ends once none is left)"},
+		noDecapFlag(),
 	}
+}
+
+// noDecapFlag is attach's and read's --no-decap.
+func noDecapFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "no-decap", Usage: "enter no tunnel: show VXLAN, Geneve, GRE, ERSPAN, IP-in-IP and GTP-U packets as their outer packet"}
 }
 
 // attachSettings are the attach-only flags, checked.
@@ -57,7 +64,9 @@ type attachSettings struct {
 	load          sensor.Config
 	statsInterval time.Duration
 	reattach      bool
-	json          bool // -o json: the exit statistics as JSON too
+	json          bool           // -o json: the exit statistics as JSON too
+	expr          string         // the filter expression ("" for none)
+	write         *writeSettings // -w, or nil
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
@@ -68,6 +77,10 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 	}
 	expr, err := expressionOf(c, words)
 	if err != nil {
+		return nil, err
+	}
+	s.expr = expr
+	if s.write, err = parseWriteFlags(c); err != nil {
 		return nil, err
 	}
 	// Every value before anything is looked up: a bad one is bad usage (exit 2), whatever the
@@ -105,6 +118,11 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		SnapLarge:   uint16(c.Uint64("snap-large")),
 		WakeupBytes: uint32(wake),
 		RingSize:    uint32(ring) << 20,
+		NoDecap:     c.Bool("no-decap"),
+	}
+	if s.write != nil {
+		// -w: every record carries its frame, up to the snap length (at most what a record carries).
+		s.load.FrameSnap = min(s.write.snapLen, sensor.FrameMax)
 	}
 	if len(s.ifaces) == 0 {
 		def, err := sensor.DefaultInterface()
@@ -146,19 +164,30 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, true, ifaces...)
+	wc, err := newLiveCapture(c, s)
 	if err != nil {
 		return err
 	}
+	var capture *sinks.CaptureConfig
+	if wc != nil {
+		capture = wc.config
+	}
+	chain, err := chainFromFlags(c, true, capture, ifaces...)
+	if err != nil {
+		if wc != nil {
+			wc.w.Close()
+		}
+		return err
+	}
 	s.json = c.String(flagOutput) == "json"
-	return attachAndWatch(s, chain, c.App.Writer, c.App.ErrWriter)
+	return attachAndWatch(s, chain, wc, c.App.Writer, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a stop (a signal, -c, an
-// error, the last interface gone), detaches, drains the ring and prints the counters to stderr.
-// Errors before the run are returned; an error that ends the run is printed before the
-// counters (reportedError).
-func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.Writer) error {
+// error, the last interface gone, -W's last file), detaches, drains the ring and prints the
+// counters to stderr. Errors before the run are returned; an error that ends the run is
+// printed before the counters (reportedError). wc is -w's file, or nil.
+func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, stdout, stderr io.Writer) error {
 	// Signals are caught from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
 	lc := newLifecycle(stderr)
@@ -217,7 +246,12 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.
 			fmt.Fprintln(stderr, "warning:", w)
 		}
 	}
-	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
+	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot, Frames: s.load.FrameSnap != 0}, names)
+	if wc != nil {
+		if err := wc.start(chain.Capture, objs, live, att); err != nil {
+			return err
+		}
+	}
 	started = true
 
 	// A stop detaches (no new records), then lets the reader drain the ring into the chain.
@@ -235,7 +269,7 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.
 		writeLiveStats(w, objs, live, nil)
 	}
 	watchOutput(stdout, lc.Fail)
-	go followLinks(links, s, att, live, lc, stderr)
+	go followLinks(links, s, att, live, lc, wc, stderr)
 
 	statsStop := make(chan struct{})
 	var statsWG sync.WaitGroup
@@ -257,6 +291,10 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, stdout, stderr io.
 	}
 
 	_, runErr := chain.Run(live.Packets())
+	if fileLimitReached(runErr) {
+		lc.Locked(func() { fmt.Fprintf(stderr, "chains-sensor: maximum file limit reached: %d\n", s.write.opt.Count) })
+		runErr = nil
+	}
 	runErr = outputError(runErr)
 	if runErr == nil {
 		runErr = live.Err()
@@ -291,7 +329,7 @@ func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, _ *vie
 // followLinks reports a watched interface that disappears and releases its hooks; with none
 // left the run ends (exit 1) unless --reattach waits for them, and with --reattach an
 // interface that comes back under its name is attached again.
-func followLinks(links *sensor.LinkWatch, s *attachSettings, att *sensor.Attached, live *sensor.Live, lc *lifecycle, stderr io.Writer) {
+func followLinks(links *sensor.LinkWatch, s *attachSettings, att *sensor.Attached, live *sensor.Live, lc *lifecycle, wc *liveCapture, stderr io.Writer) {
 	watched := map[int]string{} // ifindex -> name, attached now
 	for _, a := range att.Ifaces {
 		watched[a.Ifindex] = a.Iface
@@ -344,6 +382,7 @@ func followLinks(links *sensor.LinkWatch, s *attachSettings, att *sensor.Attache
 				continue
 			}
 			watched[a.Ifindex] = a.Iface
+			wc.reattached(a)
 			live.AddIface(uint32(a.Ifindex), a.Iface)
 			say("%s is back (index %d): attached again, ingress %s, egress %s", a.Iface, a.Ifindex, orNone(a.XDP), orNone(a.TC))
 		}

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -25,10 +30,11 @@ func readCommand() *cli.Command {
 			"selects what tcpdump -r selects: with libpcap's interpreter, or with --kernel in xdp_sensor\n" +
 			"and tc_sensor, which then read the file's link header although they parse the frame\n" +
 			"behind a synthetic Ethernet header.",
-		Flags: append(append(sharedFlags(),
+		Flags: append(append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
 			&cli.IntFlag{Name: flagMaxIfaces, Value: sensor.DefaultMaxInterfaces, Usage: "`N` interfaces a pcapng section may declare at most (more: an error; each costs its description in memory)"},
-		), filterFlags()...),
+			noDecapFlag(),
+		), filterFlags()...), writeFlags()...),
 		Action: runRead,
 	}
 }
@@ -49,10 +55,22 @@ func runRead(c *cli.Context) error {
 	if _, err := intIn(c, flagMaxIfaces, 1, 1<<24); err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, stdinIsLive(name))
+	ws, err := parseWriteFlags(c)
 	if err != nil {
 		return err
 	}
+	rc, err := readCapture(c, ws, name)
+	if err != nil {
+		return err
+	}
+	chain, err := chainFromFlags(c, stdinIsLive(name), rc.config)
+	if err != nil {
+		if rc.w != nil {
+			rc.w.Close()
+		}
+		return err
+	}
+	rc.chain = chain
 	var ff *sensor.FileFilter
 	if expr != "" {
 		ff = sensor.NewFileFilter(expr)
@@ -69,17 +87,67 @@ func runRead(c *cli.Context) error {
 	}
 	lc.lastWords = counters
 	final := func(w io.Writer) {
+		if src != nil {
+			printSkipped(w, c, name, src)
+		}
 		writeChainStats(w, chain, c.String(flagOutput) == "json")
 		counters(w)
 	}
 	if stdinIsLive(name) {
 		watchOutput(c.App.Writer, lc.Fail)
 	}
-	err = readFile(c, name, chain, ff, lc, &src)
+	err = readFile(c, name, chain, ff, lc, &src, rc)
 	return lc.finish("read "+name, err, final)
 }
 
-func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, lc *lifecycle, srcOut **sensor.FileSource) error {
+// readCaptureOut is read's -w: the writer, and what its interface blocks and statistics are
+// made of (the capture read, the chain's capture sink), set as they come.
+type readCaptureOut struct {
+	w      *pcapng.Writer
+	config *sinks.CaptureConfig
+	capt   *sensor.Capture
+	chain  *views.Pipeline
+}
+
+// readCapture opens read's -w file (nothing without -w). Each interface of the file read is
+// described as the file describes it, with -s as its snap length when that is shorter; its
+// statistics say how many of its packets were written.
+func readCapture(c *cli.Context, ws *writeSettings, name string) (*readCaptureOut, error) {
+	rc := &readCaptureOut{}
+	if ws == nil {
+		return rc, nil
+	}
+	stats := func() []pcapng.Stats {
+		if rc.chain == nil || rc.chain.Capture == nil {
+			return nil
+		}
+		var s []pcapng.Stats
+		for _, n := range rc.chain.Capture.Written() {
+			s = append(s, pcapng.Stats{Has: pcapng.HasDelivered, Delivered: n})
+		}
+		return s
+	}
+	w, err := openWriter(c, ws, "read from "+name, false, stats)
+	if err != nil {
+		return nil, err
+	}
+	rc.w = w
+	rc.config = captureConfig(ws, w, false, func(ifindex uint32) pcapng.Interface {
+		var d sensor.CaptureInterface
+		if rc.capt != nil {
+			d = rc.capt.Interface(int(ifindex))
+		}
+		snap := ws.snapLen
+		if d.SnapLen != 0 {
+			snap = min(snap, d.SnapLen)
+		}
+		return pcapng.Interface{Name: d.Name, Description: d.Description, Filter: d.Filter, OS: d.OS,
+			LinkType: uint16(d.LinkType), SnapLen: snap}
+	})
+	return rc, nil
+}
+
+func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, lc *lifecycle, srcOut **sensor.FileSource, rc *readCaptureOut) error {
 	in, err := openInput(name)
 	if err != nil {
 		return err
@@ -94,17 +162,19 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		}
 		return err
 	}
+	rc.capt = capt
 	if ff != nil {
 		// As tcpdump: the expression is compiled for the file's link type before any packet.
 		if err := ff.Check(capt); err != nil {
 			return err
 		}
 	}
-	src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
+	load := sensor.Config{NoDecap: c.Bool("no-decap")}
+	src := sensor.NewFileSource(capt, sensor.NewTwin(load), nil)
 	src.Limit(c.Uint64(flagCount))
 	if c.Bool("kernel") {
 		// Programs are loaded as frames need them (per link type with a filter).
-		reps := sensor.NewReplayers(sensor.Config{}, ff)
+		reps := sensor.NewReplayers(load, ff)
 		defer reps.Close()
 		src.SetFilter(ff, reps)
 	} else {
@@ -113,6 +183,9 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 	*srcOut = src
 	lc.OnStop(func() { src.Stop(); chain.Hurry() })
 	if _, err := chain.Run(src.Packets()); err != nil {
+		if errors.Is(err, os.ErrClosed) || fileLimitReached(err) {
+			return nil
+		}
 		return outputError(err)
 	}
 	return src.Err()
@@ -177,6 +250,26 @@ func (in *input) Close() error {
 		return in.f.Close()
 	}
 	return nil
+}
+
+// printSkipped says on stderr what of the file went unparsed by the kernel or unread: frames
+// of no packet (counted apart from the packets seen), and with --kernel the frames the Go twin
+// parsed because BPF_PROG_TEST_RUN cannot take them.
+func printSkipped(w io.Writer, c *cli.Context, name string, src *sensor.FileSource) {
+	skipped := src.Skipped()
+	reasons := make([]string, 0, len(skipped))
+	for r := range skipped {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(w, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
+	}
+	if c.Bool("kernel") {
+		n := src.Counts()
+		fmt.Fprintf(w, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of, %d whose link header the kernel filter cannot be given\n",
+			name, n.TwinFallbacks, n.TwinFrameSize, sensor.MaxReplayFrame, n.TwinSkbRefused, n.TwinFilterHeader)
+	}
 }
 
 // stdinIsLive reports whether FILE is "-" and standard input a pipe or terminal rather than a

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +36,15 @@ type jsonPacket struct {
 	Tags     []string `json:"tags"`
 	Status   string   `json:"status"`
 	BadLayer string   `json:"bad_layer"`
+	Tunnel   *struct {
+		Type  string   `json:"type"`
+		ID    *uint32  `json:"id"`
+		Src   string   `json:"src"`
+		Dst   string   `json:"dst"`
+		Depth int      `json:"depth"`
+		Inner string   `json:"inner"`
+		Flags []string `json:"flags"`
+	} `json:"tunnel"`
 }
 
 // runMu serializes in-process runs: urfave/cli keeps global state (its help flag) that
@@ -51,8 +60,8 @@ func runCmd(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return o.String(), e.String(), code
 }
 
-// tsharkPacket is one frame as tshark decodes it (first occurrence of each field: the outer
-// headers of tunnels).
+// tsharkPacket is one frame as tshark decodes it, the packet inside the tunnels the sensor
+// enters (sensortest.TSharkFrame.Inner): protocols from its IP header on.
 type tsharkPacket struct {
 	num                string
 	protocols          []string
@@ -62,51 +71,70 @@ type tsharkPacket struct {
 	arpSrc, arpDst     string
 	fragOff, frag6Off  string
 	moreFrags          bool
+	tunnels            []string            // the tunnels the sensor enters, as tshark names them
+	outer              sensortest.TSharkIP // the outermost IP header
 }
 
 func tshark(t *testing.T, file string) []tsharkPacket {
 	t.Helper()
-	sensortest.RequireTools(t, "tshark") // the golden outputs are checked against it
-	cmd := exec.Command("tshark", "-r", file, "-T", "fields", "-E", "separator=|", "-E", "occurrence=f",
-		"-e", "frame.number", "-e", "frame.protocols",
-		"-e", "ip.src", "-e", "ip.dst", "-e", "ipv6.src", "-e", "ipv6.dst",
-		"-e", "arp.src.proto_ipv4", "-e", "arp.dst.proto_ipv4",
-		"-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "udp.srcport", "-e", "udp.dstport",
-		"-e", "ip.frag_offset", "-e", "ipv6.fraghdr.offset", "-e", "ip.flags.mf", "-e", "ipv6.fraghdr.more")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark -r %s: %v\n%s", file, err, stderr.String())
-	}
+	frames := sensortest.TShark(t, file, "arp.src.proto_ipv4", "arp.dst.proto_ipv4",
+		"ip.frag_offset", "ip.flags.mf", "ipv6.fraghdr.offset", "ipv6.fraghdr.more")
 	var pk []tsharkPacket
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "|")
-		if len(f) < 16 {
-			t.Fatalf("tshark line %q", sc.Text())
-		}
-		if f[1] == "pcapng" || f[1] == "data" {
+	for _, f := range frames {
+		if f.Protocols[0] == "pcapng" || f.Protocols[0] == "data" {
 			continue // a pcapng custom block: tshark shows it as a frame, it is no packet
 		}
-		p := tsharkPacket{num: f[0], protocols: strings.Split(f[1], ":"), src: f[2], dst: f[3],
-			arpSrc: f[6], arpDst: f[7], tcpSport: f[8], tcpDport: f[9], udpSport: f[10], udpDport: f[11],
-			fragOff: f[12], frag6Off: f[13], moreFrags: f[14] == "1" || f[14] == "True" || f[15] == "1" || f[15] == "True"}
-		if p.src == "" {
-			p.src, p.dst = f[4], f[5]
+		// The fields of the innermost IP header are the last of those before the next one;
+		// a field tshark reports once for the frame belongs to the outer header.
+		_, at := f.Tunnels()
+		field := func(name string, i int) string {
+			if v := f.Fields[name]; i < len(v) {
+				return v[i]
+			}
+			return ""
+		}
+		first := func(name string) string { return field(name, 0) }
+		tunnels, _ := f.Tunnels()
+		p := tsharkPacket{num: fmt.Sprint(f.Num), protocols: f.Protocols[at:], tunnels: tunnels,
+			arpSrc: first("arp.src.proto_ipv4"), arpDst: first("arp.dst.proto_ipv4")}
+		if len(f.IPs) > 0 {
+			p.outer = f.IPs[0]
+		}
+		if ip, ports, ok := f.Inner(); ok {
+			p.src, p.dst = ip.Src, ip.Dst
+			v4, v6 := 0, 0 // headers of each kind before the innermost packet's
+			for _, q := range f.Protocols[:at] {
+				if q == "ip" {
+					v4++
+				} else if q == "ipv6.fraghdr" {
+					v6++
+				}
+			}
+			if ip.Version == 4 {
+				p.fragOff = field("ip.frag_offset", v4)
+				p.moreFrags = field("ip.flags.mf", v4) == "1" || field("ip.flags.mf", v4) == "True"
+			} else {
+				p.frag6Off = field("ipv6.fraghdr.offset", v6)
+				p.moreFrags = field("ipv6.fraghdr.more", v6) == "1" || field("ipv6.fraghdr.more", v6) == "True"
+			}
+			if ports != nil && ports.Proto == "tcp" {
+				p.tcpSport, p.tcpDport = ports.Src, ports.Dst
+			} else if ports != nil {
+				p.udpSport, p.udpDport = ports.Src, ports.Dst
+			}
 		}
 		pk = append(pk, p)
 	}
 	return pk
 }
 
-// transportAfterIP returns the first protocol tshark names after the outer IP header (skipping
-// IPv6 extension headers).
+// transportAfterIP returns the first protocol tshark names after the IP header that starts
+// protos (skipping IPv6 extension headers and AH).
 func transportAfterIP(protos []string) string {
 	for i, p := range protos {
 		if p == "ip" || p == "ipv6" {
 			for _, q := range protos[i+1:] {
-				if !strings.HasPrefix(q, "ipv6.") {
+				if !strings.HasPrefix(q, "ipv6.") && q != "ah" {
 					return q
 				}
 			}
@@ -119,17 +147,37 @@ func transportAfterIP(protos []string) string {
 var tsharkProto = map[string]string{"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMP6": "icmpv6", "GRE": "gre", "IGMP": "igmp"}
 
 // checkAgainstTshark compares our JSON lines with tshark's decode of the same file.
-func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket) {
+// skipped are the frames the reader skipped (stderr's "N skipped: reason" lines): tshark shows
+// them, the output has no line for them.
+func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket, skipped int) {
 	t.Helper()
-	ts := tshark(t, file)
-	if len(ts) != len(lines) {
-		t.Errorf("%s: %d packets, tshark %d", file, len(lines), len(ts))
+	all := tshark(t, file)
+	if len(all) != len(lines)+skipped {
+		t.Errorf("%s: %d packets and %d skipped, tshark %d", file, len(lines), skipped, len(all))
 		return
+	}
+	ts := all
+	if skipped > 0 { // the frames of our lines, by number
+		byNum := map[string]tsharkPacket{}
+		for _, w := range all {
+			byNum[w.num] = w
+		}
+		ts = nil
+		for _, p := range lines {
+			ts = append(ts, byNum[fmt.Sprint(p.Num)])
+		}
 	}
 	for i, p := range lines {
 		w := ts[i]
 		if fmt.Sprint(p.Num) != w.num && !strings.HasSuffix(file, "custom_blocks.pcapng") {
 			t.Errorf("%s: line %d is packet %d, tshark frame %s", file, i+1, p.Num, w.num)
+		}
+		// The tunnel object names what tshark enters, from its outermost IP header.
+		switch tun := p.Tunnel; {
+		case len(w.tunnels) == 0 && tun != nil:
+			t.Errorf("%s #%d: tunnel %+v, tshark none", file, p.Num, *tun)
+		case len(w.tunnels) > 0 && p.Status != "malformed" && (tun == nil || tun.Src != w.outer.Src || tun.Dst != w.outer.Dst || tun.Depth != len(w.tunnels)):
+			t.Errorf("%s #%d: tunnel %+v, tshark %v from %s -> %s", file, p.Num, tun, w.tunnels, w.outer.Src, w.outer.Dst)
 		}
 		switch p.IP {
 		case "ARP":
@@ -139,6 +187,16 @@ func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket) {
 			continue
 		case "IP", "IP6":
 		default:
+			// An 802.3 frame is named by what its LLC header says, as tshark names it.
+			if i := slices.Index(w.protocols, "llc"); i >= 0 && p.Status == "ok" {
+				want := "LLC"
+				if i+1 < len(w.protocols) && w.protocols[i+1] != "data" {
+					want = strings.ToUpper(w.protocols[i+1])
+				}
+				if p.IP != want {
+					t.Errorf("%s #%d: network %s, tshark %s", file, p.Num, p.IP, strings.Join(w.protocols, ":"))
+				}
+			}
 			continue
 		}
 		if w.src == "" { // tshark found no IP header: we must not have addresses either
@@ -172,6 +230,9 @@ func checkAgainstTshark(t *testing.T, file string, lines []jsonPacket) {
 }
 
 var countsLine = regexp.MustCompile(`(?m)^(\d+) packets seen, (\d+) recorded, (\d+) lost\n\z`)
+
+// skippedLine is read's report of frames that carry no packet it parses.
+var skippedLine = regexp.MustCompile(`(?m)^chains-sensor: read .*: (\d+) skipped: .*$`)
 
 // TestReadGolden reads every capture in chains/ and protocols/: the JSON output is checked
 // packet by packet against tshark (count, addresses, transport, ports), the net_watch text
@@ -209,7 +270,12 @@ func TestReadGolden(t *testing.T) {
 			if m[1] != fmt.Sprint(len(lines)) || m[3] != "0" {
 				t.Errorf("counters %q for %d lines", m[0], len(lines))
 			}
-			checkAgainstTshark(t, file, lines)
+			skipped := 0
+			for _, m := range skippedLine.FindAllStringSubmatch(stderr, -1) {
+				n, _ := strconv.Atoi(m[1])
+				skipped += n
+			}
+			checkAgainstTshark(t, file, lines, skipped)
 
 			text, _, code := runCmd(t, "read", "-n", "--utc", file)
 			if code != 0 {
@@ -222,8 +288,14 @@ func TestReadGolden(t *testing.T) {
 			if len(tl) != len(lines) {
 				t.Fatalf("%d text lines, %d JSON lines", len(tl), len(lines))
 			}
+			unknown := func(a string) string { // a link address the capture does not give: "" in JSON, "?" in text
+				if a == "" {
+					return "?"
+				}
+				return a
+			}
 			for i, l := range tl {
-				if !strings.Contains(l, " "+lines[i].Src+"(") || !strings.Contains(l, " --> "+lines[i].Dst+"(") {
+				if !strings.Contains(l, " "+unknown(lines[i].Src)+"(") || !strings.Contains(l, " --> "+unknown(lines[i].Dst)+"(") {
 					t.Errorf("line %d %q lacks %s --> %s", i+1, l, lines[i].Src, lines[i].Dst)
 				}
 				if !netWatchRE.MatchString(l) {
@@ -249,7 +321,9 @@ func TestReadGolden(t *testing.T) {
 }
 
 // netWatchRE is DESIGN.md's line: date, time, " - ", optional TRANSPORT, NETWORK, two endpoints.
-var netWatchRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ([A-Z0-9-]+ )?[A-Z0-9x-]+ \S+\([a-z0-9_.-]*\) --> \S+\([a-z0-9_.-]*\)( \[[a-z]+ ?[a-z0-9]*\])?$`)
+// A tunnelled packet names its tunnel before that: " [vxlan 42 via 192.0.2.1 --> 192.0.2.2]".
+var netWatchRE = regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ([A-Z0-9-]+ )?[A-Z0-9x-]+ \S+\([a-z0-9_.-]*\) --> \S+\([a-z0-9_.-]*\)` +
+	`( \[[a-z0-9]+( [a-z]+)?( \d+)? via [0-9a-f.:]+ --> [0-9a-f.:]+(, \d deep: [a-z0-9]+)?\])?( \[[a-z]+ ?[a-z0-9]*\])?$`)
 
 func firstDiff(a, b string) string {
 	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
@@ -456,5 +530,77 @@ func TestReadStdinPipeIsLive(t *testing.T) {
 	}
 	if code != 0 || strings.Count(out.String(), "\n") != 38 {
 		t.Errorf("exit %d, %d lines in all, stderr %q", code, strings.Count(out.String(), "\n"), errb.String())
+	}
+}
+
+// TestReadKernelTwinFallbacks: `read --kernel` says how many frames went to the Go twin
+// because BPF_PROG_TEST_RUN cannot take them: as many as tshark counts outside 14 to 3520
+// bytes captured.
+func TestReadKernelTwinFallbacks(t *testing.T) {
+	sensortest.RequireBPF(t)
+	root := sensortest.Pcaps(t)
+	for _, file := range []string{"protocols/ipv6_jumbogram_icmpv6.pcap", "protocols/tls13_large_clienthello_kyber.pcap", "chains/dns.pcap"} {
+		path := filepath.Join(root, file)
+		want := 0
+		for _, f := range sensortest.TShark(t, path, "frame.cap_len") {
+			if n, _ := strconv.Atoi(f.Fields["frame.cap_len"][0]); n < 14 || n > 3520 {
+				want++
+			}
+		}
+		_, stderr, code := runCmd(t, "read", "--kernel", "-n", path)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", file, code, stderr)
+		}
+		if !strings.Contains(stderr, fmt.Sprintf(": %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to 3520 bytes", want, want)) {
+			t.Errorf("%s: want %d frames to the twin; stderr %q", file, want, stderr)
+		}
+	}
+}
+
+// TestReadSkipped: the packets of a pcapng interface of a link type the sensor cannot read
+// are skipped and counted by name; the other interfaces' packets are read.
+func TestReadSkipped(t *testing.T) {
+	path := filepath.Join(sensortest.Pcaps(t), "protocols", "crafted_pcapng_unsupported_interface.pcapng")
+	out, stderr, code := runCmd(t, "read", "-n", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if n := strings.Count(out, "\n"); n != 3 || !strings.Contains(stderr, ": 2 skipped: packets of pcapng interface 1 (FRelay, link type 107, not supported)\n") ||
+		!strings.HasSuffix(stderr, "3 packets seen, 3 recorded, 0 lost\n") {
+		t.Errorf("%d lines; stderr %q", n, stderr)
+	}
+}
+
+// TestReadNoDecap: `read --no-decap` shows the tunnels' outer packets, tshark's first IP
+// header, where `read` shows the inner ones; with --kernel the same.
+func TestReadNoDecap(t *testing.T) {
+	path := filepath.Join(sensortest.Pcaps(t), "protocols", "crafted_encapsulations.pcap")
+	runs := [][]string{{"read", "--no-decap", "-n", "-o", "json", path}}
+	if os.Geteuid() == 0 {
+		runs = append(runs, []string{"read", "--kernel", "--no-decap", "-n", "-o", "json", path})
+	}
+	frames := sensortest.TShark(t, path)
+	for _, args := range runs {
+		out, stderr, code := runCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		n := 0
+		for l := range strings.Lines(out) {
+			var p jsonPacket
+			if err := json.Unmarshal([]byte(l), &p); err != nil {
+				t.Fatal(err)
+			}
+			f := frames[p.Num-1]
+			if len(f.IPs) > 0 && p.Status != "malformed" {
+				n++
+				if p.Src != f.IPs[0].Src || p.Dst != f.IPs[0].Dst {
+					t.Errorf("%v #%d: %s -> %s, tshark's outer %s -> %s", args[1], p.Num, p.Src, p.Dst, f.IPs[0].Src, f.IPs[0].Dst)
+				}
+			}
+		}
+		if n < 25 {
+			t.Errorf("%v: only %d packets compared", args, n)
+		}
 	}
 }

@@ -28,6 +28,43 @@ static int compile_dead(int linktype, int snaplen, const char *expr, bpf_u_int32
 	return 0;
 }
 
+// compile_file compiles expr as tcpdump compiles it for a capture file of linktype (a
+// LINKTYPE_ value): against a savefile handle, opened on a file header in memory, so that
+// libpcap says what it says of files (inbound/outbound "not supported ... when reading
+// savefiles", before anything else of the expression).
+static int compile_file(int linktype, int snaplen, const char *expr, struct bpf_program *prog,
+			char *errbuf, size_t errlen)
+{
+	unsigned char hdr[24] = { 0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0 };
+	char ebuf[PCAP_ERRBUF_SIZE];
+	FILE *f;
+	pcap_t *p;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		hdr[16 + i] = (unsigned)snaplen >> (8 * i);
+		hdr[20 + i] = (unsigned)linktype >> (8 * i);
+	}
+	f = fmemopen(hdr, sizeof(hdr), "rb");
+	if (f == NULL) {
+		snprintf(errbuf, errlen, "fmemopen failed");
+		return -1;
+	}
+	p = pcap_fopen_offline(f, ebuf); // closes f with the handle
+	if (p == NULL) {
+		fclose(f);
+		snprintf(errbuf, errlen, "%s", ebuf);
+		return -1;
+	}
+	if (pcap_compile(p, prog, expr, 1, 0) != 0) {
+		snprintf(errbuf, errlen, "%s", pcap_geterr(p));
+		pcap_close(p);
+		return -1;
+	}
+	pcap_close(p);
+	return 0;
+}
+
 // match runs prog over a frame with libpcap's interpreter, as tcpdump does when it reads a file.
 static int match(const struct bpf_program *prog, const u_char *data, bpf_u_int32 caplen,
 		 bpf_u_int32 wirelen)
@@ -59,12 +96,28 @@ var compileMu sync.Mutex
 // interface's netmask when live). An expression libpcap refuses comes back as a
 // *CompileError with libpcap's message (errors.Is ErrSyntax).
 func Compile(expr string, lt int, netmask uint32) (*Program, error) {
+	return compile(expr, lt, netmask, false)
+}
+
+// CompileFile compiles expr as tcpdump does for a capture file of linktype (a LINKTYPE_ value,
+// as the file records it): netmask 0, and libpcap's refusals of what a file cannot carry.
+func CompileFile(expr string, linktype int) (*Program, error) {
+	return compile(expr, linktype, 0, true)
+}
+
+func compile(expr string, lt int, netmask uint32, file bool) (*Program, error) {
 	cexpr := C.CString(expr)
 	defer C.free(unsafe.Pointer(cexpr))
 	var errbuf [C.PCAP_ERRBUF_SIZE]C.char
 	cp := (*C.struct_bpf_program)(C.calloc(1, C.sizeof_struct_bpf_program))
 	compileMu.Lock()
-	rc := C.compile_dead(C.int(lt), C.int(Snaplen), cexpr, C.bpf_u_int32(netmask), cp, &errbuf[0], C.size_t(len(errbuf)))
+	var rc C.int
+	if file {
+		rc = C.compile_file(C.int(lt), C.int(Snaplen), cexpr, cp, &errbuf[0], C.size_t(len(errbuf)))
+		lt = DLT(lt)
+	} else {
+		rc = C.compile_dead(C.int(lt), C.int(Snaplen), cexpr, C.bpf_u_int32(netmask), cp, &errbuf[0], C.size_t(len(errbuf)))
+	}
 	compileMu.Unlock()
 	if rc != 0 {
 		C.free(unsafe.Pointer(cp))

@@ -17,6 +17,11 @@ func Compile(expr string, lt int, netmask uint32) (*Program, error) {
 	return nil, fmt.Errorf("%w: %w", ErrSyntax, errNoLibpcap)
 }
 
+// CompileFile needs libpcap: without cgo every expression is refused.
+func CompileFile(expr string, linktype int) (*Program, error) {
+	return nil, fmt.Errorf("%w: %w", ErrSyntax, errNoLibpcap)
+}
+
 // Match is never reached without cgo (no Program can be compiled).
 func (p *Program) Match(frame []byte, wireLen int) bool { return false }
 

@@ -50,15 +50,55 @@ func NetworkName(p *stages.Packet) string {
 	case 6:
 		return "IP6"
 	}
+	if p.EtherType < 0x0600 {
+		return llcName(p.Payload) // an 802.3 frame: its LLC header, the payload, names it
+	}
 	if n, ok := etherNames[p.EtherType]; ok {
 		return n
 	}
 	return ""
 }
 
+// llcName names the protocol an 802.3 frame's LLC header (DSAP, SSAP, control, and for SNAP
+// an OUI and protocol id) says it carries.
+func llcName(b []byte) string {
+	switch {
+	case len(b) >= 2 && b[0] == 0xff && b[1] == 0xff:
+		return "IPX" // Novell's raw 802.3
+	case len(b) >= 8 && b[0] == 0xaa && b[1] == 0xaa && b[2] == 0x03:
+		if b[3] == 0x00 && b[4] == 0x00 && b[5] == 0x0c { // Cisco
+			switch uint16(b[6])<<8 | uint16(b[7]) {
+			case 0x2000:
+				return "CDP"
+			case 0x2003:
+				return "VTP"
+			case 0x2004:
+				return "DTP"
+			case 0x010b:
+				return "STP" // PVST+
+			case 0x0111:
+				return "UDLD"
+			}
+		}
+		return "SNAP"
+	case len(b) >= 1:
+		switch b[0] {
+		case 0x42:
+			return "STP"
+		case 0xe0:
+			return "IPX"
+		case 0xf0:
+			return "NETBIOS"
+		case 0xfe:
+			return "OSI"
+		}
+	}
+	return "LLC"
+}
+
 var etherNames = map[uint16]string{
 	0x8035: "RARP", 0x809b: "APPLETALK", 0x8100: "VLAN", 0x8137: "IPX", 0x8847: "MPLS",
-	0x8848: "MPLS", 0x8863: "PPPOE-DISC", 0x8864: "PPPOE", 0x888e: "EAPOL", 0x88a8: "VLAN",
+	0x8848: "MPLS", 0x8863: "PPPOE-DISC", 0x8864: "PPPOE", 0x880b: "PPP", 0x888e: "EAPOL", 0x88a8: "VLAN",
 	0x88cc: "LLDP", 0x88e5: "MACSEC", 0x88f7: "PTP", 0x8906: "FCOE", 0x9000: "LOOPBACK",
 }
 
@@ -86,6 +126,23 @@ func appendMAC(b []byte, m [6]byte) []byte {
 		b = append(b, hexDigits[x>>4], hexDigits[x&15])
 	}
 	return b
+}
+
+// appendLink appends the MAC address m, or "?" when the capture did not give it (unknown:
+// Packet.NoMAC's bit for it is set).
+func appendLink(b []byte, m [6]byte, unknown bool) []byte {
+	if unknown {
+		return append(b, '?')
+	}
+	return appendMAC(b, m)
+}
+
+// linkClass is macClass, or "unknown" for an address the capture did not give.
+func linkClass(m [6]byte, unknown bool) string {
+	if unknown {
+		return "unknown"
+	}
+	return macClass(m)
 }
 
 // macClass names a MAC address as the net_watch line shows a non-IP endpoint.
@@ -145,6 +202,83 @@ func appendTCPFlags(b []byte, f uint8) []byte {
 }
 
 // appendStatus appends " [truncated tcp]" and the like for a packet the parser could not finish.
+// tunnelKind is the name of a tunnel as the sinks print it: IP in IP by the two versions when
+// the outer one is known (4in4, 6in4, 4in6, 6in6; else ipip, ip6ip), the others as the kernel
+// names them (gre, pptp, erspan1 to 3, vxlan, geneve, gtpu).
+func tunnelKind(t stages.TunnelType, outer6, known bool) string {
+	switch t {
+	case stages.TunnelIPIP:
+		if !known {
+			return "ipip"
+		}
+		if outer6 {
+			return "4in6"
+		}
+		return "4in4"
+	case stages.TunnelIP6:
+		if !known {
+			return "ip6ip"
+		}
+		if outer6 {
+			return "6in6"
+		}
+		return "6in4"
+	}
+	return t.String()
+}
+
+// tunnelIDWord is the word before a tunnel's identifier ("" for a VNI, which needs none;
+// "-" for a kind that has none).
+func tunnelIDWord(t *stages.Tunnel) string {
+	switch t.Type {
+	case stages.TunnelVXLAN, stages.TunnelGeneve:
+		return ""
+	case stages.TunnelGRE:
+		if t.Flags&stages.TunnelFlagKey != 0 {
+			return "key"
+		}
+	case stages.TunnelPPTP:
+		return "call"
+	case stages.TunnelERSPAN2, stages.TunnelERSPAN3:
+		return "session"
+	case stages.TunnelGTPU:
+		return "teid"
+	}
+	return "-"
+}
+
+// appendTunnel appends, for a packet that came through tunnels, " [KIND ID via SRC --> DST]":
+// the outermost tunnel, its identifier where it has one (vxlan 42, gre key 7, pptp call 3,
+// erspan2 session 77, gtpu teid 9) and its endpoints; ", N deep: KIND" after them when it
+// held others, the innermost named.
+func appendTunnel(b []byte, p *stages.Packet) []byte {
+	t := &p.Tunnel
+	if t.Depth == 0 {
+		return b
+	}
+	b = append(b, " ["...)
+	b = append(b, tunnelKind(t.Type, t.Flags&stages.TunnelFlagIP6 != 0, true)...)
+	if w := tunnelIDWord(t); w != "-" {
+		b = append(b, ' ')
+		if w != "" {
+			b = append(b, w...)
+			b = append(b, ' ')
+		}
+		b = strconv.AppendUint(b, uint64(t.ID), 10)
+	}
+	b = append(b, " via "...)
+	b = appendAddr(b, t.Src)
+	b = append(b, " --> "...)
+	b = appendAddr(b, t.Dst)
+	if t.Depth > 1 {
+		b = append(b, ", "...)
+		b = strconv.AppendUint(b, uint64(t.Depth), 10)
+		b = append(b, " deep: "...)
+		b = append(b, tunnelKind(t.Inner, false, false)...)
+	}
+	return append(b, ']')
+}
+
 func appendStatus(b []byte, p *stages.Packet) []byte {
 	if p.Status == stages.StatusOK {
 		return b

@@ -23,13 +23,23 @@ import (
 // ("" when there is none); sport and dport only when the packet has them (TCP and UDP, not a
 // later fragment), so that a port 0 means port 0; tcp_flags the flags as tcpdump prints them ("S.", "P.", ...), "" for
 // anything but TCP. ICMP packets add icmp_type and icmp_code, ARP packets arp_op, tagged frames
-// vlans, unfinished ones bad_layer. Strings are escaped as JSON requires; bytes that are not
+// vlans, unfinished ones bad_layer; a packet that came through tunnels adds tunnel, the
+// outermost one: {"type":"vxlan","id":42,"src":"192.0.2.1","dst":"192.0.2.2","depth":1,
+// "flags":["eth"]} (type 4in4, 6in4, 4in6, 6in6, gre, pptp, erspan1 to 3, vxlan, geneve or gtpu;
+// id where the kind has one: VNI, GRE key, PPTP call, ERSPAN session, TEID; inner, the
+// innermost kind, when depth is more than 1; flags of eth, key, seq). Strings are escaped as JSON requires; bytes that are not
 // UTF-8 become U+FFFD.
 type JSON struct {
 	out *Output
 	clk *clock
 	buf []byte
 }
+
+// tunnelFlags are the JSON names of the stages.TunnelFlag bits (IPv6 endpoints show as such).
+var tunnelFlags = [...]struct {
+	bit  uint8
+	name string
+}{{stages.TunnelFlagEth, `"eth"`}, {stages.TunnelFlagKey, `"key"`}, {stages.TunnelFlagSeq, `"seq"`}}
 
 // NewJSON returns a JSON-lines sink writing to out.
 func NewJSON(out *Output, opt Options) *JSON {
@@ -76,13 +86,13 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 	b = append(b, `","src":"`...)
 	if p.Src.IsValid() {
 		b = appendAddr(b, p.Src)
-	} else {
+	} else if p.NoMAC&stages.NoSrcMAC == 0 {
 		b = appendMAC(b, p.SrcMAC)
 	}
 	b = append(b, `","dst":"`...)
 	if p.Dst.IsValid() {
 		b = appendAddr(b, p.Dst)
-	} else {
+	} else if p.NoMAC&stages.NoDstMAC == 0 {
 		b = appendMAC(b, p.DstMAC)
 	}
 	b = append(b, `","proto":"`...)
@@ -150,6 +160,38 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 			b = strconv.AppendUint(b, uint64(p.VLANs[i]&0x0fff), 10)
 		}
 		b = append(b, "]"...)
+	}
+	if t := &p.Tunnel; t.Depth > 0 {
+		b = append(b, `,"tunnel":{"type":"`...)
+		b = append(b, tunnelKind(t.Type, t.Flags&stages.TunnelFlagIP6 != 0, true)...)
+		b = append(b, `"`...)
+		if tunnelIDWord(t) != "-" {
+			b = append(b, `,"id":`...)
+			b = strconv.AppendUint(b, uint64(t.ID), 10)
+		}
+		b = append(b, `,"src":"`...)
+		b = appendAddr(b, t.Src)
+		b = append(b, `","dst":"`...)
+		b = appendAddr(b, t.Dst)
+		b = append(b, `","depth":`...)
+		b = strconv.AppendUint(b, uint64(t.Depth), 10)
+		if t.Depth > 1 {
+			b = append(b, `,"inner":"`...)
+			b = append(b, tunnelKind(t.Inner, false, false)...)
+			b = append(b, `"`...)
+		}
+		b = append(b, `,"flags":[`...)
+		n := 0
+		for _, f := range tunnelFlags {
+			if t.Flags&f.bit != 0 {
+				if n > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, f.name...)
+				n++
+			}
+		}
+		b = append(b, "]}"...)
 	}
 	b = append(b, "}\n"...)
 	return b

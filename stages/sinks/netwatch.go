@@ -7,7 +7,9 @@ import "github.com/chains-sensor/chains-sensor/stages"
 //	2015-09-07 19:08:34 - UDP IP 192.168.1.9(internal) --> 224.0.0.251(multicast_dns)
 //
 // The TRANSPORT token is left out where there is none (ARP, non-IP frames); non-IP frames show
-// their MAC addresses; a packet the parser could not finish ends in " [truncated tcp]" or the like.
+// their MAC addresses; a packet that came through a tunnel names it after the inner pair, as
+// " [vxlan 42 via 192.0.2.1 --> 192.0.2.2]"; a packet the parser could not finish ends in
+// " [truncated tcp]" or the like.
 type NetWatch struct {
 	out   *Output
 	clk   *clock
@@ -54,17 +56,24 @@ func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
 		b = append(b, " --> "...)
 		b = appendEndpoint(b, p.Dst, 0, false, p.DstDomain, dc)
 	} else {
-		b = appendMAC(b, p.SrcMAC)
-		b = append(b, '(')
-		b = append(b, macClass(p.SrcMAC)...)
-		b = append(b, ")"+" --> "...)
-		b = appendMAC(b, p.DstMAC)
-		b = append(b, '(')
-		b = append(b, macClass(p.DstMAC)...)
-		b = append(b, ')')
+		b = appendLinkEnds(b, p)
 	}
+	b = appendTunnel(b, p)
 	b = appendStatus(b, p)
 	return append(b, '\n')
+}
+
+// appendLinkEnds appends "SRC(class) --> DST(class)" of the link addresses, for a frame
+// without network addresses.
+func appendLinkEnds(b []byte, p *stages.Packet) []byte {
+	b = appendLink(b, p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)
+	b = append(b, '(')
+	b = append(b, linkClass(p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)...)
+	b = append(b, ")"+" --> "...)
+	b = appendLink(b, p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)
+	b = append(b, '(')
+	b = append(b, linkClass(p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)...)
+	return append(b, ')')
 }
 
 func protoColor(p uint8) string {

@@ -9,6 +9,7 @@ import (
 // Packets prints a block per packet, as the original chains PacketPrinter did:
 //
 //	Timestamp: 2015-09-07 19:08:34.491658 (in eth0, 73 bytes)
+//	Tunnel: [vxlan 42 via 192.0.2.1 --> 192.0.2.2] carrying Ethernet   (a tunnelled packet only)
 //	Ethernet Frame: 00:1b:21:aa:bb:cc --> 01:00:5e:00:00:fb (type: 0x0800)
 //	stages.Packet: IP 192.168.1.9 --> 224.0.0.251 (len:59 ttl:255 tos:0 id:0) -- Frag(df:0 mf:0 offset:0)
 //	Domains: internal --> multicast_dns
@@ -65,10 +66,19 @@ func (s *Packets) AppendBlock(b []byte, p *stages.Packet) []byte {
 	b = u(b, uint64(p.WireLen))
 	b = append(b, " bytes)\n"...)
 
+	if t := &p.Tunnel; t.Depth > 0 {
+		b = s.head(b, "Tunnel:")
+		b = appendTunnel(b, p) // " [vxlan 42 via A --> B]"
+		if t.Flags&stages.TunnelFlagEth != 0 {
+			b = append(b, " carrying Ethernet"...)
+		}
+		b = append(b, '\n')
+	}
+
 	b = s.head(b, "Ethernet Frame: ")
-	b = appendMAC(b, p.SrcMAC)
+	b = appendLink(b, p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)
 	b = append(b, " --> "...)
-	b = appendMAC(b, p.DstMAC)
+	b = appendLink(b, p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)
 	b = append(b, " (type: 0x"...)
 	b = appendHex16(b, p.EtherType)
 	for i := 0; i < int(p.VLANCount) && i < len(p.VLANs); i++ {

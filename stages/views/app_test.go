@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/chains-sensor/chains-sensor/sensor"
 	"iter"
 	"strconv"
 	"strings"
@@ -220,7 +221,8 @@ func TestFlowsViewEarlyStop(t *testing.T) {
 // protocols/gre_icmp.pcap's GRE flow (IP protocol 47, "gre" in tshark's frame.protocols, GRE
 // in IANA's registry), read as the sensor reads it, is "FLOW GRE", not "IP47".
 func TestOneProtocolNamer(t *testing.T) {
-	pkts := readPackets(t, stagestest.PcapPath(t, "protocols/gre_icmp.pcap"))
+	// The GRE packets themselves, not what they carry.
+	pkts := readPacketsWith(t, stagestest.PcapPath(t, "protocols/gre_icmp.pcap"), sensor.Config{NoDecap: true})
 	for view, want := range map[string]string{"flows": " - FLOW GRE 172.27.1.66 --> 66.59.109.137 end=", "net_watch": " - GRE IP 172.27.1.66(internal) --> "} {
 		var buf bytes.Buffer
 		b, err := Build(&Config{NoDNS: true, UTC: true, View: view}, sinks.NewOutput(&buf, false))
