@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"golang.org/x/sys/unix"
 )
@@ -319,6 +320,10 @@ func outputError(err error) error {
 	var we writeError
 	if errors.As(err, &we) {
 		return err
+	}
+	var fe *pcapng.FileError
+	if errors.As(err, &fe) {
+		return writeError{err} // a -w file's: it names the file and says what failed
 	}
 	switch {
 	case errors.Is(err, syscall.EPIPE):
