@@ -145,3 +145,43 @@ func TestNameCacheScanResistant(t *testing.T) {
 	}
 	t.Logf("scan hit rate %.3f (size %d, %d distinct), %d evicted", rate, size, distinct, c.evicted)
 }
+
+// TestRDNSRateBounded: a scan of 3000 addresses in a burst starts no more lookups than the
+// token bucket allows (Rate at once, then Rate per second: bounded by hand from the run's
+// length); the others are counted as rate-limited, and once the bucket has refilled a new
+// address is looked up.
+func TestRDNSRateBounded(t *testing.T) {
+	s := startPTRServer(t)
+	s.setDefault(func(q string) (string, bool) { return "h.example.", true })
+	const rate, distinct = 100, 3000
+	r, err := NewResolver(ResolverConfig{Servers: []string{s.addr}, HostsFile: "-", Rate: rate, Wait: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
+	start := time.Now()
+	n := 0
+	for range st(scanSource(distinct, distinct)) {
+		n++
+	}
+	el := time.Since(start)
+	got := r.Stats()
+	if n != distinct {
+		t.Fatalf("%d packets out of %d", n, distinct)
+	}
+	if bound := uint64(rate + rate*el.Seconds() + 1); got.Lookups > bound || got.Lookups == 0 {
+		t.Errorf("%d lookups in %v at %d/s: want 1 to %d", got.Lookups, el, rate, bound)
+	}
+	if got.Lookups+got.RateLimited+got.Dropped < distinct {
+		t.Errorf("%d lookups + %d rate-limited + %d dropped < %d addresses", got.Lookups, got.RateLimited, got.Dropped, distinct)
+	}
+	// Once the bucket has refilled, a new address is looked up.
+	time.Sleep(50 * time.Millisecond)
+	last := uint64(0)
+	for range st(scanRange(distinct, distinct+1)) {
+		last++
+	}
+	if after := r.Stats().Lookups; last != 1 || after != got.Lookups+1 {
+		t.Errorf("after the refill: %d packets, %d lookups (before %d), want 1 and one more", last, after, got.Lookups)
+	}
+}
