@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,6 +111,37 @@ func TestParseServer(t *testing.T) {
 		"[10.0.0.1]", "a b:53", "host/x", "[::1]:65536", "1.2.3.4:53:53"} {
 		if got, err := parseServer("dns-server", bad); err == nil || !badUsage(err) {
 			t.Errorf("%q: taken as %q (%v)", bad, got, err)
+		}
+	}
+}
+
+// TestReadOutputFails: read whose standard output cannot be written, a full disk (/dev/full:
+// ENOSPC) or a pipe whose reader is gone (EPIPE, which would kill the process with SIGPIPE if
+// it were fd 1 and not caught), ends with exit 1, the reason spelled out, and the counters
+// line last.
+func TestReadOutputFails(t *testing.T) {
+	file := filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap")
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("no /dev/full:", err)
+	}
+	defer full.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	defer pw.Close()
+	for _, c := range []struct {
+		out  *os.File
+		want string
+	}{{full, "the disk is full"}, {pw, "broken pipe"}} {
+		var stderr bytes.Buffer
+		runMu.Lock()
+		code := run([]string{"chains-sensor", "read", "-n", file}, c.out, &stderr)
+		runMu.Unlock()
+		if m := countsLine.FindStringSubmatch(stderr.String()); code != 1 || !strings.Contains(stderr.String(), c.want) || m == nil {
+			t.Errorf("%s: exit %d, stderr:\n%s\nwant 1, %q and the counters line last", c.out.Name(), code, stderr.String(), c.want)
 		}
 	}
 }
