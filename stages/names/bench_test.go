@@ -88,51 +88,6 @@ func BenchmarkRDNSScan(b *testing.B) {
 	}
 }
 
-// BenchmarkRDNSScanWarm: the same scan in steady state: one slow pass first names every
-// address the cache keeps (the server answers all, waited for), then 1.8M packets are
-// timed. A plain LRU smaller than the scan keeps nothing of it (every packet misses and asks
-// again); the admission-filtered cache keeps a stable part.
-func BenchmarkRDNSScanWarm(b *testing.B) {
-	const packets = 1_800_000
-	for _, distinct := range []int{10_000, 50_000, 200_000} {
-		b.Run(fmt.Sprintf("distinct=%d", distinct), func(b *testing.B) {
-			s := startPTRServer(&testing.T{})
-			s.setDefault(func(q string) (string, bool) { return "h-" + strings.ReplaceAll(q, ".", "-") + "example.", true })
-			for range b.N {
-				r, err := NewResolver(ResolverConfig{Servers: []string{s.addr}, HostsFile: "-", Wait: 10 * time.Second, Rate: 1 << 20})
-				if err != nil {
-					b.Fatal(err)
-				}
-				st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
-				// The warm-up pass: 1000 addresses at a time, each batch waited for.
-				for base := 0; base < distinct; base += 1000 {
-					for range st(scanRange(base, min(base+1000, distinct))) {
-					}
-				}
-				lookups := r.Stats().Lookups
-				cpu0 := cpuTime()
-				start := time.Now()
-				n, named := 0, 0
-				for p := range st(scanSource(distinct, packets)) {
-					n++
-					if p.SrcDomain != "public" {
-						named++
-					}
-				}
-				el := time.Since(start)
-				cpu := cpuTime() - cpu0
-				if n != packets {
-					b.Fatal(n)
-				}
-				b.ReportMetric(float64(el.Nanoseconds())/packets, "ns/pkt")
-				b.ReportMetric(float64(cpu.Nanoseconds())/packets, "cpu-ns/pkt")
-				b.ReportMetric(float64(r.Stats().Lookups-lookups), "lookups")
-				b.ReportMetric(100*float64(named)/packets, "%named")
-			}
-		})
-	}
-}
-
 // scanRange yields one packet from each of the addresses 44.0.0.0 + [from, to).
 func scanRange(from, to int) iter.Seq[*stages.Packet] {
 	return func(yield func(*stages.Packet) bool) {
