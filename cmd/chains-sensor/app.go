@@ -166,6 +166,7 @@ const (
 	flagRDNSWait  = "rdns-wait"
 	flagNames     = "names"
 	flagMaxFlows  = "max-flows"
+	flagWireNames = "wire-names"
 	flagFlowIdle  = "flow-idle"
 	flagFlowAct   = "flow-active"
 	flagDNSQueue  = "dns-max-pending"
@@ -196,6 +197,7 @@ func sharedFlags() []cli.Flag {
 		&cli.IntFlag{Name: flagRDNSInflight, Value: names.DefaultQueue, Usage: "`N` PTR lookups waiting or running at most (an address past it is looked up when it comes again)"},
 		&cli.IntFlag{Name: flagRDNSRate, Value: names.DefaultRate, Usage: "`N` PTR lookups started per second at most (a scan of many addresses costs no more than that; the others are looked up when they come again)"},
 		&cli.IntFlag{Name: flagRDNSHeld, Value: names.DefaultMaxHeld, Usage: "`N` packets held back for their names at most (past it they are printed with what is known)"},
+		&cli.IntFlag{Name: flagWireNames, Value: names.DefaultWireSize, Usage: "`N` names learned from DNS answers on the wire kept at most (the oldest learned is evicted)"},
 		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
 		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
 		&cli.DurationFlag{Name: flagFlowAct, Value: flows.DefaultActiveTimeout, Usage: "a flow open longer than `DURATION` is reported and counted afresh"},
@@ -237,6 +239,7 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 		lo, hi int
 	}{
 		{&cfg.Flows.MaxFlows, flagMaxFlows, 1, 1 << 24},
+		{&cfg.WireSize, flagWireNames, 1, 1 << 24},
 		{&cfg.DNS.MaxPending, flagDNSQueue, 1, 1 << 24},
 		{&cfg.RDNS.CacheSize, flagRDNSCache, 1, 1 << 24},
 		{&cfg.RDNS.Queue, flagRDNSInflight, 1, 1 << 20},

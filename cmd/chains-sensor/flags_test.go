@@ -48,6 +48,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{[]string{"read", "--rdns-cache", "0", file}, "--rdns-cache 0: want 1 to"},
 		{[]string{"read", "--rdns-max-inflight", "-3", file}, "--rdns-max-inflight -3"},
 		{[]string{"read", "--rdns-rate", "0", file}, "--rdns-rate 0: want 1 to"},
+		{[]string{"read", "--wire-names", "0", file}, "--wire-names 0: want 1 to"},
 		{[]string{"read", "--max-flows", "99999999999", file}, "--max-flows 99999999999: want 1 to 16777216"},
 		{[]string{"read", "--flow-idle", "10000h", file}, "--flow-idle 10000h0m0s: want a duration"},
 		{[]string{"read", "--max-interfaces", "0", file}, "--max-interfaces 0"},

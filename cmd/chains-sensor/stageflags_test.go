@@ -61,3 +61,20 @@ func TestStageFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestWireNamesFlag: --wire-names bounds the names learned from DNS answers (chains/dns.pcap
+// answers for more than 2 public addresses: tshark's dns.a and dns.aaaa), and the exit stats
+// say the bound, the flag and the evictions.
+func TestWireNamesFlag(t *testing.T) {
+	file := filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap")
+	_, stderr, code := runCmd(t, "read", "--names", "wire", "--wire-names", "2", file)
+	var line string
+	for _, l := range strings.Split(stderr, "\n") {
+		if strings.HasPrefix(l, "table wire_names: ") {
+			line = l
+		}
+	}
+	if code != 0 || !strings.HasPrefix(line, "table wire_names: 2 of 2 (--wire-names), peak 2, ") || strings.HasSuffix(line, " 0 evicted") || !strings.HasSuffix(line, " evicted") {
+		t.Errorf("exit %d, wire_names line %q:\n%s", code, line, stderr)
+	}
+}

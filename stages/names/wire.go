@@ -45,8 +45,11 @@ func ParseMode(s string) (Mode, error) {
 // use.
 type Wire struct {
 	cache  *lru.Cache[netip.Addr, wireName]
+	size   int
 	minTTL time.Duration
 	added  atomic.Bool // a name was ever added: until then Lookup takes no lock
+	// evicted counts the names pushed out to make room; peak is the most names held.
+	evicted, peak atomic.Int64
 }
 
 type wireName struct {
@@ -67,7 +70,7 @@ func NewWire(size int, minTTL time.Duration) *Wire {
 		minTTL = 10 * time.Minute
 	}
 	c, _ := lru.New[netip.Addr, wireName](size) // size > 0: never fails
-	return &Wire{cache: c, minTTL: minTTL}
+	return &Wire{cache: c, size: size, minTTL: minTTL}
 }
 
 // Lookup returns the name the wire gave to a, if one is known and has not expired at now
@@ -91,12 +94,26 @@ func (w *Wire) Lookup(a netip.Addr, now time.Time) (string, bool) {
 // Len returns how many addresses have a name.
 func (w *Wire) Len() int { return w.cache.Len() }
 
+// Size returns the most names the table holds.
+func (w *Wire) Size() int { return w.size }
+
+// Peak returns the most names the table has held at once.
+func (w *Wire) Peak() int { return int(w.peak.Load()) }
+
+// Evicted returns how many names were pushed out to make room for others.
+func (w *Wire) Evicted() int64 { return w.evicted.Load() }
+
 // Add names a for ttl from now.
 func (w *Wire) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
 	if ttl < w.minTTL {
 		ttl = w.minTTL
 	}
-	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)})
+	if w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)}) {
+		w.evicted.Add(1)
+	}
+	if n := int64(w.cache.Len()); n > w.peak.Load() {
+		w.peak.Store(n) // Add's callers are one stage goroutine: no lost update
+	}
 	w.added.Store(true)
 }
 

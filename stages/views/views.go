@@ -36,6 +36,7 @@ type Config struct {
 	NoDNS    bool                 // -n: no names at all, only address classes
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
+	WireSize int                  // --wire-names: names learned from DNS answers kept at most (0: names.DefaultWireSize)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
 	// Capture, when set, writes every packet's frame to a pcapng file (-w) beside the view's
@@ -191,7 +192,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		reporters = append(reporters, rdns)
 	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
-		wire = names.NewWire(0, 0)
+		wire = names.NewWire(cfg.WireSize, 0)
 		reporters = append(reporters, wireTables{wire})
 	}
 
@@ -282,8 +283,7 @@ func (f flowTables) Counters() []stages.Counter {
 type wireTables struct{ w *names.Wire }
 
 func (w wireTables) Tables() []stages.TableStats {
-	// Its LRU does not count its evictions yet (-1), nor has it a flag.
-	return []stages.TableStats{{Name: "wire_names", Len: w.w.Len(), Peak: w.w.Len(), Max: names.DefaultWireSize, Evicted: -1}}
+	return []stages.TableStats{{Name: "wire_names", Flag: "--wire-names", Len: w.w.Len(), Peak: w.w.Peak(), Max: w.w.Size(), Evicted: w.w.Evicted()}}
 }
 
 func (w wireTables) Counters() []stages.Counter { return nil }
