@@ -604,3 +604,30 @@ func TestReadNoDecap(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCountFromPipe: `-c 5` reading a pipe with reverse-DNS lookups on (a stage that reads
+// ahead while it holds packets for their names) prints 5 packets and counts 5 seen, not every
+// packet the pipe held (it once said "2000 seen, 2000 recorded").
+func TestReadCountFromPipe(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(sensortest.Pcaps(t), "chains", "dns.pcap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	go func() { pw.Write(data); pw.Close() }()
+	runMu.Lock()
+	old := os.Stdin
+	os.Stdin = pr
+	var out, errb syncBuffer
+	// 127.0.0.1:9 (discard): nothing answers there, so every lookup ends refused at once.
+	code := run([]string{"chains-sensor", "read", "-c", "5", "--dns-server", "127.0.0.1:9", "-"}, &out, &errb)
+	os.Stdin = old
+	runMu.Unlock()
+	if m := countsLine.FindStringSubmatch(errb.String()); code != 0 || strings.Count(out.String(), "\n") != 5 || m == nil || m[1] != "5" || m[2] != "5" {
+		t.Errorf("exit %d, %d lines, stderr:\n%s\nwant 0, 5 lines and 5 packets seen, 5 recorded", code, strings.Count(out.String(), "\n"), errb.String())
+	}
+}
