@@ -316,11 +316,13 @@ func (r *Resolver) start(ctx context.Context) {
 	r.now = r.clock()
 	r.tokens, r.filled = float64(r.cfg.Rate), r.now
 	for range r.cfg.Workers {
-		go r.worker(ctx)
+		go r.worker(ctx, r.reqs, r.results)
 	}
 }
 
-func (r *Resolver) worker(ctx context.Context) {
+// worker runs lookups for one run of the stage: its channels are that run's (a worker of a run
+// that ended may still be returning when the next run makes new ones).
+func (r *Resolver) worker(ctx context.Context, reqs <-chan netip.Addr, results chan<- rdnsResult) {
 	// Each worker keeps one UDP socket per server: a socket made and closed per query costs
 	// more than the query (miekg/dns matches each answer to its query by id).
 	conns := map[string]*dns.Conn{}
@@ -333,7 +335,7 @@ func (r *Resolver) worker(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case a := <-r.reqs:
+		case a := <-reqs:
 			n := r.active.Add(1)
 			for m := r.maxActive.Load(); n > m && !r.maxActive.CompareAndSwap(m, n); m = r.maxActive.Load() {
 			}
@@ -341,7 +343,7 @@ func (r *Resolver) worker(ctx context.Context) {
 			r.active.Add(-1)
 			res.at = r.clock()
 			select {
-			case r.results <- res:
+			case results <- res:
 			case <-ctx.Done():
 				return
 			}
