@@ -46,7 +46,7 @@ func (f flowTables) Counters() []stages.Counter {
 	st := f.t.Stats()
 	ds := f.dns.Stats()
 	out := []stages.Counter{{Name: "flows_created", Value: st.Flows}, {Name: "flows_ended", Value: st.Ended},
-		{Name: "flows_expired", Value: st.Expired}, {Name: "flow_streams_denied", Value: st.StreamsDenied},
+		{Name: "flows_expired", Value: st.Expired}, {Name: "flow_streams", Value: st.Streams}, {Name: "flow_streams_denied", Value: st.StreamsDenied},
 		{Name: "dns_messages", Value: ds.Messages}, {Name: "dns_matched", Value: ds.Matched},
 		{Name: "dns_unsolicited", Value: ds.Unsolicited}, {Name: "dns_unanswered", Value: ds.PendingExpired}}
 	if f.quic != nil {
