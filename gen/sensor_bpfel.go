@@ -98,6 +98,12 @@ type SensorFilterReplay struct {
 	LinkHdr [64]uint8
 }
 
+type SensorFrameHead struct {
+	_      structs.HostLayout
+	CapLen uint32
+	Copied uint32
+}
+
 type SensorIpFlag uint32
 
 const (
@@ -231,6 +237,7 @@ type SensorSensorConfig struct {
 	SnapSmall   uint16
 	WakeupBytes uint32
 	NoDecap     uint32
+	FrameSnap   uint32
 }
 
 type SensorSockOwner struct {
@@ -308,6 +315,7 @@ const (
 	SensorVarUnusedDirFlag     = "unused_dir_flag"
 	SensorVarUnusedDirection   = "unused_direction"
 	SensorVarUnusedExtBit      = "unused_ext_bit"
+	SensorVarUnusedFrameHead   = "unused_frame_head"
 	SensorVarUnusedIpFlag      = "unused_ip_flag"
 	SensorVarUnusedLayer       = "unused_layer"
 	SensorVarUnusedRecord      = "unused_record"
@@ -400,6 +408,7 @@ type SensorVariableSpecs struct {
 	UnusedDirFlag     *ebpf.VariableSpec `ebpf:"unused_dir_flag"`
 	UnusedDirection   *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedExtBit      *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedFrameHead   *ebpf.VariableSpec `ebpf:"unused_frame_head"`
 	UnusedIpFlag      *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
 	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedRecord      *ebpf.VariableSpec `ebpf:"unused_record"`
@@ -464,6 +473,7 @@ type SensorVariables struct {
 	UnusedDirFlag     *ebpf.Variable `ebpf:"unused_dir_flag"`
 	UnusedDirection   *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedExtBit      *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedFrameHead   *ebpf.Variable `ebpf:"unused_frame_head"`
 	UnusedIpFlag      *ebpf.Variable `ebpf:"unused_ip_flag"`
 	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedRecord      *ebpf.Variable `ebpf:"unused_record"`

@@ -16,13 +16,14 @@ const module = "github.com/chains-sensor/chains-sensor"
 // layer is each stages package's floor: a package may import only packages of lower floors.
 // A new package under stages/ needs a floor here.
 var layer = map[string]int{
-	"stages":           0, // the vocabulary: the standard library only
-	"stages/classify":  1,
-	"stages/flows":     1,
-	"stages/protocols": 2,
-	"stages/names":     3,
-	"stages/sinks":     3,
-	"stages/views":     4,
+	"stages":              0, // the vocabulary: the standard library only
+	"stages/classify":     1,
+	"stages/flows":        1,
+	"stages/sinks/pcapng": 1, // the file format: the standard library and strftime
+	"stages/protocols":    2,
+	"stages/names":        3,
+	"stages/sinks":        3,
+	"stages/views":        4,
 }
 
 // testOnly are packages for tests: nothing else may import them.

@@ -38,6 +38,12 @@ type Config struct {
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
+	// Capture, when set, writes every packet's frame to a pcapng file (-w) beside the view's
+	// sink; with comments the application layer runs whatever the view, so that each
+	// packet's comment says what the decoders found.
+	Capture *sinks.CaptureConfig
+	// Quiet leaves the view's sink out (-q): nothing is printed, only captured.
+	Quiet bool
 }
 
 // View is one entry of List.
@@ -99,14 +105,15 @@ func Lookup(name string) (View, bool) {
 
 // Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
 type Pipeline struct {
-	Stage stages.Stage // every stage, in order
-	Sink  sinks.Sink   // the view's sink
-	count uint64
+	Stage   stages.Stage   // every stage, in order
+	Sink    sinks.Sink     // the view's sink, with the capture sink beside it when there is one
+	Capture *sinks.Capture // the capture sink (-w), or nil
+	count   uint64
 }
 
 // Build builds the chain of cfg.View writing to out:
 //
-//	interface names, classes | reverse DNS | flows with decoders | wire names | sink
+//	interface names, classes | reverse DNS | flows with decoders | wire names | sink [+ capture]
 //
 // Each packet goes through every stage after the reverse-DNS stage (the only one that holds
 // packets back) before the next one does, so a name learned from a DNS answer names the packets
@@ -151,9 +158,27 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		wire = names.NewWire(0, 0)
 	}
 
-	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	var sink sinks.Sink
+	var capt *sinks.Capture
+	if !cfg.Quiet {
+		sink = v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	} else {
+		out.Close()
+	}
+	if cfg.Capture != nil {
+		// The capture first: the evidence is written even when the lines cannot be.
+		capt = sinks.NewCapture(*cfg.Capture)
+		if sink != nil {
+			sink = sinks.Tee{capt, sink}
+		} else {
+			sink = capt
+		}
+	}
+	if sink == nil {
+		sink = sinks.Tee{}
+	}
 	switch fc := cfg.Flows; {
-	case v.App:
+	case v.App || (cfg.Capture != nil && cfg.Capture.Comments):
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
@@ -166,7 +191,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if wire != nil {
 		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count}, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
