@@ -32,6 +32,7 @@
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include "record.h"
 #include "maps.h"
 #include "filter.h"
@@ -147,6 +148,8 @@ struct sock___owner {
 
 struct task_struct___owner {
 	unsigned int flags;
+	struct task_struct___owner *group_leader;
+	char comm[16];
 } __attribute__((preserve_access_index));
 
 static __always_inline int comm_eq(const char *a, const volatile char *b)
@@ -155,13 +158,19 @@ static __always_inline int comm_eq(const char *a, const volatile char *b)
 	       *(const __u64 *)(a + 8) == *(const volatile __u64 *)(b + 8);
 }
 
-/* The current process as an owner, and whether it passes the owner filter. */
+/* The current process as an owner, and whether it passes the owner filter. The command name
+ * is the process's (its thread group leader's), not the thread's: dig sends from a thread
+ * named isc-net-0000. */
 static __always_inline __u8 owner_current(struct record_owner *o)
 {
+	struct task_struct___owner *task = (struct task_struct___owner *)bpf_get_current_task();
+	struct task_struct___owner *leader = BPF_CORE_READ(task, group_leader);
+
 	o->pid = bpf_get_current_pid_tgid() >> 32;
 	o->uid = (__u32)bpf_get_current_uid_gid();
 	o->cgroup_id = bpf_get_current_cgroup_id();
-	bpf_get_current_comm(o->comm, sizeof(o->comm));
+	if (!leader || bpf_core_read_str(o->comm, sizeof(o->comm), &leader->comm) < 0)
+		bpf_get_current_comm(o->comm, sizeof(o->comm));
 	if (!owner_cfg.filter)
 		return 1;
 	if (owner_cfg.pid && o->pid != owner_cfg.pid)
