@@ -7,8 +7,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/cilium/ebpf"
@@ -118,9 +120,18 @@ func NetnsCookie() (uint64, error) {
 // CgroupRoot is where the cgroup v2 hierarchy is: Dir opens its root directory from this
 // process, MountPoint is where it is mounted in the mount namespace that has it (the same
 // path, unless this process's namespace has no cgroup2 mount: `ip netns exec` mounts a fresh
-// /sys without it, and the hierarchy is then reached through init's, /proc/1/root).
+// /sys without it, and the hierarchy is then reached through init's, /proc/1/root, or, when
+// that is denied, through a private mount of its own: Dir is then /proc/self/fd/N).
 type CgroupRoot struct {
 	Dir, MountPoint string
+}
+
+// privateRoot is the cgroup v2 root mounted in a mount namespace of its own (privateCgroupRoot),
+// kept open for the life of the process.
+var privateRoot struct {
+	once sync.Once
+	f    *os.File
+	err  error
 }
 
 // CgroupV2Root returns where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo
@@ -148,12 +159,54 @@ func CgroupV2Root() (CgroupRoot, error) {
 			return CgroupRoot{Dir: mnt, MountPoint: mnt}, nil
 		}
 		dir := filepath.Join("/proc/1/root", mnt)
-		if _, err := os.Stat(dir); err != nil {
-			return CgroupRoot{}, fmt.Errorf("the cgroup v2 hierarchy is mounted at %s in init's mount namespace, not in this one, and %s cannot be opened: %w", mnt, dir, err)
+		if _, err := os.Stat(dir); err == nil {
+			return CgroupRoot{Dir: dir, MountPoint: mnt}, nil
 		}
-		return CgroupRoot{Dir: dir, MountPoint: mnt}, nil
+		d, err := privateCgroupRoot()
+		if err != nil {
+			return CgroupRoot{}, fmt.Errorf("the cgroup v2 hierarchy is mounted at %s in init's mount namespace, not in this one, and neither %s nor a private mount of it can be opened: %w", mnt, dir, err)
+		}
+		return CgroupRoot{Dir: d, MountPoint: mnt}, nil
 	}
 	return CgroupRoot{}, first
+}
+
+// privateCgroupRoot mounts the cgroup v2 hierarchy in a mount namespace of one locked thread
+// (made private first: nothing propagates to the process's own namespace), opens its root and
+// returns /proc/self/fd/N, which reaches it from any namespace. The thread ends with its
+// namespace; the open directory keeps the mount.
+func privateCgroupRoot() (string, error) {
+	privateRoot.once.Do(func() {
+		tmp, err := os.MkdirTemp("", "chains-cgroup2-")
+		if err != nil {
+			privateRoot.err = err
+			return
+		}
+		defer os.Remove(tmp)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				privateRoot.err = fmt.Errorf("unshare the mount namespace: %w", err)
+				return
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				privateRoot.err = fmt.Errorf("make the mounts private: %w", err)
+				return
+			}
+			if err := unix.Mount("cgroup2", tmp, "cgroup2", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+				privateRoot.err = fmt.Errorf("mount cgroup2: %w", err)
+				return
+			}
+			privateRoot.f, privateRoot.err = os.Open(tmp)
+		}()
+		<-done
+	})
+	if privateRoot.err != nil {
+		return "", privateRoot.err
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", privateRoot.f.Fd()), nil
 }
 
 // cgroupV2Mount finds the first cgroup2 mount in a mountinfo listing, preferring one of the
