@@ -7,7 +7,9 @@ package owners
 import (
 	"io/fs"
 	"iter"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,12 +67,19 @@ func NewResolver(cfg Config) *Resolver {
 	return r
 }
 
-// Lookup returns the Info of the cgroup with id, and whether it was found.
-func (r *Resolver) Lookup(id uint64) (Info, bool) {
+// Lookup returns the Info of the cgroup with id, and whether it was found. pid, when not 0,
+// is a process that ran in it: while it lives, /proc/PID/cgroup names the cgroup at once
+// (checked against id: it may have moved); otherwise a walk of the hierarchy finds it.
+func (r *Resolver) Lookup(id uint64, pid uint32) (Info, bool) {
 	if r.cfg.Root == "" || id == 0 {
 		return Info{}, false
 	}
 	if in, ok := r.cache.Get(id); ok {
+		return in, true
+	}
+	if p, ok := r.procCgroup(id, pid); ok {
+		in := Parse(p)
+		r.cache.Add(id, in)
 		return in, true
 	}
 	p, ok := r.walked[id]
@@ -86,14 +95,40 @@ func (r *Resolver) Lookup(id uint64) (Info, bool) {
 	return in, true
 }
 
+// procCgroup reads the cgroup v2 path of process pid ("0::/path" in /proc/PID/cgroup) and
+// returns it when its directory is the cgroup id.
+func (r *Resolver) procCgroup(id uint64, pid uint32) (string, bool) {
+	if pid == 0 {
+		return "", false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/cgroup")
+	if err != nil {
+		return "", false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		p, ok := strings.CutPrefix(line, "0::")
+		if !ok || !strings.HasPrefix(p, "/") {
+			continue
+		}
+		p = strings.TrimSuffix(p, " (deleted)")
+		var st syscall.Stat_t
+		if syscall.Stat(filepath.Join(r.cfg.Root, p), &st) == nil && st.Ino == id {
+			return p, true
+		}
+	}
+	return "", false
+}
+
 // walk reads the hierarchy's directories (at most MaxDirs) into walked.
 func (r *Resolver) walk() {
 	r.lastWalk = r.now()
 	r.Walks++
 	m := make(map[uint64]string)
 	root := filepath.Clean(r.cfg.Root)
+	// Through "/.": the root may be a symbolic link (/proc/self/fd/N) to the directory.
+	start := root + "/."
 	n := 0
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+	filepath.WalkDir(start, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil // a cgroup that went away meanwhile, a file
 		}
@@ -109,7 +144,7 @@ func (r *Resolver) walk() {
 			return nil
 		}
 		rel := strings.TrimPrefix(path, root)
-		if rel == "" {
+		if path == start || rel == "" {
 			rel = "/"
 		}
 		m[st.Ino] = rel
@@ -126,7 +161,7 @@ func (r *Resolver) Stage() stages.Stage {
 				o := &p.Owner
 				o.Cgroup, o.Container, o.Unit = "", stages.Container{}, ""
 				if o.Known() {
-					if in, ok := r.Lookup(o.CgroupID); ok {
+					if in, ok := r.Lookup(o.CgroupID, o.PID); ok {
 						o.Cgroup, o.Container, o.Unit = in.Path, in.Container, in.Unit
 					}
 				}

@@ -3,6 +3,7 @@ package owners
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -65,11 +66,11 @@ func TestResolverWalksBoundedAndRewalks(t *testing.T) {
 	r := NewResolver(Config{Root: root, CacheSize: 2, Rewalk: time.Second})
 	r.now = func() time.Time { return now }
 
-	in, ok := r.Lookup(ino(t, svc))
+	in, ok := r.Lookup(ino(t, svc), 0)
 	if !ok || in.Path != "/system.slice/nginx.service" || in.Unit != "nginx.service" {
 		t.Fatalf("Lookup(nginx.service) = %+v, %v", in, ok)
 	}
-	if in, ok := r.Lookup(ino(t, root)); !ok || in.Path != "/" {
+	if in, ok := r.Lookup(ino(t, root), 0); !ok || in.Path != "/" {
 		t.Fatalf("Lookup(root) = %+v, %v", in, ok)
 	}
 	// A cgroup made after the walk: not found until Rewalk has passed.
@@ -77,27 +78,27 @@ func TestResolverWalksBoundedAndRewalks(t *testing.T) {
 	if err := os.Mkdir(late, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := r.Lookup(ino(t, late)); ok {
+	if _, ok := r.Lookup(ino(t, late), 0); ok {
 		t.Fatal("found a directory made after the walk, before Rewalk passed")
 	}
 	if r.Walks != 1 {
 		t.Fatalf("%d walks, want 1", r.Walks)
 	}
 	now = now.Add(time.Second)
-	if in, ok := r.Lookup(ino(t, late)); !ok || in.Path != "/late" {
+	if in, ok := r.Lookup(ino(t, late), 0); !ok || in.Path != "/late" {
 		t.Fatalf("Lookup(late) after Rewalk = %+v, %v", in, ok)
 	}
 	// Three cgroups through a cache of two: one eviction.
 	if r.Evicted != 1 {
 		t.Fatalf("%d evicted, want 1", r.Evicted)
 	}
-	if _, ok := r.Lookup(12345678901); ok {
+	if _, ok := r.Lookup(12345678901, 0); ok {
 		t.Fatal("found an id that is no directory")
 	}
 
 	// MaxDirs bounds a walk: with 1, only the root is read.
 	b := NewResolver(Config{Root: root, MaxDirs: 1})
-	if _, ok := b.Lookup(ino(t, svc)); ok {
+	if _, ok := b.Lookup(ino(t, svc), 0); ok {
 		t.Fatal("a walk bounded to 1 directory read more")
 	}
 }
@@ -120,5 +121,33 @@ func TestStageFillsKnownOwnersOnly(t *testing.T) {
 	}
 	if none.Owner.Cgroup != "" || none.Owner.Unit != "" {
 		t.Fatalf("no process, yet cgroup %q unit %q", none.Owner.Cgroup, none.Owner.Unit)
+	}
+}
+
+// /proc/self/cgroup is the oracle of this process's cgroup: with its pid, the resolver finds
+// it without a walk, in a hierarchy where it exists.
+func TestResolverReadsProcCgroup(t *testing.T) {
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip(err)
+	}
+	var path string
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			path = p
+		}
+	}
+	root := t.TempDir()
+	dir := filepath.Join(root, path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := NewResolver(Config{Root: root, Rewalk: time.Hour})
+	r.lastWalk = time.Now() // no walk may find it
+	if in, ok := r.Lookup(ino(t, dir), uint32(os.Getpid())); !ok || in.Path != path {
+		t.Fatalf("Lookup with pid = %+v, %v; want %q", in, ok, path)
+	}
+	if _, ok := r.Lookup(ino(t, root)+1000000, uint32(os.Getpid())); ok {
+		t.Fatal("a pid whose cgroup is another id was taken for it")
 	}
 }
