@@ -32,7 +32,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), writeFlags()...),
+		Flags:  append(append(append(append(sharedFlags(), attachFlags()...), ownerFlags()...), filterFlags()...), writeFlags()...),
 		Action: runAttach,
 	}
 }
@@ -115,6 +115,9 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		// -w: every record carries its frame, up to the snap length (at most what a record carries).
 		s.load.FrameSnap = min(s.write.snapLen, sensor.FrameMax)
 	}
+	if err := parseOwnerFlags(c, s); err != nil {
+		return nil, err
+	}
 	if len(s.ifaces) == 0 {
 		def, err := sensor.DefaultInterface()
 		if err != nil {
@@ -163,7 +166,7 @@ func runAttach(c *cli.Context) error {
 	if lc != nil {
 		capture = lc.config
 	}
-	chain, err := chainFromFlags(c, true, capture, ifaces...)
+	chain, err := chainFromFlags(c, true, capture, ownerResolver(s), ifaces...)
 	if err != nil {
 		if lc != nil {
 			lc.w.Close()
@@ -201,11 +204,14 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	if err != nil {
 		return err
 	}
-	objs, err := sensor.Load(s.load)
+	objs, ownLinks, err := loadWithOwner(s.load, stderr)
 	if err != nil {
 		return sensor.Explain(err)
 	}
 	defer objs.Close()
+	if ownLinks != nil {
+		defer ownLinks.Close()
+	}
 
 	// With the kernel's own wake-up policy (wakeup-bytes 0) a lone record wakes the reader at
 	// once and Poll is only a safety net; with wakeup-bytes the kernel stays quiet below the
@@ -341,6 +347,11 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		// Without the kernel's side, user space's count is all there is: print it as the total.
 		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)
 	} else {
+		if ownLinks != nil {
+			if oc, err := sensor.ReadOwnerCounts(objs); err == nil {
+				sensor.WriteOwnerStats(stderr, oc)
+			}
+		}
 		sensor.WriteStats(stderr, k, u)
 	}
 	if err != nil {

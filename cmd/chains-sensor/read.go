@@ -48,7 +48,7 @@ func runRead(c *cli.Context) error {
 		err = werr
 	} else if rc, cerr := readCapture(c, ws, name); cerr != nil {
 		err = cerr
-	} else if chain, berr := chainFromFlags(c, stdinIsLive(name), rc.config); berr != nil {
+	} else if chain, berr := chainFromFlags(c, stdinIsLive(name), rc.config, nil); berr != nil {
 		if rc.w != nil {
 			rc.w.Close()
 		}
