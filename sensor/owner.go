@@ -102,6 +102,11 @@ func setOwner(spec *ebpf.CollectionSpec, oc *OwnerConfig) error {
 	return nil
 }
 
+// filtering reports whether the programs drop packets: a filter expression or an owner filter.
+func (o *Objects) filtering() bool {
+	return o.Config.Filter != nil || (o.Config.Owner != nil && o.Config.Owner.Filter.On())
+}
+
 // NetnsCookie returns the cookie of this thread's network namespace (SO_NETNS_COOKIE, Linux
 // 5.14+), the number the kernel's bpf_get_netns_cookie gives for its sockets.
 func NetnsCookie() (uint64, error) {
