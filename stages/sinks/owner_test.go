@@ -91,3 +91,16 @@ func TestPacketsOwnerLine(t *testing.T) {
 		t.Errorf("a Process line without a process:\n%s", got)
 	}
 }
+
+// A capture's comment names the process as net_watch does, with its cgroup; one line.
+func TestCommentOwner(t *testing.T) {
+	p := withOwner("curl", stages.Owner{PID: 4242, CgroupID: 3, Cgroup: "/a b\n.scope"})
+	got := string(AppendComment(nil, &p))
+	if !strings.Contains(got, "10.0.1.7:80(internal) [curl 4242] cgroup=/a b\\x0a.scope") || strings.ContainsAny(got, "\n\r") {
+		t.Errorf("comment %q", got)
+	}
+	p = withOwner("", stages.Owner{Cgroup: "/x"})
+	if got := string(AppendComment(nil, &p)); strings.Contains(got, "[") || strings.Contains(got, "cgroup=") {
+		t.Errorf("no process, yet comment %q", got)
+	}
+}
