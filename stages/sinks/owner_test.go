@@ -1,7 +1,9 @@
 package sinks
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -102,5 +104,47 @@ func TestCommentOwner(t *testing.T) {
 	p = withOwner("", stages.Owner{Cgroup: "/x"})
 	if got := string(AppendComment(nil, &p)); strings.Contains(got, "[") || strings.Contains(got, "cgroup=") {
 		t.Errorf("no process, yet comment %q", got)
+	}
+}
+
+// A flow names the process its packets named; encoding/json reads the JSON form back.
+func TestFlowsOwner(t *testing.T) {
+	var buf bytes.Buffer
+	for _, format := range []Format{FormatText, FormatJSON} {
+		buf.Reset()
+		out := NewOutput(&buf, false)
+		s := NewFlows(out, Options{UTC: true, Format: format})
+		f := &stages.Flow{Proto: stages.ProtoTCP, Src: netip.MustParseAddr("10.0.0.5"), Dst: netip.MustParseAddr("10.0.1.7"),
+			SrcPort: 40000, DstPort: 80, End: stages.FlowIdle}
+		copy(f.Owner.Comm[:], "curl")
+		f.Owner.PID, f.Owner.Cgroup = 4242, "/t.scope"
+		s.WriteFlow(f)
+		f.Owner = stages.Owner{}
+		s.WriteFlow(f)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) != 2 {
+			t.Fatalf("%d lines: %q", len(lines), buf.String())
+		}
+		if format == FormatText {
+			if !strings.Contains(lines[0], "10.0.1.7:80 [curl 4242] end=") || strings.Contains(lines[1], "[") {
+				t.Errorf("text flows:\n%s", buf.String())
+			}
+			continue
+		}
+		var o struct {
+			PID    *uint32 `json:"pid"`
+			Comm   string  `json:"comm"`
+			Cgroup string  `json:"cgroup"`
+		}
+		if err := json.Unmarshal([]byte(lines[0]), &o); err != nil || o.PID == nil || *o.PID != 4242 || o.Comm != "curl" || o.Cgroup != "/t.scope" {
+			t.Errorf("JSON flow %s: %+v %v", lines[0], o, err)
+		}
+		o.PID = nil
+		if err := json.Unmarshal([]byte(lines[1]), &o); err != nil || o.PID != nil {
+			t.Errorf("JSON flow of no process %s: %+v %v", lines[1], o, err)
+		}
 	}
 }
