@@ -218,10 +218,15 @@ enum counter_key {
 	CNT_MALFORMED_ICMP,
 	CNT_MALFORMED_ICMP6,
 	CNT_MALFORMED_TUNNEL,
+	/* Message following (bpf/follow.h): entries made in the follow map and taken out of it
+	 * (message done, FIN or RST, passed), and packets given the large payload class by it. The
+	 * map's evictions are the made minus the taken out minus the entries still there. */
+	CNT_FOLLOW_OPENED = CNT_MALFORMED_BASE + LAYER_MAX,
+	CNT_FOLLOW_CLOSED,
+	CNT_FOLLOWED,
 	/* Process attribution (bpf/owner.h): entries added to and removed from its tables, so
 	 * that user space can tell how many the LRU evicted (added - removed - present). */
-	CNT_OWNER_BASE = CNT_MALFORMED_BASE + LAYER_MAX,
-	CNT_OWNER_SOCK_ADDED = CNT_OWNER_BASE, /* sockets whose owner became known */
+	CNT_OWNER_SOCK_ADDED,    /* sockets whose owner became known */
 	CNT_OWNER_SOCK_REMOVED,  /* sockets closed (their entry deleted) */
 	CNT_OWNER_FLOW_ADDED,    /* flows (5-tuples) learned for ingress */
 	CNT_OWNER_FLOW_REMOVED,  /* flows deleted: their socket closed */

@@ -50,16 +50,18 @@ const (
 	SensorCounterKeyCNT_MALFORMED_ICMP      SensorCounterKey = 31
 	SensorCounterKeyCNT_MALFORMED_ICMP6     SensorCounterKey = 32
 	SensorCounterKeyCNT_MALFORMED_TUNNEL    SensorCounterKey = 33
-	SensorCounterKeyCNT_OWNER_BASE          SensorCounterKey = 34
-	SensorCounterKeyCNT_OWNER_SOCK_ADDED    SensorCounterKey = 34
-	SensorCounterKeyCNT_OWNER_SOCK_REMOVED  SensorCounterKey = 35
-	SensorCounterKeyCNT_OWNER_FLOW_ADDED    SensorCounterKey = 36
-	SensorCounterKeyCNT_OWNER_FLOW_REMOVED  SensorCounterKey = 37
-	SensorCounterKeyCNT_OWNER_BOUND_ADDED   SensorCounterKey = 38
-	SensorCounterKeyCNT_OWNER_BOUND_REMOVED SensorCounterKey = 39
-	SensorCounterKeyCNT_OWNER_STALE         SensorCounterKey = 40
-	SensorCounterKeyCNT_OWNER_AMBIGUOUS     SensorCounterKey = 41
-	SensorCounterKeyCNT_MAX                 SensorCounterKey = 42
+	SensorCounterKeyCNT_FOLLOW_OPENED       SensorCounterKey = 34
+	SensorCounterKeyCNT_FOLLOW_CLOSED       SensorCounterKey = 35
+	SensorCounterKeyCNT_FOLLOWED            SensorCounterKey = 36
+	SensorCounterKeyCNT_OWNER_SOCK_ADDED    SensorCounterKey = 37
+	SensorCounterKeyCNT_OWNER_SOCK_REMOVED  SensorCounterKey = 38
+	SensorCounterKeyCNT_OWNER_FLOW_ADDED    SensorCounterKey = 39
+	SensorCounterKeyCNT_OWNER_FLOW_REMOVED  SensorCounterKey = 40
+	SensorCounterKeyCNT_OWNER_BOUND_ADDED   SensorCounterKey = 41
+	SensorCounterKeyCNT_OWNER_BOUND_REMOVED SensorCounterKey = 42
+	SensorCounterKeyCNT_OWNER_STALE         SensorCounterKey = 43
+	SensorCounterKeyCNT_OWNER_AMBIGUOUS     SensorCounterKey = 44
+	SensorCounterKeyCNT_MAX                 SensorCounterKey = 45
 )
 
 type SensorDirFlag uint32
@@ -96,6 +98,21 @@ type SensorFilterReplay struct {
 	_       structs.HostLayout
 	WireLen uint32
 	LinkHdr [64]uint8
+}
+
+type SensorFollowKey struct {
+	_     structs.HostLayout
+	Src   [16]uint8
+	Dst   [16]uint8
+	Sport uint16
+	Dport uint16
+}
+
+type SensorFollowVal struct {
+	_     structs.HostLayout
+	Start uint32
+	End   uint32
+	Kind  uint32
 }
 
 type SensorFrameHead struct {
@@ -237,6 +254,7 @@ type SensorSensorConfig struct {
 	SnapSmall   uint16
 	WakeupBytes uint32
 	NoDecap     uint32
+	FollowBytes uint32
 	FrameSnap   uint32
 }
 
@@ -291,6 +309,7 @@ const (
 	SensorMapEvents            = "events"
 	SensorMapFilterReplay      = "filter_replay"
 	SensorMapFilteredByIface   = "filtered_by_iface"
+	SensorMapFollow            = "follow"
 	SensorMapLostByIface       = "lost_by_iface"
 	SensorMapOwnerBound        = "owner_bound"
 	SensorMapOwnerFlow         = "owner_flow"
@@ -391,6 +410,7 @@ type SensorMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	FilterReplay    *ebpf.MapSpec `ebpf:"filter_replay"`
 	FilteredByIface *ebpf.MapSpec `ebpf:"filtered_by_iface"`
+	Follow          *ebpf.MapSpec `ebpf:"follow"`
 	LostByIface     *ebpf.MapSpec `ebpf:"lost_by_iface"`
 	OwnerBound      *ebpf.MapSpec `ebpf:"owner_bound"`
 	OwnerFlow       *ebpf.MapSpec `ebpf:"owner_flow"`
@@ -443,6 +463,7 @@ type SensorMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	FilterReplay    *ebpf.Map `ebpf:"filter_replay"`
 	FilteredByIface *ebpf.Map `ebpf:"filtered_by_iface"`
+	Follow          *ebpf.Map `ebpf:"follow"`
 	LostByIface     *ebpf.Map `ebpf:"lost_by_iface"`
 	OwnerBound      *ebpf.Map `ebpf:"owner_bound"`
 	OwnerFlow       *ebpf.Map `ebpf:"owner_flow"`
@@ -455,6 +476,7 @@ func (m *SensorMaps) Close() error {
 		m.Events,
 		m.FilterReplay,
 		m.FilteredByIface,
+		m.Follow,
 		m.LostByIface,
 		m.OwnerBound,
 		m.OwnerFlow,

@@ -142,6 +142,9 @@ type KernelCounts struct {
 	Filter            bool
 	Filtered          uint64
 	FilteredByIfindex map[uint32]uint64
+	// Follow is what message following (bpf/follow.h) did, its bound the follow map's size.
+	Follow      FollowStats
+	FollowBound uint32
 }
 
 // Loss is the end-to-end account: every packet the programs saw was either filtered out (by
@@ -190,6 +193,10 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	}
 	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress),%s %d records, %d lost to a full ring buffer, %d without payload\n",
 		l.Seen, k.XDPSeen, k.TCSeen, filtered, k.Emitted, k.RingFull, k.SnapFailed)
+	if f := k.Follow; f.Opened > 0 {
+		fmt.Fprintf(w, "kernel: message following: %d packets followed; %d TCP directions followed, %d done, %d now, %d evicted from the full table (bound %d)\n",
+			f.Followed, f.Opened, f.Closed, f.Live, f.Evicted, k.FollowBound)
+	}
 	rs := u.Reader
 	perWake := 0.0
 	if rs.Wakeups+rs.Lingers > 0 {
@@ -227,7 +234,13 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 			return KernelCounts{}, err
 		}
 	}
+	follow, err := ReadFollow(objs, c)
+	if err != nil {
+		return KernelCounts{}, err
+	}
 	return KernelCounts{
+		Follow:            follow,
+		FollowBound:       objs.Config.FollowFlows,
 		Filter:            objs.filtering(),
 		Filtered:          c.Filtered(),
 		FilteredByIfindex: filtered,

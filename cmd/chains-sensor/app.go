@@ -133,12 +133,12 @@ func sharedFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagUTC, Usage: "print times in UTC instead of local time"},
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
 		&cli.StringSliceFlag{Name: flagInternal, Usage: "more internal networks: `CIDR,...`"},
-		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire`, from PTR lookups (ptr), or both (a wire name wins)"},
+		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire` (only answers to queries seen: wire alone sends no lookup), from PTR lookups (ptr), or both (a wire name wins)"},
 		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest wait (`DURATION`) of a packet for its reverse-DNS name"},
 		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
 		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
 		&cli.DurationFlag{Name: flagFlowAct, Value: flows.DefaultActiveTimeout, Usage: "a flow open longer than `DURATION` is reported and counted afresh"},
-		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (the rest are not matched)"},
+		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (a new one evicts the oldest, counted at exit)"},
 		&cli.DurationFlag{Name: flagDNSMatch, Value: protocols.DefaultMatchTimeout, Usage: "how long (`DURATION`) a DNS query waits for its response"},
 	}
 }

@@ -48,6 +48,9 @@ func attachFlags() []cli.Flag {
 		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
 		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
 		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		&cli.UintFlag{Name: "follow-flows", Value: sensor.DefaultFollowFlows, Usage: "TCP directions whose continuation segments get the large class at once: the kernel's follow table's `BOUND` (the oldest are evicted, counted at exit)"},
+		&cli.UintFlag{Name: "follow-bytes", Value: sensor.DefaultFollowBytes, Usage: "follow at most `BYTES` of a TCP direction's message (HTTP head, TLS record) or first bytes"},
+		&cli.BoolFlag{Name: "no-follow", Usage: "give continuation segments the small class: only a segment that starts a TLS record or an HTTP head is captured whole"},
 		noDecapFlag(),
 	}
 }
@@ -104,7 +107,15 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 			return nil, fmt.Errorf("--%s %d: want 1 to %d", f, v, sensor.SnapMax)
 		}
 	}
+	for _, f := range []string{"follow-flows", "follow-bytes"} {
+		if v := c.Uint(f); v == 0 || v > 1<<24 {
+			return nil, fmt.Errorf("--%s %d: want 1 to %d", f, v, 1<<24)
+		}
+	}
 	s.load = sensor.Config{
+		FollowFlows: uint32(c.Uint("follow-flows")),
+		FollowBytes: uint32(c.Uint("follow-bytes")),
+		NoFollow:    c.Bool("no-follow"),
 		SnapSmall:   uint16(c.Uint("snap-small")),
 		SnapLarge:   uint16(c.Uint("snap-large")),
 		WakeupBytes: uint32(c.Uint("wakeup-bytes")),
@@ -343,6 +354,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	if err != nil {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
 	}
+	printTables(stderr, chain)
 	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.
 		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)

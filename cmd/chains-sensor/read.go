@@ -40,6 +40,7 @@ func runRead(c *cli.Context) error {
 	var src *sensor.FileSource
 	var err error
 	var ff *sensor.FileFilter
+	var chain *views.Pipeline
 	if c.NArg() < 1 {
 		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
 	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
@@ -48,11 +49,11 @@ func runRead(c *cli.Context) error {
 		err = werr
 	} else if rc, cerr := readCapture(c, ws, name); cerr != nil {
 		err = cerr
-	} else if chain, berr := chainFromFlags(c, stdinIsLive(name), rc.config, nil); berr != nil {
+	} else if chain, err = chainFromFlags(c, stdinIsLive(name), rc.config, nil); err != nil {
+		chain = nil
 		if rc.w != nil {
 			rc.w.Close()
 		}
-		err = berr
 	} else {
 		if expr != "" {
 			ff = sensor.NewFileFilter(expr)
@@ -75,6 +76,9 @@ func runRead(c *cli.Context) error {
 			what += " " + name
 		}
 		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
+	}
+	if src != nil {
+		printTables(c.App.ErrWriter, chain)
 	}
 	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
 	if err != nil {
@@ -178,6 +182,17 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		return fmt.Errorf("writing the output: %w", err)
 	}
 	return src.Err()
+}
+
+// printTables prints the counters of the chain's bounded tables (flows, DNS, wire names), a
+// line each, before the counters line: nothing for a chain that keeps none.
+func printTables(w io.Writer, chain *views.Pipeline) {
+	if chain == nil {
+		return
+	}
+	for _, l := range chain.Stats().Lines() {
+		fmt.Fprintln(w, l)
+	}
 }
 
 // printSkipped says on stderr what of the file went unparsed by the kernel or unread: frames

@@ -302,16 +302,15 @@ func (r *Resolver) lookup(ctx context.Context, a netip.Addr) rdnsResult {
 		if err != nil || in == nil {
 			continue
 		}
+		name, ttl, asked := ptrAnswer(in, arpa)
+		if !asked {
+			continue // an answer to another question (its id alone matched): ptr.go
+		}
 		switch in.Rcode {
 		case dns.RcodeSuccess:
-			for _, rr := range in.Answer {
-				if ptr, ok := rr.(*dns.PTR); ok {
-					res.name = cleanName(ptr.Ptr)
-					res.ttl = time.Duration(ptr.Hdr.Ttl) * time.Second
-					if res.name != "" {
-						return res
-					}
-				}
+			if res.name = cleanName(name); res.name != "" {
+				res.ttl = time.Duration(ttl) * time.Second
+				return res
 			}
 			res.ttl = negTTL(in, r.cfg.NegTTL)
 			return res

@@ -47,7 +47,7 @@ func TestWireNames(t *testing.T) {
 func TestWireNamesCNAME(t *testing.T) {
 	w := NewWire(4, time.Minute)
 	now := time.Unix(1000, 0)
-	info := &stages.DNSInfo{Response: true,
+	info := &stages.DNSInfo{Response: true, Matched: true,
 		Questions: []stages.DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
 		Answers: []stages.DNSRecord{
 			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},

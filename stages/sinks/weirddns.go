@@ -19,20 +19,22 @@ func NewWeirdDNS(out *Output, opt Options) *WeirdDNS {
 	return &WeirdDNS{newAppLines(out, opt, "weird-dns")}
 }
 
-// Write prints p's DNS message if it is weird.
+// Write prints the DNS messages p completed that are weird.
 func (s *WeirdDNS) Write(p *stages.Packet) error {
-	if d := p.DNS; d != nil && len(d.Weird) > 0 {
+	for d := p.DNS; d != nil; d = d.Next {
+		if len(d.Weird) == 0 {
+			continue
+		}
 		if s.opt.Format == FormatJSON {
-			s.json1(p)
+			s.json1(p, d)
 		} else {
-			s.text1(p)
+			s.text1(p, d)
 		}
 	}
 	return s.err
 }
 
-func (s *WeirdDNS) json1(p *stages.Packet) {
-	d := p.DNS
+func (s *WeirdDNS) json1(p *stages.Packet, d *stages.DNSInfo) {
 	w := s.json(p.Time, "dns")
 	packetFields(w, p)
 	w.uint("id", uint64(d.ID))
@@ -89,11 +91,11 @@ func (s *WeirdDNS) json1(p *stages.Packet) {
 	s.endJSON()
 }
 
-func (s *WeirdDNS) text1(p *stages.Packet) {
+func (s *WeirdDNS) text1(p *stages.Packet, d *stages.DNSInfo) {
 	b := s.text(p.Time, "DNS")
 	b = appendPacketEnds(b, p)
 	b = append(b, ' ')
-	s.emit(appendDNS(b, p.DNS))
+	s.emit(appendDNS(b, d))
 }
 
 // appendDNS appends what weird-dns says of a DNS message after its endpoints: query or

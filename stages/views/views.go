@@ -80,7 +80,7 @@ var List = []View{
 			}
 			return sinks.NewPackets(out, opt)
 		}},
-	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
+	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS or QUIC hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewURLWatch(out, opt) }},
 	{Name: "weird-dns", Doc: "each weird DNS message: why it is weird, its queries and answers", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewWeirdDNS(out, opt) }},
@@ -113,6 +113,70 @@ type Pipeline struct {
 	Sink    sinks.Sink     // the view's sink, with the capture sink beside it when there is one
 	Capture *sinks.Capture // the capture sink (-w), or nil
 	count   uint64
+	tables  tables
+}
+
+// tables are the bounded tables of a chain, for Stats.
+type tables struct {
+	flows *flows.Table
+	dns   *protocols.DNSTracker
+	quic  *protocols.QUICHandler
+	wire  *names.Wire
+}
+
+// TableStats is what the bounded tables of a chain did: one entry per table the chain holds
+// (nil for the others).
+type TableStats struct {
+	Flows *flows.Stats
+	DNS   *protocols.DNSStats
+	QUIC  *protocols.QUICStats
+	Wire  *names.WireStats
+}
+
+// Stats returns the counters of the chain's tables. The tables belong to the goroutine that
+// runs the chain: call it when Run has returned.
+func (p *Pipeline) Stats() TableStats {
+	var s TableStats
+	if t := p.tables.flows; t != nil {
+		st := t.Stats()
+		s.Flows = &st
+	}
+	if t := p.tables.dns; t != nil {
+		st := t.Stats()
+		s.DNS = &st
+	}
+	if t := p.tables.quic; t != nil {
+		st := t.Stats()
+		s.QUIC = &st
+	}
+	if t := p.tables.wire; t != nil {
+		st := t.Stats()
+		s.Wire = &st
+	}
+	return s
+}
+
+// Lines returns the tables' counters as stderr shows them at exit, a line per table, with
+// each table's bound and what it evicted.
+func (s TableStats) Lines() []string {
+	var out []string
+	if f := s.Flows; f != nil {
+		out = append(out, fmt.Sprintf("flows: %d flows (%d now), %d evicted from the full table, %d idle; %d streams, %d denied a buffer, %d bytes held",
+			f.Flows, f.Active, f.Evicted, f.Expired, f.Streams, f.StreamsDenied, f.StreamBytes))
+	}
+	if d := s.DNS; d != nil {
+		out = append(out, fmt.Sprintf("dns: %d messages, %d responses matched, %d unsolicited; queries: %d waiting, %d unanswered, %d evicted from the full table; nxdomain clients: %d, %d evicted",
+			d.Messages, d.Matched, d.Unsolicited, d.Pending, d.PendingExpired, d.PendingEvicted, d.Clients, d.ClientsEvicted))
+	}
+	if q := s.QUIC; q != nil {
+		out = append(out, fmt.Sprintf("quic: %d Initials decrypted, %d not, %d hellos; handshakes: %d followed, %d evicted from the full table, %d expired",
+			q.Initials, q.Undecrypted, q.Hellos, q.Conns, q.Evicted, q.Expired))
+	}
+	if w := s.Wire; w != nil {
+		out = append(out, fmt.Sprintf("wire names: %d learned (%d now), %d evicted from the full table, %d answers not learned (unmatched)",
+			w.Learned, w.Names, w.Evicted, w.Unmatched))
+	}
+	return out
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -184,28 +248,41 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if sink == nil {
 		sink = sinks.Tee{}
 	}
+	var tb tables
 	switch fc := cfg.Flows; {
 	case v.App || (cfg.Capture != nil && cfg.Capture.Comments):
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		chain = append(chain, AppStage(fc, cfg.DNS))
+		tb.flows, tb.dns, tb.quic = newApp(fc, cfg.DNS)
+		chain = append(chain, tb.flows.Stage())
 	case wire != nil:
 		fc.Track = protocols.OverTCP
-		fc.Handlers = []flows.Handler{protocols.NewDNSTracker(cfg.DNS)}
-		chain = append(chain, flows.New(fc).Stage())
+		tb.dns = protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{tb.dns}
+		tb.flows = flows.New(fc)
+		chain = append(chain, tb.flows.Stage())
 	}
 	if wire != nil {
+		tb.wire = wire
 		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count, tables: tb}, nil
 }
 
-// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
-// TLS decoders as its handlers.
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP,
+// TLS and QUIC decoders as its handlers.
 func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return flows.New(fc).Stage()
+	t, _, _ := newApp(fc, dc)
+	return t.Stage()
+}
+
+// newApp makes the flow table of the App views, with its handlers.
+func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker, *protocols.QUICHandler) {
+	dns := protocols.NewDNSTracker(dc)
+	quic := protocols.NewQUICHandler(protocols.QUICConfig{})
+	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}, quic}
+	return flows.New(fc), dns, quic
 }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
