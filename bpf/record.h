@@ -6,10 +6,15 @@
 
 #include <linux/types.h>
 
-/* On which hook the packet was seen. */
+/* On which hook the packet was seen: bit 0 of record.dir. */
 enum direction {
 	DIR_IN = 0,  /* ingress: xdp_sensor */
 	DIR_OUT = 1, /* egress: tc_sensor */
+};
+
+/* record.dir bits above the direction. */
+enum dir_flag {
+	DIRF_OWNER = 1 << 7, /* a struct record_owner follows in the sample (bpf/owner.h) */
 };
 
 /* How far the parser got. */
@@ -83,7 +88,7 @@ enum tun_flag {
 /* One packet, 120 bytes: with the ring buffer's 8-byte header a header-only packet takes 128
  * bytes of ring. Multi-byte integers are in host byte order; addresses are as on the wire.
  * In the ring sample, struct record_ext follows the record when the record says it does
- * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off (with
+ * (RECORD_HAS_EXT), then struct record_owner when it does (RECORD_HAS_OWNER), then snap_len bytes of the packet starting at payload_off (with
  * cfg.frame_snap: struct frame_head and the frame from its first byte, the payload inside it).
  * Every field is written by the parser (the record starts zeroed), so two parsers of the same
  * frame give the same bytes.
@@ -100,7 +105,7 @@ struct record {
 	__u16 payload_off; /* offset in the frame of the bytes after the last parsed header */
 	__u16 eth_proto;   /* innermost ethertype, after VLAN tags, PPPoE, PPP and LLC/SNAP; the
 			    * length field of an 802.3 frame whose LLC carries none */
-	__u8 dir;          /* enum direction */
+	__u8 dir;          /* enum direction in bit 0, DIRF_* above it */
 	__u8 status;       /* enum status */
 	__u8 bad_layer;    /* enum layer: where status != STATUS_OK happened first */
 	__u8 vlan_count;   /* VLAN tags walked (0..4); the 3rd and 4th are in the extension */
@@ -158,6 +163,20 @@ struct frame_head {
 /* Whether r's sample carries a struct record_ext. */
 #define RECORD_HAS_EXT(r) ((r)->tun_depth > 0 || (r)->vlan_count > 2)
 
+/* The local process whose socket sent or received the packet, 32 bytes after the record and
+ * its extension, present only when record.dir has DIRF_OWNER: a packet no process is known for
+ * (forwarded, the kernel's own, one the sensor cannot tell) costs no ring space for it. What
+ * is and is not attributed: bpf/owner.h and bpf/README.md. */
+struct record_owner {
+	__u64 cgroup_id; /* cgroup v2 id (its directory's inode number) the owner ran in */
+	__u32 pid;       /* thread group id: the process id */
+	__u32 uid;       /* its real user id */
+	char comm[16];   /* its command name, NUL-padded */
+};
+
+/* Whether r's sample carries a struct record_owner. */
+#define RECORD_HAS_OWNER(r) (((r)->dir & DIRF_OWNER) != 0)
+
 /* Keys of the per-CPU "counters" map. The truncated and malformed blocks are indexed by enum
  * layer: CNT_TRUNCATED_BASE + layer. A packet costs one counter update, two when it is
  * truncated, malformed or unsupported. */
@@ -205,6 +224,16 @@ enum counter_key {
 	CNT_FOLLOW_OPENED = CNT_MALFORMED_BASE + LAYER_MAX,
 	CNT_FOLLOW_CLOSED,
 	CNT_FOLLOWED,
+	/* Process attribution (bpf/owner.h): entries added to and removed from its tables, so
+	 * that user space can tell how many the LRU evicted (added - removed - present). */
+	CNT_OWNER_SOCK_ADDED,    /* sockets whose owner became known */
+	CNT_OWNER_SOCK_REMOVED,  /* sockets closed (their entry deleted) */
+	CNT_OWNER_FLOW_ADDED,    /* flows (5-tuples) learned for ingress */
+	CNT_OWNER_FLOW_REMOVED,  /* flows deleted: their socket closed */
+	CNT_OWNER_BOUND_ADDED,   /* bound UDP ports learned for ingress */
+	CNT_OWNER_BOUND_REMOVED, /* bound UDP ports released */
+	CNT_OWNER_STALE,         /* ingress flows found whose socket had closed: no process */
+	CNT_OWNER_AMBIGUOUS,     /* ingress to a port two live sockets share: no process */
 	CNT_MAX,
 };
 

@@ -23,11 +23,14 @@ volatile const struct sensor_config cfg = {
 #include "parse.h" /* reads cfg */
 #include "follow.h"
 #include "filter.h"
+#include "owner.h"
 
 /* Put the exported types into BTF for bpf2go -type. */
 const struct record *unused_record __attribute__((unused));
 const struct record_ext *unused_record_ext __attribute__((unused));
 const struct frame_head *unused_frame_head __attribute__((unused));
+const struct record_owner *unused_record_owner __attribute__((unused));
+const enum dir_flag *unused_dir_flag __attribute__((unused));
 const enum counter_key *unused_counter_key __attribute__((unused));
 const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
@@ -99,8 +102,23 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 	return bpf_skb_load_bytes(ctx, off, to, len);
 }
 
-/* Reserve the record, EXT bytes of extension (0 or sizeof(struct record_ext)) and a CLASS-byte
- * payload area, copy the record, its extension and up to CLASS payload bytes into it, submit.
+#define EXT_TUN sizeof(struct record_ext)
+#define EXT_OWN sizeof(struct record_owner)
+
+/* Copy the extensions a sample of EXT extension bytes holds: the tunnel's (x), then the owner's
+ * (o). EXT is a constant: the tests fold away. */
+static __always_inline void copy_exts(void *to, __u32 ext, struct record_ext *x, struct record_owner *o)
+{
+	if (ext == EXT_TUN || ext == EXT_TUN + EXT_OWN) {
+		*(struct record_ext *)to = *x;
+		to += EXT_TUN;
+	}
+	if (ext == EXT_OWN || ext == EXT_TUN + EXT_OWN)
+		*(struct record_owner *)to = *o;
+}
+
+/* Reserve the record, EXT bytes of extensions (0, EXT_TUN, EXT_OWN or both) and a CLASS-byte
+ * payload area, copy the record, its extensions and up to CLASS payload bytes into it, submit.
  * Evaluates to 0, or -1 when the ring buffer is full. */
 #define EMIT(CLASS, EXT)                                                                 \
 	({                                                                               \
@@ -117,7 +135,7 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 			n_ = (((n_ - 1) & ((CLASS) - 1)) + 1);                           \
 			*s_ = *r;                                                        \
 			if (EXT)                                                         \
-				*(struct record_ext *)(s_ + 1) = *x;                     \
+				copy_exts(s_ + 1, (EXT), x, o);                          \
 			if ((CLASS) && load_payload(ctx, xdp, r->payload_off,            \
 						    (void *)(s_ + 1) + (EXT), n_) < 0) { \
 				s_->snap_len = 0;                                        \
@@ -147,14 +165,21 @@ static __always_inline long load_payload(void *ctx, int xdp, __u32 off, void *to
 	})
 
 static __always_inline int emit(void *ctx, int xdp, struct record *r, struct record_ext *x,
-				__u32 snap)
+				struct record_owner *o, __u32 snap)
 {
-	if (RECORD_HAS_EXT(r) && x)
-		return EMIT_CLASSES(sizeof(struct record_ext));
+	int tun = RECORD_HAS_EXT(r) && x;
+
+	if (owner_cfg.on && RECORD_HAS_OWNER(r) && o) {
+		if (tun)
+			return EMIT_CLASSES(EXT_TUN + EXT_OWN);
+		return EMIT_CLASSES(EXT_OWN);
+	}
+	if (tun)
+		return EMIT_CLASSES(EXT_TUN);
 	return EMIT_CLASSES(0);
 }
 
-/* Reserve the record, its extension (EXT bytes), a frame head and a CLASS-byte frame area; copy
+/* Reserve the record, its extensions (EXT bytes: see EMIT), a frame head and a CLASS-byte frame area; copy
  * the record, the extension, and `copy` bytes of the frame from its first byte; submit. The
  * payload the record describes is inside them (copy reaches its end). Evaluates to 0, or -1
  * when the ring buffer is full. */
@@ -171,7 +196,7 @@ static __always_inline int emit(void *ctx, int xdp, struct record *r, struct rec
 			n_ = (((n_ - 1) & ((CLASS) - 1)) + 1);                           \
 			*s_ = *r;                                                        \
 			if (EXT)                                                         \
-				*(struct record_ext *)(s_ + 1) = *x;                     \
+				copy_exts(s_ + 1, (EXT), x, o);                          \
 			h_ = (void *)(s_ + 1) + (EXT);                                   \
 			h_->cap_len = cap;                                               \
 			h_->copied = n_;                                                 \
@@ -217,9 +242,10 @@ static __always_inline int emit(void *ctx, int xdp, struct record *r, struct rec
  * and further when the payload the record describes (snap bytes at payload_off) goes on, so
  * that the stages get what they get without -w. */
 static __always_inline int emit_frame(void *ctx, int xdp, struct record *r, struct record_ext *x,
-				      __u32 snap)
+				      struct record_owner *o, __u32 snap)
 {
 	__u32 cap = r->wire_len, copy;
+	int tun;
 
 	if (cap > cfg.frame_snap)
 		cap = cfg.frame_snap;
@@ -232,14 +258,20 @@ static __always_inline int emit_frame(void *ctx, int xdp, struct record *r, stru
 		copy = 1; /* a frame is never empty; keeps 1 <= copy for the classes */
 	if (copy > FRAME_MAX)
 		return -1;
-	if (RECORD_HAS_EXT(r) && x)
-		return EMIT_FRAME_CLASSES(sizeof(struct record_ext));
+	tun = RECORD_HAS_EXT(r) && x;
+	if (owner_cfg.on && RECORD_HAS_OWNER(r) && o) {
+		if (tun)
+			return EMIT_FRAME_CLASSES(EXT_TUN + EXT_OWN);
+		return EMIT_FRAME_CLASSES(EXT_OWN);
+	}
+	if (tun)
+		return EMIT_FRAME_CLASSES(EXT_TUN);
 	return EMIT_FRAME_CLASSES(0);
 }
 
 /* Everything after the walk: count the status, size the payload, emit, count the outcome. */
 static __always_inline void finish(void *ctx, int xdp, struct record *r, struct walk *w,
-				   struct record_ext *x)
+				   struct record_ext *x, struct record_owner *o)
 {
 	__u32 snap;
 	int ret;
@@ -263,9 +295,9 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 		snap = SNAP_MAX;
 	r->snap_len = snap;
 	if (cfg.frame_snap) /* a constant: the verifier keeps one of the two */
-		ret = emit_frame(ctx, xdp, r, x, snap);
+		ret = emit_frame(ctx, xdp, r, x, o, snap);
 	else
-		ret = emit(ctx, xdp, r, x, snap);
+		ret = emit(ctx, xdp, r, x, o, snap);
 	if (ret)
 		count_lost(r->ifindex);
 	if (xdp)
@@ -277,20 +309,20 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 /* Global functions: the verifier checks each once, not once for every way through the parser
  * that reaches it (each way leaves other known values in the record). */
 __attribute__((noinline)) int finish_xdp(struct xdp_md *ctx, struct record *r, struct walk *w,
-					 struct record_ext *x)
+					 struct record_ext *x, struct record_owner *o)
 {
 	if (!r || !w)
 		return 0;
-	finish(ctx, 1, r, w, x);
+	finish(ctx, 1, r, w, x, o);
 	return 0;
 }
 
 __attribute__((noinline)) int finish_tc(struct __sk_buff *skb, struct record *r, struct walk *w,
-					struct record_ext *x)
+					struct record_ext *x, struct record_owner *o)
 {
 	if (!r || !w)
 		return 0;
-	finish(skb, 0, r, w, x);
+	finish(skb, 0, r, w, x, o);
 	return 0;
 }
 
@@ -305,6 +337,8 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 	struct walk w = { .len = wire_len };
 	struct record_ext x; /* cleared by walk when needed */
 	struct record_ext *xp;
+	struct record_owner o; /* written by owner_pass when it names the owner */
+	struct record_owner *op;
 
 	r.ts_ns = bpf_ktime_get_boot_ns();
 	r.ifindex = ifindex;
@@ -318,10 +352,14 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 			follow_tc(ctx, &r, &w);
 	}
 	xp = RECORD_HAS_EXT(&r) ? &x : NULL; /* x is cleared when the record has one */
+	/* The owner of the local socket, and the --pid/--comm/--cgroup filter (bpf/owner.h). */
+	if (!owner_pass(ctx, xdp, &r, &o))
+		return;
+	op = RECORD_HAS_OWNER(&r) ? &o : NULL;
 	if (xdp)
-		finish_xdp(ctx, &r, &w, xp);
+		finish_xdp(ctx, &r, &w, xp, op);
 	else
-		finish_tc(ctx, &r, &w, xp);
+		finish_tc(ctx, &r, &w, xp, op);
 }
 
 SEC("xdp")
@@ -345,4 +383,84 @@ int tc_sensor(struct __sk_buff *skb)
 	sense(skb, 0, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, skb->ifindex,
 	      DIR_OUT);
 	return TC_ACT_UNSPEC;
+}
+
+/* Process attribution (bpf/owner.h): the socket hooks, attached to the cgroup v2 root and to
+ * tracepoints with bpf_links only when attribution is on. They never refuse anything. */
+SEC("cgroup/sock_create")
+int owner_sock_create(struct bpf_sock *sk)
+{
+	owner_hook_sock(sk);
+	return 1;
+}
+
+SEC("cgroup/post_bind4")
+int owner_post_bind4(struct bpf_sock *sk)
+{
+	owner_hook_bind(sk, 0);
+	return 1;
+}
+
+SEC("cgroup/post_bind6")
+int owner_post_bind6(struct bpf_sock *sk)
+{
+	owner_hook_bind(sk, 1);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int owner_connect4(struct bpf_sock_addr *ctx)
+{
+	owner_hook_sock(ctx);
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int owner_connect6(struct bpf_sock_addr *ctx)
+{
+	owner_hook_sock(ctx);
+	return 1;
+}
+
+SEC("cgroup/sendmsg4")
+int owner_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	owner_hook_sock(ctx);
+	return 1;
+}
+
+SEC("cgroup/sendmsg6")
+int owner_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	owner_hook_sock(ctx);
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int owner_sock_release(struct bpf_sock *sk)
+{
+	owner_hook_release(sk);
+	return 1;
+}
+
+/* The tracepoints' arguments: (sk, oldstate, newstate) and (sk, ret, flags). */
+SEC("tp_btf/inet_sock_set_state")
+int owner_tcp_state(__u64 *ctx)
+{
+	owner_hook_state((struct sock___owner *)ctx[0], (int)ctx[2]);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int owner_send(__u64 *ctx)
+{
+	owner_hook_io((struct sock___owner *)ctx[0]);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int owner_recv(__u64 *ctx)
+{
+	owner_hook_io((struct sock___owner *)ctx[0]);
+	return 0;
 }

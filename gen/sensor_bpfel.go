@@ -16,44 +16,58 @@ import (
 type SensorCounterKey uint32
 
 const (
-	SensorCounterKeyCNT_XDP_EMITTED      SensorCounterKey = 0
-	SensorCounterKeyCNT_TC_EMITTED       SensorCounterKey = 1
-	SensorCounterKeyCNT_XDP_LOST         SensorCounterKey = 2
-	SensorCounterKeyCNT_TC_LOST          SensorCounterKey = 3
-	SensorCounterKeyCNT_SNAP_FAILED      SensorCounterKey = 4
-	SensorCounterKeyCNT_UNSUPPORTED      SensorCounterKey = 5
-	SensorCounterKeyCNT_XDP_FILTERED     SensorCounterKey = 6
-	SensorCounterKeyCNT_TC_FILTERED      SensorCounterKey = 7
-	SensorCounterKeyCNT_TRUNCATED_BASE   SensorCounterKey = 8
-	SensorCounterKeyCNT_TRUNCATED_ETH    SensorCounterKey = 9
-	SensorCounterKeyCNT_TRUNCATED_VLAN   SensorCounterKey = 10
-	SensorCounterKeyCNT_TRUNCATED_PPPOE  SensorCounterKey = 11
-	SensorCounterKeyCNT_TRUNCATED_ARP    SensorCounterKey = 12
-	SensorCounterKeyCNT_TRUNCATED_IP4    SensorCounterKey = 13
-	SensorCounterKeyCNT_TRUNCATED_IP6    SensorCounterKey = 14
-	SensorCounterKeyCNT_TRUNCATED_IP6EXT SensorCounterKey = 15
-	SensorCounterKeyCNT_TRUNCATED_TCP    SensorCounterKey = 16
-	SensorCounterKeyCNT_TRUNCATED_UDP    SensorCounterKey = 17
-	SensorCounterKeyCNT_TRUNCATED_ICMP   SensorCounterKey = 18
-	SensorCounterKeyCNT_TRUNCATED_ICMP6  SensorCounterKey = 19
-	SensorCounterKeyCNT_TRUNCATED_TUNNEL SensorCounterKey = 20
-	SensorCounterKeyCNT_MALFORMED_BASE   SensorCounterKey = 21
-	SensorCounterKeyCNT_MALFORMED_ETH    SensorCounterKey = 22
-	SensorCounterKeyCNT_MALFORMED_VLAN   SensorCounterKey = 23
-	SensorCounterKeyCNT_MALFORMED_PPPOE  SensorCounterKey = 24
-	SensorCounterKeyCNT_MALFORMED_ARP    SensorCounterKey = 25
-	SensorCounterKeyCNT_MALFORMED_IP4    SensorCounterKey = 26
-	SensorCounterKeyCNT_MALFORMED_IP6    SensorCounterKey = 27
-	SensorCounterKeyCNT_MALFORMED_IP6EXT SensorCounterKey = 28
-	SensorCounterKeyCNT_MALFORMED_TCP    SensorCounterKey = 29
-	SensorCounterKeyCNT_MALFORMED_UDP    SensorCounterKey = 30
-	SensorCounterKeyCNT_MALFORMED_ICMP   SensorCounterKey = 31
-	SensorCounterKeyCNT_MALFORMED_ICMP6  SensorCounterKey = 32
-	SensorCounterKeyCNT_MALFORMED_TUNNEL SensorCounterKey = 33
-	SensorCounterKeyCNT_FOLLOW_OPENED    SensorCounterKey = 34
-	SensorCounterKeyCNT_FOLLOW_CLOSED    SensorCounterKey = 35
-	SensorCounterKeyCNT_FOLLOWED         SensorCounterKey = 36
-	SensorCounterKeyCNT_MAX              SensorCounterKey = 37
+	SensorCounterKeyCNT_XDP_EMITTED         SensorCounterKey = 0
+	SensorCounterKeyCNT_TC_EMITTED          SensorCounterKey = 1
+	SensorCounterKeyCNT_XDP_LOST            SensorCounterKey = 2
+	SensorCounterKeyCNT_TC_LOST             SensorCounterKey = 3
+	SensorCounterKeyCNT_SNAP_FAILED         SensorCounterKey = 4
+	SensorCounterKeyCNT_UNSUPPORTED         SensorCounterKey = 5
+	SensorCounterKeyCNT_XDP_FILTERED        SensorCounterKey = 6
+	SensorCounterKeyCNT_TC_FILTERED         SensorCounterKey = 7
+	SensorCounterKeyCNT_TRUNCATED_BASE      SensorCounterKey = 8
+	SensorCounterKeyCNT_TRUNCATED_ETH       SensorCounterKey = 9
+	SensorCounterKeyCNT_TRUNCATED_VLAN      SensorCounterKey = 10
+	SensorCounterKeyCNT_TRUNCATED_PPPOE     SensorCounterKey = 11
+	SensorCounterKeyCNT_TRUNCATED_ARP       SensorCounterKey = 12
+	SensorCounterKeyCNT_TRUNCATED_IP4       SensorCounterKey = 13
+	SensorCounterKeyCNT_TRUNCATED_IP6       SensorCounterKey = 14
+	SensorCounterKeyCNT_TRUNCATED_IP6EXT    SensorCounterKey = 15
+	SensorCounterKeyCNT_TRUNCATED_TCP       SensorCounterKey = 16
+	SensorCounterKeyCNT_TRUNCATED_UDP       SensorCounterKey = 17
+	SensorCounterKeyCNT_TRUNCATED_ICMP      SensorCounterKey = 18
+	SensorCounterKeyCNT_TRUNCATED_ICMP6     SensorCounterKey = 19
+	SensorCounterKeyCNT_TRUNCATED_TUNNEL    SensorCounterKey = 20
+	SensorCounterKeyCNT_MALFORMED_BASE      SensorCounterKey = 21
+	SensorCounterKeyCNT_MALFORMED_ETH       SensorCounterKey = 22
+	SensorCounterKeyCNT_MALFORMED_VLAN      SensorCounterKey = 23
+	SensorCounterKeyCNT_MALFORMED_PPPOE     SensorCounterKey = 24
+	SensorCounterKeyCNT_MALFORMED_ARP       SensorCounterKey = 25
+	SensorCounterKeyCNT_MALFORMED_IP4       SensorCounterKey = 26
+	SensorCounterKeyCNT_MALFORMED_IP6       SensorCounterKey = 27
+	SensorCounterKeyCNT_MALFORMED_IP6EXT    SensorCounterKey = 28
+	SensorCounterKeyCNT_MALFORMED_TCP       SensorCounterKey = 29
+	SensorCounterKeyCNT_MALFORMED_UDP       SensorCounterKey = 30
+	SensorCounterKeyCNT_MALFORMED_ICMP      SensorCounterKey = 31
+	SensorCounterKeyCNT_MALFORMED_ICMP6     SensorCounterKey = 32
+	SensorCounterKeyCNT_MALFORMED_TUNNEL    SensorCounterKey = 33
+	SensorCounterKeyCNT_FOLLOW_OPENED       SensorCounterKey = 34
+	SensorCounterKeyCNT_FOLLOW_CLOSED       SensorCounterKey = 35
+	SensorCounterKeyCNT_FOLLOWED            SensorCounterKey = 36
+	SensorCounterKeyCNT_OWNER_SOCK_ADDED    SensorCounterKey = 37
+	SensorCounterKeyCNT_OWNER_SOCK_REMOVED  SensorCounterKey = 38
+	SensorCounterKeyCNT_OWNER_FLOW_ADDED    SensorCounterKey = 39
+	SensorCounterKeyCNT_OWNER_FLOW_REMOVED  SensorCounterKey = 40
+	SensorCounterKeyCNT_OWNER_BOUND_ADDED   SensorCounterKey = 41
+	SensorCounterKeyCNT_OWNER_BOUND_REMOVED SensorCounterKey = 42
+	SensorCounterKeyCNT_OWNER_STALE         SensorCounterKey = 43
+	SensorCounterKeyCNT_OWNER_AMBIGUOUS     SensorCounterKey = 44
+	SensorCounterKeyCNT_MAX                 SensorCounterKey = 45
+)
+
+type SensorDirFlag uint32
+
+const (
+	SensorDirFlagDIRF_OWNER SensorDirFlag = 128
 )
 
 type SensorDirection uint32
@@ -134,6 +148,44 @@ const (
 	SensorLayerLAYER_MAX    SensorLayer = 13
 )
 
+type SensorOwnerBound struct {
+	_      structs.HostLayout
+	Cookie uint64
+	N      uint32
+	Pad    uint32
+}
+
+type SensorOwnerBoundKey struct {
+	_       structs.HostLayout
+	Addr    [16]uint8
+	Port    uint16
+	Proto   uint8
+	Version uint8
+}
+
+type SensorOwnerConfig struct {
+	_           structs.HostLayout
+	On          uint8
+	Filter      uint8
+	CgroupLevel uint8
+	Pad         uint8
+	Pid         uint32
+	Netns       uint64
+	CgroupId    uint64
+	Comm        [16]int8
+}
+
+type SensorOwnerFlowKey struct {
+	_       structs.HostLayout
+	Local   [16]uint8
+	Remote  [16]uint8
+	Lport   uint16
+	Rport   uint16
+	Proto   uint8
+	Version uint8
+	Pad     uint16
+}
+
 type SensorRecord struct {
 	_          structs.HostLayout
 	TsNs       uint64
@@ -188,6 +240,14 @@ type SensorRecordExt struct {
 	Pad      [6]uint8
 }
 
+type SensorRecordOwner struct {
+	_        structs.HostLayout
+	CgroupId uint64
+	Pid      uint32
+	Uid      uint32
+	Comm     [16]int8
+}
+
 type SensorSensorConfig struct {
 	_           structs.HostLayout
 	SnapLarge   uint16
@@ -196,6 +256,15 @@ type SensorSensorConfig struct {
 	NoDecap     uint32
 	FollowBytes uint32
 	FrameSnap   uint32
+}
+
+type SensorSockOwner struct {
+	_     structs.HostLayout
+	O     SensorRecordOwner
+	Flow  SensorOwnerFlowKey
+	Bound SensorOwnerBoundKey
+	Match uint8
+	Pad   [3]uint8
 }
 
 type SensorStatus uint32
@@ -236,27 +305,44 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	SensorMapCounters         = "counters"
-	SensorMapEvents           = "events"
-	SensorMapFilterReplay     = "filter_replay"
-	SensorMapFilteredByIface  = "filtered_by_iface"
-	SensorMapFollow           = "follow"
-	SensorMapLostByIface      = "lost_by_iface"
-	SensorProgTcSensor        = "tc_sensor"
-	SensorProgXdpSensor       = "xdp_sensor"
-	SensorVarCfg              = "cfg"
-	SensorVarFilterCfg        = "filter_cfg"
-	SensorVarUnusedCounterKey = "unused_counter_key"
-	SensorVarUnusedDirection  = "unused_direction"
-	SensorVarUnusedExtBit     = "unused_ext_bit"
-	SensorVarUnusedFrameHead  = "unused_frame_head"
-	SensorVarUnusedIpFlag     = "unused_ip_flag"
-	SensorVarUnusedLayer      = "unused_layer"
-	SensorVarUnusedRecord     = "unused_record"
-	SensorVarUnusedRecordExt  = "unused_record_ext"
-	SensorVarUnusedStatus     = "unused_status"
-	SensorVarUnusedTunFlag    = "unused_tun_flag"
-	SensorVarUnusedTunnel     = "unused_tunnel"
+	SensorMapCounters          = "counters"
+	SensorMapEvents            = "events"
+	SensorMapFilterReplay      = "filter_replay"
+	SensorMapFilteredByIface   = "filtered_by_iface"
+	SensorMapFollow            = "follow"
+	SensorMapLostByIface       = "lost_by_iface"
+	SensorMapOwnerBound        = "owner_bound"
+	SensorMapOwnerFlow         = "owner_flow"
+	SensorMapOwnerSock         = "owner_sock"
+	SensorProgOwnerConnect4    = "owner_connect4"
+	SensorProgOwnerConnect6    = "owner_connect6"
+	SensorProgOwnerPostBind4   = "owner_post_bind4"
+	SensorProgOwnerPostBind6   = "owner_post_bind6"
+	SensorProgOwnerRecv        = "owner_recv"
+	SensorProgOwnerSend        = "owner_send"
+	SensorProgOwnerSendmsg4    = "owner_sendmsg4"
+	SensorProgOwnerSendmsg6    = "owner_sendmsg6"
+	SensorProgOwnerSockCreate  = "owner_sock_create"
+	SensorProgOwnerSockRelease = "owner_sock_release"
+	SensorProgOwnerTcpState    = "owner_tcp_state"
+	SensorProgTcSensor         = "tc_sensor"
+	SensorProgXdpSensor        = "xdp_sensor"
+	SensorVarCfg               = "cfg"
+	SensorVarFilterCfg         = "filter_cfg"
+	SensorVarOwnerCfg          = "owner_cfg"
+	SensorVarUnusedCounterKey  = "unused_counter_key"
+	SensorVarUnusedDirFlag     = "unused_dir_flag"
+	SensorVarUnusedDirection   = "unused_direction"
+	SensorVarUnusedExtBit      = "unused_ext_bit"
+	SensorVarUnusedFrameHead   = "unused_frame_head"
+	SensorVarUnusedIpFlag      = "unused_ip_flag"
+	SensorVarUnusedLayer       = "unused_layer"
+	SensorVarUnusedRecord      = "unused_record"
+	SensorVarUnusedRecordExt   = "unused_record_ext"
+	SensorVarUnusedRecordOwner = "unused_record_owner"
+	SensorVarUnusedStatus      = "unused_status"
+	SensorVarUnusedTunFlag     = "unused_tun_flag"
+	SensorVarUnusedTunnel      = "unused_tunnel"
 )
 
 // LoadSensor returns the embedded CollectionSpec for Sensor.
@@ -301,8 +387,19 @@ type SensorSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorProgramSpecs struct {
-	TcSensor  *ebpf.ProgramSpec `ebpf:"tc_sensor"`
-	XdpSensor *ebpf.ProgramSpec `ebpf:"xdp_sensor"`
+	OwnerConnect4    *ebpf.ProgramSpec `ebpf:"owner_connect4"`
+	OwnerConnect6    *ebpf.ProgramSpec `ebpf:"owner_connect6"`
+	OwnerPostBind4   *ebpf.ProgramSpec `ebpf:"owner_post_bind4"`
+	OwnerPostBind6   *ebpf.ProgramSpec `ebpf:"owner_post_bind6"`
+	OwnerRecv        *ebpf.ProgramSpec `ebpf:"owner_recv"`
+	OwnerSend        *ebpf.ProgramSpec `ebpf:"owner_send"`
+	OwnerSendmsg4    *ebpf.ProgramSpec `ebpf:"owner_sendmsg4"`
+	OwnerSendmsg6    *ebpf.ProgramSpec `ebpf:"owner_sendmsg6"`
+	OwnerSockCreate  *ebpf.ProgramSpec `ebpf:"owner_sock_create"`
+	OwnerSockRelease *ebpf.ProgramSpec `ebpf:"owner_sock_release"`
+	OwnerTcpState    *ebpf.ProgramSpec `ebpf:"owner_tcp_state"`
+	TcSensor         *ebpf.ProgramSpec `ebpf:"tc_sensor"`
+	XdpSensor        *ebpf.ProgramSpec `ebpf:"xdp_sensor"`
 }
 
 // SensorMapSpecs contains maps before they are loaded into the kernel.
@@ -315,25 +412,31 @@ type SensorMapSpecs struct {
 	FilteredByIface *ebpf.MapSpec `ebpf:"filtered_by_iface"`
 	Follow          *ebpf.MapSpec `ebpf:"follow"`
 	LostByIface     *ebpf.MapSpec `ebpf:"lost_by_iface"`
+	OwnerBound      *ebpf.MapSpec `ebpf:"owner_bound"`
+	OwnerFlow       *ebpf.MapSpec `ebpf:"owner_flow"`
+	OwnerSock       *ebpf.MapSpec `ebpf:"owner_sock"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorVariableSpecs struct {
-	Cfg              *ebpf.VariableSpec `ebpf:"cfg"`
-	FilterCfg        *ebpf.VariableSpec `ebpf:"filter_cfg"`
-	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
-	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
-	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
-	UnusedFrameHead  *ebpf.VariableSpec `ebpf:"unused_frame_head"`
-	UnusedIpFlag     *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
-	UnusedLayer      *ebpf.VariableSpec `ebpf:"unused_layer"`
-	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
-	UnusedRecordExt  *ebpf.VariableSpec `ebpf:"unused_record_ext"`
-	UnusedStatus     *ebpf.VariableSpec `ebpf:"unused_status"`
-	UnusedTunFlag    *ebpf.VariableSpec `ebpf:"unused_tun_flag"`
-	UnusedTunnel     *ebpf.VariableSpec `ebpf:"unused_tunnel"`
+	Cfg               *ebpf.VariableSpec `ebpf:"cfg"`
+	FilterCfg         *ebpf.VariableSpec `ebpf:"filter_cfg"`
+	OwnerCfg          *ebpf.VariableSpec `ebpf:"owner_cfg"`
+	UnusedCounterKey  *ebpf.VariableSpec `ebpf:"unused_counter_key"`
+	UnusedDirFlag     *ebpf.VariableSpec `ebpf:"unused_dir_flag"`
+	UnusedDirection   *ebpf.VariableSpec `ebpf:"unused_direction"`
+	UnusedExtBit      *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedFrameHead   *ebpf.VariableSpec `ebpf:"unused_frame_head"`
+	UnusedIpFlag      *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
+	UnusedLayer       *ebpf.VariableSpec `ebpf:"unused_layer"`
+	UnusedRecord      *ebpf.VariableSpec `ebpf:"unused_record"`
+	UnusedRecordExt   *ebpf.VariableSpec `ebpf:"unused_record_ext"`
+	UnusedRecordOwner *ebpf.VariableSpec `ebpf:"unused_record_owner"`
+	UnusedStatus      *ebpf.VariableSpec `ebpf:"unused_status"`
+	UnusedTunFlag     *ebpf.VariableSpec `ebpf:"unused_tun_flag"`
+	UnusedTunnel      *ebpf.VariableSpec `ebpf:"unused_tunnel"`
 }
 
 // SensorObjects contains all objects after they have been loaded into the kernel.
@@ -362,6 +465,9 @@ type SensorMaps struct {
 	FilteredByIface *ebpf.Map `ebpf:"filtered_by_iface"`
 	Follow          *ebpf.Map `ebpf:"follow"`
 	LostByIface     *ebpf.Map `ebpf:"lost_by_iface"`
+	OwnerBound      *ebpf.Map `ebpf:"owner_bound"`
+	OwnerFlow       *ebpf.Map `ebpf:"owner_flow"`
+	OwnerSock       *ebpf.Map `ebpf:"owner_sock"`
 }
 
 func (m *SensorMaps) Close() error {
@@ -372,6 +478,9 @@ func (m *SensorMaps) Close() error {
 		m.FilteredByIface,
 		m.Follow,
 		m.LostByIface,
+		m.OwnerBound,
+		m.OwnerFlow,
+		m.OwnerSock,
 	)
 }
 
@@ -379,31 +488,56 @@ func (m *SensorMaps) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorVariables struct {
-	Cfg              *ebpf.Variable `ebpf:"cfg"`
-	FilterCfg        *ebpf.Variable `ebpf:"filter_cfg"`
-	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
-	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
-	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`
-	UnusedFrameHead  *ebpf.Variable `ebpf:"unused_frame_head"`
-	UnusedIpFlag     *ebpf.Variable `ebpf:"unused_ip_flag"`
-	UnusedLayer      *ebpf.Variable `ebpf:"unused_layer"`
-	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
-	UnusedRecordExt  *ebpf.Variable `ebpf:"unused_record_ext"`
-	UnusedStatus     *ebpf.Variable `ebpf:"unused_status"`
-	UnusedTunFlag    *ebpf.Variable `ebpf:"unused_tun_flag"`
-	UnusedTunnel     *ebpf.Variable `ebpf:"unused_tunnel"`
+	Cfg               *ebpf.Variable `ebpf:"cfg"`
+	FilterCfg         *ebpf.Variable `ebpf:"filter_cfg"`
+	OwnerCfg          *ebpf.Variable `ebpf:"owner_cfg"`
+	UnusedCounterKey  *ebpf.Variable `ebpf:"unused_counter_key"`
+	UnusedDirFlag     *ebpf.Variable `ebpf:"unused_dir_flag"`
+	UnusedDirection   *ebpf.Variable `ebpf:"unused_direction"`
+	UnusedExtBit      *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedFrameHead   *ebpf.Variable `ebpf:"unused_frame_head"`
+	UnusedIpFlag      *ebpf.Variable `ebpf:"unused_ip_flag"`
+	UnusedLayer       *ebpf.Variable `ebpf:"unused_layer"`
+	UnusedRecord      *ebpf.Variable `ebpf:"unused_record"`
+	UnusedRecordExt   *ebpf.Variable `ebpf:"unused_record_ext"`
+	UnusedRecordOwner *ebpf.Variable `ebpf:"unused_record_owner"`
+	UnusedStatus      *ebpf.Variable `ebpf:"unused_status"`
+	UnusedTunFlag     *ebpf.Variable `ebpf:"unused_tun_flag"`
+	UnusedTunnel      *ebpf.Variable `ebpf:"unused_tunnel"`
 }
 
 // SensorPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorPrograms struct {
-	TcSensor  *ebpf.Program `ebpf:"tc_sensor"`
-	XdpSensor *ebpf.Program `ebpf:"xdp_sensor"`
+	OwnerConnect4    *ebpf.Program `ebpf:"owner_connect4"`
+	OwnerConnect6    *ebpf.Program `ebpf:"owner_connect6"`
+	OwnerPostBind4   *ebpf.Program `ebpf:"owner_post_bind4"`
+	OwnerPostBind6   *ebpf.Program `ebpf:"owner_post_bind6"`
+	OwnerRecv        *ebpf.Program `ebpf:"owner_recv"`
+	OwnerSend        *ebpf.Program `ebpf:"owner_send"`
+	OwnerSendmsg4    *ebpf.Program `ebpf:"owner_sendmsg4"`
+	OwnerSendmsg6    *ebpf.Program `ebpf:"owner_sendmsg6"`
+	OwnerSockCreate  *ebpf.Program `ebpf:"owner_sock_create"`
+	OwnerSockRelease *ebpf.Program `ebpf:"owner_sock_release"`
+	OwnerTcpState    *ebpf.Program `ebpf:"owner_tcp_state"`
+	TcSensor         *ebpf.Program `ebpf:"tc_sensor"`
+	XdpSensor        *ebpf.Program `ebpf:"xdp_sensor"`
 }
 
 func (p *SensorPrograms) Close() error {
 	return _SensorClose(
+		p.OwnerConnect4,
+		p.OwnerConnect6,
+		p.OwnerPostBind4,
+		p.OwnerPostBind6,
+		p.OwnerRecv,
+		p.OwnerSend,
+		p.OwnerSendmsg4,
+		p.OwnerSendmsg6,
+		p.OwnerSockCreate,
+		p.OwnerSockRelease,
+		p.OwnerTcpState,
 		p.TcSensor,
 		p.XdpSensor,
 	)

@@ -91,6 +91,9 @@ func Check(opts CheckOptions) []CheckResult {
 			add(unknownOrMissing(CheckResult{Name: "sensor programs load", Required: true}, Explain(err)))
 		}
 	}
+	for _, r := range checkOwner(opts.Load != nil) {
+		add(r)
+	}
 	if opts.Iface == "" {
 		return rs
 	}

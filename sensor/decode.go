@@ -35,12 +35,15 @@ func Record(raw []byte) (gen.SensorRecord, error) {
 	return r, nil
 }
 
-// SampleLen returns the length of the sample r begins: the record, its extension when it has
-// one, and its payload bytes.
+// SampleLen returns the length of the sample r begins: the record, its extension and its
+// owner when it has them, and its payload bytes.
 func SampleLen(r *gen.SensorRecord) int {
 	n := recordSize + int(r.SnapLen)
 	if hasExt(r) {
 		n += extSize
+	}
+	if hasOwner(r) {
+		n += ownerSize
 	}
 	return n
 }
@@ -62,6 +65,17 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 		copy(extBytes(&x), raw[recordSize:])
 		start += extSize
 	}
+	p.Owner = stages.Owner{}
+	if hasOwner(&r) {
+		if len(raw) < start+ownerSize {
+			return fmt.Errorf("%w: %d bytes, the record and its owner have %d", ErrShortRecord, len(raw), start+ownerSize)
+		}
+		var o gen.SensorRecordOwner
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&o)), ownerSize), raw[start:])
+		start += ownerSize
+		p.Owner.PID, p.Owner.UID, p.Owner.CgroupID = o.Pid, o.Uid, o.CgroupId
+		p.Owner.Comm = *(*[16]byte)(unsafe.Pointer(&o.Comm))
+	}
 	if d.Frames {
 		if err := decodeFrame(raw, start, &r, p); err != nil {
 			return err
@@ -75,7 +89,7 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	}
 	p.Time = time.Unix(0, d.BootTime+int64(r.TsNs))
 	p.Ifindex = r.Ifindex
-	p.Dir = stages.Direction(r.Dir)
+	p.Dir = stages.Direction(r.Dir &^ dirOwner)
 	p.WireLen = r.WireLen
 	p.Status = stages.Status(r.Status)
 	p.BadLayer = stages.Layer(r.BadLayer)

@@ -211,7 +211,7 @@ type KernelCounts struct {
 	SnapFailed      uint64 // records that arrived without their payload bytes
 	// LostByIfindex is RingFull by interface index.
 	LostByIfindex map[uint32]uint64
-	// Filter says the programs carry a filter expression; Filtered is how many packets it
+	// Filter says the programs carry a filter (an expression, --pid, --comm, --cgroup); Filtered is how many packets it
 	// rejected, FilteredByIfindex the same by interface index.
 	Filter            bool
 	Filtered          uint64
@@ -311,7 +311,7 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 		return KernelCounts{}, err
 	}
 	var filtered map[uint32]uint64
-	if objs.Config.Filter != nil {
+	if objs.filtering() {
 		if filtered, err = ReadFilteredByIfindex(objs); err != nil {
 			return KernelCounts{}, err
 		}
@@ -323,7 +323,7 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 	return KernelCounts{
 		Follow:            follow,
 		FollowBound:       objs.Config.FollowFlows,
-		Filter:            objs.Config.Filter != nil,
+		Filter:            objs.filtering(),
 		Filtered:          c.Filtered(),
 		FilteredByIfindex: filtered,
 		XDPSeen:           c.SeenXDP(),

@@ -54,6 +54,9 @@ type Config struct {
 	// IngressOnly loads xdp_sensor alone (Objects.TC is nil): replays of frames that all came
 	// in verify half the code.
 	IngressOnly bool
+	// Owner turns on process attribution (nil: off): the programs look up each packet's local
+	// socket owner, and the socket hooks that learn them are loaded too (AttachOwner).
+	Owner *OwnerConfig
 }
 
 func (c Config) withDefaults() Config {
@@ -94,6 +97,9 @@ type Objects struct {
 	FilteredByIf *ebpf.Map
 	// FilterReplay is the filter's view of the replayed frame (read --kernel with a filter).
 	FilterReplay *ebpf.Map
+	// OwnerSock, OwnerFlow and OwnerBound are process attribution's tables (bpf/owner.h):
+	// socket cookie to owner, flow to socket, bound UDP port to socket.
+	OwnerSock, OwnerFlow, OwnerBound *ebpf.Map
 	// Follow holds the TCP directions whose segments get the large payload class (bpf/follow.h).
 	Follow *ebpf.Map
 	Config Config // the knobs the programs were loaded with
@@ -134,6 +140,9 @@ func Load(cfg Config) (*Objects, error) {
 	}
 	spec.Maps["events"].MaxEntries = cfg.RingSize
 	spec.Maps["follow"].MaxEntries = cfg.FollowFlows
+	if err := setOwner(spec, cfg.Owner); err != nil {
+		return nil, err
+	}
 	if cfg.Filter != nil {
 		if err := injectFilter(spec, cfg.Filter); err != nil {
 			return nil, err
@@ -141,14 +150,23 @@ func Load(cfg Config) (*Objects, error) {
 	}
 
 	o := &Objects{Config: cfg}
-	if cfg.IngressOnly {
+	switch {
+	case cfg.IngressOnly:
 		var x struct {
 			XdpSensor *ebpf.Program `ebpf:"xdp_sensor"`
 			gen.SensorMaps
 		}
 		err = spec.LoadAndAssign(&x, nil)
 		o.objs.XdpSensor, o.objs.SensorMaps = x.XdpSensor, x.SensorMaps
-	} else {
+	case cfg.Owner == nil: // the sensor programs without the socket hooks
+		var x struct {
+			XdpSensor *ebpf.Program `ebpf:"xdp_sensor"`
+			TcSensor  *ebpf.Program `ebpf:"tc_sensor"`
+			gen.SensorMaps
+		}
+		err = spec.LoadAndAssign(&x, nil)
+		o.objs.XdpSensor, o.objs.TcSensor, o.objs.SensorMaps = x.XdpSensor, x.TcSensor, x.SensorMaps
+	default:
 		err = spec.LoadAndAssign(&o.objs, nil)
 	}
 	if err != nil {
@@ -158,6 +176,7 @@ func Load(cfg Config) (*Objects, error) {
 	o.Events, o.Counters, o.LostByIf = o.objs.Events, o.objs.Counters, o.objs.LostByIface
 	o.FilteredByIf, o.FilterReplay = o.objs.FilteredByIface, o.objs.FilterReplay
 	o.Follow = o.objs.Follow
+	o.OwnerSock, o.OwnerFlow, o.OwnerBound = o.objs.OwnerSock, o.objs.OwnerFlow, o.objs.OwnerBound
 	return o, nil
 }
 

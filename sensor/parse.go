@@ -17,6 +17,11 @@ const (
 	recordSize = int(unsafe.Sizeof(gen.SensorRecord{}))
 	// extSize is the size of the extension some samples carry after the record.
 	extSize = int(unsafe.Sizeof(gen.SensorRecordExt{}))
+	// ownerSize is the size of the owner some live samples carry after the record and its
+	// extension (the twin never writes one: capture files name no process).
+	ownerSize = int(unsafe.Sizeof(gen.SensorRecordOwner{}))
+	// dirOwner is record.dir's DIRF_OWNER bit; the direction is bit 0.
+	dirOwner = uint8(gen.SensorDirFlagDIRF_OWNER)
 	// netBlockOff is where the record's network block starts (NET_BLOCK_OFF): entering a
 	// tunnel clears it from there to the end.
 	netBlockOff = int(unsafe.Offsetof(gen.SensorRecord{}.IpVersion))
@@ -229,6 +234,9 @@ func extBytes(x *gen.SensorRecordExt) []byte {
 
 // hasExt mirrors RECORD_HAS_EXT: whether r's sample carries the extension.
 func hasExt(r *gen.SensorRecord) bool { return r.TunDepth > 0 || r.VlanCount > 2 }
+
+// hasOwner mirrors RECORD_HAS_OWNER: whether r's sample carries a struct record_owner.
+func hasOwner(r *gen.SensorRecord) bool { return r.Dir&dirOwner != 0 }
 
 // walk mirrors parse.h's walk: the outer packet's link, IP and transport headers, then one
 // step at a time, each starting at c.off.

@@ -18,20 +18,29 @@ const verifierBudget = 700_000
 
 // TestVerifierBudget loads both programs with the verifier's statistics and reports how many
 // instructions it processed for each (bpf/README.md quotes these numbers), as they print and
-// as they copy whole frames (attach -w).
+// as they copy whole frames (attach -w), with process attribution off and on.
 func TestVerifierBudget(t *testing.T) {
 	sensortest.RequireBPF(t)
 	for _, frames := range []uint32{0, FrameMax} {
-		t.Run(fmt.Sprintf("frame_snap=%d", frames), func(t *testing.T) { verifierBudgetOf(t, frames) })
+		for _, owner := range []bool{false, true} {
+			t.Run(fmt.Sprintf("frame_snap=%d/owner=%v", frames, owner), func(t *testing.T) { verifierBudgetOf(t, frames, owner) })
+		}
 	}
 }
 
-func verifierBudgetOf(t *testing.T, frameSnap uint32) {
+func verifierBudgetOf(t *testing.T, frameSnap uint32, owner bool) {
 	spec, err := gen.LoadSensor()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := spec.Variables["cfg"].Set(gen.SensorSensorConfig{SnapLarge: DefaultSnapLarge, SnapSmall: DefaultSnapSmall, FrameSnap: frameSnap}); err != nil {
+		t.Fatal(err)
+	}
+	var oc *OwnerConfig
+	if owner {
+		oc = &OwnerConfig{Netns: 1, Filter: OwnerFilter{PID: 1}} // the filter's code too
+	}
+	if err := setOwner(spec, oc); err != nil {
 		t.Fatal(err)
 	}
 	var objs gen.SensorObjects

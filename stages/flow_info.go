@@ -70,7 +70,8 @@ type Flow struct {
 	TCPFlags         [2]uint8  // TCP flags seen per direction, ORed
 	State            TCPState
 	End              FlowEnd // why it finished (FlowRunning until then)
-
+	// Owner is the local process its first packet that named one named (zero: none).
+	Owner Owner
 }
 
 // First returns the time of the flow's first packet.

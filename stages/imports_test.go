@@ -19,6 +19,7 @@ var layer = map[string]int{
 	"stages":              0, // the vocabulary: the standard library only
 	"stages/classify":     1,
 	"stages/flows":        1,
+	"stages/owners":       1, // cgroup paths: the vocabulary and golang-lru
 	"stages/sinks/pcapng": 1, // the file format: the standard library and strftime
 	"stages/protocols":    2,
 	"stages/names":        3,

@@ -208,6 +208,10 @@ type Packet struct {
 	// fields above describe the innermost packet.
 	Tunnel Tunnel
 
+	// Owner is the local process whose socket sent or received the packet, as the kernel
+	// named it (live capture only; its zero value: no process, see Owner.Known).
+	Owner Owner
+
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)
 	SrcDomain, DstDomain string // what the net_watch line shows in parentheses: a class or a name

@@ -12,6 +12,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/owners"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
@@ -310,13 +311,14 @@ func isTerminal(w io.Writer) bool {
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
 // stdout (buffered; flushed on a timer when live), or to stderr when -w - has stdout, or
-// nowhere with -q; capture, when set, is the -w sink beside it. Close it at the end: it flushes.
-func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, ifaces ...classify.Interface) (*views.Pipeline, error) {
+// nowhere with -q; capture, when set, is the -w sink beside it; own, when set, names the
+// cgroups of the packets' processes. Close it at the end: it flushes.
+func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, own *owners.Resolver, ifaces ...classify.Interface) (*views.Pipeline, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Capture, cfg.Quiet = capture, c.Bool(flagQuiet)
+	cfg.Capture, cfg.Quiet, cfg.Owners = capture, c.Bool(flagQuiet), own
 	w := c.App.Writer
 	if c.String(flagWrite) == "-" {
 		w = c.App.ErrWriter

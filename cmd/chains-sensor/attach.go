@@ -31,7 +31,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), writeFlags()...),
+		Flags:  append(append(append(append(sharedFlags(), attachFlags()...), ownerFlags()...), filterFlags()...), writeFlags()...),
 		Action: runAttach,
 	}
 }
@@ -135,6 +135,9 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		// -w: every record carries its frame, up to the snap length (at most what a record carries).
 		s.load.FrameSnap = min(s.write.snapLen, sensor.FrameMax)
 	}
+	if err := parseOwnerFlags(c, s); err != nil {
+		return nil, err
+	}
 	if len(s.ifaces) == 0 {
 		def, err := sensor.DefaultInterface()
 		if err != nil {
@@ -183,7 +186,7 @@ func runAttach(c *cli.Context) error {
 	if wc != nil {
 		capture = wc.config
 	}
-	chain, err := chainFromFlags(c, true, capture, ifaces...)
+	chain, err := chainFromFlags(c, true, capture, ownerResolver(s), ifaces...)
 	if err != nil {
 		if wc != nil {
 			wc.w.Close()
@@ -214,11 +217,14 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 	if err != nil {
 		return err
 	}
-	objs, err := sensor.Load(s.load)
+	objs, ownLinks, err := loadWithOwner(s.load, stderr)
 	if err != nil {
 		return sensor.Explain(err)
 	}
 	defer objs.Close()
+	if ownLinks != nil {
+		defer ownLinks.Close()
+	}
 
 	// With the kernel's own wake-up policy (wakeup-bytes 0) a lone record wakes the reader at
 	// once and Poll is only a safety net; with wakeup-bytes the kernel stays quiet below the
@@ -277,7 +283,7 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 		if err := live.DrainWith(objs.Events); err != nil {
 			fmt.Fprintln(w, "chains-sensor: counting the rest of the ring:", err)
 		}
-		writeLiveStats(w, objs, live, nil)
+		writeLiveStats(w, objs, live, ownLinks != nil)
 	}
 	watchOutput(stdout, lc.Fail)
 	go followLinks(links, s, att, live, lc, wc, stderr)
@@ -295,7 +301,7 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 				case <-statsStop:
 					return
 				case <-t.C:
-					lc.Locked(func() { writeLiveStats(stderr, objs, live, nil) })
+					lc.Locked(func() { writeLiveStats(stderr, objs, live, ownLinks != nil) })
 				}
 			}
 		}()
@@ -319,13 +325,13 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 	statsWG.Wait()
 	return lc.finish("", errors.Join(runErr, detachErr), func(w io.Writer) {
 		writeChainStats(w, chain, s.json)
-		writeLiveStats(w, objs, live, chain)
+		writeLiveStats(w, objs, live, ownLinks != nil)
 	})
 }
 
 // writeLiveStats prints the counters of a live run: per interface, the kernel's, user
 // space's, and the closing counters line.
-func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, _ *views.Pipeline) {
+func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, owners bool) {
 	u := live.Counts() // before the kernel counters: seen >= recorded
 	k, err := sensor.ReadKernelCounts(objs)
 	if err != nil {
@@ -333,6 +339,11 @@ func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, _ *vie
 		fmt.Fprintln(w, "chains-sensor: reading the kernel's counters:", err)
 		printCounts(w, false, 0, u.Decoded, u.Undecodable)
 		return
+	}
+	if owners {
+		if oc, err := sensor.ReadOwnerCounts(objs); err == nil {
+			sensor.WriteOwnerStats(w, oc)
+		}
 	}
 	sensor.WriteStats(w, k, u)
 }

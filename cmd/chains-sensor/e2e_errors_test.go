@@ -61,6 +61,7 @@ func TestE2ECheck(t *testing.T) {
 		t.Fatalf("check as root: %v\n%s", err, out)
 	}
 	for _, want := range []string{"BPF ring buffer", "kernel BTF", "BPF_PROG_TEST_RUN", "sensor programs load",
+		"cgroup v2 (process attribution)", "cgroup socket programs", "process attribution  ",
 		"XDP native on " + tn.IfA, "XDP generic on " + tn.IfA, "TCX egress on " + tn.IfA, "clsact egress on " + tn.IfA,
 		"chains-sensor can run here"} {
 		if !strings.Contains(out, want) {

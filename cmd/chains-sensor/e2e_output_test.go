@@ -32,7 +32,8 @@ func TestE2ETextLines(t *testing.T) {
 		t.Fatalf("exit status %d after SIGINT, want 0\n%s", code, sp.stderrText())
 	}
 	lines := sp.output()
-	lineRE := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (\S+) (\S+) (\S+)\((\S+)\) --> (\S+)\((\S+)\)$`)
+	// The servers' packets end in their process, " [nginx 4242]" (owner_e2e_test.go checks it).
+	lineRE := regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - (\S+) (\S+) (\S+)\((\S+)\) --> (\S+)\((\S+)\)(?: \[\S+ \d+\])?$`)
 	have := map[string]bool{}
 	for _, l := range lines {
 		m := lineRE.FindStringSubmatch(l)

@@ -63,7 +63,7 @@ func runRead(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, stdinIsLive(name), rc.config)
+	chain, err := chainFromFlags(c, stdinIsLive(name), rc.config, nil)
 	if err != nil {
 		if rc.w != nil {
 			rc.w.Close()

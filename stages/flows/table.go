@@ -202,6 +202,9 @@ func (t *Table) Process(p *stages.Packet) {
 		f.LastNs = now
 	}
 	f.Packets[dir]++
+	if !f.Owner.Known() && p.Owner.Known() {
+		f.Owner = p.Owner
+	}
 	f.Bytes[dir] += uint64(p.WireLen)
 	f.PayloadBytes[dir] += uint64(p.PayloadLen)
 	p.Flow, p.FlowReply = &f.Flow, dir == 1

@@ -283,3 +283,21 @@ func filepathGlob(t testing.TB, pattern string) ([]string, error) {
 	}
 	return m, err
 }
+
+// A flow takes the process of its first packet that names one (the SYN of an inbound
+// connection names none: the accepting process is known from its later packets).
+func TestFlowOwner(t *testing.T) {
+	var got []stages.Owner
+	ft := New(Config{OnEnd: func(f *stages.Flow) { got = append(got, f.Owner) }})
+	t0 := time.Unix(1700000000, 0)
+	for i, pid := range []uint32{0, 812, 0, 813} {
+		p := &stages.Packet{Time: t0.Add(time.Duration(i) * time.Millisecond), IPVersion: 4, Proto: stages.ProtoUDP,
+			Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"), SrcPort: 53, DstPort: 40000, WireLen: 60}
+		p.Owner.PID = pid
+		ft.Process(p)
+	}
+	ft.Flush()
+	if len(got) != 1 || got[0].PID != 812 {
+		t.Fatalf("flow owners %+v, want one flow of pid 812", got)
+	}
+}

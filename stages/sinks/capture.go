@@ -120,7 +120,8 @@ const MaxComment = 4096
 
 // AppendComment appends the comment a packet gets in a capture file: what the lines say of it,
 // on one line. The endpoints with their ports and names or classes (as the application views
-// print them; link addresses for a frame without IP), the outermost tunnel as net_watch
+// print them; link addresses for a frame without IP), the local process as net_watch names it
+// with its cgroup (" [curl 4242] cgroup=/user.slice"), the outermost tunnel as net_watch
 // names it, the parser's complaint, the tags, the
 // flow's Community ID, and what the application decoders found: the HTTP head, the TLS hello
 // and the DNS message as urlwatch and weird-dns print them, parts separated by "; ".
@@ -135,6 +136,11 @@ func appendComment(b []byte, p *stages.Packet, cids *cidCache) []byte {
 		b = appendPacketEnds(b, p)
 	} else {
 		b = appendLinkEnds(b, p)
+	}
+	b = appendOwner(b, p)
+	if p.Owner.Known() && p.Owner.Cgroup != "" {
+		b = append(b, " cgroup="...)
+		b = appendText(b, p.Owner.Cgroup)
 	}
 	b = appendTunnel(b, p)
 	b = appendStatus(b, p)

@@ -345,3 +345,85 @@ const (
 	colMagenta = "\x1b[35m"
 	colCyan    = "\x1b[36m"
 )
+
+// appendOwner appends " [comm pid]", the local process that sent or received p, or nothing
+// when none is known. The command name is the process's own choice (prctl, argv[0]): it goes
+// through the terminal escaper.
+func appendOwner(b []byte, p *stages.Packet) []byte {
+	o := &p.Owner
+	if !o.Known() {
+		return b
+	}
+	b = append(b, " ["...)
+	b = appendBytes(b, o.CommBytes())
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, uint64(o.PID), 10)
+	return append(b, ']')
+}
+
+// appendOwnerDetail appends the owner's uid, cgroup and container or unit, for the packets
+// view's Process line: " uid 0, cgroup /system.slice/nginx.service (unit nginx.service)".
+func appendOwnerDetail(b []byte, o *stages.Owner) []byte {
+	b = append(b, " uid "...)
+	b = strconv.AppendUint(b, uint64(o.UID), 10)
+	b = append(b, ", cgroup "...)
+	if o.Cgroup != "" {
+		b = appendText(b, o.Cgroup)
+	} else {
+		b = append(b, "id "...)
+		b = strconv.AppendUint(b, o.CgroupID, 10)
+	}
+	switch c := &o.Container; {
+	case c.Known():
+		b = append(b, " (container"...)
+		if c.Runtime != "" {
+			b = append(b, ' ')
+			b = append(b, c.Runtime...)
+		}
+		if c.ID != "" {
+			b = append(b, ' ')
+			b = appendText(b, c.ID)
+		}
+		if c.Pod != "" {
+			b = append(b, " pod "...)
+			b = append(b, c.Pod...)
+		}
+		b = append(b, ')')
+	case o.Unit != "":
+		b = append(b, " (unit "...)
+		b = appendText(b, o.Unit)
+		b = append(b, ')')
+	}
+	return b
+}
+
+// appendOwnerJSON appends the owner's fields to a JSON object: "pid", "comm", "uid", "cgroup"
+// (its path; "" when it could not be resolved), "cgroup_id", and "container"
+// ({"runtime","id","pod"}) or "unit" when the path names one.
+func appendOwnerJSON(b []byte, o *stages.Owner) []byte {
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendUint(b, uint64(o.PID), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, string(o.CommBytes()))
+	b = append(b, `,"uid":`...)
+	b = strconv.AppendUint(b, uint64(o.UID), 10)
+	b = append(b, `,"cgroup":`...)
+	b = appendJSONString(b, o.Cgroup)
+	b = append(b, `,"cgroup_id":`...)
+	b = strconv.AppendUint(b, o.CgroupID, 10)
+	if c := &o.Container; c.Known() {
+		b = append(b, `,"container":{"runtime":`...)
+		b = appendJSONString(b, c.Runtime)
+		b = append(b, `,"id":`...)
+		b = appendJSONString(b, c.ID)
+		if c.Pod != "" {
+			b = append(b, `,"pod":`...)
+			b = appendJSONString(b, c.Pod)
+		}
+		b = append(b, '}')
+	} else if o.Unit != "" {
+		b = append(b, `,"unit":`...)
+		b = appendJSONString(b, o.Unit)
+	}
+	return b
+}

@@ -64,6 +64,11 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 		if f.Proto == stages.ProtoTCP {
 			w.str("state", f.State.String())
 		}
+		if o := &f.Owner; o.Known() {
+			w.uint("pid", uint64(o.PID))
+			w.str("comm", string(o.CommBytes()))
+			w.str("cgroup", o.Cgroup)
+		}
 		s.endJSON()
 		return
 	}
@@ -73,6 +78,13 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 	b = appendEndpoint(b, f.Src, f.SrcPort, flowPorts(f.Proto, f.SrcPort), "", "")
 	b = append(b, " --> "...)
 	b = appendEndpoint(b, f.Dst, f.DstPort, flowPorts(f.Proto, f.DstPort), "", "")
+	if o := &f.Owner; o.Known() {
+		b = append(b, " ["...)
+		b = appendBytes(b, o.CommBytes())
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, uint64(o.PID), 10)
+		b = append(b, ']')
+	}
 	b = append(b, " end="...)
 	b = append(b, f.End.String()...)
 	if f.Proto == stages.ProtoTCP {

@@ -27,7 +27,9 @@ import (
 // outermost one: {"type":"vxlan","id":42,"src":"192.0.2.1","dst":"192.0.2.2","depth":1,
 // "flags":["eth"]} (type 4in4, 6in4, 4in6, 6in6, gre, pptp, erspan1 to 3, vxlan, geneve or gtpu;
 // id where the kind has one: VNI, GRE key, PPTP call, ERSPAN session, TEID; inner, the
-// innermost kind, when depth is more than 1; flags of eth, key, seq). Strings are escaped as JSON requires; bytes that are not
+// innermost kind, when depth is more than 1; flags of eth, key, seq); a packet of a local process
+// adds pid, comm, uid, cgroup, cgroup_id, and container {"runtime","id","pod"} or unit when the
+// cgroup path names one (see appendOwnerJSON). Strings are escaped as JSON requires; bytes that are not
 // UTF-8 become U+FFFD.
 type JSON struct {
 	out *Output
@@ -136,6 +138,9 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 	b = append(b, `],"status":"`...)
 	b = append(b, p.Status.String()...)
 	b = append(b, `"`...)
+	if p.Owner.Known() {
+		b = appendOwnerJSON(b, &p.Owner)
+	}
 	if p.Status != stages.StatusOK && p.BadLayer != stages.LayerNone {
 		b = append(b, `,"bad_layer":"`...)
 		b = append(b, p.BadLayer.String()...)

@@ -7,7 +7,8 @@ import "github.com/chains-sensor/chains-sensor/stages"
 //	2015-09-07 19:08:34 - UDP IP 192.168.1.9(internal) --> 224.0.0.251(multicast_dns)
 //
 // The TRANSPORT token is left out where there is none (ARP, non-IP frames); non-IP frames show
-// their MAC addresses; a packet that came through a tunnel names it after the inner pair, as
+// their MAC addresses; a packet of a local process names it after the pair, as " [curl 4242]"
+// (live capture with process attribution: bpf/owner.h); a packet that came through a tunnel names it after the inner pair, as
 // " [vxlan 42 via 192.0.2.1 --> 192.0.2.2]"; a packet the parser could not finish ends in
 // " [truncated tcp]" or the like.
 type NetWatch struct {
@@ -58,6 +59,7 @@ func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
 	} else {
 		b = appendLinkEnds(b, p)
 	}
+	b = appendOwner(b, p)
 	b = appendTunnel(b, p)
 	b = appendStatus(b, p)
 	return append(b, '\n')

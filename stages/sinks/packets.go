@@ -9,6 +9,7 @@ import (
 // Packets prints a block per packet, as the original chains PacketPrinter did:
 //
 //	Timestamp: 2015-09-07 19:08:34.491658 (in eth0, 73 bytes)
+//	Process: [curl 4242] uid 0, cgroup /system.slice/x.service (unit x.service)   (a local process only)
 //	Tunnel: [vxlan 42 via 192.0.2.1 --> 192.0.2.2] carrying Ethernet   (a tunnelled packet only)
 //	Ethernet Frame: 00:1b:21:aa:bb:cc --> 01:00:5e:00:00:fb (type: 0x0800)
 //	stages.Packet: IP 192.168.1.9 --> 224.0.0.251 (len:59 ttl:255 tos:0 id:0) -- Frag(df:0 mf:0 offset:0)
@@ -66,6 +67,12 @@ func (s *Packets) AppendBlock(b []byte, p *stages.Packet) []byte {
 	b = u(b, uint64(p.WireLen))
 	b = append(b, " bytes)\n"...)
 
+	if o := &p.Owner; o.Known() {
+		b = s.head(b, "Process:")
+		b = appendOwner(b, p) // " [curl 4242]"
+		b = appendOwnerDetail(b, o)
+		b = append(b, '\n')
+	}
 	if t := &p.Tunnel; t.Depth > 0 {
 		b = s.head(b, "Tunnel:")
 		b = appendTunnel(b, p) // " [vxlan 42 via A --> B]"

@@ -18,6 +18,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/classify"
 	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
+	"github.com/chains-sensor/chains-sensor/stages/owners"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
@@ -46,6 +47,9 @@ type Config struct {
 	Capture *sinks.CaptureConfig
 	// Quiet leaves the view's sink out (-q): nothing is printed, only captured.
 	Quiet bool
+	// Owners, when set, names the cgroup, container and unit of each packet's process (live
+	// capture with process attribution).
+	Owners *owners.Resolver
 }
 
 // View is one entry of List.
@@ -181,6 +185,9 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 			names[uint32(it.Index)] = it.Name
 		}
 		chain = append(chain, ifaceNames(names))
+	}
+	if cfg.Owners != nil {
+		chain = append(chain, cfg.Owners.Stage())
 	}
 	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
 
