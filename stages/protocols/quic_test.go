@@ -234,7 +234,13 @@ func TestQUICAgainstTShark(t *testing.T) {
 // bytes: the test's own packet protection (RFC 9001 5.3, 5.4), for tests of bounds only; the
 // decryption itself is checked against the RFCs' packets above.
 func sealInitial(t *testing.T, dcid []byte, frames []byte) []byte {
-	k, err := newQUICKeys(&quicV1, dcid, false)
+	return sealInitialKeyed(t, dcid, dcid, frames)
+}
+
+// sealInitialKeyed is sealInitial with the keys of keyDCID and dcid in the header: a client's
+// Initial after it took up the server's connection ID.
+func sealInitialKeyed(t *testing.T, keyDCID, dcid []byte, frames []byte) []byte {
+	k, err := newQUICKeys(&quicV1, keyDCID, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +286,45 @@ func TestQUICBounded(t *testing.T) {
 	h.expire(at.Add(time.Hour))
 	if st := h.Stats(); st.Conns != 0 || st.Bytes != 0 || st.Expired != 16 {
 		t.Errorf("after expiry: %+v", st)
+	}
+}
+
+// TestQUICClientTakesServerID: a ClientHello (RFC 9001 A.2's) in two Initials, the second
+// sent to the server's chosen connection ID but protected, as RFC 9001 5.2 says, with the
+// keys of the client's first ID (quic-go does this when the server's first packet arrives
+// between them): reported whole, nothing undecrypted. After a Retry, the client's Initials to
+// the Retry's ID carry keys of that ID: the hello sent so is reported too.
+func TestQUICClientTakesServerID(t *testing.T) {
+	frame := rfcHex(t, "rfc9001_a2_crypto_frame.hex")
+	if frame[0] != 0x06 || frame[1] != 0 || frame[2] != 0x40 || frame[3] != 0xf1 {
+		t.Fatalf("RFC 9001 A.2's frames do not begin with CRYPTO at 0 of 241 bytes: % x", frame[:4])
+	}
+	hello := frame[4 : 4+0xf1]
+	crypto := func(off int, data []byte) []byte {
+		return append([]byte{0x06, 0x40 | byte(off>>8), byte(off), 0x40 | byte(len(data)>>8), byte(len(data))}, data...)
+	}
+	first, second := crypto(0, hello[:100]), crypto(100, hello[100:])
+	serverID := []byte{0xbe, 0x22, 0x85, 0xac}
+	at := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		name      string
+		secondKey []byte // the ID whose keys protect the second Initial
+	}{{"server's ID, first keys", rfcDCID}, {"after a Retry, its ID's keys", serverID}} {
+		h := NewQUICHandler(QUICConfig{})
+		p1 := rfcDatagram(t, sealInitial(t, rfcDCID, first), false, at)
+		h.Packet(p1)
+		p2 := rfcDatagram(t, sealInitialKeyed(t, c.secondKey, serverID, bytes.Clone(second)), false, at.Add(time.Millisecond))
+		if c.secondKey[0] == serverID[0] {
+			// After a Retry the client sends its whole hello again.
+			p2 = rfcDatagram(t, sealInitialKeyed(t, serverID, serverID, crypto(0, hello)), false, at.Add(time.Millisecond))
+		}
+		h.Packet(p2)
+		ch := p2.TLS
+		if p1.TLS != nil || ch == nil || ch.Hello != stages.TLSClientHello || ch.SNI != "example.com" || strings.Join(ch.ALPN, ",") != "alpn" || ch.Partial {
+			t.Errorf("%s: first %+v, second %+v", c.name, p1.TLS, ch)
+		}
+		if st := h.Stats(); st.Undecrypted != 0 || st.Initials != 2 || st.Hellos != 1 || st.Conns != 1 {
+			t.Errorf("%s: stats %+v", c.name, st)
+		}
 	}
 }
