@@ -91,13 +91,21 @@ func TestAttachQUICInitial(t *testing.T) {
 	// should come in CRYPTO frames of at least two.
 	oracle := map[string]quicHello{}
 	cryptoInitials := map[string]int{} // client port: its Initials with CRYPTO frames, up to the hello
+	switched := 0                      // hellos whose Initials went to more than one connection ID
+	dcids := map[string]string{}       // client port: the connection ID of its first Initial
 	for _, f := range sensortest.TShark(t, pcap, "quic.version", "tls.handshake.type",
-		"tls.handshake.extensions_server_name", "tls.handshake.extensions_alpn_str", "quic.crypto.offset") {
+		"tls.handshake.extensions_server_name", "tls.handshake.extensions_alpn_str", "quic.crypto.offset", "quic.dcid") {
 		if len(f.Ports) != 1 || f.Ports[0].Dst != port {
 			continue
 		}
 		if _, done := oracle[f.Ports[0].Src]; !done && len(f.Fields["quic.crypto.offset"]) > 0 {
 			cryptoInitials[f.Ports[0].Src]++
+			dcid := first(f.Fields["quic.dcid"]...)
+			if old, ok := dcids[f.Ports[0].Src]; !ok {
+				dcids[f.Ports[0].Src] = dcid
+			} else if old != dcid && slices.Contains(f.Fields["tls.handshake.type"], "1") {
+				switched++
+			}
 		}
 		if !slices.Contains(f.Fields["tls.handshake.type"], "1") {
 			continue
@@ -125,6 +133,21 @@ func TestAttachQUICInitial(t *testing.T) {
 	for p := range oracle {
 		if cryptoInitials[p] < 2 {
 			t.Errorf("tshark: the ClientHello from port %s in %d Initials, want several (the test's premise)", p, cryptoInitials[p])
+		}
+	}
+	t.Logf("tshark: %d of the %d ClientHellos completed in an Initial to the server's connection ID", switched, len(oracle))
+	if *update {
+		// The capture of testdata/pcaps/protocols/quic_go_server_id.pcap: kept only when it
+		// holds the case the test was made for.
+		if switched == 0 {
+			t.Fatal("-update: no ClientHello completed in an Initial to the server's connection ID this time; run again")
+		}
+		b, err := os.ReadFile(pcap)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(sensortest.Pcaps(t), "protocols", "quic_go_server_id.pcap"), b, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
 		}
 	}
 
