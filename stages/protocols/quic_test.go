@@ -164,7 +164,7 @@ func TestQUICDamaged(t *testing.T) {
 }
 
 var quicCaptures = []string{"quic_ja4_chrome.pcap", "quic_v2_echo.pcap", "quic_crypto_across_initials.pcap",
-	"quic_crypto_unordered_rawip.pcap", "quic_port_4433.pcap", "tls_quic_ja4_cloudflare.pcap"}
+	"quic_crypto_unordered_rawip.pcap", "quic_port_4433.pcap", "tls_quic_ja4_cloudflare.pcap", "quic_go_server_id.pcap"}
 
 // runQUIC runs a capture through a flow table with every handler, QUIC's included, and returns
 // the hellos by frame.
@@ -180,7 +180,8 @@ func runQUIC(t *testing.T, pcap string, snap stagestest.Snap) map[uint64]*stages
 }
 
 // TestQUICAgainstTShark: every hello tshark decrypts from the QUIC captures (v1 and v2, a
-// ClientHello across three Initials, CRYPTO frames out of order, port 4433) is ours, on the
+// ClientHello across three Initials, CRYPTO frames out of order, port 4433, quic-go's hellos
+// completed in an Initial to the server's connection ID) is ours, on the
 // same frame, with the same SNI, ALPN, versions, suites, extensions, groups and length, and the
 // QUIC version; the JA4 equals one computed from tshark's fields alone (with q for QUIC).
 // FoxIO's ja4 tool gives q13d0310h3_55b375c5d22e_cd85d2d88918 for Chrome's eleven hellos and
