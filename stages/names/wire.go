@@ -48,9 +48,11 @@ func ParseMode(s string) (Mode, error) {
 // concurrent use.
 type Wire struct {
 	cache  *lru.Cache[netip.Addr, wireName]
+	size   int
 	minTTL time.Duration
 	added  atomic.Bool // a name was ever added: until then Lookup takes no lock
 	stats  struct{ learned, evicted, unmatched atomic.Uint64 }
+	peak   atomic.Int64 // the most names held at once
 }
 
 // WireStats counts what a Wire did.
@@ -78,7 +80,7 @@ func NewWire(size int, minTTL time.Duration) *Wire {
 	if minTTL <= 0 {
 		minTTL = 10 * time.Minute
 	}
-	w := &Wire{minTTL: minTTL}
+	w := &Wire{size: size, minTTL: minTTL}
 	w.cache, _ = lru.NewWithEvict(size, func(netip.Addr, wireName) { w.stats.evicted.Add(1) }) // size > 0: never fails
 	return w
 }
@@ -110,12 +112,24 @@ func (w *Wire) Lookup(a netip.Addr, now time.Time) (string, bool) {
 // Len returns how many addresses have a name.
 func (w *Wire) Len() int { return w.cache.Len() }
 
+// Size returns the most names the table holds.
+func (w *Wire) Size() int { return w.size }
+
+// Peak returns the most names the table has held at once.
+func (w *Wire) Peak() int { return int(w.peak.Load()) }
+
+// Evicted returns how many names were pushed out to make room for others.
+func (w *Wire) Evicted() int64 { return int64(w.stats.evicted.Load()) }
+
 // Add names a for ttl from now.
 func (w *Wire) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
 	if ttl < w.minTTL {
 		ttl = w.minTTL
 	}
-	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)})
+	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)}) // an eviction is counted by the cache's callback
+	if n := int64(w.cache.Len()); n > w.peak.Load() {
+		w.peak.Store(n) // Add's callers are one stage goroutine: no lost update
+	}
 	w.added.Store(true)
 	w.stats.learned.Add(1)
 }

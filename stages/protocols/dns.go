@@ -95,6 +95,7 @@ type DNSConfig struct {
 const (
 	DefaultMatchTimeout = 30 * time.Second
 	DefaultMaxPending   = 16384
+	DefaultMaxClients   = 4096 // clients tracked for NXDOMAIN bursts
 )
 
 func (c *DNSConfig) defaults() {
@@ -111,7 +112,7 @@ func (c *DNSConfig) defaults() {
 		c.NXWindow = 10 * time.Second
 	}
 	if c.MaxClients <= 0 {
-		c.MaxClients = 4096
+		c.MaxClients = DefaultMaxClients
 	}
 }
 
@@ -127,7 +128,9 @@ type DNSStats struct {
 	Pending        int    // queries waiting for their response now
 	PendingExpired uint64 // queries whose response did not come within MatchTimeout
 	PendingEvicted uint64 // queries forgotten, unanswered, to make room in the full table
+	PendingPeak    int    // the most queries waiting at once
 	Clients        int    // clients tracked for NXDOMAIN bursts now
+	ClientsPeak    int    // the most clients tracked at once
 	ClientsEvicted uint64 // clients forgotten within their window to make room
 }
 
@@ -464,6 +467,7 @@ func (t *DNSTracker) match(p *stages.Packet, info *stages.DNSInfo) {
 		if t.pending.Add(makeDNSKey(p.Src, p.SrcPort, server, p.DstPort, info.TCP, info.ID), q) {
 			t.stats.PendingEvicted++
 		}
+		t.stats.PendingPeak = max(t.stats.PendingPeak, t.pending.Len())
 		return
 	}
 	k := makeDNSKey(p.Dst, p.DstPort, p.Src, p.SrcPort, info.TCP, info.ID)

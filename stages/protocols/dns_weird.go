@@ -99,6 +99,7 @@ func (t *DNSTracker) nxBurst(client netip.Addr, now time.Time) (int, time.Durati
 	if t.nx.Add(client, w) {
 		t.stats.ClientsEvicted++
 	}
+	t.stats.ClientsPeak = max(t.stats.ClientsPeak, t.nx.Len())
 	return w.count, now.Sub(w.start), w.count >= t.cfg.NXBurst
 }
 

@@ -30,6 +30,7 @@ type QUICStats struct {
 	Undecrypted uint64 // long headers of a known version whose Initial did not decrypt
 	Hellos      uint64 // ClientHellos and ServerHellos reported
 	Conns       int    // handshakes followed now
+	ConnsPeak   int    // the most handshakes followed at once
 	Evicted     uint64 // handshakes forgotten, unfinished, to make room in the full table
 	Expired     uint64 // handshakes forgotten after Timeout without an Initial
 	Denied      uint64 // CRYPTO frames not kept because the buffers' budget was spent
@@ -186,6 +187,7 @@ func (h *QUICHandler) initial(p *stages.Packet, pkt []byte, hd quicLong) {
 	if h.conns.Add(key, c) {
 		h.stats.Evicted++
 	}
+	h.stats.ConnsPeak = max(h.stats.ConnsPeak, h.conns.Len())
 	if s.done {
 		return
 	}

@@ -69,6 +69,12 @@ func packetFields(w *jsonWriter, p *stages.Packet) {
 	if p.DstDomain != "" {
 		w.str("dst_domain", p.DstDomain)
 	}
+	if p.SrcRDNS != stages.RDNSNone {
+		w.str("src_rdns", p.SrcRDNS.String())
+	}
+	if p.DstRDNS != stages.RDNSNone {
+		w.str("dst_rdns", p.DstRDNS.String())
+	}
 	if p.Flow != nil {
 		w.str("community_id", flows.FlowCommunityID(p.Flow))
 	}

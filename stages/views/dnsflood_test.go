@@ -129,11 +129,20 @@ func TestDNSFloodBounded(t *testing.T) {
 	if got != n {
 		t.Fatalf("%d packets through the view", got)
 	}
-	st := p.Stats().DNS
-	if st == nil {
+	st, ok := p.DNSStats()
+	if !ok {
 		t.Fatal("no DNS table in the weird-dns view")
 	}
-	if st.Messages != n || st.Pending != bound || st.PendingEvicted != n-bound || st.PendingExpired != 0 {
+	if st.Messages != n || st.Pending != bound || st.PendingPeak != bound || st.PendingEvicted != n-bound || st.PendingExpired != 0 {
 		t.Errorf("stats %+v: want %d pending, %d evicted", st, bound, n-bound)
+	}
+	var row *stages.TableStats
+	for _, ts := range p.Tables() {
+		if ts.Name == "dns_pending" {
+			row = &ts
+		}
+	}
+	if row == nil || row.Len != bound || row.Peak != bound || row.Max != bound || row.Evicted != n-bound || row.Flag != "--dns-max-pending" {
+		t.Errorf("the exit table of pending queries: %+v, want %d of %d, %d evicted", row, bound, bound, n-bound)
 	}
 }

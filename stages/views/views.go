@@ -36,8 +36,10 @@ type Config struct {
 	NoDNS    bool                 // -n: no names at all, only address classes
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
+	WireSize int                  // --wire-names: names learned from DNS answers kept at most (0: names.DefaultWireSize)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
+	QUIC     protocols.QUICConfig // the QUIC decoder of the App views
 	// Capture, when set, writes every packet's frame to a pcapng file (-w) beside the view's
 	// sink; with comments the application layer runs whatever the view, so that each
 	// packet's comment says what the decoders found.
@@ -109,70 +111,47 @@ type Pipeline struct {
 	Sink    sinks.Sink     // the view's sink, with the capture sink beside it when there is one
 	Capture *sinks.Capture // the capture sink (-w), or nil
 	count   uint64
-	tables  tables
+	rdns    *names.Resolver // nil without PTR lookups
+	// reporters are the stages' states with bounded tables (stages.StatsReporter).
+	reporters []stages.StatsReporter
+	dns       *protocols.DNSTracker // the flow table's DNS decoder, or nil
 }
 
-// tables are the bounded tables of a chain, for Stats.
-type tables struct {
-	flows *flows.Table
-	dns   *protocols.DNSTracker
-	quic  *protocols.QUICHandler
-	wire  *names.Wire
-}
-
-// TableStats is what the bounded tables of a chain did: one entry per table the chain holds
-// (nil for the others).
-type TableStats struct {
-	Flows *flows.Stats
-	DNS   *protocols.DNSStats
-	QUIC  *protocols.QUICStats
-	Wire  *names.WireStats
-}
-
-// Stats returns the counters of the chain's tables. The tables belong to the goroutine that
-// runs the chain: call it when Run has returned.
-func (p *Pipeline) Stats() TableStats {
-	var s TableStats
-	if t := p.tables.flows; t != nil {
-		st := t.Stats()
-		s.Flows = &st
-	}
-	if t := p.tables.dns; t != nil {
-		st := t.Stats()
-		s.DNS = &st
-	}
-	if t := p.tables.quic; t != nil {
-		st := t.Stats()
-		s.QUIC = &st
-	}
-	if t := p.tables.wire; t != nil {
-		st := t.Stats()
-		s.Wire = &st
-	}
-	return s
-}
-
-// Lines returns the tables' counters as stderr shows them at exit, a line per table, with
-// each table's bound and what it evicted.
-func (s TableStats) Lines() []string {
-	var out []string
-	if f := s.Flows; f != nil {
-		out = append(out, fmt.Sprintf("flows: %d flows (%d now), %d evicted from the full table, %d idle; %d streams, %d denied a buffer, %d bytes held",
-			f.Flows, f.Active, f.Evicted, f.Expired, f.Streams, f.StreamsDenied, f.StreamBytes))
-	}
-	if d := s.DNS; d != nil {
-		out = append(out, fmt.Sprintf("dns: %d messages, %d responses matched, %d unsolicited; queries: %d waiting, %d unanswered, %d evicted from the full table; nxdomain clients: %d, %d evicted",
-			d.Messages, d.Matched, d.Unsolicited, d.Pending, d.PendingExpired, d.PendingEvicted, d.Clients, d.ClientsEvicted))
-	}
-	if q := s.QUIC; q != nil {
-		out = append(out, fmt.Sprintf("quic: %d Initials decrypted, %d not, %d hellos; handshakes: %d followed, %d evicted from the full table, %d expired",
-			q.Initials, q.Undecrypted, q.Hellos, q.Conns, q.Evicted, q.Expired))
-	}
-	if w := s.Wire; w != nil {
-		out = append(out, fmt.Sprintf("wire names: %d learned (%d now), %d evicted from the full table, %d answers not learned (unmatched)",
-			w.Learned, w.Names, w.Evicted, w.Unmatched))
+// Tables describes every bounded table of the chain: the reverse-DNS stage's, the flow
+// table's, the DNS decoder's, the QUIC handshakes', the wire names'. Call it after Run (the
+// tables belong to the chain's goroutine).
+func (p *Pipeline) Tables() []stages.TableStats {
+	var out []stages.TableStats
+	for _, r := range p.reporters {
+		out = append(out, r.Tables()...)
 	}
 	return out
+}
+
+// Counters returns the counts the chain's stages show at exit (after Run).
+func (p *Pipeline) Counters() []stages.Counter {
+	var out []stages.Counter
+	for _, r := range p.reporters {
+		out = append(out, r.Counters()...)
+	}
+	return out
+}
+
+// DNSStats returns the counts of the chain's DNS decoder (after Run); false when the chain
+// decodes no DNS.
+func (p *Pipeline) DNSStats() (protocols.DNSStats, bool) {
+	if p.dns == nil {
+		return protocols.DNSStats{}, false
+	}
+	return p.dns.Stats(), true
+}
+
+// Hurry makes the chain stop waiting: packets held for their names go out now with what is
+// known. A stop (a signal) calls it. It may be called from any goroutine.
+func (p *Pipeline) Hurry() {
+	if p.rdns != nil {
+		p.rdns.Hurry()
+	}
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -209,6 +188,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
 	// name. Both only for public addresses: internal and special ones show their class.
 	var wire *names.Wire
+	var rdns *names.Resolver
 	if !cfg.NoDNS && cfg.Names != names.ModeWire {
 		rc := cfg.RDNS
 		rc.Live = cfg.Live
@@ -216,10 +196,16 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
+		rdns = r
 		chain = append(chain, r.Stage())
 	}
+	var reporters []stages.StatsReporter
+	if rdns != nil {
+		reporters = append(reporters, rdns)
+	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
-		wire = names.NewWire(0, 0)
+		wire = names.NewWire(cfg.WireSize, 0)
+		reporters = append(reporters, wireTables{wire})
 	}
 
 	var sink sinks.Sink
@@ -241,39 +227,42 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if sink == nil {
 		sink = sinks.Tee{}
 	}
-	var tb tables
+	var dnsT *protocols.DNSTracker
 	switch fc := cfg.Flows; {
 	case v.App || (cfg.Capture != nil && cfg.Capture.Comments):
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		tb.flows, tb.dns, tb.quic = newApp(fc, cfg.DNS)
-		chain = append(chain, tb.flows.Stage())
+		t, dns, quic := newApp(fc, cfg.DNS, cfg.QUIC)
+		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS, quic: quic, qc: cfg.QUIC})
+		chain = append(chain, t.Stage())
+		dnsT = dns
 	case wire != nil:
 		fc.Track = protocols.OverTCP
-		tb.dns = protocols.NewDNSTracker(cfg.DNS)
-		fc.Handlers = []flows.Handler{tb.dns}
-		tb.flows = flows.New(fc)
-		chain = append(chain, tb.flows.Stage())
+		dns := protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{dns}
+		t := flows.New(fc)
+		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS})
+		chain = append(chain, t.Stage())
+		dnsT = dns
 	}
 	if wire != nil {
-		tb.wire = wire
 		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count, tables: tb}, nil
+	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count, rdns: rdns, reporters: reporters, dns: dnsT}, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP,
 // TLS and QUIC decoders as its handlers.
 func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	t, _, _ := newApp(fc, dc)
+	t, _, _ := newApp(fc, dc, protocols.QUICConfig{})
 	return t.Stage()
 }
 
 // newApp makes the flow table of the App views, with its handlers.
-func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker, *protocols.QUICHandler) {
+func newApp(fc flows.Config, dc protocols.DNSConfig, qc protocols.QUICConfig) (*flows.Table, *protocols.DNSTracker, *protocols.QUICHandler) {
 	dns := protocols.NewDNSTracker(dc)
-	quic := protocols.NewQUICHandler(protocols.QUICConfig{})
+	quic := protocols.NewQUICHandler(qc)
 	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}, quic}
 	return flows.New(fc), dns, quic
 }
