@@ -17,7 +17,7 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden (after checking them against tshark)")
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden (after checking them against tshark), and the live QUIC test's capture in testdata/pcaps")
 
 // jsonPacket is the part of a JSON line the tests compare with tshark.
 type jsonPacket struct {

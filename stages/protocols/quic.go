@@ -145,12 +145,14 @@ func (h *QUICHandler) initial(p *stages.Packet, pkt []byte, hd quicLong) {
 	c, side, key := h.lookup(fwd, rev)
 	if c == nil || (side == 0 && c.v != hd.v) {
 		// A new handshake: the sender is its client, whose Destination Connection ID is the key
-		// material of both sides. (A client that changed it after a Retry starts afresh.)
+		// material of both sides.
 		c, side, key = &quicConn{v: hd.v}, 0, fwd
-	} else if side == 0 && string(hd.dcid) != string(c.dcid[:c.dlen]) {
-		h.free(c)
-		c = &quicConn{v: hd.v} // a new Destination Connection ID: after a Retry, new keys
 	}
+	// A client Initial with another Destination Connection ID than the first: usually the
+	// server's chosen one, which the client takes up on its first packet (RFC 9000 7.2) while
+	// its Initial keys stay those of the first (RFC 9001 5.2); after a Retry, the ID the Retry
+	// gave, with new keys. The keys in hand are tried first.
+	changed := side == 0 && c.dlen > 0 && string(hd.dcid) != string(c.dcid[:c.dlen])
 	if side == 0 && c.dlen == 0 {
 		c.dlen = uint8(copy(c.dcid[:], hd.dcid))
 	}
@@ -163,6 +165,18 @@ func (h *QUICHandler) initial(p *stages.Packet, pkt []byte, hd quicLong) {
 		s.keys = k
 	}
 	plain, err := s.keys.open(h.scratch, pkt, hd)
+	if err != nil && changed {
+		// Not the first ID's keys: a client starting afresh after a Retry.
+		r := &quicConn{v: hd.v}
+		r.dlen = uint8(copy(r.dcid[:], hd.dcid))
+		if k, kerr := newQUICKeys(r.v, hd.dcid, false); kerr == nil {
+			if plain, err = k.open(h.scratch, pkt, hd); err == nil {
+				h.free(c)
+				c, s = r, &r.sides[0]
+				s.keys = k
+			}
+		}
+	}
 	if err != nil {
 		h.stats.Undecrypted++
 		return

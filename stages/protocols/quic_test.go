@@ -164,7 +164,7 @@ func TestQUICDamaged(t *testing.T) {
 }
 
 var quicCaptures = []string{"quic_ja4_chrome.pcap", "quic_v2_echo.pcap", "quic_crypto_across_initials.pcap",
-	"quic_crypto_unordered_rawip.pcap", "quic_port_4433.pcap", "tls_quic_ja4_cloudflare.pcap"}
+	"quic_crypto_unordered_rawip.pcap", "quic_port_4433.pcap", "tls_quic_ja4_cloudflare.pcap", "quic_go_server_id.pcap"}
 
 // runQUIC runs a capture through a flow table with every handler, QUIC's included, and returns
 // the hellos by frame.
@@ -180,7 +180,8 @@ func runQUIC(t *testing.T, pcap string, snap stagestest.Snap) map[uint64]*stages
 }
 
 // TestQUICAgainstTShark: every hello tshark decrypts from the QUIC captures (v1 and v2, a
-// ClientHello across three Initials, CRYPTO frames out of order, port 4433) is ours, on the
+// ClientHello across three Initials, CRYPTO frames out of order, port 4433, quic-go's hellos
+// completed in an Initial to the server's connection ID) is ours, on the
 // same frame, with the same SNI, ALPN, versions, suites, extensions, groups and length, and the
 // QUIC version; the JA4 equals one computed from tshark's fields alone (with q for QUIC).
 // FoxIO's ja4 tool gives q13d0310h3_55b375c5d22e_cd85d2d88918 for Chrome's eleven hellos and
@@ -234,7 +235,13 @@ func TestQUICAgainstTShark(t *testing.T) {
 // bytes: the test's own packet protection (RFC 9001 5.3, 5.4), for tests of bounds only; the
 // decryption itself is checked against the RFCs' packets above.
 func sealInitial(t *testing.T, dcid []byte, frames []byte) []byte {
-	k, err := newQUICKeys(&quicV1, dcid, false)
+	return sealInitialKeyed(t, dcid, dcid, frames)
+}
+
+// sealInitialKeyed is sealInitial with the keys of keyDCID and dcid in the header: a client's
+// Initial after it took up the server's connection ID.
+func sealInitialKeyed(t *testing.T, keyDCID, dcid []byte, frames []byte) []byte {
+	k, err := newQUICKeys(&quicV1, keyDCID, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,5 +287,45 @@ func TestQUICBounded(t *testing.T) {
 	h.expire(at.Add(time.Hour))
 	if st := h.Stats(); st.Conns != 0 || st.Bytes != 0 || st.Expired != 16 {
 		t.Errorf("after expiry: %+v", st)
+	}
+}
+
+// TestQUICClientTakesServerID: a ClientHello (RFC 9001 A.2's) in two Initials, the second
+// sent to the server's chosen connection ID but protected, as RFC 9001 5.2 says, with the
+// keys of the client's first ID (quic-go does this when the server's first packet arrives
+// between them): reported whole, nothing undecrypted. After a Retry, the client's Initials to
+// the Retry's ID carry keys of that ID: the hello sent so is reported too.
+func TestQUICClientTakesServerID(t *testing.T) {
+	frame := rfcHex(t, "rfc9001_a2_crypto_frame.hex")
+	if frame[0] != 0x06 || frame[1] != 0 || frame[2] != 0x40 || frame[3] != 0xf1 {
+		t.Fatalf("RFC 9001 A.2's frames do not begin with CRYPTO at 0 of 241 bytes: % x", frame[:4])
+	}
+	hello := frame[4 : 4+0xf1]
+	crypto := func(off int, data []byte) []byte {
+		return append([]byte{0x06, 0x40 | byte(off>>8), byte(off), 0x40 | byte(len(data)>>8), byte(len(data))}, data...)
+	}
+	first, second := crypto(0, hello[:100]), crypto(100, hello[100:])
+	serverID := []byte{0xbe, 0x22, 0x85, 0xac}
+	at := time.Unix(1700000000, 0)
+	for _, c := range []struct {
+		name      string
+		secondKey []byte // the ID whose keys protect the second Initial
+	}{{"server's ID, first keys", rfcDCID}, {"after a Retry, its ID's keys", serverID}} {
+		h := NewQUICHandler(QUICConfig{})
+		p1 := rfcDatagram(t, sealInitial(t, rfcDCID, first), false, at)
+		h.Packet(p1)
+		p2 := rfcDatagram(t, sealInitialKeyed(t, c.secondKey, serverID, bytes.Clone(second)), false, at.Add(time.Millisecond))
+		if c.secondKey[0] == serverID[0] {
+			// After a Retry the client sends its whole hello again.
+			p2 = rfcDatagram(t, sealInitialKeyed(t, serverID, serverID, crypto(0, hello)), false, at.Add(time.Millisecond))
+		}
+		h.Packet(p2)
+		ch := p2.TLS
+		if p1.TLS != nil || ch == nil || ch.Hello != stages.TLSClientHello || ch.SNI != "example.com" || strings.Join(ch.ALPN, ",") != "alpn" || ch.Partial {
+			t.Errorf("%s: first %+v, second %+v", c.name, p1.TLS, ch)
+		}
+		if st := h.Stats(); st.Undecrypted != 0 || st.Initials != 2 || st.Hellos != 1 || st.Conns != 1 {
+			t.Errorf("%s: stats %+v", c.name, st)
+		}
 	}
 }

@@ -33,7 +33,8 @@ for f in chains/https.pcap protocols/tls12_clienthello_sni.pcap protocols/tls13_
 done
 # QUIC: the hellos of the Initial packets tshark decrypts, with the QUIC version (same fields as tls_, then quic.version).
 for f in protocols/quic_ja4_chrome.pcap protocols/quic_v2_echo.pcap protocols/quic_crypto_across_initials.pcap \
-	protocols/quic_crypto_unordered_rawip.pcap protocols/quic_port_4433.pcap protocols/tls_quic_ja4_cloudflare.pcap; do
+	protocols/quic_crypto_unordered_rawip.pcap protocols/quic_port_4433.pcap protocols/tls_quic_ja4_cloudflare.pcap \
+	protocols/quic_go_server_id.pcap; do
 	out=quic_$(basename "$f" | tr . _).tsv
 	tshark -r "$P/$f" -Y 'quic and (tls.handshake.type == 1 or tls.handshake.type == 2)' -T fields -E separator='|' \
 		-E occurrence=a -E aggregator=',' -e frame.number -e tls.handshake.type \
