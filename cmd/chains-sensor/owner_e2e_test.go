@@ -198,6 +198,29 @@ func TestE2EProcessAttribution(t *testing.T) {
 	if code := sp.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit status %d after SIGINT\n%s", code, sp.stderrText())
 	}
+	lines := ownerLines(t, sp)
+	checkOwners(t, lines, clients)
+	fwd := 0
+	for _, l := range lines {
+		if l.Src == "10.79.0.2" || l.Dst == "10.79.0.2" {
+			fwd++
+			if l.PID != nil {
+				t.Errorf("forwarded packet names a process: %s", l)
+			}
+		}
+	}
+	if fwd < 4 {
+		t.Errorf("%d forwarded packets seen, want the 2 requests and 2 replies", fwd)
+	}
+	if !strings.Contains(sp.stderrText(), "processes: ") {
+		t.Errorf("no attribution tables line on stderr:\n%s", sp.stderrText())
+	}
+	sp.counters(t)
+}
+
+// ownerLines parses the sensor's JSON lines.
+func ownerLines(t *testing.T, sp *sensorProc) []ownerLine {
+	t.Helper()
 	var lines []ownerLine
 	for _, s := range sp.output() {
 		var l ownerLine
@@ -206,7 +229,13 @@ func TestE2EProcessAttribution(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
+	return lines
+}
 
+// checkOwners checks each process's flow in lines: every packet (a server's: every packet it
+// names) names its pid, command and cgroup, and it is named on ingress and on egress.
+func checkOwners(t *testing.T, lines []ownerLine, clients []client) {
+	t.Helper()
 	for _, c := range clients {
 		var in, out, named int
 		var flow []string
@@ -240,20 +269,4 @@ func TestE2EProcessAttribution(t *testing.T) {
 		}
 		t.Logf("%s %d: %d of %d packets named (%d in, %d out)", c.comm, c.pid, named, len(flow), in, out)
 	}
-	fwd := 0
-	for _, l := range lines {
-		if l.Src == "10.79.0.2" || l.Dst == "10.79.0.2" {
-			fwd++
-			if l.PID != nil {
-				t.Errorf("forwarded packet names a process: %s", l)
-			}
-		}
-	}
-	if fwd < 4 {
-		t.Errorf("%d forwarded packets seen, want the 2 requests and 2 replies", fwd)
-	}
-	if !strings.Contains(sp.stderrText(), "processes: ") {
-		t.Errorf("no attribution tables line on stderr:\n%s", sp.stderrText())
-	}
-	sp.counters(t)
 }
