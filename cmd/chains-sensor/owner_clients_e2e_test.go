@@ -295,3 +295,85 @@ func TestE2EProcessAttributionNginxWorker(t *testing.T) {
 	checkOwners(t, lines, clients)
 	sp.counters(t)
 }
+
+// TestE2EProcessAttributionServerOlderThanSensor starts dnsmasq in B, and has it answer once,
+// before the sensor starts there: its UDP sockets were bound before any hook could see them.
+// Then dig in A asks it three times over IPv4 and IPv6 from fixed source ports: only the first
+// query of each may name no process (the sockets are learned when dnsmasq first reads after
+// the sensor started); every other packet, each later query from a port it never answered
+// before included, names dnsmasq's pid and command.
+func TestE2EProcessAttributionServerOlderThanSensor(t *testing.T) {
+	tn := newTestNet(t)
+	sensortest.RequireTools(t, "dnsmasq", "dig")
+	bin := buildSensor(t)
+	log, err := os.Create(filepath.Join(tn.dir, "dnsmasq-b.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	p := tn.B.Start(t, log, log, "dnsmasq", "--keep-in-foreground", "--no-daemon", "--conf-file=/dev/null", "--no-resolv",
+		"--no-hosts", "--bind-interfaces", "--listen-address="+tn.V4B+","+tn.V6B, "--except-interface=lo",
+		"--address=/www.test.example/"+tn.V4B, "--user=root", "--log-facility=-")
+	for i := 0; ; i++ {
+		out, err := tn.inA(t, 5*time.Second, "dig", "+short", "+tries=1", "+time=1", "@"+tn.V4B, "www.test.example", "A")
+		if err == nil && strings.TrimSpace(out) == tn.V4B {
+			break
+		}
+		if i == 30 {
+			logs, _ := os.ReadFile(filepath.Join(tn.dir, "dnsmasq-b.log"))
+			t.Fatalf("dnsmasq in B not answering: %q %v\n%s", out, err, logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// --no-daemon writes no pid file: the process the test started is dnsmasq itself (ip netns
+	// exec execs it), as /proc says.
+	pid := uint32(p.Process.Pid)
+	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "dnsmasq" {
+		t.Fatalf("process %d has command %q (%v), not dnsmasq", pid, comm, err)
+	}
+
+	sp := tn.startSensorInB(t, bin, "-n", "-o", "json", tn.IfB)
+	if !strings.Contains(sp.stderrText(), "process attribution on") {
+		t.Fatalf("attribution is not on:\n%s", sp.stderrText())
+	}
+	type query struct {
+		server, client string
+		sport          int
+	}
+	queries := []query{
+		{tn.V4B, tn.V4A, 40501}, {tn.V4B, tn.V4A, 40502}, {tn.V4B, tn.V4A, 40503},
+		{tn.V6B, tn.V6A, 40504}, {tn.V6B, tn.V6A, 40505}, {tn.V6B, tn.V6A, 40506},
+	}
+	for _, q := range queries {
+		out, err := tn.inA(t, 10*time.Second, "dig", "+short", "+tries=1", "+time=2", "-b", q.client+"#"+fmt.Sprint(q.sport), "@"+q.server, "www.test.example", "A")
+		if err != nil || strings.TrimSpace(out) != tn.V4B {
+			t.Fatalf("dig from port %d: %v %q", q.sport, err, out)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	if code := sp.stop(t, syscall.SIGINT); code != 0 {
+		t.Fatalf("exit status %d after SIGINT\n%s", code, sp.stderrText())
+	}
+	lines := ownerLines(t, sp)
+	var clients []client
+	for i, q := range queries {
+		match := func(l ownerLine) bool {
+			return l.Proto == "UDP" && (l.Src == q.server && l.Sport == 53 && l.Dport == q.sport || l.Dst == q.server && l.Dport == 53 && l.Sport == q.sport)
+		}
+		first := i%3 == 0
+		// The first query: named on its answer only (sendOnly), its ingress may name no process.
+		clients = append(clients, client{comm: "dnsmasq", pid: pid, match: match, server: first, sendOnly: first})
+		var flow []string
+		for _, l := range lines {
+			if match(l) {
+				flow = append(flow, l.String())
+			}
+		}
+		t.Logf("query from port %d:\n%s", q.sport, strings.Join(flow, "\n"))
+		if first && len(flow) != 2 {
+			t.Errorf("query from port %d: %d packets, want the query and the answer", q.sport, len(flow))
+		}
+	}
+	checkOwners(t, lines, clients)
+	sp.counters(t)
+}
