@@ -7,7 +7,8 @@
  *   cgroup/sock_create, cgroup/post_bind4/6, cgroup/connect4/6, cgroup/sendmsg4/6 (attached to
  *   the cgroup v2 root, so every socket passes them), and the tracepoints sock_send_length and
  *   sock_recv_length (every send and receive: how a socket accepted from a listener, or opened
- *   before the sensor started, gets its owner: the first process to use it);
+ *   before the sensor started, gets its owner: the first process to use it; a bound UDP one,
+ *   a server's, also its port);
  * and forget it when it closes: cgroup/sock_release, and for TCP the state change to
  * TCP_CLOSE (tracepoint inet_sock_set_state), which comes after the last FIN and ACK.
  *
@@ -21,6 +22,7 @@
  * Not named ("no process"): forwarded traffic and the kernel's own packets (no local socket);
  * an inbound connection's packets until a process first reads from or writes to the accepted
  * socket (its handshake and first data: the listener's owner is not the accepting process);
+ * a socket opened before the sensor started until its process next reads from or writes to it;
  * ingress to a UDP port two sockets share (SO_REUSEPORT) or to a dual-stack IPv6 socket from
  * IPv4 before it answered; later IP fragments and ICMP other than echo replies on ingress;
  * sockets of other network namespaces (a container's own), and sockets evicted from a full
@@ -258,11 +260,34 @@ static __always_inline void owner_hook_sock(void *ctx)
 		owner_add(bpf_get_socket_cookie(ctx));
 }
 
+/* Note socket v's bound UDP address and port k in owner_bound (once per socket). */
+static __always_inline void owner_bind(struct sock_owner *v, __u64 cookie, struct owner_bound_key *k)
+{
+	struct owner_bound *b, n = { .n = 1 };
+
+	if (v->bound.version)
+		return;
+	b = bpf_map_lookup_elem(&owner_bound, k);
+	if (b) {
+		if (b->cookie && !bpf_map_lookup_elem(&owner_sock, &b->cookie)) {
+			b->cookie = cookie; /* the socket before it is gone */
+			b->n = 1;
+		} else {
+			b->cookie = 0; /* two live sockets on one port: which gets a datagram is not known */
+			__sync_fetch_and_add(&b->n, 1);
+		}
+	} else {
+		n.cookie = cookie;
+		if (bpf_map_update_elem(&owner_bound, k, &n, BPF_NOEXIST) == 0)
+			count(CNT_OWNER_BOUND_ADDED);
+	}
+	v->bound = *k;
+}
+
 /* cgroup/post_bind4/6: a UDP socket bound to a port receives from peers it never sent to. */
 static __always_inline void owner_hook_bind(struct bpf_sock *sk, int v6)
 {
 	struct owner_bound_key k = {};
-	struct owner_bound *b, n = { .n = 1 };
 	struct sock_owner *v;
 	__u64 cookie;
 
@@ -285,21 +310,7 @@ static __always_inline void owner_hook_bind(struct bpf_sock *sk, int v6)
 	}
 	k.port = sk->src_port;
 	k.proto = IPPROTO_UDP;
-	b = bpf_map_lookup_elem(&owner_bound, &k);
-	if (b) {
-		if (b->cookie && !bpf_map_lookup_elem(&owner_sock, &b->cookie)) {
-			b->cookie = cookie; /* the socket before it is gone */
-			b->n = 1;
-		} else {
-			b->cookie = 0; /* two live sockets on one port: which gets a datagram is not known */
-			__sync_fetch_and_add(&b->n, 1);
-		}
-	} else {
-		n.cookie = cookie;
-		if (bpf_map_update_elem(&owner_bound, &k, &n, BPF_NOEXIST) == 0)
-			count(CNT_OWNER_BOUND_ADDED);
-	}
-	v->bound = k;
+	owner_bind(v, cookie, &k);
 }
 
 /* cgroup/sock_release: a TCP socket that is not closed yet goes at TCP_CLOSE (its FIN and the
@@ -316,6 +327,23 @@ static __always_inline void owner_hook_state(struct sock___owner *sk, int newsta
 {
 	if (newstate == TCP_CLOSE_)
 		owner_forget(sk->__sk_common.skc_cookie.counter);
+}
+
+/* The bound address and port of UDP socket sk (the I/O hooks' view of it) for owner_bind. */
+static __always_inline void owner_bind_io(struct sock_owner *v, __u64 cookie, struct sock___owner *sk, __u16 family)
+{
+	struct owner_bound_key b = {};
+
+	if (family == AF_INET6_) {
+		bpf_probe_read_kernel(b.addr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		b.version = 6;
+	} else {
+		*(__u32 *)b.addr = sk->__sk_common.skc_rcv_saddr;
+		b.version = 4;
+	}
+	b.port = sk->__sk_common.skc_num; /* host order, as the records' ports */
+	b.proto = IPPROTO_UDP;
+	owner_bind(v, cookie, &b);
 }
 
 /* tp_btf/sock_send_length and sock_recv_length: a socket without an owner yet gets the
@@ -341,8 +369,16 @@ static __always_inline void owner_hook_io(struct sock___owner *sk)
 	if (!cookie || bpf_map_lookup_elem(&owner_sock, &cookie))
 		return;
 	v = owner_add(cookie);
-	if (!v || !sk->__sk_common.skc_dport)
-		return; /* not connected: its flows are learned as it sends */
+	if (!v)
+		return;
+	if (!sk->__sk_common.skc_dport) {
+		/* Not connected: its flows are learned as it sends; a bound UDP socket older than the
+		 * sensor (a server's) also receives from peers it never sent to: its port, as at
+		 * post_bind. */
+		if (sk->sk_protocol == IPPROTO_UDP && sk->__sk_common.skc_num)
+			owner_bind_io(v, cookie, sk, family);
+		return;
+	}
 	k.proto = sk->sk_protocol;
 	if (k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP)
 		return;

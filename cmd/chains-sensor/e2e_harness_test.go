@@ -35,8 +35,12 @@ var sensorBin struct {
 	err  error
 }
 
-// TestMain removes the binary the end-to-end tests built.
+// TestMain removes the binary the end-to-end tests built; run with CHAINS_E2E_ONESHOT set it
+// is instead the short-lived client of TestE2EProcessExitsAtOnce.
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(oneshotEnv); mode != "" { // this binary as a test's short-lived client
+		os.Exit(oneshot(mode))
+	}
 	code := m.Run()
 	if sensorBin.dir != "" {
 		os.RemoveAll(sensorBin.dir)
