@@ -38,22 +38,7 @@ func (s *URLWatch) Write(p *stages.Packet) error {
 func (s *URLWatch) http(p *stages.Packet) {
 	h := p.HTTP
 	if s.opt.Format == FormatJSON {
-		w := s.json(p.Time, "http")
-		packetFields(w, p)
-		if h.Request {
-			w.str("method", h.Method)
-			w.str("host", h.Host)
-			w.str("uri", h.URI)
-			w.str("user_agent", h.UserAgent)
-			w.str("referer", h.Referer)
-		} else {
-			w.int("status", h.Status)
-			w.str("reason", h.Reason)
-		}
-		w.str("version", h.Version)
-		if h.Partial {
-			w.bool("partial", true)
-		}
+		httpJSON(s.json(p.Time, "http"), p)
 		s.endJSON()
 		return
 	}
@@ -90,33 +75,9 @@ func (s *URLWatch) http(p *stages.Packet) {
 
 func (s *URLWatch) tls(p *stages.Packet) {
 	h := p.TLS
-	var versions []string
-	for _, v := range h.Versions {
-		if !protocols.IsGREASE(v) {
-			versions = append(versions, protocols.TLSVersionName(v))
-		}
-	}
+	versions := tlsVersions(h)
 	if s.opt.Format == FormatJSON {
-		w := s.json(p.Time, "tls")
-		packetFields(w, p)
-		if h.Hello == stages.TLSClientHello {
-			w.str("hello", "client")
-			w.str("sni", h.SNI)
-			w.strs("alpn", h.ALPN)
-			w.strs("versions", versions)
-			w.str("ja4", h.JA4)
-		} else {
-			w.str("hello", "server")
-			w.str("version", protocols.TLSVersionName(h.Version))
-			w.str("cipher", "0x"+hex16(h.Cipher))
-			w.str("ja4s", h.JA4)
-			if len(h.ALPN) > 0 {
-				w.str("alpn", h.ALPN[0])
-			}
-		}
-		if h.Partial {
-			w.bool("partial", true)
-		}
+		tlsJSON(s.json(p.Time, "tls"), p, versions)
 		s.endJSON()
 		return
 	}
@@ -163,4 +124,59 @@ func (s *URLWatch) tls(p *stages.Packet) {
 		b = append(b, " (partial)"...)
 	}
 	s.emit(b)
+}
+
+// httpJSON writes the fields of p's HTTP head (and its endpoints) into a JSON object.
+func httpJSON(w *jsonWriter, p *stages.Packet) {
+	h := p.HTTP
+	packetFields(w, p)
+	if h.Request {
+		w.str("method", h.Method)
+		w.str("host", h.Host)
+		w.str("uri", h.URI)
+		w.str("user_agent", h.UserAgent)
+		w.str("referer", h.Referer)
+	} else {
+		w.int("status", h.Status)
+		w.str("reason", h.Reason)
+	}
+	w.str("version", h.Version)
+	if h.Partial {
+		w.bool("partial", true)
+	}
+}
+
+// tlsVersions returns the TLS versions a hello offers, GREASE left out, by name.
+func tlsVersions(h *stages.TLSInfo) []string {
+	var versions []string
+	for _, v := range h.Versions {
+		if !protocols.IsGREASE(v) {
+			versions = append(versions, protocols.TLSVersionName(v))
+		}
+	}
+	return versions
+}
+
+// tlsJSON writes the fields of p's TLS hello (and its endpoints) into a JSON object.
+func tlsJSON(w *jsonWriter, p *stages.Packet, versions []string) {
+	h := p.TLS
+	packetFields(w, p)
+	if h.Hello == stages.TLSClientHello {
+		w.str("hello", "client")
+		w.str("sni", h.SNI)
+		w.strs("alpn", h.ALPN)
+		w.strs("versions", versions)
+		w.str("ja4", h.JA4)
+	} else {
+		w.str("hello", "server")
+		w.str("version", protocols.TLSVersionName(h.Version))
+		w.str("cipher", "0x"+hex16(h.Cipher))
+		w.str("ja4s", h.JA4)
+		if len(h.ALPN) > 0 {
+			w.str("alpn", h.ALPN[0])
+		}
+	}
+	if h.Partial {
+		w.bool("partial", true)
+	}
 }

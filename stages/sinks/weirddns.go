@@ -32,8 +32,13 @@ func (s *WeirdDNS) Write(p *stages.Packet) error {
 }
 
 func (s *WeirdDNS) json1(p *stages.Packet) {
+	dnsJSON(s.json(p.Time, "dns"), p)
+	s.endJSON()
+}
+
+// dnsJSON writes the fields of p's DNS message (and its endpoints) into a JSON object.
+func dnsJSON(w *jsonWriter, p *stages.Packet) {
 	d := p.DNS
-	w := s.json(p.Time, "dns")
 	packetFields(w, p)
 	w.uint("id", uint64(d.ID))
 	w.bool("response", d.Response)
@@ -86,7 +91,6 @@ func (s *WeirdDNS) json1(p *stages.Packet) {
 	if d.Err != "" {
 		w.str("error", d.Err)
 	}
-	s.endJSON()
 }
 
 func (s *WeirdDNS) text1(p *stages.Packet) {

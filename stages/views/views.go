@@ -38,6 +38,20 @@ type Config struct {
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
+	// Outputs run beside the view's sink (the Zeek logs, the fleet's publisher): each is handed
+	// every packet after the view's sink, and every finished flow when it is a
+	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
+	// the view.
+	Outputs []Output
+	// CountStages counts the packets each stage passes on (Pipeline.Stats), for the metrics.
+	CountStages bool
+}
+
+// Output is an output beside the view's sink.
+type Output interface {
+	sinks.Sink
+	// App says the output reads the application layer (flows, DNS, HTTP, TLS).
+	App() bool
 }
 
 // View is one entry of List.
@@ -100,8 +114,9 @@ func Lookup(name string) (View, bool) {
 // Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
 type Pipeline struct {
 	Stage stages.Stage // every stage, in order
-	Sink  sinks.Sink   // the view's sink
+	Sink  sinks.Sink   // the view's sink, with Config.Outputs beside it
 	count uint64
+	stats pipelineStats
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -124,15 +139,22 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
 	}
+	pl := &Pipeline{count: cfg.Count}
 	var chain []stages.Stage
+	add := func(name string, st stages.Stage) {
+		if cfg.CountStages {
+			st = pl.stats.counted(name, st)
+		}
+		chain = append(chain, st)
+	}
 	if len(cfg.Ifaces) > 0 {
 		names := make(map[uint32]string, len(cfg.Ifaces))
 		for _, it := range cfg.Ifaces {
 			names[uint32(it.Index)] = it.Name
 		}
-		chain = append(chain, ifaceNames(names))
+		add("ifaces", ifaceNames(names))
 	}
-	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
+	add("classify", classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
 
 	// Names: PTR lookups name public addresses (--names ptr or both), the DNS answers seen on
 	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
@@ -145,46 +167,70 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		chain = append(chain, r.Stage())
+		pl.stats.rdns = r
+		add("rdns", r.Stage())
 	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
 		wire = names.NewWire(0, 0)
 	}
 
 	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	app := v.App
+	if len(cfg.Outputs) > 0 {
+		fan := fanout{sink}
+		for _, o := range cfg.Outputs {
+			fan = append(fan, o)
+			app = app || o.App()
+		}
+		sink = fan
+	}
+	pl.Sink = sink
 	switch fc := cfg.Flows; {
-	case v.App:
+	case app:
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		chain = append(chain, AppStage(fc, cfg.DNS))
+		pl.stats.flows, pl.stats.dns = newApp(fc, cfg.DNS)
+		add("flows", pl.stats.flows.Stage())
 	case wire != nil:
 		fc.Track = protocols.OverTCP
-		fc.Handlers = []flows.Handler{protocols.NewDNSTracker(cfg.DNS)}
-		chain = append(chain, flows.New(fc).Stage())
+		pl.stats.dns = protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{pl.stats.dns}
+		pl.stats.flows = flows.New(fc)
+		add("flows", pl.stats.flows.Stage())
 	}
 	if wire != nil {
-		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
+		add("wire_names", wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, count: cfg.Count}, nil
+	pl.Stage = stages.Chain(chain...)
+	return pl, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
 // TLS decoders as its handlers.
 func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	fc.Handlers = []flows.Handler{protocols.NewDNSTracker(dc), protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return flows.New(fc).Stage()
+	t, _ := newApp(fc, dc)
+	return t.Stage()
+}
+
+// newApp makes the flow table of the application layer, with its handlers.
+func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker) {
+	dns := protocols.NewDNSTracker(dc)
+	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}}
+	return flows.New(fc), dns
 }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
 // packets were written. It returns how many packets the sink got. It does not close the sink.
 func (p *Pipeline) Run(src iter.Seq[*stages.Packet]) (uint64, error) {
 	var n uint64
+	defer p.stats.publish()
 	for pk := range p.Stage(src) {
 		if err := p.Sink.Write(pk); err != nil {
 			return n, err
 		}
 		n++
+		p.stats.tick(pk)
 		if p.count != 0 && n >= p.count {
 			break
 		}
