@@ -121,6 +121,8 @@ type DNSStats struct {
 	Matched    uint64 // responses matched to their query
 	Weird      uint64 // messages with at least one weird reason
 	PendingCap uint64 // queries not remembered because the pending table was full
+	// WeirdRules counts the weird reasons by rule, indexed as WeirdRules names them.
+	WeirdRules [len(WeirdRules)]uint64
 }
 
 // dnsKey identifies a query awaiting its response: client, server, transport and id.
