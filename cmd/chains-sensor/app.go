@@ -41,7 +41,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if !errors.As(err, &rep) {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
 	}
-	if badUsage(err) {
+	if badUsage(err) || errors.Is(err, errUsage) {
 		return 2
 	}
 	return 1
@@ -157,17 +157,26 @@ func isTerminal(w io.Writer) bool {
 }
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
-// stdout (buffered; flushed on a timer when live). Close it at the end: it flushes.
-func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Pipeline, error) {
+// stdout (buffered; flushed on a timer when live), with the outputs beside it (--publish,
+// --log-dir). Close the pipeline at the end: it flushes, and closes the outputs.
+func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Pipeline, *outputs, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	outs, err := buildOutputs(c, c.App.ErrWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Outputs = outs.list
+	cfg.CountStages = outs.metrics != nil
 	out := sinks.NewOutput(c.App.Writer, live)
 	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()
-		return nil, err
+		outs.close()
+		return nil, nil, err
 	}
-	return b, nil
+	outs.setPipeline(b)
+	return b, outs, nil
 }

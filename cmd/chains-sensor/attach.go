@@ -31,7 +31,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(sharedFlags(), attachFlags()...), filterFlags()...),
+		Flags:  append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), outputFlags()...),
 		Action: runAttach,
 	}
 }
@@ -144,17 +144,17 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, true, ifaces...)
+	chain, outs, err := chainFromFlags(c, true, ifaces...)
 	if err != nil {
 		return err
 	}
-	return attachAndWatch(c.Context, s, chain, c.App.ErrWriter)
+	return attachAndWatch(c.Context, s, chain, outs, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
 // detaches, drains the ring and prints the counters to stderr. Errors before the run are
 // returned; an error that ends the run is printed before the counters (reportedError).
-func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, stderr io.Writer) error {
+func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, outs *outputs, stderr io.Writer) error {
 	// The sink is closed once: at the end of the run, or here when the run never starts.
 	var sinkOnce sync.Once
 	var sinkErr error
@@ -166,6 +166,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		})
 	}
 	defer closeSink()
+	defer outs.closeMetrics()
 	var statsMu sync.Mutex // one block of counters at a time on stderr
 	finished := false      // the final counters are printed (guarded by statsMu)
 
@@ -216,6 +217,10 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		}
 	}
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
+	if outs.metrics != nil {
+		outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = objs, live, rd })
+		defer outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = nil, nil, nil })
+	}
 
 	// Stop on SIGINT or SIGTERM: detach (no new records), then let the reader drain the ring.
 	// A second signal, or a chain that does not finish within 3 s, closes the reader outright;
@@ -240,7 +245,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		rd.Close()
 		select {
 		case <-sig:
-		case <-time.After(3 * time.Second):
+		case <-time.After(3*time.Second + outs.grace()):
 		case <-done:
 			return
 		}
@@ -305,6 +310,9 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	finished = true
 	if err != nil {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
+	}
+	for _, l := range outs.lines() {
+		fmt.Fprintln(stderr, l)
 	}
 	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.

@@ -26,7 +26,7 @@ func readCommand() *cli.Command {
 		Flags: append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
 			noDecapFlag(),
-		), filterFlags()...),
+		), append(filterFlags(), outputFlags()...)...),
 		Action: runRead,
 	}
 }
@@ -38,13 +38,15 @@ func runRead(c *cli.Context) error {
 	var src *sensor.FileSource
 	var err error
 	var ff *sensor.FileFilter
+	var outs *outputs
 	if c.NArg() < 1 {
 		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
 	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
 		err = ferr
-	} else if chain, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
+	} else if chain, o, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
 		err = berr
 	} else {
+		outs = o
 		if expr != "" {
 			ff = sensor.NewFileFilter(expr)
 		}
@@ -63,7 +65,11 @@ func runRead(c *cli.Context) error {
 		}
 		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
 	}
+	for _, l := range outs.lines() {
+		fmt.Fprintln(c.App.ErrWriter, l)
+	}
 	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
+	outs.closeMetrics()
 	if err != nil {
 		return reportedError{err}
 	}
