@@ -27,8 +27,11 @@ export BPF2GO_CFLAGS
 
 all: build
 
+# The version the program names (its pcapng files' section header says it).
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
+
 build:
-	$(GO) build -o chains-sensor ./cmd/chains-sensor
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o chains-sensor ./cmd/chains-sensor
 
 # Watch the default-route interface, as root or through sudo; where neither is possible, read the
 # bundled capture instead.

@@ -13,6 +13,20 @@
 #define SNAP_CLASS_3 4096
 #define SNAP_MAX SNAP_CLASS_3
 
+/* Frame size classes, when the programs copy whole frames (cfg.frame_snap, attach -w): the
+ * sample is the record, its extension, struct frame_head and the smallest class that holds the
+ * frame's bytes to copy. FRAME_MAX, the largest, bounds the snap length. */
+#define FRAME_CLASS_0 128
+#define FRAME_CLASS_1 256
+#define FRAME_CLASS_2 512
+#define FRAME_CLASS_3 1024
+#define FRAME_CLASS_4 2048
+#define FRAME_CLASS_5 4096
+#define FRAME_CLASS_6 16384
+#define FRAME_CLASS_7 65536
+#define FRAME_CLASS_8 262144
+#define FRAME_MAX FRAME_CLASS_8
+
 /* Bytes of the skb made linear for direct access in tc_sensor; headers past this are
  * reported truncated there (xdp_sensor always sees the whole linear frame). */
 #define TC_PULL_LEN 512
@@ -29,6 +43,9 @@ struct sensor_config {
 	__u32 wakeup_bytes;
 	/* Non-zero: enter no tunnel, report the outer packet (attach and read --no-decap). */
 	__u32 no_decap;
+	/* Non-zero: every sample carries the frame from its first byte, up to this many bytes (at
+	 * most FRAME_MAX), after a struct frame_head (attach -w). */
+	__u32 frame_snap;
 };
 
 #endif

@@ -83,7 +83,8 @@ enum tun_flag {
 /* One packet, 120 bytes: with the ring buffer's 8-byte header a header-only packet takes 128
  * bytes of ring. Multi-byte integers are in host byte order; addresses are as on the wire.
  * In the ring sample, struct record_ext follows the record when the record says it does
- * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off.
+ * (RECORD_HAS_EXT), then snap_len bytes of the packet starting at payload_off (with
+ * cfg.frame_snap: struct frame_head and the frame from its first byte, the payload inside it).
  * Every field is written by the parser (the record starts zeroed), so two parsers of the same
  * frame give the same bytes.
  *
@@ -144,6 +145,14 @@ struct record_ext {
 	__u8 tun_flags;    /* TUNF_* */
 	__u8 tun_inner;    /* enum tunnel: the innermost tunnel entered (tun_type when one) */
 	__u8 pad[6];       /* zero: the ring rounds samples to 8 bytes anyway */
+};
+
+/* What follows the record and its extension when the programs copy whole frames
+ * (cfg.frame_snap): then the frame from its first byte, `copied` bytes of it. */
+struct frame_head {
+	__u32 cap_len; /* bytes of the frame that belong in a capture: min(frame_snap, wire_len) */
+	__u32 copied;  /* bytes that follow: cap_len, or up to the payload's end when it goes further;
+			* 0 (and cap_len 0, snap_len 0) when the copy failed */
 };
 
 /* Whether r's sample carries a struct record_ext. */

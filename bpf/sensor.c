@@ -16,6 +16,7 @@ volatile const struct sensor_config cfg = {
 	.snap_small = SNAP_CLASS_0,
 	.wakeup_bytes = 0,
 	.no_decap = 0,
+	.frame_snap = 0,
 };
 
 #include "parse.h" /* reads cfg */
@@ -24,6 +25,7 @@ volatile const struct sensor_config cfg = {
 /* Put the exported types into BTF for bpf2go -type. */
 const struct record *unused_record __attribute__((unused));
 const struct record_ext *unused_record_ext __attribute__((unused));
+const struct frame_head *unused_frame_head __attribute__((unused));
 const enum counter_key *unused_counter_key __attribute__((unused));
 const enum status *unused_status __attribute__((unused));
 const enum layer *unused_layer __attribute__((unused));
@@ -150,6 +152,89 @@ static __always_inline int emit(void *ctx, int xdp, struct record *r, struct rec
 	return EMIT_CLASSES(0);
 }
 
+/* Reserve the record, its extension (EXT bytes), a frame head and a CLASS-byte frame area; copy
+ * the record, the extension, and `copy` bytes of the frame from its first byte; submit. The
+ * payload the record describes is inside them (copy reaches its end). Evaluates to 0, or -1
+ * when the ring buffer is full. */
+#define EMIT_FRAME(CLASS, EXT)                                                           \
+	({                                                                               \
+		int ret_ = -1;                                                           \
+		struct record *s_ = bpf_ringbuf_reserve(&events, sizeof(*r) + (EXT) +     \
+							sizeof(struct frame_head) + (CLASS), 0); \
+		if (s_) {                                                                \
+			struct frame_head *h_;                                           \
+			__u32 n_ = copy;                                                 \
+			/* 1 <= copy <= CLASS, a power of two: as in EMIT. */            \
+			asm volatile("" : "+r"(n_));                                     \
+			n_ = (((n_ - 1) & ((CLASS) - 1)) + 1);                           \
+			*s_ = *r;                                                        \
+			if (EXT)                                                         \
+				*(struct record_ext *)(s_ + 1) = *x;                     \
+			h_ = (void *)(s_ + 1) + (EXT);                                   \
+			h_->cap_len = cap;                                               \
+			h_->copied = n_;                                                 \
+			if (load_payload(ctx, xdp, 0, h_ + 1, n_) < 0) {                 \
+				h_->cap_len = 0;                                         \
+				h_->copied = 0;                                          \
+				s_->snap_len = 0;                                        \
+				count(CNT_SNAP_FAILED);                                  \
+			}                                                                \
+			bpf_ringbuf_submit(s_, wakeup_flags(sizeof(*r) + (EXT) +         \
+							    sizeof(struct frame_head) + (CLASS) + 8)); \
+			ret_ = 0;                                                        \
+		}                                                                        \
+		ret_;                                                                    \
+	})
+
+/* The smallest frame class that holds copy bytes. */
+#define EMIT_FRAME_CLASSES(EXT)                                                          \
+	({                                                                               \
+		int r_ = -1;                                                             \
+		if (copy <= FRAME_CLASS_0)                                               \
+			r_ = EMIT_FRAME(FRAME_CLASS_0, EXT);                             \
+		else if (copy <= FRAME_CLASS_1)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_1, EXT);                             \
+		else if (copy <= FRAME_CLASS_2)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_2, EXT);                             \
+		else if (copy <= FRAME_CLASS_3)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_3, EXT);                             \
+		else if (copy <= FRAME_CLASS_4)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_4, EXT);                             \
+		else if (copy <= FRAME_CLASS_5)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_5, EXT);                             \
+		else if (copy <= FRAME_CLASS_6)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_6, EXT);                             \
+		else if (copy <= FRAME_CLASS_7)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_7, EXT);                             \
+		else if (copy <= FRAME_CLASS_8)                                          \
+			r_ = EMIT_FRAME(FRAME_CLASS_8, EXT);                             \
+		r_;                                                                      \
+	})
+
+/* attach -w: the record with the frame from its first byte, up to cfg.frame_snap bytes (cap),
+ * and further when the payload the record describes (snap bytes at payload_off) goes on, so
+ * that the stages get what they get without -w. */
+static __always_inline int emit_frame(void *ctx, int xdp, struct record *r, struct record_ext *x,
+				      __u32 snap)
+{
+	__u32 cap = r->wire_len, copy;
+
+	if (cap > cfg.frame_snap)
+		cap = cfg.frame_snap;
+	if (cap > FRAME_MAX)
+		cap = FRAME_MAX;
+	copy = r->payload_off + snap;
+	if (copy < cap)
+		copy = cap;
+	if (copy == 0)
+		copy = 1; /* a frame is never empty; keeps 1 <= copy for the classes */
+	if (copy > FRAME_MAX)
+		return -1;
+	if (RECORD_HAS_EXT(r) && x)
+		return EMIT_FRAME_CLASSES(sizeof(struct record_ext));
+	return EMIT_FRAME_CLASSES(0);
+}
+
 /* Everything after the walk: count the status, size the payload, emit, count the outcome. */
 static __always_inline void finish(void *ctx, int xdp, struct record *r, struct walk *w,
 				   struct record_ext *x)
@@ -175,7 +260,10 @@ static __always_inline void finish(void *ctx, int xdp, struct record *r, struct 
 	if (snap > SNAP_MAX)
 		snap = SNAP_MAX;
 	r->snap_len = snap;
-	ret = emit(ctx, xdp, r, x, snap);
+	if (cfg.frame_snap) /* a constant: the verifier keeps one of the two */
+		ret = emit_frame(ctx, xdp, r, x, snap);
+	else
+		ret = emit(ctx, xdp, r, x, snap);
 	if (ret)
 		count_lost(r->ifindex);
 	if (xdp)

@@ -3,5 +3,5 @@
 // with the pinned clang (see the Makefile), and CI fails if the result differs.
 package gen
 
-//go:generate go tool bpf2go -cc $BPF2GO_CC -cflags "$BPF2GO_CFLAGS" -target bpfel -go-package gen -type record -type record_ext -type counter_key -type status -type layer -type direction -type ip_flag -type ext_bit -type tunnel -type tun_flag Sensor ../bpf/sensor.c
+//go:generate go tool bpf2go -cc $BPF2GO_CC -cflags "$BPF2GO_CFLAGS" -target bpfel -go-package gen -type record -type record_ext -type frame_head -type counter_key -type status -type layer -type direction -type ip_flag -type ext_bit -type tunnel -type tun_flag Sensor ../bpf/sensor.c
 //go:generate go tool bpf2go -cc $BPF2GO_CC -cflags "$BPF2GO_CFLAGS" -target bpfel -go-package gen Floor ../bpf/floor.c

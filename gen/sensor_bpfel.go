@@ -83,6 +83,12 @@ type SensorFilterReplay struct {
 	LinkHdr [64]uint8
 }
 
+type SensorFrameHead struct {
+	_      structs.HostLayout
+	CapLen uint32
+	Copied uint32
+}
+
 type SensorIpFlag uint32
 
 const (
@@ -170,6 +176,7 @@ type SensorSensorConfig struct {
 	SnapSmall   uint16
 	WakeupBytes uint32
 	NoDecap     uint32
+	FrameSnap   uint32
 }
 
 type SensorStatus uint32
@@ -222,6 +229,7 @@ const (
 	SensorVarUnusedCounterKey = "unused_counter_key"
 	SensorVarUnusedDirection  = "unused_direction"
 	SensorVarUnusedExtBit     = "unused_ext_bit"
+	SensorVarUnusedFrameHead  = "unused_frame_head"
 	SensorVarUnusedIpFlag     = "unused_ip_flag"
 	SensorVarUnusedLayer      = "unused_layer"
 	SensorVarUnusedRecord     = "unused_record"
@@ -297,6 +305,7 @@ type SensorVariableSpecs struct {
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.VariableSpec `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.VariableSpec `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.VariableSpec `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.VariableSpec `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.VariableSpec `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
@@ -352,6 +361,7 @@ type SensorVariables struct {
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 	UnusedDirection  *ebpf.Variable `ebpf:"unused_direction"`
 	UnusedExtBit     *ebpf.Variable `ebpf:"unused_ext_bit"`
+	UnusedFrameHead  *ebpf.Variable `ebpf:"unused_frame_head"`
 	UnusedIpFlag     *ebpf.Variable `ebpf:"unused_ip_flag"`
 	UnusedLayer      *ebpf.Variable `ebpf:"unused_layer"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`

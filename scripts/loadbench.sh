@@ -16,7 +16,10 @@
 # the sensor's filter runs in xdp_sensor, tcpdump's in its socket's classic BPF);
 # XDP_MODE generic (default: frames reach xdp_sensor by the same path as tcpdump's socket, so the
 # two see the same offered load) or native (veth's own XDP path, with a 256-frame queue per
-# receive queue in front of the hook: what overflows it is dropped before any program sees it).
+# receive queue in front of the hook: what overflows it is dropped before any program sees it);
+# WRITE=0 leaves out the third phase, where `attach -w` and `tcpdump -w` write the same flood
+# at the same time to files on one tmpfs (TMPFS_SIZE, 4g), with WRITE_ARGS for the sensor
+# (e.g. --no-comments, -s 128).
 set -euo pipefail
 
 DURATION=${DURATION:-5}
@@ -26,6 +29,9 @@ PAYLOAD=${PAYLOAD:-18}
 SENSOR_ARGS=${SENSOR_ARGS:-}
 FILTER=${FILTER:-}
 XDP_MODE=${XDP_MODE:-generic}
+WRITE=${WRITE:-1}
+WRITE_ARGS=${WRITE_ARGS:-}
+TMPFS_SIZE=${TMPFS_SIZE:-4g}
 A=lb-a
 B=lb-b
 
@@ -42,6 +48,10 @@ cleanup() {
 	[ -n "${sensor_pid:-}" ] && kill -INT "$sensor_pid" 2>/dev/null || true
 	[ -n "${td_pid:-}" ] && kill -INT "$td_pid" 2>/dev/null || true
 	wait 2>/dev/null || true
+	[ -n "${w_sensor_pid:-}" ] && kill -INT "$w_sensor_pid" 2>/dev/null || true
+	[ -n "${w_td_pid:-}" ] && kill -INT "$w_td_pid" 2>/dev/null || true
+	wait 2>/dev/null || true
+	mountpoint -q "$work/tmpfs" 2>/dev/null && umount "$work/tmpfs"
 	ip netns del "$A" 2>/dev/null || true
 	ip netns del "$B" 2>/dev/null || true
 	rm -rf "$work"
@@ -175,3 +185,43 @@ fi
 echo "tcpdump: $td_received received by filter, $td_dropped dropped by kernel"
 echo "chains-sensor's own account:"
 sed 's/^/  /' "$work/sensor.err"
+
+# --- both writing the same flood to one tmpfs ----------------------------------------------
+[ "$WRITE" = 1 ] || exit 0
+mkdir -p "$work/tmpfs"
+mount -t tmpfs -o size="$TMPFS_SIZE" lb-pcapng "$work/tmpfs"
+ip netns exec "$A" "$SENSOR" attach -n -q --direction in --xdp-mode "$XDP_MODE" $SENSOR_ARGS $WRITE_ARGS \
+	${FILTER:+--filter "$FILTER"} -w "$work/tmpfs/sensor.pcapng" "$A"0 >/dev/null 2>"$work/wsensor.err" &
+w_sensor_pid=$!
+ip netns exec "$A" tcpdump -n -i "$A"0 -Q in -w "$work/tmpfs/tcpdump.pcap" ${FILTER:+"$FILTER"} 2>"$work/wtcpdump.err" &
+w_td_pid=$!
+for _ in $(seq 100); do grep -q "attached to" "$work/wsensor.err" 2>/dev/null && grep -q "listening on" "$work/wtcpdump.err" 2>/dev/null && break; sleep 0.1; done
+grep -q "attached to" "$work/wsensor.err" || { cat "$work/wsensor.err" >&2; exit 1; }
+ws_cpu0=$(cpu_ticks "$w_sensor_pid")
+wt_cpu0=$(cpu_ticks "$w_td_pid")
+flood
+ws_cpu=$(($(cpu_ticks "$w_sensor_pid") - ws_cpu0))
+wt_cpu=$(($(cpu_ticks "$w_td_pid") - wt_cpu0))
+sleep 0.5
+kill -INT "$w_sensor_pid" "$w_td_pid"
+wait "$w_sensor_pid" || { echo "chains-sensor -w failed:" >&2; cat "$work/wsensor.err" >&2; exit 1; }
+wait "$w_td_pid" || true
+w_sensor_pid= w_td_pid=
+read -r ws_seen ws_filtered ws_rec ws_lost < <(tail -n1 "$work/wsensor.err" | awk -F', ' '{
+	for (i = 1; i <= NF; i++) { split($i, w, " "); v[w[2]] = w[1] }
+	print v["packets"], v["filtered"] + 0, v["recorded"], v["lost"] }')
+wt_captured=$(awk '/packets captured/ {print $1}' "$work/wtcpdump.err")
+wt_dropped=$(awk '/dropped by kernel/ {print $1}' "$work/wtcpdump.err")
+wt_lost=$((offered > wt_captured ? offered - wt_captured : 0))
+[ -n "$FILTER" ] && wt_lost=$wt_dropped
+ws_bytes=$(stat -c %s "$work/tmpfs/sensor.pcapng")
+wt_bytes=$(stat -c %s "$work/tmpfs/tcpdump.pcap")
+mbps() { awk -v b="$1" -v d="$DURATION" 'BEGIN { printf "%.1f", b / d / 1e6 }'; }
+echo
+echo "writing: both at once, the same flood (${pps} frames/s offered, $offered in all) to one tmpfs${WRITE_ARGS:+; sensor $WRITE_ARGS}"
+printf '%-22s %12s %12s %10s %12s %10s %8s\n' tool recorded lost loss "file bytes" "MB/s" "cpu s"
+printf '%-22s %12s %12s %10s %12s %10s %8s\n' "chains-sensor -w" "$ws_rec" "$ws_lost" "$(pct "$ws_lost" "$ws_seen")" "$ws_bytes" "$(mbps "$ws_bytes")" "$(cpu_s "$ws_cpu")"
+printf '%-22s %12s %12s %10s %12s %10s %8s\n' "tcpdump -w" "$wt_captured" "$wt_lost" "$(pct "$wt_lost" "$offered")" "$wt_bytes" "$(mbps "$wt_bytes")" "$(cpu_s "$wt_cpu")"
+echo "chains-sensor -w's own account:"
+sed 's/^/  /' "$work/wsensor.err"
+echo "tcpdump -w: $(tr '\n' ' ' <"$work/wtcpdump.err")"

@@ -121,3 +121,25 @@ func BenchmarkTwin(b *testing.B) {
 		buf = twin.Parse(buf[:0], mix[i%len(mix)], sensor.Meta{})
 	}
 }
+
+// BenchmarkXDPSensorFrames is what whole frames cost (attach -w, FrameSnap 262144) beside the
+// records alone, in one run: the mix, and a full-size TCP segment (1514 bytes) whose frame is
+// copied whole where without -w 64 payload bytes are.
+func BenchmarkXDPSensorFrames(b *testing.B) {
+	sensortest.RequireBPF(b)
+	seg := cat(ser(b, ethL(layers.EthernetTypeIPv4), ip4L("192.0.2.1", "192.0.2.2", layers.IPProtocolTCP),
+		&layers.TCP{SrcPort: 40000, DstPort: 5001, Seq: 1, ACK: true, Window: 512, DataOffset: 5},
+		gopacket.Payload(make([]byte, 1460))))
+	for _, c := range []struct {
+		name string
+		snap uint32
+	}{{"records", 0}, {"frames", sensor.FrameMax}} {
+		objs, err := sensor.Load(sensor.Config{RingSize: 256 << 20, FrameSnap: c.snap})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name+"/mix", func(b *testing.B) { benchProgram(b, objs.XDP, objs.Events, benchMix()) })
+		b.Run(c.name+"/tcp_1514", func(b *testing.B) { benchProgram(b, objs.XDP, objs.Events, [][]byte{seg}) })
+		objs.Close()
+	}
+}

@@ -44,7 +44,8 @@ type Capture struct {
 	link    func(iface int) layers.LinkType
 	name    func(iface int) string // pcapng interface names, as the file's blocks come
 	nIfaces func() int             // pcapng interfaces declared so far
-	fcs     int                    // pcap: bytes of frame check sequence at the end of each frame
+	desc    func(iface int) CaptureInterface
+	fcs     int // pcap: bytes of frame check sequence at the end of each frame
 	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
 	// reads them as they come when link types may be mixed).
 	noIfaces func() bool
@@ -92,6 +93,14 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 			return ifc.LinkType
 		}
 		c.nIfaces = ng.NInterfaces
+		c.desc = func(i int) CaptureInterface {
+			ifc, err := ng.Interface(i)
+			if err != nil {
+				return CaptureInterface{LinkType: ng.LinkType()}
+			}
+			return CaptureInterface{Name: ifc.Name, Description: ifc.Description, Filter: ifc.Filter,
+				OS: ifc.OS, LinkType: ifc.LinkType, SnapLen: ifc.SnapLength}
+		}
 		c.name = func(i int) string {
 			if ifc, err := ng.Interface(i); err == nil {
 				return ifc.Name
@@ -123,6 +132,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 	}
 	c.read = pr.ZeroCopyReadPacketData
 	c.link = func(int) layers.LinkType { return lt }
+	c.desc = func(int) CaptureInterface { return CaptureInterface{LinkType: lt, SnapLen: pr.Snaplen()} }
 	return c, nil
 }
 
@@ -142,6 +152,17 @@ func (c *Capture) LinkTypes() []layers.LinkType {
 	}
 	return lts
 }
+
+// CaptureInterface is what a capture file says of one of its interfaces: a pcapng interface
+// description, or a pcap file's header.
+type CaptureInterface struct {
+	Name, Description, Filter, OS string
+	LinkType                      layers.LinkType
+	SnapLen                       uint32 // 0: no limit
+}
+
+// Interface returns what the file says of interface i (a pcap file has one, 0).
+func (c *Capture) Interface(i int) CaptureInterface { return c.desc(i) }
 
 // IfaceName returns the pcapng name of interface i, or "".
 func (c *Capture) IfaceName(i int) string {

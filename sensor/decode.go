@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -19,6 +20,9 @@ type Decoder struct {
 	// BootTime is added to the record's timestamp to make Unix time: the boot time in Unix ns
 	// for live records (the kernel writes bpf_ktime_get_boot_ns), 0 for capture files.
 	BootTime int64
+	// Frames says the samples carry their frames (the programs were loaded with
+	// Config.FrameSnap): Packet.Frame is set, and Payload points into it.
+	Frames bool
 }
 
 // Record returns the record at the start of raw, copied (raw need not be aligned).
@@ -49,15 +53,25 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	if err != nil {
 		return err
 	}
-	end := SampleLen(&r)
-	if len(raw) < end {
-		return fmt.Errorf("%w: %d bytes, the record says %d", ErrShortRecord, len(raw), end)
-	}
 	var x gen.SensorRecordExt
 	start := recordSize
 	if hasExt(&r) {
+		if len(raw) < recordSize+extSize {
+			return fmt.Errorf("%w: %d bytes, the record and its extension have %d", ErrShortRecord, len(raw), recordSize+extSize)
+		}
 		copy(extBytes(&x), raw[recordSize:])
 		start += extSize
+	}
+	if d.Frames {
+		if err := decodeFrame(raw, start, &r, p); err != nil {
+			return err
+		}
+	} else {
+		end := SampleLen(&r)
+		if len(raw) < end {
+			return fmt.Errorf("%w: %d bytes, the record says %d", ErrShortRecord, len(raw), end)
+		}
+		p.Payload = raw[start:end:end]
 	}
 	p.Time = time.Unix(0, d.BootTime+int64(r.TsNs))
 	p.Ifindex = r.Ifindex
@@ -105,7 +119,6 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 	p.ICMPType, p.ICMPCode = r.IcmpType, r.IcmpCode
 	p.PayloadOff = r.PayloadOff
 	p.PayloadLen = sat16(r.PayloadLen)
-	p.Payload = raw[start:end:end]
 	p.Tunnel = stages.Tunnel{}
 	if r.TunDepth > 0 {
 		p.Tunnel = stages.Tunnel{Type: stages.TunnelType(r.TunType), Inner: stages.TunnelType(x.TunInner),
@@ -117,6 +130,37 @@ func (d Decoder) Decode(raw []byte, p *stages.Packet) error {
 			p.Tunnel.Dst = netip.AddrFrom4([4]byte(x.TunDst[:4]))
 		}
 	}
+	return nil
+}
+
+// frameHeadSize is the size of struct frame_head, which precedes the frame in a sample of
+// programs loaded with Config.FrameSnap.
+const frameHeadSize = 8
+
+// decodeFrame reads the frame a sample carries after its record and extension (at off):
+// struct frame_head (cap_len, the bytes that belong in the capture; copied, the bytes that
+// follow, cap_len or more when the payload reaches further), then the frame from its first
+// byte. Frame is its first cap_len bytes, Payload the record's snap_len bytes at payload_off
+// within it.
+func decodeFrame(raw []byte, off int, r *gen.SensorRecord, p *stages.Packet) error {
+	if len(raw) < off+frameHeadSize {
+		return fmt.Errorf("%w: %d bytes, a record with its frame has at least %d", ErrShortRecord, len(raw), off+frameHeadSize)
+	}
+	capLen := binary.NativeEndian.Uint32(raw[off:])
+	copied := binary.NativeEndian.Uint32(raw[off+4:])
+	start := off + frameHeadSize
+	end := start + int(copied)
+	if capLen > copied || len(raw) < end {
+		return fmt.Errorf("%w: %d bytes, the frame head says %d of %d captured", ErrShortRecord, len(raw), capLen, copied)
+	}
+	frame := raw[start:end:end]
+	p.Frame = frame[:capLen:capLen]
+	p.FrameLen = r.WireLen
+	po, pe := int(r.PayloadOff), int(r.PayloadOff)+int(r.SnapLen)
+	if pe > len(frame) {
+		return fmt.Errorf("%w: payload at %d to %d, the sample holds %d bytes of frame", ErrShortRecord, po, pe, len(frame))
+	}
+	p.Payload = frame[po:pe:pe]
 	return nil
 }
 

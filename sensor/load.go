@@ -24,16 +24,22 @@ const (
 	DefaultSnapLarge = SnapMax
 	// DefaultRingSize is the size of the events ring buffer in bytes.
 	DefaultRingSize = 8 << 20
+	// FrameMax is the most bytes of a frame a record carries when the programs copy whole
+	// frames (Config.FrameSnap; FRAME_MAX in bpf/config.h).
+	FrameMax = 262144
 )
 
 // Config holds the knobs set before load. The zero value means the defaults.
 type Config struct {
-	SnapSmall   uint16        // payload bytes for other packets (0: DefaultSnapSmall)
-	SnapLarge   uint16        // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
-	WakeupBytes uint32        // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
-	RingSize    uint32        // ring buffer size, a power of two multiple of the page size (0: default)
-	NoDecap     bool          // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
-	Filter      *KernelFilter // a filter expression evaluated before anything else (nil: none)
+	SnapSmall   uint16 // payload bytes for other packets (0: DefaultSnapSmall)
+	SnapLarge   uint16 // payload bytes for DNS/TLS/HTTP-looking packets (0: DefaultSnapLarge)
+	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
+	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
+	NoDecap     bool   // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
+	// FrameSnap makes every record carry its frame from the first byte, up to this many
+	// bytes (at most FrameMax); 0: only the payload bytes SnapSmall and SnapLarge say.
+	FrameSnap uint32
+	Filter    *KernelFilter // a filter expression evaluated before anything else (nil: none)
 	// IngressOnly loads xdp_sensor alone (Objects.TC is nil): replays of frames that all came
 	// in verify half the code.
 	IngressOnly bool
@@ -75,6 +81,9 @@ func Load(cfg Config) (*Objects, error) {
 	if cfg.SnapSmall > SnapMax || cfg.SnapLarge > SnapMax {
 		return nil, fmt.Errorf("payload snap length above %d bytes", SnapMax)
 	}
+	if cfg.FrameSnap > FrameMax {
+		return nil, fmt.Errorf("frame snap length %d above %d bytes", cfg.FrameSnap, FrameMax)
+	}
 	if cfg.WakeupBytes&(cfg.WakeupBytes-1) != 0 {
 		return nil, fmt.Errorf("wake-up threshold %d is not a power of two", cfg.WakeupBytes)
 	}
@@ -91,6 +100,7 @@ func Load(cfg Config) (*Objects, error) {
 		SnapSmall:   cfg.SnapSmall,
 		WakeupBytes: cfg.WakeupBytes,
 		NoDecap:     boolU32(cfg.NoDecap),
+		FrameSnap:   cfg.FrameSnap,
 	}); err != nil {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}

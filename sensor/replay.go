@@ -106,7 +106,9 @@ func (r *Replayer) Replay(frame []byte, m Meta) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n := SampleLen(&rec); n <= len(raw) {
+	if r.objs.Config.FrameSnap != 0 {
+		// The frame head says how long the sample is; Decoder{Frames: true} reads it.
+	} else if n := SampleLen(&rec); n <= len(raw) {
 		raw = raw[:n]
 	} else {
 		return nil, fmt.Errorf("%w: sample of %d bytes, record says %d", ErrShortRecord, len(raw), n)

@@ -8,6 +8,9 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages"
 )
 
+// noBytes is an empty frame that is not nil: Packet.Frame nil means the source has none.
+var noBytes = []byte{}
+
 // FileSource yields the packets of a capture file, each parsed by the Go twin or, with a
 // Replayer, by xdp_sensor (tc_sensor for packets the capture marks outgoing) through
 // BPF_PROG_TEST_RUN.
@@ -81,6 +84,11 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			}
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
+			s.p.Frame = f.Orig
+			if s.p.Frame == nil {
+				s.p.Frame = noBytes // a record of no bytes is still a packet of the file
+			}
+			s.p.FrameLen = uint32(max(f.Info.Length, len(f.Orig)))
 			s.p.NoMAC = f.NoMAC
 			s.Recorded++
 			if !yield(&s.p) {

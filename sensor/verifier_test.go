@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"fmt"
 	"regexp"
 	"strconv"
 	"testing"
@@ -16,11 +17,21 @@ import (
 const verifierBudget = 700_000
 
 // TestVerifierBudget loads both programs with the verifier's statistics and reports how many
-// instructions it processed for each (bpf/README.md quotes these numbers).
+// instructions it processed for each (bpf/README.md quotes these numbers), as they print and
+// as they copy whole frames (attach -w).
 func TestVerifierBudget(t *testing.T) {
 	sensortest.RequireBPF(t)
+	for _, frames := range []uint32{0, FrameMax} {
+		t.Run(fmt.Sprintf("frame_snap=%d", frames), func(t *testing.T) { verifierBudgetOf(t, frames) })
+	}
+}
+
+func verifierBudgetOf(t *testing.T, frameSnap uint32) {
 	spec, err := gen.LoadSensor()
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Variables["cfg"].Set(gen.SensorSensorConfig{SnapLarge: DefaultSnapLarge, SnapSmall: DefaultSnapSmall, FrameSnap: frameSnap}); err != nil {
 		t.Fatal(err)
 	}
 	var objs gen.SensorObjects

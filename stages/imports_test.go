@@ -16,17 +16,20 @@ const module = "github.com/chains-sensor/chains-sensor"
 // layer is each stages package's floor: a package may import only packages of lower floors.
 // A new package under stages/ needs a floor here.
 var layer = map[string]int{
-	"stages":           0, // the vocabulary: the standard library only
-	"stages/classify":  1,
-	"stages/flows":     1,
-	"stages/protocols": 2,
-	"stages/names":     3,
-	"stages/sinks":     3,
-	"stages/views":     4,
+	"stages":              0, // the vocabulary: the standard library only
+	"stages/classify":     1,
+	"stages/flows":        1,
+	"stages/sinks/pcapng": 1, // the file format: the standard library and strftime
+	"stages/protocols":    2,
+	"stages/names":        3,
+	"stages/sinks":        3,
+	"stages/views":        4,
+	"stages/fleet":        4, // the fleet's records: the views' objects (sinks), sent by nats.go
 }
 
 // testOnly are packages for tests: nothing else may import them.
-var testOnly = map[string]bool{"stages/internal/stagestest": true, "sensor/sensortest": true}
+var testOnly = map[string]bool{"stages/internal/stagestest": true, "sensor/sensortest": true,
+	"stages/fleet/fleettest": true}
 
 type listed struct {
 	ImportPath string

@@ -178,6 +178,16 @@ type Packet struct {
 	PayloadLen uint16 // saturates at 65535 (a jumbogram's)
 	Payload    []byte
 
+	// Frame is the frame as captured, from its first byte: the kernel's copy up to the snap
+	// length when the programs copy whole frames (attach -w), a capture file's frame as the
+	// file holds it (its own link type), nil when the source has none. Like Payload it
+	// aliases the source's buffer.
+	Frame []byte
+	// FrameLen is the length on the wire of the frame Frame was cut from, in Frame's link
+	// type (WireLen counts a capture file's frame as the Ethernet frame the parsers read).
+	// len(Frame) <= FrameLen.
+	FrameLen uint32
+
 	// Tunnel is the outermost tunnel the packet came through (its zero value: none). The
 	// fields above describe the innermost packet.
 	Tunnel Tunnel
@@ -254,6 +264,19 @@ func (p *Packet) HasPorts() bool {
 		return false
 	}
 	return p.L4HdrLen != 0 || (p.Status == StatusMalformed && p.BadLayer == LayerTCP) || p.SrcPort != 0 || p.DstPort != 0
+}
+
+// CopyBytes copies the bytes p aliases (Payload and Frame) into buf, reusing its room, and
+// points p at the copy: a stage that keeps p past a yield calls it. It returns the buffer.
+func (p *Packet) CopyBytes(buf []byte) []byte {
+	buf = append(buf[:0], p.Payload...)
+	n := len(buf)
+	buf = append(buf, p.Frame...)
+	p.Payload = buf[:n:n]
+	if p.Frame != nil {
+		p.Frame = buf[n:len(buf):len(buf)]
+	}
+	return buf
 }
 
 // Reset clears every field of p, so that a source can reuse it for the next packet.

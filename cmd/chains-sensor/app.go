@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +34,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 
 // run runs the application and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	err := newApp(stdout, stderr).Run(args)
+	app := newApp(stdout, stderr)
+	err := app.Run(flagsFirst(app, args))
 	if err == nil {
 		return 0
 	}
@@ -45,6 +47,53 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// flagsFirst moves a command's flags that come after its other arguments before them, as
+// getopt lets tcpdump take them (`read FILE -w OUT`, `attach -i eth0 icmp -w -`): urfave/cli
+// stops at the first argument that is not a flag. Only words that name one of the command's
+// flags move (with the value a flag takes); "--" ends the flags, and every other word (a
+// filter expression's "-" among them) keeps its place.
+func flagsFirst(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	var cmd *cli.Command
+	for _, c := range app.Commands {
+		if c.Name == args[1] || slices.Contains(c.Aliases, args[1]) {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, n := range f.Names() {
+			takesValue[n] = !isBool
+		}
+	}
+	var flags, rest []string
+	for i := 2; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		tv, known := takesValue[name]
+		if !strings.HasPrefix(a, "-") || a == "-" || !known {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		if tv && !hasValue && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return append(append(args[:2:2], flags...), rest...)
 }
 
 // reportedError is an error the command already printed (before its closing counters line).
@@ -140,7 +189,11 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 		cfg.Color = true
 	case "never":
 	case "auto":
-		cfg.Color = cfg.Format == sinks.FormatText && os.Getenv("NO_COLOR") == "" && isTerminal(c.App.Writer)
+		lines := c.App.Writer
+		if c.String(flagWrite) == "-" {
+			lines = c.App.ErrWriter
+		}
+		cfg.Color = cfg.Format == sinks.FormatText && os.Getenv("NO_COLOR") == "" && isTerminal(lines)
 	default:
 		return nil, fmt.Errorf("--%s %q: auto, always or never", flagColor, c.String(flagColor))
 	}
@@ -157,9 +210,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
-// stdout (buffered; flushed on a timer when live), with the outputs beside it (--publish,
-// --log-dir). Close the pipeline at the end: it flushes, and closes the outputs.
-func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Pipeline, *outputs, error) {
+// stdout (buffered; flushed on a timer when live), or to stderr when -w - has stdout, or
+// nowhere with -q; capture, when set, is the -w sink beside it, and the outputs (--publish,
+// --log-dir) are beside it too. Close the pipeline at the end: it flushes, and closes the outputs.
+func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, ifaces ...classify.Interface) (*views.Pipeline, *outputs, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
 		return nil, nil, err
@@ -170,7 +224,12 @@ func chainFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*v
 	}
 	cfg.Outputs = outs.list
 	cfg.CountStages = outs.metrics != nil
-	out := sinks.NewOutput(c.App.Writer, live)
+	cfg.Capture, cfg.Quiet = capture, c.Bool(flagQuiet)
+	w := c.App.Writer
+	if c.String(flagWrite) == "-" {
+		w = c.App.ErrWriter
+	}
+	out := sinks.NewOutput(w, live)
 	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/classify"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
@@ -31,7 +32,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), outputFlags()...),
+		Flags:  append(append(append(append(sharedFlags(), attachFlags()...), filterFlags()...), writeFlags()...), outputFlags()...),
 		Action: runAttach,
 	}
 }
@@ -62,6 +63,8 @@ type attachSettings struct {
 	attach        sensor.AttachOptions
 	load          sensor.Config
 	statsInterval time.Duration
+	expr          string         // the filter expression ("" for none)
+	write         *writeSettings // -w, or nil
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
@@ -72,6 +75,10 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 	}
 	expr, err := expressionOf(c, words)
 	if err != nil {
+		return nil, err
+	}
+	s.expr = expr
+	if s.write, err = parseWriteFlags(c); err != nil {
 		return nil, err
 	}
 	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
@@ -103,6 +110,10 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 		WakeupBytes: uint32(c.Uint("wakeup-bytes")),
 		RingSize:    uint32(ring) << 20,
 		NoDecap:     c.Bool("no-decap"),
+	}
+	if s.write != nil {
+		// -w: every record carries its frame, up to the snap length (at most what a record carries).
+		s.load.FrameSnap = min(s.write.snapLen, sensor.FrameMax)
 	}
 	if len(s.ifaces) == 0 {
 		def, err := sensor.DefaultInterface()
@@ -144,17 +155,28 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, outs, err := chainFromFlags(c, true, ifaces...)
+	lc, err := newLiveCapture(c, s)
 	if err != nil {
 		return err
 	}
-	return attachAndWatch(c.Context, s, chain, outs, c.App.ErrWriter)
+	var capture *sinks.CaptureConfig
+	if lc != nil {
+		capture = lc.config
+	}
+	chain, outs, err := chainFromFlags(c, true, capture, ifaces...)
+	if err != nil {
+		if lc != nil {
+			lc.w.Close()
+		}
+		return err
+	}
+	return attachAndWatch(c.Context, s, chain, lc, outs, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
 // detaches, drains the ring and prints the counters to stderr. Errors before the run are
 // returned; an error that ends the run is printed before the counters (reportedError).
-func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, outs *outputs, stderr io.Writer) error {
+func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, lc *liveCapture, outs *outputs, stderr io.Writer) error {
 	// The sink is closed once: at the end of the run, or here when the run never starts.
 	var sinkOnce sync.Once
 	var sinkErr error
@@ -216,7 +238,12 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 			fmt.Fprintln(stderr, "warning:", w)
 		}
 	}
-	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot}, names)
+	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot, Frames: s.load.FrameSnap != 0}, names)
+	if lc != nil {
+		if err := lc.start(chain.Capture, objs, live, att); err != nil {
+			return err
+		}
+	}
 	if outs.metrics != nil {
 		outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = objs, live, rd })
 		defer outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = nil, nil, nil })
@@ -289,6 +316,10 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	}
 
 	_, runErr := chain.Run(live.Packets())
+	if fileLimitReached(runErr) {
+		fmt.Fprintf(stderr, "chains-sensor: maximum file limit reached: %d\n", s.write.opt.Count)
+		runErr = nil
+	}
 	if runErr == nil {
 		runErr = live.Err()
 	}

@@ -86,7 +86,10 @@ func netmaskOf(name string) uint32 {
 }
 
 // badUsage says err is the command line's fault (a filter expression): exit status 2.
-func badUsage(err error) bool { return errors.Is(err, filter.ErrSyntax) }
+func badUsage(err error) bool {
+	var u usageError
+	return errors.Is(err, filter.ErrSyntax) || errors.As(err, &u)
+}
 
 // printCounts writes the closing line every command ends stderr with (sensor.CountsLine).
 func printCounts(w io.Writer, withFilter bool, filtered, recorded, lost uint64) {

@@ -10,7 +10,9 @@ import (
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
 	"github.com/chains-sensor/chains-sensor/stages/views"
+	"github.com/gopacket/gopacket/pcapgo"
 )
 
 // FuzzReadPipeline feeds mutated capture files through the whole read path: the pcap/pcapng
@@ -33,8 +35,16 @@ func FuzzReadPipeline(f *testing.F) {
 			return
 		}
 		src := sensor.NewFileSource(capt, sensor.NewTwin(sensor.Config{}), nil)
-		var js bytes.Buffer
-		cfg := &views.Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true}
+		var js, ng bytes.Buffer
+		w, err := pcapng.Create(pcapng.Options{Path: "-", Stdout: &ng})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := &views.Config{NoDNS: true, Format: sinks.FormatJSON, UTC: true,
+			Capture: &sinks.CaptureConfig{Writer: w, Comments: true, Interface: func(i uint32) pcapng.Interface {
+				d := capt.Interface(int(i))
+				return pcapng.Interface{Name: d.Name, LinkType: uint16(d.LinkType), SnapLen: d.SnapLen}
+			}}}
 		out := sinks.NewOutput(&js, false)
 		b, err := views.Build(cfg, out)
 		if err != nil {
@@ -55,6 +65,18 @@ func FuzzReadPipeline(f *testing.F) {
 		b.Sink.Close()
 		if got := uint64(bytes.Count(js.Bytes(), []byte("\n"))); got != n || n != src.Recorded {
 			t.Fatalf("%d JSON lines, %d packets, %d recorded", got, n, src.Recorded)
+		}
+		// -w: every packet is one enhanced packet block gopacket reads back.
+		r, err := pcapgo.NewNgReader(&ng, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+		if err != nil {
+			t.Fatalf("our pcapng: %v", err)
+		}
+		got := uint64(0)
+		for _, _, err := r.ReadPacketData(); err == nil; _, _, err = r.ReadPacketData() {
+			got++
+		}
+		if got != n {
+			t.Fatalf("%d packets in our pcapng, %d yielded", got, n)
 		}
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"sort"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
+	"github.com/chains-sensor/chains-sensor/stages/sinks"
+	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
 )
@@ -23,10 +25,10 @@ func readCommand() *cli.Command {
 			"selects what tcpdump -r selects: with libpcap's interpreter, or with --kernel in xdp_sensor\n" +
 			"and tc_sensor, which then read the file's link header although they parse the frame\n" +
 			"behind a synthetic Ethernet header.",
-		Flags: append(append(sharedFlags(),
+		Flags: append(append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
 			noDecapFlag(),
-		), append(filterFlags(), outputFlags()...)...),
+		), filterFlags()...), append(writeFlags(), outputFlags()...)...),
 		Action: runRead,
 	}
 }
@@ -43,14 +45,25 @@ func runRead(c *cli.Context) error {
 		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
 	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
 		err = ferr
-	} else if chain, o, berr := chainFromFlags(c, stdinIsLive(name)); berr != nil {
+	} else if ws, werr := parseWriteFlags(c); werr != nil {
+		err = werr
+	} else if rc, cerr := readCapture(c, ws, name); cerr != nil {
+		err = cerr
+	} else if chain, o, berr := chainFromFlags(c, stdinIsLive(name), rc.config); berr != nil {
+		if rc.w != nil {
+			rc.w.Close()
+		}
 		err = berr
 	} else {
 		outs = o
 		if expr != "" {
 			ff = sensor.NewFileFilter(expr)
 		}
-		err = readFile(c, name, chain, ff, &src)
+		rc.chain = chain
+		err = readFile(c, name, chain, ff, &src, rc)
+		if fileLimitReached(err) {
+			err = nil
+		}
 	}
 	var filtered, recorded, lost uint64
 	if src != nil {
@@ -76,7 +89,54 @@ func runRead(c *cli.Context) error {
 	return nil
 }
 
-func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, srcOut **sensor.FileSource) (err error) {
+// readCaptureOut is read's -w: the writer, and what its interface blocks and statistics are
+// made of (the capture read, the chain's capture sink), set as they come.
+type readCaptureOut struct {
+	w      *pcapng.Writer
+	config *sinks.CaptureConfig
+	capt   *sensor.Capture
+	chain  *views.Pipeline
+}
+
+// readCapture opens read's -w file (nothing without -w). Each interface of the file read is
+// described as the file describes it, with -s as its snap length when that is shorter; its
+// statistics say how many of its packets were written.
+func readCapture(c *cli.Context, ws *writeSettings, name string) (*readCaptureOut, error) {
+	rc := &readCaptureOut{}
+	if ws == nil {
+		return rc, nil
+	}
+	stats := func() []pcapng.Stats {
+		if rc.chain == nil || rc.chain.Capture == nil {
+			return nil
+		}
+		var s []pcapng.Stats
+		for _, n := range rc.chain.Capture.Written() {
+			s = append(s, pcapng.Stats{Has: pcapng.HasDelivered, Delivered: n})
+		}
+		return s
+	}
+	w, err := openWriter(c, ws, "read from "+name, false, stats)
+	if err != nil {
+		return nil, err
+	}
+	rc.w = w
+	rc.config = captureConfig(ws, w, false, func(ifindex uint32) pcapng.Interface {
+		var d sensor.CaptureInterface
+		if rc.capt != nil {
+			d = rc.capt.Interface(int(ifindex))
+		}
+		snap := ws.snapLen
+		if d.SnapLen != 0 {
+			snap = min(snap, d.SnapLen)
+		}
+		return pcapng.Interface{Name: d.Name, Description: d.Description, Filter: d.Filter, OS: d.OS,
+			LinkType: uint16(d.LinkType), SnapLen: snap}
+	})
+	return rc, nil
+}
+
+func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, srcOut **sensor.FileSource, rc *readCaptureOut) (err error) {
 	defer func() {
 		if cerr := chain.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("writing the output: %w", cerr)
@@ -95,6 +155,7 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 	if err != nil {
 		return err
 	}
+	rc.capt = capt
 	if ff != nil {
 		// As tcpdump: the expression is compiled for the file's link type before any packet.
 		if err := ff.Check(capt); err != nil {
@@ -113,8 +174,12 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 	}
 	*srcOut = src
 	if _, err := chain.Run(src.Packets()); err != nil {
-		if errors.Is(err, os.ErrClosed) {
+		if errors.Is(err, os.ErrClosed) || fileLimitReached(err) {
 			return nil
+		}
+		var fe *pcapng.FileError
+		if errors.As(err, &fe) {
+			return err // it names the capture file
 		}
 		return fmt.Errorf("writing the output: %w", err)
 	}

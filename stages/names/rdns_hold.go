@@ -62,8 +62,7 @@ func (r *Resolver) hold(p *stages.Packet, waitSrc, waitDst bool) {
 		h = &heldPacket{}
 	}
 	h.p = *p
-	h.buf = append(h.buf[:0], p.Payload...)
-	h.p.Payload = h.buf
+	h.buf = h.p.CopyBytes(h.buf)
 	h.deadline = r.now + int64(r.cfg.Wait)
 	h.gen = r.gen
 	h.waitSrc, h.waitDst = waitSrc, waitDst
@@ -181,8 +180,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*stages.Packet], yi
 				return
 			}
 			h.p = *p
-			h.buf = append(h.buf[:0], p.Payload...)
-			h.p.Payload = h.buf
+			h.buf = h.p.CopyBytes(h.buf)
 			select {
 			case in <- h:
 			case <-ctx.Done():

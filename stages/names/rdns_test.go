@@ -107,6 +107,7 @@ func slowSource(list []pkt, every int) iter.Seq[*stages.Packet] {
 	return func(yield func(*stages.Packet) bool) {
 		var p stages.Packet
 		buf := make([]byte, 8)
+		frame := make([]byte, 60)
 		for i, x := range list {
 			if every > 0 && i%every == 0 {
 				time.Sleep(time.Millisecond)
@@ -127,6 +128,10 @@ func slowSource(list []pkt, every int) iter.Seq[*stages.Packet] {
 			}
 			p.Payload = buf
 			p.PayloadLen = 8
+			for j := range frame {
+				frame[j] = byte(i) ^ 0xff
+			}
+			p.Frame = frame
 			if !yield(&p) {
 				return
 			}
@@ -155,6 +160,9 @@ func runRDNSFrom(t *testing.T, cfg ResolverConfig, list []pkt, src iter.Seq[*sta
 	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
 	var out []seen
 	for p := range st(src) {
+		if p.Frame[0]^0xff != p.Payload[0] {
+			t.Fatalf("packet %d carries the frame of packet %d: held frame not copied", p.Num, p.Frame[0]^0xff+1)
+		}
 		out = append(out, seen{p.Num, p.SrcDomain, p.DstDomain, p.Tags, p.Payload[0]})
 	}
 	checkOrder(t, out, len(list))
@@ -173,6 +181,7 @@ func checkOrder(t *testing.T, out []seen, n int) {
 		if s.payload0 != byte(i) {
 			t.Fatalf("packet %d carries payload of packet %d: held packet not copied", i+1, int(s.payload0)+1)
 		}
+
 	}
 }
 

@@ -76,7 +76,7 @@ func (e *Encoder) TLS(b []byte, p *stages.Packet) []byte {
 		return b
 	}
 	w := e.begin(b)
-	tlsJSON(w, p, tlsVersions(p.TLS))
+	tlsJSON(w, p)
 	return e.end()
 }
 

@@ -129,6 +129,11 @@ func FuzzSinks(f *testing.F) {
 				}
 			}
 		}
+		// The capture comment: one line of the same safe text, within its bound.
+		c := AppendComment(nil, &p)
+		if err := terminalSafe(c); err != nil || bytes.IndexByte(c, '\n') >= 0 || len(c) > MaxComment {
+			t.Fatalf("comment %q (%d bytes): %v", c, len(c), err)
+		}
 	})
 }
 

@@ -56,18 +56,24 @@ func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
 		b = append(b, " --> "...)
 		b = appendEndpoint(b, p.Dst, 0, false, p.DstDomain, dc)
 	} else {
-		b = appendLink(b, p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)
-		b = append(b, '(')
-		b = append(b, linkClass(p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)...)
-		b = append(b, ")"+" --> "...)
-		b = appendLink(b, p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)
-		b = append(b, '(')
-		b = append(b, linkClass(p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)...)
-		b = append(b, ')')
+		b = appendLinkEnds(b, p)
 	}
 	b = appendTunnel(b, p)
 	b = appendStatus(b, p)
 	return append(b, '\n')
+}
+
+// appendLinkEnds appends "SRC(class) --> DST(class)" of the link addresses, for a frame
+// without network addresses.
+func appendLinkEnds(b []byte, p *stages.Packet) []byte {
+	b = appendLink(b, p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)
+	b = append(b, '(')
+	b = append(b, linkClass(p.SrcMAC, p.NoMAC&stages.NoSrcMAC != 0)...)
+	b = append(b, ")"+" --> "...)
+	b = appendLink(b, p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)
+	b = append(b, '(')
+	b = append(b, linkClass(p.DstMAC, p.NoMAC&stages.NoDstMAC != 0)...)
+	return append(b, ')')
 }
 
 func protoColor(p uint8) string {

@@ -1,5 +1,7 @@
 // Package sinks ends a chain: a Sink writes what its view makes of each packet to an Output,
-// one sink per file (netwatch.go, packets.go, json.go, urlwatch.go, weirddns.go, flows.go).
+// one sink per file (netwatch.go, packets.go, json.go, urlwatch.go, weirddns.go, flows.go), or
+// its frame to a pcapng file with a comment in the lines' words (capture.go, -w; the file
+// format is package pcapng below).
 // They share one clock (clock.go), one escaper set and one JSON writer (text.go), and one
 // endpoint formatter and protocol namer (fields.go), so that every line says the same thing
 // the same way.

@@ -45,6 +45,12 @@ func (s *URLWatch) http(p *stages.Packet) {
 	b := s.text(p.Time, "HTTP")
 	b = appendPacketEnds(b, p)
 	b = append(b, ' ')
+	s.emit(appendHTTP(b, h))
+}
+
+// appendHTTP appends what urlwatch says of an HTTP head after its endpoints: the request
+// (method, URL, user agent, referer) or the response (status, reason), and " (partial)".
+func appendHTTP(b []byte, h *stages.HTTPInfo) []byte {
 	if h.Request {
 		b = appendText(b, h.Method)
 		b = append(b, ' ')
@@ -70,21 +76,39 @@ func (s *URLWatch) http(p *stages.Packet) {
 	if h.Partial {
 		b = append(b, " (partial)"...)
 	}
-	s.emit(b)
+	return b
 }
 
 func (s *URLWatch) tls(p *stages.Packet) {
 	h := p.TLS
-	versions := tlsVersions(h)
 	if s.opt.Format == FormatJSON {
-		tlsJSON(s.json(p.Time, "tls"), p, versions)
+		tlsJSON(s.json(p.Time, "tls"), p)
 		s.endJSON()
 		return
 	}
 	b := s.text(p.Time, "TLS")
 	b = appendPacketEnds(b, p)
+	b = append(b, ' ')
+	s.emit(appendTLS(b, h))
+}
+
+// tlsVersions returns the names of the versions a hello lists, GREASE left out.
+func tlsVersions(h *stages.TLSInfo) []string {
+	var versions []string
+	for _, v := range h.Versions {
+		if !protocols.IsGREASE(v) {
+			versions = append(versions, protocols.TLSVersionName(v))
+		}
+	}
+	return versions
+}
+
+// appendTLS appends what urlwatch says of a TLS hello after its endpoints: ClientHello with
+// SNI, ALPN, versions and JA4, or ServerHello with version, cipher, ALPN and JA4S, and
+// " (partial)".
+func appendTLS(b []byte, h *stages.TLSInfo) []byte {
 	if h.Hello == stages.TLSClientHello {
-		b = append(b, " ClientHello sni="...)
+		b = append(b, "ClientHello sni="...)
 		b = appendText(b, h.SNI)
 		for i, a := range h.ALPN {
 			if i == 0 {
@@ -94,7 +118,7 @@ func (s *URLWatch) tls(p *stages.Packet) {
 			}
 			b = appendText(b, a)
 		}
-		for i, v := range versions {
+		for i, v := range tlsVersions(h) {
 			if i == 0 {
 				b = append(b, " versions="...)
 			} else {
@@ -107,7 +131,7 @@ func (s *URLWatch) tls(p *stages.Packet) {
 			b = append(b, h.JA4...)
 		}
 	} else {
-		b = append(b, " ServerHello version="...)
+		b = append(b, "ServerHello version="...)
 		b = append(b, protocols.TLSVersionName(h.Version)...)
 		b = append(b, " cipher=0x"...)
 		b = appendHex16(b, h.Cipher)
@@ -123,7 +147,7 @@ func (s *URLWatch) tls(p *stages.Packet) {
 	if h.Partial {
 		b = append(b, " (partial)"...)
 	}
-	s.emit(b)
+	return b
 }
 
 // httpJSON writes the fields of p's HTTP head (and its endpoints) into a JSON object.
@@ -146,26 +170,15 @@ func httpJSON(w *jsonWriter, p *stages.Packet) {
 	}
 }
 
-// tlsVersions returns the TLS versions a hello offers, GREASE left out, by name.
-func tlsVersions(h *stages.TLSInfo) []string {
-	var versions []string
-	for _, v := range h.Versions {
-		if !protocols.IsGREASE(v) {
-			versions = append(versions, protocols.TLSVersionName(v))
-		}
-	}
-	return versions
-}
-
 // tlsJSON writes the fields of p's TLS hello (and its endpoints) into a JSON object.
-func tlsJSON(w *jsonWriter, p *stages.Packet, versions []string) {
+func tlsJSON(w *jsonWriter, p *stages.Packet) {
 	h := p.TLS
 	packetFields(w, p)
 	if h.Hello == stages.TLSClientHello {
 		w.str("hello", "client")
 		w.str("sni", h.SNI)
 		w.strs("alpn", h.ALPN)
-		w.strs("versions", versions)
+		w.strs("versions", tlsVersions(h))
 		w.str("ja4", h.JA4)
 	} else {
 		w.str("hello", "server")

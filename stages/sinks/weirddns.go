@@ -94,27 +94,37 @@ func dnsJSON(w *jsonWriter, p *stages.Packet) {
 }
 
 func (s *WeirdDNS) text1(p *stages.Packet) {
-	d := p.DNS
 	b := s.text(p.Time, "DNS")
 	b = appendPacketEnds(b, p)
+	b = append(b, ' ')
+	s.emit(appendDNS(b, p.DNS))
+}
+
+// appendDNS appends what weird-dns says of a DNS message after its endpoints: query or
+// response with its rcode, the id, why it is weird (when it is), the questions and the
+// records but EDNS0's OPT.
+func appendDNS(b []byte, d *stages.DNSInfo) []byte {
 	if d.Response {
-		b = append(b, " response "...)
+		b = append(b, "response "...)
 		b = append(b, protocols.DNSRcodeName(d.Rcode)...)
 	} else {
-		b = append(b, " query"...)
+		b = append(b, "query"...)
 	}
 	b = append(b, " id=0x"...)
 	b = appendHex16(b, d.ID)
-	b = append(b, " weird=["...)
-	for i, x := range d.Weird {
-		if i > 0 {
-			b = append(b, ' ')
+	if len(d.Weird) > 0 {
+		b = append(b, " weird=["...)
+		for i, x := range d.Weird {
+			if i > 0 {
+				b = append(b, ' ')
+			}
+			b = append(b, x.Rule...)
+			b = append(b, '=')
+			b = appendText(b, x.Detail)
 		}
-		b = append(b, x.Rule...)
-		b = append(b, '=')
-		b = appendText(b, x.Detail)
+		b = append(b, ']')
 	}
-	b = append(b, "] q=["...)
+	b = append(b, " q=["...)
 	for i, q := range d.Questions {
 		if i > 0 {
 			b = append(b, "; "...)
@@ -155,5 +165,5 @@ func (s *WeirdDNS) text1(p *stages.Packet) {
 			b = append(b, ']')
 		}
 	}
-	s.emit(b)
+	return b
 }

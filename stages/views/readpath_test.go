@@ -35,6 +35,7 @@ func readPacketsWith(t testing.TB, path string, cfg sensor.Config) []stages.Pack
 	for p := range src.Packets() {
 		q := *p
 		q.Payload = slices.Clone(p.Payload)
+		q.Frame = slices.Clone(p.Frame)
 		out = append(out, q)
 	}
 	return out

@@ -10,7 +10,6 @@ import (
 	"github.com/chains-sensor/chains-sensor/stages/flows"
 	"github.com/chains-sensor/chains-sensor/stages/names"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
-	"github.com/chains-sensor/chains-sensor/stages/sinks"
 )
 
 // Stats is what a chain's stages did, as last published: the tables belong to the goroutine
@@ -117,38 +116,4 @@ func (p *Pipeline) Stats() Stats {
 	}
 	st.Sink = s.sink.Load()
 	return st
-}
-
-// fanout is the view's sink with the outputs beside it: every packet to each in order (the
-// view's first), every finished flow to those that print flows, Close to all.
-type fanout []sinks.Sink
-
-// Write writes p to each sink; the first error stops the run.
-func (f fanout) Write(p *stages.Packet) error {
-	for _, s := range f {
-		if err := s.Write(p); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// WriteFlow hands a finished flow to the sinks that print flows.
-func (f fanout) WriteFlow(fl *stages.Flow) {
-	for _, s := range f {
-		if fw, ok := s.(sinks.FlowWriter); ok {
-			fw.WriteFlow(fl)
-		}
-	}
-}
-
-// Close closes every sink and returns the first error.
-func (f fanout) Close() error {
-	var first error
-	for _, s := range f {
-		if err := s.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
 }

@@ -38,6 +38,12 @@ type Config struct {
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
+	// Capture, when set, writes every packet's frame to a pcapng file (-w) beside the view's
+	// sink; with comments the application layer runs whatever the view, so that each
+	// packet's comment says what the decoders found.
+	Capture *sinks.CaptureConfig
+	// Quiet leaves the view's sink out (-q): nothing is printed, only captured.
+	Quiet bool
 	// Outputs run beside the view's sink (the Zeek logs, the fleet's publisher): each is handed
 	// every packet after the view's sink, and every finished flow when it is a
 	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
@@ -113,15 +119,16 @@ func Lookup(name string) (View, bool) {
 
 // Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
 type Pipeline struct {
-	Stage stages.Stage // every stage, in order
-	Sink  sinks.Sink   // the view's sink, with Config.Outputs beside it
-	count uint64
-	stats pipelineStats
+	Stage   stages.Stage   // every stage, in order
+	Sink    sinks.Sink     // the view's sink, with the capture sink and Config.Outputs beside it
+	Capture *sinks.Capture // the capture sink (-w), or nil
+	count   uint64
+	stats   pipelineStats
 }
 
 // Build builds the chain of cfg.View writing to out:
 //
-//	interface names, classes | reverse DNS | flows with decoders | wire names | sink
+//	interface names, classes | reverse DNS | flows with decoders | wire names | sink [+ capture]
 //
 // Each packet goes through every stage after the reverse-DNS stage (the only one that holds
 // packets back) before the next one does, so a name learned from a DNS answer names the packets
@@ -174,17 +181,33 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		wire = names.NewWire(0, 0)
 	}
 
-	sink := v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
-	app := v.App
-	if len(cfg.Outputs) > 0 {
-		fan := fanout{sink}
-		for _, o := range cfg.Outputs {
-			fan = append(fan, o)
-			app = app || o.App()
-		}
-		sink = fan
+	var sink sinks.Sink
+	var capt *sinks.Capture
+	if !cfg.Quiet {
+		sink = v.Sink(out, sinks.Options{Format: cfg.Format, UTC: cfg.UTC, Color: cfg.Color})
+	} else {
+		out.Close()
 	}
-	pl.Sink = sink
+	tee := sinks.Tee{}
+	if cfg.Capture != nil {
+		// The capture first: the evidence is written even when the lines cannot be.
+		capt = sinks.NewCapture(*cfg.Capture)
+		tee = append(tee, capt)
+	}
+	if sink != nil {
+		tee = append(tee, sink)
+	}
+	app := v.App || (cfg.Capture != nil && cfg.Capture.Comments)
+	for _, o := range cfg.Outputs {
+		tee = append(tee, o)
+		app = app || o.App()
+	}
+	if len(tee) == 1 {
+		sink = tee[0]
+	} else {
+		sink = tee
+	}
+	pl.Sink, pl.Capture = sink, capt
 	switch fc := cfg.Flows; {
 	case app:
 		if fw, ok := sink.(sinks.FlowWriter); ok {
