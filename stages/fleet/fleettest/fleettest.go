@@ -6,6 +6,7 @@ package fleettest
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -236,4 +237,65 @@ func (c *Cluster) WaitJetStream(t testing.TB, nc *nats.Conn) jetstream.JetStream
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// Relay makes the cluster's client ports answer on the loopback of ns too (the same
+// addresses, so the URLs and the servers' advertised peers hold there): each connection
+// accepted in ns is carried to the node's port here, byte for byte, until either side closes.
+// A stopped node refuses there as it does here. Everything is closed when the test ends.
+func (c *Cluster) Relay(t testing.TB, ns *sensortest.Netns) {
+	t.Helper()
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(cs ...net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if conns == nil {
+			return false // closed
+		}
+		conns = append(conns, cs...)
+		return true
+	}
+	conns = []net.Conn{}
+	for _, n := range c.Nodes {
+		addr := net.JoinHostPort(c.Host, fmt.Sprint(n.ClientPort))
+		var ln net.Listener
+		if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+			t.Fatalf("relay %s in %s: %v", addr, ns.Name, err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				down, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				up, err := net.DialTimeout("tcp", addr, 2*time.Second)
+				if err != nil || !track(down, up) {
+					down.Close()
+					if up != nil {
+						up.Close()
+					}
+					continue
+				}
+				go pipe(down, up)
+				go pipe(up, down)
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+		conns = nil
+	})
+}
+
+// pipe copies from src to dst, then closes both.
+func pipe(dst, src net.Conn) {
+	io.Copy(dst, src)
+	dst.Close()
+	src.Close()
 }
