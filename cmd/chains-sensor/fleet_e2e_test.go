@@ -171,7 +171,7 @@ func TestFleetEndToEnd(t *testing.T) {
 		// IPv6 off on the veths: no neighbour discovery or MLD beside the test's pings, so the
 		// counters scraped once the pings end are the exit line's.
 		for _, ns := range []struct {
-			n  *sensortest.Netns
+			n   *sensortest.Netns
 			if_ string
 		}{{tn.A, tn.IfA}, {tn.B, tn.IfB}} {
 			ns.n.MustRun(t, "sysctl", "-qw", "net.ipv6.conf."+ns.if_+".disable_ipv6=1")
