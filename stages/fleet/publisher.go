@@ -107,17 +107,23 @@ func (p *Publisher) Start(w Writer) {
 }
 
 // Add queues r: in memory, or in the spool when the memory queue is full or the spool holds
-// older records already, or drops it (counted) when neither can take it.
+// older records already (while it has room: else in memory after all), or drops it (counted)
+// when neither can take it.
 func (p *Publisher) Add(r *Record) {
 	p.mu.Lock()
 	p.c.Records++
+	room := len(p.q)-p.head < p.cfg.MaxRecords && p.qBytes+int64(r.size()) <= p.cfg.MaxBytes
 	switch sp := p.cfg.Spool; {
 	case p.closing:
 		p.c.Dropped++
-	case (sp == nil || sp.Pending() == 0) && len(p.q)-p.head < p.cfg.MaxRecords && p.qBytes+int64(r.size()) <= p.cfg.MaxBytes:
+	case (sp == nil || sp.Pending() == 0) && room:
 		p.push(&entry{rec: r})
 	case sp != nil:
-		p.spool(r)
+		if err := p.spool(r); err == ErrSpoolFull && room {
+			p.push(&entry{rec: r})
+		} else if err != nil {
+			p.c.Dropped++
+		}
 	default:
 		p.c.Dropped++
 	}
@@ -125,16 +131,18 @@ func (p *Publisher) Add(r *Record) {
 	p.wake()
 }
 
-// spool writes r to the spool (p.mu held), counting it as spooled or dropped.
-func (p *Publisher) spool(r *Record) {
-	if err := p.cfg.Spool.Append(r); err != nil {
+// spool writes r to the spool (p.mu held), counting it as spooled; the caller counts a
+// failure (ErrSpoolFull, or a write error, also kept for LastError).
+func (p *Publisher) spool(r *Record) error {
+	err := p.cfg.Spool.Append(r)
+	if err != nil {
 		if err != ErrSpoolFull && p.spoolErr == nil {
 			p.spoolErr = err
 		}
-		p.c.Dropped++
-		return
+		return err
 	}
 	p.c.Spooled++
+	return nil
 }
 
 func (p *Publisher) push(e *entry) {

@@ -233,3 +233,45 @@ func TestSpoolDamage(t *testing.T) {
 		t.Errorf("damaged %d: the open counted only whole frames", sp2.Damaged())
 	}
 }
+
+// TestPublisherSpoolFullUsesMemory: when the spool an earlier run left is full, new records
+// wait in memory while it has room (rather than being dropped behind the spool), and all of
+// them are stored once the log is up.
+func TestPublisherSpoolFullUsesMemory(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := OpenSpool(dir, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := 0
+	for ; sp.Append(rec(1000+old)) == nil; old++ {
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if sp, err = OpenSpool(dir, 4096); err != nil || sp.Pending() != old {
+		t.Fatalf("reopened spool: %v, %d pending of %d", err, sp.Pending(), old)
+	}
+	log := newFakeLog()
+	p := NewPublisher(PublisherConfig{MaxRecords: 100, Spool: sp, RetryWait: time.Millisecond, Drain: 5 * time.Second})
+	log.h = p
+	log.setDown(true)
+	p.Start(log)
+	for i := 1; i <= 150; i++ {
+		p.Add(rec(i))
+	}
+	c := p.Counters()
+	checkInvariant(t, c)
+	if c.Dropped != 50 || c.Spooled != 0 || c.Pending != old+100 {
+		t.Fatalf("the spool full (%d records), 150 added with room for 100: %+v", old, c)
+	}
+	log.setDown(false)
+	waitFor(t, "every record acked", func() bool { return p.Counters().Acked == uint64(old+100) })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkInvariant(t, p.Counters())
+	if log.count() != old+100 {
+		t.Errorf("stored %d, want %d", log.count(), old+100)
+	}
+}
