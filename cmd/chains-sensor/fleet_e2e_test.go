@@ -119,42 +119,46 @@ type storedRecord struct {
 	env fleet.Envelope
 }
 
-// readStream reads every message of the stream with an ordered consumer (bounded).
-func readStream(t *testing.T, js jetstream.JetStream, stream string) []storedRecord {
+// readStream reads every message of the stream, one by one by sequence (each request bounded
+// and tried again a few times: after the cluster's outage its leaders may still be settling),
+// through a fresh connection.
+func readStream(t *testing.T, c *fleettest.Cluster, stream string) []storedRecord {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []storedRecord
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := oc.Fetch(1000, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, _ := m.Metadata()
-			env, _, err := fleet.ParseEnvelope(m.Data())
-			if err != nil {
-				t.Errorf("stream message %d: %v", md.Sequence.Stream, err)
+	js := c.WaitJetStream(t, c.Dial(t, nil))
+	retry := func(what string, f func(ctx context.Context) error) {
+		t.Helper()
+		var err error
+		for i := 0; i < 10; i++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = f(ctx)
+			cancel()
+			if err == nil {
+				return
 			}
-			out = append(out, storedRecord{id: m.Headers().Get(jetstream.MsgIDHeader), seq: md.Sequence.Stream, env: env})
+			time.Sleep(500 * time.Millisecond)
 		}
-		if n == 0 {
-			t.Fatalf("read %d of %d messages: the stream gives no more", len(out), info.State.Msgs)
+		t.Fatalf("%s: %v\n%s", what, err, c.Logs())
+	}
+	var s jetstream.Stream
+	var info *jetstream.StreamInfo
+	retry("stream info", func(ctx context.Context) (err error) {
+		if s, err = js.Stream(ctx, stream); err == nil {
+			info, err = s.Info(ctx)
 		}
+		return err
+	})
+	var out []storedRecord
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+		var m *jetstream.RawStreamMsg
+		retry(fmt.Sprintf("message %d", seq), func(ctx context.Context) (err error) { m, err = s.GetMsg(ctx, seq); return err })
+		env, _, err := fleet.ParseEnvelope(m.Data)
+		if err != nil {
+			t.Errorf("stream message %d: %v", seq, err)
+		}
+		out = append(out, storedRecord{id: m.Header.Get(jetstream.MsgIDHeader), seq: seq, env: env})
+	}
+	if uint64(len(out)) != info.State.Msgs {
+		t.Errorf("read %d messages, the stream says it holds %d", len(out), info.State.Msgs)
 	}
 	return out
 }
@@ -302,6 +306,13 @@ func TestFleetEndToEnd(t *testing.T) {
 				t.Errorf("%s: %s = %v, the exit line says %d", h.name, series, got, want)
 			}
 		}
+		var byHook float64
+		for _, hook := range []string{"xdp", "tc"} {
+			byHook += metricValue(m, fmt.Sprintf(`chains_sensor_interface_records_total{hook=%q,interface=%q}`, hook, h.tn.IfA))
+		}
+		if byHook != float64(recorded) {
+			t.Errorf("%s: the interface's records by hook add up to %v, the exit line says %d recorded", h.name, byHook, recorded)
+		}
 		if pc.Records != uint64(len(printed[h.name])) || pc.Dropped != 0 || pc.Pending != 0 || pc.Spooled == 0 {
 			t.Errorf("%s: printed %d lines; %s", h.name, len(printed[h.name]), pc.Line())
 		}
@@ -309,7 +320,7 @@ func TestFleetEndToEnd(t *testing.T) {
 
 	// The stream, read back: every record of each sensor once, by message ID and by the
 	// envelope's seq, 1..N without a gap; the sequence numbers count them all.
-	recs := readStream(t, js, fleet.DefaultStream)
+	recs := readStream(t, c, fleet.DefaultStream)
 	ids := map[string]bool{}
 	perHost := map[string]map[uint64]bool{}
 	var lastSeq uint64

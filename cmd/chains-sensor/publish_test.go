@@ -90,8 +90,7 @@ func TestPublishSpoolBound(t *testing.T) {
 	sp.Close()
 
 	c.Nodes[0].Start(t)
-	nc := c.Dial(t, nil)
-	js := c.WaitJetStream(t, nc)
+	c.WaitJetStream(t, c.Dial(t, nil))
 	// The same bound, but room in memory for this run's records while the spool's are sent.
 	args[len(args)-2], args[len(args)-4] = "10s", "1000" // --publish-drain, --publish-buffer
 	_, stderr, code = runCmd(t, args...)
@@ -100,7 +99,7 @@ func TestPublishSpoolBound(t *testing.T) {
 	if code != 0 || pc2.Records != frames+uint64(pc.Pending) || pc2.Acked != pc2.Records || pc2.Dropped != 0 || pc2.Pending != 0 {
 		t.Fatalf("exit %d, want every record and the spool's acked: %s\n%s", code, pc2.Line(), stderr)
 	}
-	recs := readStream(t, js, fleet.DefaultStream)
+	recs := readStream(t, c, fleet.DefaultStream)
 	runs := map[string]int{}
 	ids := map[string]bool{}
 	for _, r := range recs {
