@@ -21,7 +21,7 @@ import (
 
 // metricsServer serves --metrics: Prometheus's text format at /metrics, made at each scrape
 // from what the parts count (the kernel's counters, the ring reader's, the chain's published
-// Stats, the publisher's, the logs'), so that nothing on the packets' path counts for it.
+// Stats, the publisher's), so that nothing on the packets' path counts for it.
 type metricsServer struct {
 	srv *http.Server
 	ln  net.Listener
@@ -88,15 +88,6 @@ type sensorCollector struct {
 	pipeline *views.Pipeline
 	pub      *fleet.Publisher
 	pubReady func() bool
-	logs     func() []logCount
-}
-
-// logCount is what one log file kind wrote, for the metrics.
-type logCount struct {
-	Kind      string
-	Lines     uint64
-	Bytes     uint64
-	Rotations uint64
 }
 
 func (c *sensorCollector) set(f func(c *sensorCollector)) {
@@ -130,7 +121,7 @@ func (e metricEmitter) gauge(name, help string, v float64, labels ...string) {
 // Collect reads every source.
 func (c *sensorCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	objs, live, rd, pl, pub, ready, logs := c.objs, c.live, c.reader, c.pipeline, c.pub, c.pubReady, c.logs
+	objs, live, rd, pl, pub, ready := c.objs, c.live, c.reader, c.pipeline, c.pub, c.pubReady
 	c.mu.Unlock()
 	e := metricEmitter{ch}
 	if objs != nil && live != nil {
@@ -155,13 +146,6 @@ func (c *sensorCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if pub != nil {
 		collectPublisher(e, pub.Counters(), ready)
-	}
-	if logs != nil {
-		for _, l := range logs() {
-			e.counter("chains_sensor_log_lines_total", "Lines written to the Zeek-schema logs, by log.", l.Lines, "log", l.Kind)
-			e.counter("chains_sensor_log_written_bytes_total", "Bytes written to the Zeek-schema logs, by log.", l.Bytes, "log", l.Kind)
-			e.counter("chains_sensor_log_rotations_total", "Rotations of the Zeek-schema logs, by log.", l.Rotations, "log", l.Kind)
-		}
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// The outputs beside the printed view: --publish (the fleet's JetStream stream) and
-// --log-dir (Zeek-schema logs); --metrics serves what every part counts.
+// The outputs beside the printed view: --publish (the fleet's JetStream stream); --metrics
+// serves what every part counts.
 const (
 	flagPublish      = "publish"
 	flagHost         = "host"
