@@ -31,6 +31,10 @@
  * reported truncated there (xdp_sensor always sees the whole linear frame). */
 #define TC_PULL_LEN 512
 
+/* Default of cfg.follow_bytes, and the default bound of the follow map. */
+#define FOLLOW_BYTES 8192
+#define FOLLOW_FLOWS 65536
+
 struct sensor_config {
 	/* Payload bytes copied for packets that look like DNS (ports 53, 5353, 5355), a TLS
 	 * handshake record or an HTTP head. At most SNAP_MAX. */
@@ -43,6 +47,10 @@ struct sensor_config {
 	__u32 wakeup_bytes;
 	/* Non-zero: enter no tunnel, report the outer packet (attach and read --no-decap). */
 	__u32 no_decap;
+	/* Bytes of a TCP direction followed with the large payload class (bpf/follow.h): after a
+	 * SYN, after an HTTP request head or a tiny segment that may start one, and at most this
+	 * much of a TLS record. 0: no following. */
+	__u32 follow_bytes;
 	/* Non-zero: every sample carries the frame from its first byte, up to this many bytes (at
 	 * most FRAME_MAX), after a struct frame_head (attach -w). */
 	__u32 frame_snap;

@@ -76,9 +76,18 @@ struct walk {
 	__u32 payload_avail; /* payload bytes present (min(declared, len)) */
 	__u32 l4_end;        /* declared end of a UDP tunnel's payload */
 	__u8 next;           /* enum next_step */
-	__u8 large;          /* payload looks like DNS, a TLS handshake or an HTTP head */
+	__u8 large;          /* payload looks like DNS, a TLS handshake, an HTTP head or a QUIC Initial */
 	__u8 jumbo;          /* the IPv6 payload length is a jumbogram's */
-	__u8 pad;
+	__u8 msg;            /* enum msg_kind: what the TCP payload starts */
+};
+
+/* What the payload after a whole TCP header starts (struct walk's msg), for bpf/follow.h. */
+enum msg_kind {
+	MSG_NONE = 0, /* no whole TCP header: the payload, if any, is not TCP's */
+	MSG_DATA,     /* TCP payload that starts none of the below */
+	MSG_TLS,      /* a TLS handshake or change_cipher_spec record */
+	MSG_HTTP_REQ, /* an HTTP request head */
+	MSG_HTTP_RESP,
 };
 
 /* One step's view of the frame: data..end is what the program may read directly. Positions

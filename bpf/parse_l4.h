@@ -20,16 +20,18 @@ static __always_inline int is_dns_port(__u16 port)
 	return port == 53 || port == 5353 || port == 5355;
 }
 
-/* A TLS handshake record (content type 22, major version 3) or an HTTP method or status line. */
-static __always_inline int payload_is_large(struct cursor *c)
+/* The message a TCP payload starts: a TLS handshake record (content type 22, major version 3)
+ * or change_cipher_spec record (20: the second ClientHello after a HelloRetryRequest follows
+ * one), an HTTP method or status line. */
+static __always_inline __u8 payload_kind(struct cursor *c)
 {
 	__u8 *b = c->pos;
 	__u32 w;
 
 	if (c->pos + 4 > c->end)
-		return 0;
-	if (b[0] == 0x16 && b[1] == 0x03)
-		return 1;
+		return MSG_DATA;
+	if ((b[0] == 0x16 || b[0] == 0x14) && b[1] == 0x03)
+		return MSG_TLS;
 	w = load_be32(b);
 	switch (w) {
 	case 0x47455420: /* "GET " */
@@ -41,10 +43,27 @@ static __always_inline int payload_is_large(struct cursor *c)
 	case 0x50415443: /* "PATC"H */
 	case 0x434f4e4e: /* "CONN"ECT */
 	case 0x54524143: /* "TRAC"E */
+		return MSG_HTTP_REQ;
 	case 0x48545450: /* "HTTP"/1.1 200 */
-		return 1;
+		return MSG_HTTP_RESP;
 	}
-	return 0;
+	return MSG_DATA;
+}
+
+#define QUIC_V1 0x00000001
+#define QUIC_V2 0x6b3343cf
+
+/* A QUIC Initial packet (RFC 9000 17.2.2, RFC 9369 3.2): a long header with the fixed bit, of
+ * version 1 (Initial: type 0) or 2 (type 1), on any port. */
+static __always_inline int payload_is_quic_initial(struct cursor *c)
+{
+	__u8 *b = c->pos;
+	__u32 v;
+
+	if (c->pos + 5 > c->end || (b[0] & 0xc0) != 0xc0)
+		return 0;
+	v = (__u32)b[1] << 24 | (__u32)b[2] << 16 | (__u32)b[3] << 8 | b[4];
+	return (v == QUIC_V1 && ((b[0] >> 4) & 3) == 0) || (v == QUIC_V2 && ((b[0] >> 4) & 3) == 1);
 }
 
 /* Whether the first n bytes of the transport header are there: in the frame (else truncated)
@@ -112,7 +131,8 @@ static __always_inline void parse_tcp(struct cursor *c, struct record *r, struct
 		return;
 	c->pos += hlen;
 	stop_here(c, r, w, w->ip_end);
-	w->large = is_dns_port(r->sport) || is_dns_port(r->dport) || payload_is_large(c);
+	w->msg = payload_kind(c);
+	w->large = is_dns_port(r->sport) || is_dns_port(r->dport) || w->msg >= MSG_TLS;
 }
 
 /* UDP. A destination port of a tunnel makes the tunnel the next step. */
@@ -140,7 +160,6 @@ static __always_inline void parse_udp(struct cursor *c, struct record *r, struct
 		fail(r, STATUS_MALFORMED, LAYER_UDP);
 		return;
 	}
-	w->large = is_dns_port(r->sport) || is_dns_port(r->dport);
 	end = cur_off(c) + len;
 	if (end > w->ip_end) {
 		/* UDP claims more than IP carries: the payload is what IP carries. */
@@ -148,6 +167,7 @@ static __always_inline void parse_udp(struct cursor *c, struct record *r, struct
 		end = w->ip_end;
 	}
 	c->pos += 8;
+	w->large = is_dns_port(r->sport) || is_dns_port(r->dport) || payload_is_quic_initial(c);
 	stop_here(c, r, w, end);
 	if (!cfg.no_decap && is_tunnel_port(r->dport)) {
 		w->l4_end = end;

@@ -50,6 +50,7 @@ static __always_inline int enter(struct record *r, struct walk *w, struct record
 	r->payload_len = 0; /* payload_off stays within the frame until the inner packet's is set */
 	w->payload_avail = 0;
 	w->large = 0;
+	w->msg = MSG_NONE;
 	w->jumbo = 0;
 	w->ip_end = 0;
 	if (end < w->len)

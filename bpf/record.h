@@ -199,7 +199,13 @@ enum counter_key {
 	CNT_MALFORMED_ICMP,
 	CNT_MALFORMED_ICMP6,
 	CNT_MALFORMED_TUNNEL,
-	CNT_MAX = CNT_MALFORMED_BASE + LAYER_MAX,
+	/* Message following (bpf/follow.h): entries made in the follow map and taken out of it
+	 * (message done, FIN or RST, passed), and packets given the large payload class by it. The
+	 * map's evictions are the made minus the taken out minus the entries still there. */
+	CNT_FOLLOW_OPENED = CNT_MALFORMED_BASE + LAYER_MAX,
+	CNT_FOLLOW_CLOSED,
+	CNT_FOLLOWED,
+	CNT_MAX,
 };
 
 #endif

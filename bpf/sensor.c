@@ -16,10 +16,12 @@ volatile const struct sensor_config cfg = {
 	.snap_small = SNAP_CLASS_0,
 	.wakeup_bytes = 0,
 	.no_decap = 0,
+	.follow_bytes = FOLLOW_BYTES,
 	.frame_snap = 0,
 };
 
 #include "parse.h" /* reads cfg */
+#include "follow.h"
 #include "filter.h"
 
 /* Put the exported types into BTF for bpf2go -type. */
@@ -309,6 +311,12 @@ static __always_inline void sense(void *ctx, int xdp, void *data, void *data_end
 	r.wire_len = wire_len;
 	r.dir = dir;
 	walk(ctx, xdp, &r, &w, &x);
+	if (w.msg != MSG_NONE && cfg.follow_bytes) {
+		if (xdp)
+			follow_xdp(ctx, &r, &w);
+		else
+			follow_tc(ctx, &r, &w);
+	}
 	xp = RECORD_HAS_EXT(&r) ? &x : NULL; /* x is cleared when the record has one */
 	if (xdp)
 		finish_xdp(ctx, &r, &w, xp);

@@ -50,7 +50,10 @@ const (
 	SensorCounterKeyCNT_MALFORMED_ICMP   SensorCounterKey = 31
 	SensorCounterKeyCNT_MALFORMED_ICMP6  SensorCounterKey = 32
 	SensorCounterKeyCNT_MALFORMED_TUNNEL SensorCounterKey = 33
-	SensorCounterKeyCNT_MAX              SensorCounterKey = 34
+	SensorCounterKeyCNT_FOLLOW_OPENED    SensorCounterKey = 34
+	SensorCounterKeyCNT_FOLLOW_CLOSED    SensorCounterKey = 35
+	SensorCounterKeyCNT_FOLLOWED         SensorCounterKey = 36
+	SensorCounterKeyCNT_MAX              SensorCounterKey = 37
 )
 
 type SensorDirection uint32
@@ -81,6 +84,21 @@ type SensorFilterReplay struct {
 	_       structs.HostLayout
 	WireLen uint32
 	LinkHdr [64]uint8
+}
+
+type SensorFollowKey struct {
+	_     structs.HostLayout
+	Src   [16]uint8
+	Dst   [16]uint8
+	Sport uint16
+	Dport uint16
+}
+
+type SensorFollowVal struct {
+	_     structs.HostLayout
+	Start uint32
+	End   uint32
+	Kind  uint32
 }
 
 type SensorFrameHead struct {
@@ -176,6 +194,7 @@ type SensorSensorConfig struct {
 	SnapSmall   uint16
 	WakeupBytes uint32
 	NoDecap     uint32
+	FollowBytes uint32
 	FrameSnap   uint32
 }
 
@@ -221,6 +240,7 @@ const (
 	SensorMapEvents           = "events"
 	SensorMapFilterReplay     = "filter_replay"
 	SensorMapFilteredByIface  = "filtered_by_iface"
+	SensorMapFollow           = "follow"
 	SensorMapLostByIface      = "lost_by_iface"
 	SensorProgTcSensor        = "tc_sensor"
 	SensorProgXdpSensor       = "xdp_sensor"
@@ -293,6 +313,7 @@ type SensorMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	FilterReplay    *ebpf.MapSpec `ebpf:"filter_replay"`
 	FilteredByIface *ebpf.MapSpec `ebpf:"filtered_by_iface"`
+	Follow          *ebpf.MapSpec `ebpf:"follow"`
 	LostByIface     *ebpf.MapSpec `ebpf:"lost_by_iface"`
 }
 
@@ -339,6 +360,7 @@ type SensorMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	FilterReplay    *ebpf.Map `ebpf:"filter_replay"`
 	FilteredByIface *ebpf.Map `ebpf:"filtered_by_iface"`
+	Follow          *ebpf.Map `ebpf:"follow"`
 	LostByIface     *ebpf.Map `ebpf:"lost_by_iface"`
 }
 
@@ -348,6 +370,7 @@ func (m *SensorMaps) Close() error {
 		m.Events,
 		m.FilterReplay,
 		m.FilteredByIface,
+		m.Follow,
 		m.LostByIface,
 	)
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -127,20 +129,64 @@ type Attachment struct {
 
 // Attached holds everything Attach attached; Close detaches it all.
 type Attached struct {
-	Ifaces  []Attachment
-	closers []func() error
+	Ifaces []Attachment
+	xdp    *ebpf.Program
+	tc     *ebpf.Program
+	opts   AttachOptions
+	mu     sync.Mutex
+	// closers are each interface's detach functions, by index, in attach order; order is
+	// the order the interfaces were attached in.
+	closers map[int][]func() error
+	order   []int
 }
 
 // Close detaches everything, in the reverse order of attaching. It is safe to call twice.
 func (a *Attached) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	var errs []error
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		if err := a.closers[i](); err != nil {
+	for i := len(a.order) - 1; i >= 0; i-- {
+		errs = append(errs, a.detachLocked(a.order[i]))
+	}
+	a.order = nil
+	return errors.Join(errs...)
+}
+
+// Detach detaches the interface of index idx alone (one that disappeared: what the kernel
+// already removed with it is not an error). It is safe to call for an index not attached.
+func (a *Attached) Detach(idx int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	err := a.detachLocked(idx)
+	a.order = slices.DeleteFunc(a.order, func(i int) bool { return i == idx })
+	return err
+}
+
+func (a *Attached) detachLocked(idx int) error {
+	cl := a.closers[idx]
+	delete(a.closers, idx)
+	var errs []error
+	for i := len(cl) - 1; i >= 0; i-- {
+		if err := cl[i](); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	a.closers = nil
 	return errors.Join(errs...)
+}
+
+// Reattach attaches the programs again, as Attach did, to the interface called name (one that
+// disappeared and came back: its index is new).
+func (a *Attached) Reattach(name string) (Attachment, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	at, err := a.attachOne(a.xdp, a.tc, name, a.opts)
+	if err != nil {
+		a.detachLocked(at.Ifindex)
+		return at, err
+	}
+	a.order = append(a.order, at.Ifindex)
+	a.Ifaces = append(a.Ifaces, at)
+	return at, nil
 }
 
 // Attach attaches xdp (ingress) and tc (egress) to each named interface, as opts say. Either
@@ -159,9 +205,12 @@ func Attach(xdp, tc *ebpf.Program, ifaces []string, opts AttachOptions) (*Attach
 	if opts.Hooks&HookOut != 0 && tc == nil {
 		return nil, errors.New("egress selected but no TC program given")
 	}
-	a := &Attached{}
+	a := &Attached{xdp: xdp, tc: tc, opts: opts, closers: map[int][]func() error{}}
 	for _, name := range ifaces {
 		at, err := a.attachOne(xdp, tc, name, opts)
+		if at.Ifindex != 0 {
+			a.order = append(a.order, at.Ifindex)
+		}
 		if err != nil {
 			a.Close()
 			return nil, err
@@ -193,7 +242,7 @@ func (a *Attached) attachOne(xdp, tc *ebpf.Program, name string, opts AttachOpti
 		if err != nil {
 			return at, err
 		}
-		a.closers = append(a.closers, l.Close)
+		a.closers[idx] = append(a.closers[idx], l.Close)
 		at.XDP = mode
 	}
 	if opts.Hooks&HookOut != 0 {
@@ -201,7 +250,7 @@ func (a *Attached) attachOne(xdp, tc *ebpf.Program, name string, opts AttachOpti
 		if err != nil {
 			return at, err
 		}
-		a.closers = append(a.closers, closer)
+		a.closers[idx] = append(a.closers[idx], closer)
 		at.TC = mode
 		if mode == "clsact" {
 			at.Warnings = append(at.Warnings, staleFilters(name, idx, tc)...)
@@ -364,6 +413,9 @@ func attachClsact(prog *ebpf.Program, idx int) (func() error, error) {
 			return nil
 		}
 		filters, err := netlink.FilterList(lnk, netlink.HANDLE_MIN_EGRESS)
+		if linkGone(err) {
+			return nil // the device went, and its qdisc with it
+		}
 		if err != nil {
 			return fmt.Errorf("list egress filters: %w", err)
 		}
@@ -374,7 +426,7 @@ func attachClsact(prog *ebpf.Program, idx int) (func() error, error) {
 		if len(filters)+len(ingress) > 0 {
 			return nil // someone else put a filter on the qdisc we made: it stays
 		}
-		if err := netlink.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+		if err := netlink.QdiscDel(qdisc); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) && !linkGone(err) {
 			return fmt.Errorf("delete the clsact qdisc we added: %w", err)
 		}
 		return nil
@@ -405,13 +457,19 @@ func attachClsact(prog *ebpf.Program, idx int) (func() error, error) {
 	return func() error {
 		var errs []error
 		if isOurFilter(lnk, prio, progInfo) {
-			if err := netlink.FilterDel(filter); err != nil && !errors.Is(err, unix.ENOENT) {
+			if err := netlink.FilterDel(filter); err != nil && !errors.Is(err, unix.ENOENT) && !linkGone(err) {
 				errs = append(errs, fmt.Errorf("delete our clsact filter (priority %d): %w", prio, err))
 			}
 		}
 		errs = append(errs, undoQdisc())
 		return errors.Join(errs...)
 	}, nil
+}
+
+// linkGone says err is netlink's answer about a device that no longer exists.
+func linkGone(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.Is(err, unix.ENODEV) || errors.As(err, &nf)
 }
 
 // staleFilters describes egress filters named chains-sensor other than ours: left by a

@@ -28,6 +28,10 @@ type Frame struct {
 	NoMAC    uint8           // stages.NoSrcMAC, NoDstMAC: the addresses the link type does not give (zero in Data)
 	Num      uint64          // 1-based packet number in the file
 	Info     gopacket.CaptureInfo
+	// TimeNote says Time is not the timestamp as written (a fraction past a second: Time has
+	// the seconds and TimeFrac the field; past what a date shows: Time is the Unix epoch).
+	TimeNote stages.TimeNote
+	TimeFrac uint32
 	// Orig is the frame as the file holds it (what a filter expression reads). Where Wrapped,
 	// Data is Orig with its first LinkHdr bytes replaced by the synthetic Ethernet header.
 	Orig    []byte
@@ -40,20 +44,31 @@ type Frame struct {
 // make a packet of (a pcapng interface of an unsupported link type, an 802.11 control frame)
 // are skipped and counted (Skipped).
 type Capture struct {
-	read    func() ([]byte, gopacket.CaptureInfo, error)
-	link    func(iface int) layers.LinkType
-	name    func(iface int) string // pcapng interface names, as the file's blocks come
-	nIfaces func() int             // pcapng interfaces declared so far
+	read func() ([]byte, gopacket.CaptureInfo, error)
+	link func(iface int) layers.LinkType
+	ng   *pcapgo.NgReader // pcapng: its interfaces, as pcapgo has read them so far
+	ngs  *ngScan          // pcapng: the block scanner under pcapgo
+	fcs  int              // pcap: bytes of frame check sequence at the end of each frame
+	// pcap: the record headers' timestamp fields as written; nano says they are nanoseconds.
+	raw  *pcapScan
+	nano bool
+	buf  []byte
+	// order is the file's byte order: NFLOG's TLVs are in the capturing machine's.
+	order   binary.ByteOrder
 	desc    func(iface int) CaptureInterface
-	fcs     int // pcap: bytes of frame check sequence at the end of each frame
-	// noIfaces says a pcapng file has shown no interface description block yet (pcapgo
-	// reads them as they come when link types may be mixed).
-	noIfaces func() bool
-	order    binary.ByteOrder // of the file: NFLOG's TLVs are in the capturing machine's
-	buf      []byte
-	frame    Frame
-	num      uint64
-	skipped  map[string]uint64
+	skipped map[string]uint64
+	// name caches IfaceName's answer for the last interface asked (sources ask per packet).
+	nameIdx int
+	name    string
+	frame   Frame
+	num     uint64
+}
+
+// CaptureOptions bound what a capture stream may make the reader hold.
+type CaptureOptions struct {
+	// MaxInterfaces bounds the interface description blocks of a pcapng section (0:
+	// DefaultMaxInterfaces); past it reading stops with ErrTooManyInterfaces.
+	MaxInterfaces int
 }
 
 const (
@@ -64,9 +79,17 @@ const (
 	linktypeFCSShift = 28
 )
 
-// OpenCapture reads the file header of a pcap or pcapng stream.
-func OpenCapture(r io.Reader) (*Capture, error) {
-	br := bufio.NewReaderSize(r, 1<<16)
+// OpenCapture reads the file header of a pcap or pcapng stream, with the default bounds.
+func OpenCapture(r io.Reader) (*Capture, error) { return OpenCaptureWith(r, CaptureOptions{}) }
+
+// OpenCaptureWith reads the file header of a pcap or pcapng stream, within opts' bounds.
+func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
+	if opts.MaxInterfaces <= 0 {
+		opts.MaxInterfaces = DefaultMaxInterfaces
+	}
+	// The block scanner sees every byte first: it counts interface blocks as they pass.
+	ngs := newNgScan(r, opts.MaxInterfaces)
+	br := bufio.NewReaderSize(ngs, 1<<16)
 	magic, err := br.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -74,7 +97,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 		}
 		return nil, fmt.Errorf("reading the file header: %w", err)
 	}
-	c := &Capture{order: binary.LittleEndian, skipped: map[string]uint64{}}
+	c := &Capture{nameIdx: -1, order: binary.LittleEndian, skipped: map[string]uint64{}}
 	if binary.LittleEndian.Uint32(magic) == pcapngMagic {
 		if shb, err := br.Peek(12); err == nil && binary.BigEndian.Uint32(shb[8:12]) == 0x1a2b3c4d {
 			c.order = binary.BigEndian
@@ -83,7 +106,7 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 		if err != nil {
 			return nil, fmt.Errorf("not a readable pcapng file: %w", err)
 		}
-		c.noIfaces = func() bool { return ng.NInterfaces() == 0 }
+		c.ng, c.ngs = ng, ngs
 		c.read = ng.ZeroCopyReadPacketData
 		c.link = func(i int) layers.LinkType {
 			ifc, err := ng.Interface(i)
@@ -92,7 +115,6 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 			}
 			return ifc.LinkType
 		}
-		c.nIfaces = ng.NInterfaces
 		c.desc = func(i int) CaptureInterface {
 			ifc, err := ng.Interface(i)
 			if err != nil {
@@ -101,22 +123,23 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 			return CaptureInterface{Name: ifc.Name, Description: ifc.Description, Filter: ifc.Filter,
 				OS: ifc.OS, LinkType: ifc.LinkType, SnapLen: ifc.SnapLength}
 		}
-		c.name = func(i int) string {
-			if ifc, err := ng.Interface(i); err == nil {
-				return ifc.Name
-			}
-			return ""
-		}
 		return c, nil
 	}
 	// pcapgo keeps 16 bits of the link-type field; the FCS and reserved bits above them are
 	// read from the header here.
 	var raw uint32
+	// The pcap file starts here, for pcapgo and for the record scanner in front of it.
+	var in io.Reader
 	if hdr, order := pcapHeader(br); order != nil {
 		raw = order.Uint32(hdr[20:24])
+		c.nano = binary.LittleEndian.Uint32(hdr) == 0xa1b23c4d || binary.LittleEndian.Uint32(hdr) == 0x4d3cb2a1
+		c.raw = newPcapScan(acceptPcapMinor(br), order)
+		in = c.raw
 		c.order = order
+	} else {
+		in = acceptPcapMinor(br)
 	}
-	pr, err := pcapgo.NewReader(acceptPcapMinor(br))
+	pr, err := pcapgo.NewReader(in)
 	if err != nil {
 		return nil, fmt.Errorf("not a readable pcap or pcapng file: %w", err)
 	}
@@ -139,18 +162,31 @@ func OpenCapture(r io.Reader) (*Capture, error) {
 // LinkTypes returns the link types the file has declared so far: a pcap file's one, the
 // interfaces' of a pcapng file (more may come with later interface blocks).
 func (c *Capture) LinkTypes() []layers.LinkType {
-	if c.noIfaces != nil && c.noIfaces() {
-		return nil
+	if c.ng == nil {
+		return []layers.LinkType{c.link(0)}
 	}
 	var lts []layers.LinkType
-	n := 1
-	if c.nIfaces != nil {
-		n = max(c.nIfaces(), 1)
-	}
-	for i := range n {
+	for i := range c.ng.NInterfaces() {
 		lts = append(lts, c.link(i))
 	}
 	return lts
+}
+
+// IfaceName returns the pcapng name of interface i (as far as pcapgo has read the file's
+// interface blocks: by the time a packet of interface i is read, its block is), or "".
+func (c *Capture) IfaceName(i int) string {
+	if c.ng == nil {
+		return ""
+	}
+	if i == c.nameIdx {
+		return c.name
+	}
+	ifc, err := c.ng.Interface(i)
+	if err != nil {
+		return ""
+	}
+	c.nameIdx, c.name = i, ifc.Name
+	return c.name
 }
 
 // CaptureInterface is what a capture file says of one of its interfaces: a pcapng interface
@@ -163,14 +199,6 @@ type CaptureInterface struct {
 
 // Interface returns what the file says of interface i (a pcap file has one, 0).
 func (c *Capture) Interface(i int) CaptureInterface { return c.desc(i) }
-
-// IfaceName returns the pcapng name of interface i, or "".
-func (c *Capture) IfaceName(i int) string {
-	if c.name == nil {
-		return ""
-	}
-	return c.name(i)
-}
 
 // Frames returns how many frames were read so far, packets and skipped ones.
 func (c *Capture) Frames() uint64 { return c.num }
@@ -193,11 +221,19 @@ func (c *Capture) Next() (*Frame, error) {
 }
 
 func (c *Capture) next() (*Frame, error) {
-	data, ci, err := c.read()
 	n := c.num + 1
+	if c.ngs != nil && c.ngs.err != nil {
+		// The scanner is ahead of pcapgo (buffers between them): it found the bound passed.
+		return nil, fmt.Errorf("packet %d: %w", n, c.ngs.err)
+	}
+	data, ci, err := c.read()
 	if err != nil {
+		var many ErrTooManyInterfaces
+		if errors.As(err, &many) {
+			return nil, fmt.Errorf("packet %d: %w", n, many)
+		}
 		if errors.Is(err, io.EOF) && len(data) == 0 && !errors.Is(err, io.ErrUnexpectedEOF) {
-			if c.noIfaces != nil && c.noIfaces() {
+			if c.ng != nil && c.ng.NInterfaces() == 0 {
 				return nil, errors.New("the pcapng file has no interface description block, so it can hold no packets")
 			}
 			return nil, io.EOF
@@ -217,6 +253,27 @@ func (c *Capture) next() (*Frame, error) {
 		// libpcap (tcpdump prints 1970-01-01 00:00:00), not year 1 (1754 once in nanoseconds).
 		ci.Timestamp = time.Unix(0, 0).UTC()
 	}
+	note, frac := stages.TimeValid, uint32(0)
+	if c.raw != nil {
+		// pcapgo multiplies a microsecond field by 1000 in 32 bits and lets time.Unix carry a
+		// fraction past a second into the seconds: the fields as written say what it was.
+		if ts, ok := c.raw.take(); ok {
+			switch {
+			case !c.nano && ts.frac > 999_999:
+				note, frac = stages.TimeInvalidMicro, ts.frac
+			case c.nano && ts.frac > 999_999_999:
+				note, frac = stages.TimeInvalidNano, ts.frac
+			}
+			if note != stages.TimeValid {
+				ci.Timestamp = time.Unix(int64(ts.sec), 0).UTC()
+			}
+		}
+	}
+	if sec := ci.Timestamp.Unix(); sec < 0 || sec > maxTimeSeconds {
+		// Past what the records' int64 nanoseconds hold (a pcapng timestamp of 2^64-1 µs
+		// once printed as 1969-12-31).
+		note, ci.Timestamp = stages.TimeOverflow, time.Unix(0, 0).UTC()
+	}
 	lt := c.link(ci.InterfaceIndex)
 	if !supportedLinkType(lt) {
 		// Only pcapng gets here (a pcap file of such a link type does not open): its
@@ -224,7 +281,7 @@ func (c *Capture) next() (*Frame, error) {
 		return nil, skip(fmt.Sprintf("packets of pcapng interface %d (%s, link type %d, not supported)", ci.InterfaceIndex, LinkTypeName(lt), int(lt)))
 	}
 	f := &c.frame
-	*f = Frame{Time: ci.Timestamp, Iface: ci.InterfaceIndex, LinkType: lt, Num: n, Info: ci}
+	*f = Frame{Time: ci.Timestamp, Iface: ci.InterfaceIndex, LinkType: lt, Num: n, Info: ci, TimeNote: note, TimeFrac: frac}
 	hdr, tail, err := c.toEthernet(data, lt, f)
 	var s skip
 	if errors.As(err, &s) {
@@ -241,6 +298,10 @@ func (c *Capture) next() (*Frame, error) {
 	f.WireLen = uint32(max(wire, len(f.Data)))
 	return f, nil
 }
+
+// maxTimeSeconds is the last second a record's timestamp (int64 nanoseconds since 1970) holds:
+// 2262-04-11 23:47:16 UTC.
+const maxTimeSeconds = (1<<63 - 1) / int64(time.Second)
 
 // toEthernet puts the frame in f.Data and returns the lengths of the link header it replaced
 // and of the trailer (an 802.11 FCS) it dropped.

@@ -152,3 +152,26 @@ func (c *Counters) String() string {
 	}
 	return b.String()
 }
+
+// ReadFollow returns what message following did, from the counters c and the entries left in
+// the follow map (its evictions are the windows opened, less those closed and those left).
+func ReadFollow(objs *Objects, c Counters) (FollowStats, error) {
+	f := FollowStats{Opened: c[gen.SensorCounterKeyCNT_FOLLOW_OPENED], Closed: c[gen.SensorCounterKeyCNT_FOLLOW_CLOSED],
+		Followed: c[gen.SensorCounterKeyCNT_FOLLOWED]}
+	if objs.Follow == nil {
+		return f, nil
+	}
+	var k gen.SensorFollowKey
+	var v gen.SensorFollowVal
+	it := objs.Follow.Iterate()
+	for it.Next(&k, &v) {
+		f.Live++
+	}
+	if err := it.Err(); err != nil {
+		return f, fmt.Errorf("reading the follow map: %w", err)
+	}
+	if n := f.Opened - f.Closed; n >= uint64(f.Live) {
+		f.Evicted = n - uint64(f.Live)
+	}
+	return f, nil
+}

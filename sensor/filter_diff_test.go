@@ -322,8 +322,9 @@ func readFiltered(path string, f *sensor.FileFilter, reps *sensor.Replayers) (nu
 	for p := range src.Packets() {
 		nums = append(nums, p.Num)
 	}
-	if src.Err() == nil && src.Seen != src.Filtered+src.Recorded {
-		return nums, src.Seen, fmt.Errorf("%d seen, %d filtered, %d recorded: the counts do not add up", src.Seen, src.Filtered, src.Recorded)
+	n := src.Counts()
+	if src.Err() == nil && n.Seen != n.Filtered+n.Recorded {
+		return nums, n.Seen, fmt.Errorf("%d seen, %d filtered, %d recorded: the counts do not add up", n.Seen, n.Filtered, n.Recorded)
 	}
 	return nums, c.Frames(), src.Err() // frames read, with those skipped for carrying no packet
 }

@@ -5,11 +5,13 @@ import (
 	"io"
 	"iter"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/gen"
 	"github.com/chains-sensor/chains-sensor/stages"
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,31 +24,71 @@ type PacketDecoder interface {
 type ifaceCount struct {
 	name    string
 	in, out atomic.Uint64
+	gone    atomic.Bool
 }
 
 // Live turns the samples of a Reader into Packets and counts them per interface. Its counts
-// may be read (Counts) from any goroutine while Packets is being pulled.
+// may be read (Counts) from any goroutine while Packets is being pulled, and interfaces added
+// (AddIface) or marked gone (IfaceGone) meanwhile.
 type Live struct {
-	r      *Reader
-	dec    PacketDecoder
-	ifaces map[uint32]*ifaceCount
-	order  []uint32
+	r   *Reader
+	dec PacketDecoder
+	// ifaces maps an interface index to its counts; it is replaced, never changed, so that
+	// decode reads it without a lock (AddIface copies it under mu).
+	ifaces atomic.Pointer[map[uint32]*ifaceCount]
+	mu     sync.Mutex
+	order  []uint32 // guarded by mu
 
-	decoded, undecodable atomic.Uint64
-	err                  error
+	decoded, undecodable, unprinted atomic.Uint64
+	quiet                           atomic.Bool
+	err                             error
 }
 
 // NewLive reads samples from r, decodes them with dec and names their interfaces from names
 // (ifindex to name; samples from other interfaces are counted under their index).
 func NewLive(r *Reader, dec PacketDecoder, names map[uint32]string) *Live {
-	l := &Live{r: r, dec: dec, ifaces: map[uint32]*ifaceCount{}}
+	l := &Live{r: r, dec: dec}
+	m := map[uint32]*ifaceCount{}
 	for idx, n := range names {
-		l.ifaces[idx] = &ifaceCount{name: n}
+		m[idx] = &ifaceCount{name: n}
 		l.order = append(l.order, idx)
 	}
 	slices.Sort(l.order)
+	l.ifaces.Store(&m)
 	return l
 }
+
+// AddIface names the samples of interface idx (one attached after the start: --reattach).
+func (l *Live) AddIface(idx uint32, name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := *l.ifaces.Load()
+	if c := old[idx]; c != nil && c.name == name {
+		c.gone.Store(false)
+		return
+	}
+	m := make(map[uint32]*ifaceCount, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[idx] = &ifaceCount{name: name}
+	l.ifaces.Store(&m)
+	if !slices.Contains(l.order, idx) {
+		l.order = append(l.order, idx)
+	}
+}
+
+// IfaceGone marks interface idx as gone: its counts stay, its stats line says so.
+func (l *Live) IfaceGone(idx uint32) {
+	if c := (*l.ifaces.Load())[idx]; c != nil {
+		c.gone.Store(true)
+	}
+}
+
+// Quiet makes Packets stop yielding: what is left in the ring is read and counted (as not
+// printed) but no longer handed to the chain, so a stop the chain is too slow to follow still
+// accounts for every record. It may be called from any goroutine.
+func (l *Live) Quiet() { l.quiet.Store(true) }
 
 // Packets yields a Packet per sample, the same Packet each time (reset between yields), with
 // Num counting from 1 and Iface set from the names given to NewLive. It ends when the reader
@@ -62,6 +104,10 @@ func (l *Live) Packets() iter.Seq[*stages.Packet] {
 			if !l.decode(raw, &p) {
 				return true
 			}
+			if l.quiet.Load() {
+				l.unprinted.Add(1)
+				return true
+			}
 			num++
 			p.Num = num
 			return yield(&p)
@@ -72,10 +118,28 @@ func (l *Live) Packets() iter.Seq[*stages.Packet] {
 // Drain reads what is left in the ring, counting it as Packets would, without yielding it:
 // after the consumer stopped (-c N), so that every record is accounted for. Call Reader.Stop
 // first (after detaching), so that Drain returns once the ring is empty.
-func (l *Live) Drain() error {
+func (l *Live) Drain() error { return l.drainFrom(l.r) }
+
+// DrainWith counts what is left in the ring through a fresh reader on events, when the one
+// Packets used is stuck in the chain (a blocked output) and had to be closed: the records
+// still in the ring are counted, so the per-interface counts agree with the kernel's. Close
+// the first reader and detach the programs first.
+func (l *Live) DrainWith(events *ebpf.Map) error {
+	r, err := NewReader(events, ReaderOptions{Linger: -1})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	r.Stop()
+	return l.drainFrom(r)
+}
+
+func (l *Live) drainFrom(r *Reader) error {
 	var p stages.Packet
-	return l.r.Run(func(raw []byte) bool {
-		l.decode(raw, &p)
+	return r.Run(func(raw []byte) bool {
+		if l.decode(raw, &p) {
+			l.unprinted.Add(1)
+		}
 		return true
 	})
 }
@@ -88,7 +152,7 @@ func (l *Live) decode(raw []byte, p *stages.Packet) bool {
 		return false
 	}
 	l.decoded.Add(1)
-	if c := l.ifaces[p.Ifindex]; c != nil {
+	if c := (*l.ifaces.Load())[p.Ifindex]; c != nil {
 		p.Iface = c.name
 		if p.Dir == stages.DirOut {
 			c.out.Add(1)
@@ -107,6 +171,7 @@ type IfaceCounts struct {
 	Iface   string
 	Ifindex uint32
 	In, Out uint64
+	Gone    bool // the interface disappeared during the run
 }
 
 // LiveCounts are what user space received.
@@ -114,17 +179,26 @@ type LiveCounts struct {
 	Read        uint64 // samples read from the ring
 	Decoded     uint64 // samples decoded into Packets
 	Undecodable uint64 // samples that failed to decode: lost in user space
-	Ifaces      []IfaceCounts
-	Reader      ReaderStats
+	// Unprinted counts the records read and decoded (so recorded) that the chain was not
+	// given: read after -c N was reached, or after a stop the chain was too slow to follow.
+	Unprinted uint64
+	Ifaces    []IfaceCounts
+	Reader    ReaderStats
 }
 
 // Counts returns what was received so far.
 func (l *Live) Counts() LiveCounts {
-	c := LiveCounts{Decoded: l.decoded.Load(), Undecodable: l.undecodable.Load(), Reader: l.r.Stats()}
-	c.Read = c.Reader.Records
-	for _, idx := range l.order {
-		ic := l.ifaces[idx]
-		c.Ifaces = append(c.Ifaces, IfaceCounts{Iface: ic.name, Ifindex: idx, In: ic.in.Load(), Out: ic.out.Load()})
+	c := LiveCounts{Decoded: l.decoded.Load(), Undecodable: l.undecodable.Load(), Unprinted: l.unprinted.Load(), Reader: l.r.Stats()}
+	// Read counts what was read: by Packets' reader, or by DrainWith's (every record that
+	// decoded or not went through decode once).
+	c.Read = max(c.Reader.Records, c.Decoded+c.Undecodable)
+	l.mu.Lock()
+	order := slices.Clone(l.order)
+	l.mu.Unlock()
+	m := *l.ifaces.Load()
+	for _, idx := range order {
+		ic := m[idx]
+		c.Ifaces = append(c.Ifaces, IfaceCounts{Iface: ic.name, Ifindex: idx, In: ic.in.Load(), Out: ic.out.Load(), Gone: ic.gone.Load()})
 	}
 	return c
 }
@@ -142,6 +216,9 @@ type KernelCounts struct {
 	Filter            bool
 	Filtered          uint64
 	FilteredByIfindex map[uint32]uint64
+	// Follow is what message following (bpf/follow.h) did, its bound the follow map's size.
+	Follow      FollowStats
+	FollowBound uint32
 }
 
 // Loss is the end-to-end account: every packet the programs saw was either filtered out (by
@@ -175,14 +252,18 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	l := Account(k, u)
 	for _, ic := range u.Ifaces {
 		lost := k.LostByIfindex[ic.Ifindex]
+		name := ic.Iface
+		if ic.Gone {
+			name += " (gone)"
+		}
 		if k.Filter {
 			filtered := k.FilteredByIfindex[ic.Ifindex]
 			fmt.Fprintf(w, "%s: %d seen, %d filtered out, %d in and %d out records, %d lost to a full ring buffer\n",
-				ic.Iface, filtered+ic.In+ic.Out+lost, filtered, ic.In, ic.Out, lost)
+				name, filtered+ic.In+ic.Out+lost, filtered, ic.In, ic.Out, lost)
 			continue
 		}
 		fmt.Fprintf(w, "%s: %d seen, %d in and %d out records, %d lost to a full ring buffer\n",
-			ic.Iface, ic.In+ic.Out+lost, ic.In, ic.Out, lost)
+			name, ic.In+ic.Out+lost, ic.In, ic.Out, lost)
 	}
 	filtered := ""
 	if k.Filter {
@@ -190,13 +271,21 @@ func WriteStats(w io.Writer, k KernelCounts, u LiveCounts) Loss {
 	}
 	fmt.Fprintf(w, "kernel: %d seen (%d ingress, %d egress),%s %d records, %d lost to a full ring buffer, %d without payload\n",
 		l.Seen, k.XDPSeen, k.TCSeen, filtered, k.Emitted, k.RingFull, k.SnapFailed)
+	if f := k.Follow; f.Opened > 0 {
+		fmt.Fprintf(w, "kernel: message following: %d packets followed; %d TCP directions followed, %d done, %d now, %d evicted from the full table (bound %d)\n",
+			f.Followed, f.Opened, f.Closed, f.Live, f.Evicted, k.FollowBound)
+	}
 	rs := u.Reader
 	perWake := 0.0
 	if rs.Wakeups+rs.Lingers > 0 {
 		perWake = float64(rs.Records) / float64(rs.Wakeups+rs.Lingers)
 	}
-	fmt.Fprintf(w, "user space: %d read, %d undecodable, %d unread; %d wake-ups, %d lingers (%.0f records each)\n",
-		u.Read, u.Undecodable, l.Unread, rs.Wakeups, rs.Lingers, perWake)
+	unprinted := ""
+	if u.Unprinted > 0 {
+		unprinted = fmt.Sprintf(" (%d of them read after the stop and not printed)", u.Unprinted)
+	}
+	fmt.Fprintf(w, "user space: %d read%s, %d undecodable, %d unread; %d wake-ups, %d lingers (%.0f records each)\n",
+		u.Read, unprinted, u.Undecodable, l.Unread, rs.Wakeups, rs.Lingers, perWake)
 	fmt.Fprintln(w, CountsLine(l.Filter, l.Filtered, l.Recorded, l.Lost))
 	return l
 }
@@ -227,7 +316,13 @@ func ReadKernelCounts(objs *Objects) (KernelCounts, error) {
 			return KernelCounts{}, err
 		}
 	}
+	follow, err := ReadFollow(objs, c)
+	if err != nil {
+		return KernelCounts{}, err
+	}
 	return KernelCounts{
+		Follow:            follow,
+		FollowBound:       objs.Config.FollowFlows,
 		Filter:            objs.Config.Filter != nil,
 		Filtered:          c.Filtered(),
 		FilteredByIfindex: filtered,

@@ -43,7 +43,7 @@ func TestAccountBalances(t *testing.T) {
 func TestWriteStatsLastLine(t *testing.T) {
 	var buf bytes.Buffer
 	u := LiveCounts{Read: 96, Decoded: 95, Undecodable: 1,
-		Ifaces: []IfaceCounts{{"eth0", 2, 60, 30}, {"eth1", 3, 5, 0}},
+		Ifaces: []IfaceCounts{{Iface: "eth0", Ifindex: 2, In: 60, Out: 30}, {Iface: "eth1", Ifindex: 3, In: 5}},
 		Reader: ReaderStats{Records: 96, Wakeups: 2, Lingers: 1}}
 	WriteStats(&buf, KernelCounts{XDPSeen: 70, TCSeen: 30, Emitted: 96, RingFull: 4, LostByIfindex: map[uint32]uint64{2: 3, 3: 1}}, u)
 	lines := strings.Split(strings.TrimRight(buf.String(), "\n"), "\n")
@@ -63,7 +63,7 @@ func TestWriteStatsLastLine(t *testing.T) {
 // the filter rejected, and N = F + M + L.
 func TestWriteStatsFiltered(t *testing.T) {
 	var buf bytes.Buffer
-	u := LiveCounts{Read: 40, Decoded: 40, Ifaces: []IfaceCounts{{"eth0", 2, 30, 10}}}
+	u := LiveCounts{Read: 40, Decoded: 40, Ifaces: []IfaceCounts{{Iface: "eth0", Ifindex: 2, In: 30, Out: 10}}}
 	k := KernelCounts{XDPSeen: 930, TCSeen: 110, Emitted: 41, RingFull: 1, Filter: true, Filtered: 998,
 		FilteredByIfindex: map[uint32]uint64{2: 998}, LostByIfindex: map[uint32]uint64{2: 1}}
 	l := WriteStats(&buf, k, u)

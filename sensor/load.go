@@ -24,6 +24,11 @@ const (
 	DefaultSnapLarge = SnapMax
 	// DefaultRingSize is the size of the events ring buffer in bytes.
 	DefaultRingSize = 8 << 20
+	// DefaultFollowBytes is how much of a TCP direction message following keeps in the large
+	// payload class (FOLLOW_BYTES, bpf/follow.h).
+	DefaultFollowBytes = 8192
+	// DefaultFollowFlows bounds the TCP directions followed at once (FOLLOW_FLOWS).
+	DefaultFollowFlows = 65536
 	// FrameMax is the most bytes of a frame a record carries when the programs copy whole
 	// frames (Config.FrameSnap; FRAME_MAX in bpf/config.h).
 	FrameMax = 262144
@@ -36,6 +41,12 @@ type Config struct {
 	WakeupBytes uint32 // wake the reader each time this many more bytes wait, a power of two (0: the kernel's policy)
 	RingSize    uint32 // ring buffer size, a power of two multiple of the page size (0: default)
 	NoDecap     bool   // enter no tunnel: report the outer packet of VXLAN, GRE, IP in IP, ...
+	// FollowBytes is how much of a TCP direction keeps the large payload class after a SYN, a
+	// TLS record or HTTP request head cut by its segment, or a tiny segment that may start one
+	// (bpf/follow.h; 0: DefaultFollowBytes). NoFollow turns following off.
+	FollowBytes uint32
+	NoFollow    bool
+	FollowFlows uint32 // TCP directions followed at once, the follow map's bound (0: DefaultFollowFlows)
 	// FrameSnap makes every record carry its frame from the first byte, up to this many
 	// bytes (at most FrameMax); 0: only the payload bytes SnapSmall and SnapLarge say.
 	FrameSnap uint32
@@ -55,7 +66,21 @@ func (c Config) withDefaults() Config {
 	if c.RingSize == 0 {
 		c.RingSize = DefaultRingSize
 	}
+	if c.FollowBytes == 0 {
+		c.FollowBytes = DefaultFollowBytes
+	}
+	if c.FollowFlows == 0 {
+		c.FollowFlows = DefaultFollowFlows
+	}
 	return c
+}
+
+// followBytes is cfg.follow_bytes: 0 when following is off.
+func (c Config) followBytes() uint32 {
+	if c.NoFollow {
+		return 0
+	}
+	return c.FollowBytes
 }
 
 // Objects are the loaded programs and maps.
@@ -69,7 +94,9 @@ type Objects struct {
 	FilteredByIf *ebpf.Map
 	// FilterReplay is the filter's view of the replayed frame (read --kernel with a filter).
 	FilterReplay *ebpf.Map
-	Config       Config // the knobs the programs were loaded with
+	// Follow holds the TCP directions whose segments get the large payload class (bpf/follow.h).
+	Follow *ebpf.Map
+	Config Config // the knobs the programs were loaded with
 
 	objs gen.SensorObjects
 }
@@ -100,11 +127,13 @@ func Load(cfg Config) (*Objects, error) {
 		SnapSmall:   cfg.SnapSmall,
 		WakeupBytes: cfg.WakeupBytes,
 		NoDecap:     boolU32(cfg.NoDecap),
+		FollowBytes: cfg.followBytes(),
 		FrameSnap:   cfg.FrameSnap,
 	}); err != nil {
 		return nil, fmt.Errorf("setting cfg: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = cfg.RingSize
+	spec.Maps["follow"].MaxEntries = cfg.FollowFlows
 	if cfg.Filter != nil {
 		if err := injectFilter(spec, cfg.Filter); err != nil {
 			return nil, err
@@ -128,6 +157,7 @@ func Load(cfg Config) (*Objects, error) {
 	o.XDP, o.TC = o.objs.XdpSensor, o.objs.TcSensor
 	o.Events, o.Counters, o.LostByIf = o.objs.Events, o.objs.Counters, o.objs.LostByIface
 	o.FilteredByIf, o.FilterReplay = o.objs.FilteredByIface, o.objs.FilterReplay
+	o.Follow = o.objs.Follow
 	return o, nil
 }
 

@@ -120,17 +120,24 @@ type Meta struct {
 	Dir     uint8  // 0 in (xdp_sensor), 1 out (tc_sensor)
 }
 
-// Twin is the Go twin of the kernel parser, with the knobs the programs were loaded with.
+// Twin is the Go twin of the kernel parser, with the knobs the programs were loaded with. Its
+// Follow table is the twin of the kernel's follow map: copies of a Twin share it, so a Twin
+// serves one source of frames (it is not safe for concurrent use).
 type Twin struct {
-	SnapSmall uint16 // payload bytes for other packets
-	SnapLarge uint16 // payload bytes for DNS ports, TLS handshakes and HTTP heads
-	NoDecap   bool   // enter no tunnel (cfg.no_decap)
+	SnapSmall uint16  // payload bytes for other packets
+	SnapLarge uint16  // payload bytes for DNS ports, TLS handshakes and HTTP heads
+	NoDecap   bool    // enter no tunnel (cfg.no_decap)
+	Follow    *Follow // message following (nil: none)
 }
 
 // NewTwin returns the twin for cfg's knobs (zero fields: the defaults).
 func NewTwin(cfg Config) Twin {
 	cfg = cfg.withDefaults()
-	return Twin{SnapSmall: cfg.SnapSmall, SnapLarge: cfg.SnapLarge, NoDecap: cfg.NoDecap}
+	t := Twin{SnapSmall: cfg.SnapSmall, SnapLarge: cfg.SnapLarge, NoDecap: cfg.NoDecap}
+	if b := cfg.followBytes(); b != 0 {
+		t.Follow = newFollow(b, t.SnapSmall, int(cfg.FollowFlows))
+	}
+	return t
 }
 
 // cursor mirrors struct cursor (pos) and struct walk (the rest): positions are offsets into
@@ -146,6 +153,7 @@ type cursor struct {
 	next  uint8
 	large bool
 	jumbo bool
+	msg   uint8               // walk.msg
 	ext   gen.SensorRecordExt // walk.ext
 
 	noDecap bool
@@ -186,6 +194,9 @@ func (t Twin) Parse(dst, frame []byte, m Meta) []byte {
 	}
 	r.Dir = m.Dir
 	walk(&c, &r)
+	if c.msg != msgNone && t.Follow != nil {
+		t.Follow.decide(frame, &r, &c)
+	}
 
 	snap := uint32(t.SnapSmall)
 	if c.large {

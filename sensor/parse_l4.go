@@ -10,18 +10,49 @@ import (
 
 func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
 
-func payloadIsLarge(c *cursor) bool {
+// What the payload after a whole TCP header starts (enum msg_kind).
+const (
+	msgNone = iota
+	msgData
+	msgTLS
+	msgHTTPReq
+	msgHTTPResp
+)
+
+// payloadKind mirrors payload_kind.
+func payloadKind(c *cursor) uint8 {
 	if !c.has(4) {
-		return false
+		return msgData
 	}
 	b := c.b[c.pos:]
-	if b[0] == 0x16 && b[1] == 0x03 {
-		return true
+	if (b[0] == 0x16 || b[0] == 0x14) && b[1] == 0x03 {
+		return msgTLS
 	}
 	switch binary.BigEndian.Uint32(b) {
 	case 0x47455420, 0x504f5354, 0x48454144, 0x50555420, 0x44454c45,
-		0x4f505449, 0x50415443, 0x434f4e4e, 0x54524143, 0x48545450:
-		return true
+		0x4f505449, 0x50415443, 0x434f4e4e, 0x54524143:
+		return msgHTTPReq
+	case 0x48545450:
+		return msgHTTPResp
+	}
+	return msgData
+}
+
+// payloadIsQUICInitial mirrors payload_is_quic_initial.
+func payloadIsQUICInitial(c *cursor) bool {
+	if !c.has(5) {
+		return false
+	}
+	b := c.b[c.pos:]
+	if b[0]&0xc0 != 0xc0 {
+		return false
+	}
+	typ := b[0] >> 4 & 3
+	switch binary.BigEndian.Uint32(b[1:]) {
+	case 0x00000001:
+		return typ == 0
+	case 0x6b3343cf:
+		return typ == 1
 	}
 	return false
 }
@@ -87,7 +118,8 @@ func parseTCP(c *cursor, r *gen.SensorRecord) {
 	}
 	c.pos += hlen
 	stopHere(c, r, c.ipEnd)
-	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport) || payloadIsLarge(c)
+	c.msg = payloadKind(c)
+	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport) || c.msg >= msgTLS
 }
 
 func parseUDP(c *cursor, r *gen.SensorRecord) {
@@ -110,13 +142,13 @@ func parseUDP(c *cursor, r *gen.SensorRecord) {
 		fail(r, statusMalformed, layerUDP)
 		return
 	}
-	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport)
 	end := c.pos + l
 	if end > c.ipEnd {
 		fail(r, statusMalformed, layerUDP)
 		end = c.ipEnd
 	}
 	c.pos += 8
+	c.large = isDNSPort(r.Sport) || isDNSPort(r.Dport) || payloadIsQUICInitial(c)
 	stopHere(c, r, end)
 	if !c.noDecap && isTunnelPort(r.Dport) {
 		c.l4End = end

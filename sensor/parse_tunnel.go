@@ -49,6 +49,7 @@ func enter(c *cursor, r *gen.SensorRecord, typ, flags uint8, id, off, end uint32
 	r.PayloadLen = 0
 	c.avail = 0
 	c.large = false
+	c.msg = msgNone
 	c.jumbo = false
 	c.ipEnd = 0
 	c.len = min(c.len, end)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"sync/atomic"
 
 	"github.com/chains-sensor/chains-sensor/stages"
 )
@@ -24,9 +25,19 @@ type FileSource struct {
 	buf    []byte
 	p      stages.Packet
 	err    error
+	limit  uint64 // stop after this many Packets (0: no limit)
 
+	stopped                  atomic.Bool
+	seen, filtered, recorded atomic.Uint64
+	// the kernel's fallbacks to the twin (FileCounts)
+	fallbacks, frameSize, skbRefused, filterHeader atomic.Uint64
+}
+
+// FileCounts are what a FileSource counted so far.
+type FileCounts struct {
 	// Seen counts the packets read from the file; Filtered those the filter expression
-	// rejected; Recorded those that became Packets.
+	// rejected; Recorded those that became Packets. Seen = Filtered + Recorded, but for a
+	// packet that ended the run with an error.
 	Seen, Filtered, Recorded uint64
 	// TwinFallbacks counts frames the kernel could not take, parsed by the Go twin instead:
 	// TwinFrameSize those outside BPF_PROG_TEST_RUN's sizes (see MaxReplayFrame),
@@ -34,6 +45,21 @@ type FileSource struct {
 	// TwinFilterHeader those whose link header the kernel filter cannot be given.
 	TwinFallbacks, TwinFrameSize, TwinSkbRefused, TwinFilterHeader uint64
 }
+
+// Counts returns the counts so far; it may be called from any goroutine.
+func (s *FileSource) Counts() FileCounts {
+	return FileCounts{Seen: s.seen.Load(), Filtered: s.filtered.Load(), Recorded: s.recorded.Load(), TwinFallbacks: s.fallbacks.Load(),
+		TwinFrameSize: s.frameSize.Load(), TwinSkbRefused: s.skbRefused.Load(), TwinFilterHeader: s.filterHeader.Load()}
+}
+
+// Limit makes Packets end after n Packets (-c N; 0: no limit), so that the file is read no
+// further than the packets the run prints: a stage that reads ahead (reverse DNS, from a pipe)
+// does not make the counts run past them.
+func (s *FileSource) Limit(n uint64) { s.limit = n }
+
+// Stop makes Packets end before the next frame, and an error of the frame being read (its
+// reader interrupted) the end of the file. It may be called from any goroutine.
+func (s *FileSource) Stop() { s.stopped.Store(true) }
 
 // NewFileSource reads c with the twin; with rep non-nil, through the kernel program.
 func NewFileSource(c *Capture, twin Twin, rep *Replayer) *FileSource {
@@ -55,8 +81,14 @@ func (s *FileSource) Err() error { return s.err }
 func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 	return func(yield func(*stages.Packet) bool) {
 		for {
+			if s.stopped.Load() || s.limit != 0 && s.recorded.Load() >= s.limit {
+				return
+			}
 			f, err := s.cap.Next()
 			if err != nil {
+				if s.stopped.Load() {
+					return // interrupted by Stop: not an error
+				}
 				if !errors.Is(err, io.EOF) {
 					s.err = err
 				} else if s.filter != nil {
@@ -66,11 +98,11 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 				}
 				return
 			}
-			s.Seen++
+			s.seen.Add(1)
 			m := Meta{TS: f.Time.UnixNano(), Ifindex: uint32(f.Iface), WireLen: f.WireLen, Dir: f.Dir}
 			raw, err := s.parse(f, m)
 			if errors.Is(err, ErrFiltered) {
-				s.Filtered++
+				s.filtered.Add(1)
 				continue
 			}
 			if err != nil {
@@ -84,13 +116,14 @@ func (s *FileSource) Packets() iter.Seq[*stages.Packet] {
 			}
 			s.p.Num = f.Num
 			s.p.Iface = s.cap.IfaceName(f.Iface)
+			s.p.TimeNote, s.p.TimeFrac = f.TimeNote, f.TimeFrac
 			s.p.Frame = f.Orig
 			if s.p.Frame == nil {
 				s.p.Frame = noBytes // a record of no bytes is still a packet of the file
 			}
 			s.p.FrameLen = uint32(max(f.Info.Length, len(f.Orig)))
 			s.p.NoMAC = f.NoMAC
-			s.Recorded++
+			s.recorded.Add(1)
 			if !yield(&s.p) {
 				return
 			}
@@ -109,7 +142,7 @@ func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
 	switch {
 	case !kernel:
 	case len(f.Data) < 14 || len(f.Data) > MaxReplayFrame:
-		s.TwinFrameSize++
+		s.frameSize.Add(1)
 	default:
 		rep := s.rep
 		var err error
@@ -121,15 +154,15 @@ func (s *FileSource) parse(f *Frame, m Meta) ([]byte, error) {
 			if !errors.Is(err, ErrSkbRefused) {
 				return raw, err
 			}
-			s.TwinSkbRefused++
+			s.skbRefused.Add(1)
 		} else if errors.Is(err, ErrFilterHeader) || errors.Is(err, ErrFilterLayout) {
-			s.TwinFilterHeader++
+			s.filterHeader.Add(1)
 		} else {
 			return nil, err
 		}
 	}
 	if kernel {
-		s.TwinFallbacks++
+		s.fallbacks.Add(1)
 	}
 	if s.filter != nil {
 		ok, err := s.filter.Match(f)

@@ -108,8 +108,40 @@ func (c Class) String() string {
 // IsMulticast reports whether c is a multicast class (named or not).
 func (c Class) IsMulticast() bool { return c >= ClassMulticast && c < numClasses }
 
-// NXDomain is the domain of an address whose reverse lookup failed.
+// NXDomain is the domain of an address whose reverse lookup was answered NXDOMAIN (and only
+// that: a lookup that failed otherwise leaves the address's class, and says why in RDNS).
 const NXDomain = "nxdomain"
+
+// RDNS is how the reverse-DNS stage came by an address's domain (Packet.SrcRDNS, DstRDNS):
+// the name, the answer that there is none, or why there is no answer. JSON shows it as
+// src_rdns and dst_rdns; the exit statistics count the lookups by it.
+type RDNS uint8
+
+// Reverse-DNS outcomes.
+const (
+	RDNSNone        RDNS = iota // not looked up: not a public address, or -n
+	RDNSName                    // a PTR answer named it
+	RDNSHosts                   // the hosts file named it
+	RDNSNXDomain                // the server answered NXDOMAIN: Domain is NXDomain
+	RDNSNoData                  // the server answered without a PTR record (NODATA)
+	RDNSTimeout                 // no server answered in time
+	RDNSRefused                 // the server refused: an ICMP port unreachable, or rcode REFUSED
+	RDNSUnreachable             // no route to the server (network or host unreachable)
+	RDNSServFail                // the server answered SERVFAIL
+	RDNSError                   // another failure: another rcode, a malformed answer, a local error
+	RDNSPending                 // the packet left before its lookup ended (bounded wait, full tables)
+	NumRDNS                     // the number of outcomes
+)
+
+var rdnsNames = [NumRDNS]string{"", "name", "hosts", "nxdomain", "nodata", "timeout", "refused", "unreachable", "servfail", "error", "pending"}
+
+// String returns the outcome's name as JSON shows it ("" for RDNSNone).
+func (r RDNS) String() string {
+	if r < NumRDNS {
+		return rdnsNames[r]
+	}
+	return "unknown"
+}
 
 // Tags, one bit each, set by the classification (the direction) and the reverse-DNS stage.
 const (

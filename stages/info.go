@@ -53,21 +53,23 @@ type DNSInfo struct {
 	Latency    time.Duration // with Matched: the response's time minus the query's
 	QueryNum   uint64        // with Matched: the query's packet number
 	Weird      []DNSWeird    // why the message is weird; empty when it is not
+	Next       *DNSInfo      // a further message the same packet completed (DNS over TCP)
 }
 
 // HTTPInfo is the head of an HTTP/1.x request or response.
 type HTTPInfo struct {
-	Request   bool   // a request; otherwise a response
-	Method    string // request method
-	URI       string // request target as sent (percent-encoded)
-	Version   string // "HTTP/1.1", ...
-	Host      string // Host header
-	UserAgent string // User-Agent header
-	Referer   string // Referer header
-	Status    int    // response status code
-	Reason    string // response reason phrase
-	Partial   bool   // the head was cut short (capture or reassembly limit); later fields may be missing
-	Segments  int    // TCP segments the head was reassembled from (0: read from one packet)
+	Request   bool      // a request; otherwise a response
+	Method    string    // request method
+	URI       string    // request target as sent (percent-encoded)
+	Version   string    // "HTTP/1.1", ...
+	Host      string    // Host header
+	UserAgent string    // User-Agent header
+	Referer   string    // Referer header
+	Status    int       // response status code
+	Reason    string    // response reason phrase
+	Partial   bool      // the head was cut short (capture or reassembly limit); later fields may be missing
+	Segments  int       // TCP segments the head was reassembled from (0: read from one packet)
+	Next      *HTTPInfo // a further head the same packet completed (pipelined requests)
 }
 
 // TLS handshake message types the TLS stage decodes.
@@ -93,5 +95,8 @@ type TLSInfo struct {
 	Groups        []uint16 // supported_groups in wire order
 	JA4           string   // ClientHello: JA4 fingerprint; ServerHello: JA4S ("" when Partial)
 	Partial       bool     // the hello was cut short of its declared length; later fields may be missing
-	Segments      int      // TCP segments it was reassembled from (0: read from one packet)
+	Segments      int      // TCP segments (QUIC: Initial packets) it was reassembled from (0: read from one packet)
+	HelloRetry    bool     // ServerHello: a HelloRetryRequest (RFC 8446 4.1.3's random)
+	QUIC          uint32   // the QUIC version of the Initial packets that carried it (0: TLS over TCP)
+	Next          *TLSInfo // a further hello the same packet completed
 }

@@ -124,6 +124,19 @@ const (
 	EtherTypeIPv6 = 0x86dd
 )
 
+// TimeNote says what is wrong with a capture file's timestamp, in tcpdump's words: a fraction
+// field past a second is printed as written with "(invalid us)" or "(invalid ns)", a time past
+// what a date can show as "[timestamp overflow]", never as a wrapped date.
+type TimeNote uint8
+
+// Timestamp notes.
+const (
+	TimeValid        TimeNote = iota
+	TimeInvalidMicro          // a pcap microsecond field over 999,999: Time holds the seconds, TimeFrac the field
+	TimeInvalidNano           // a pcap nanosecond field over 999,999,999: likewise
+	TimeOverflow              // past 2262-04-11 (int64 nanoseconds since 1970): Time is the Unix epoch
+)
+
 // Packet is one packet as the sensor saw it: the kernel record decoded (sensor.Decode), then
 // enriched by the stages. Sources reuse Packets; nothing in here may be kept past a yield
 // without copying (Payload in particular aliases the source's buffer).
@@ -135,6 +148,9 @@ type Packet struct {
 	Dir     Direction // in (XDP) or out (TC)
 	WireLen uint32    // length of the packet on the wire
 	Num     uint64    // 1-based packet number within its source
+	// TimeNote says Time is not the file's timestamp as written (TimeFrac: the raw fraction).
+	TimeNote TimeNote
+	TimeFrac uint32
 
 	// Parse result.
 	Status   Status // OK, or what went wrong
@@ -195,6 +211,7 @@ type Packet struct {
 	// Enrichment by the stages.
 	SrcClass, DstClass   Class  // address classes (package classify)
 	SrcDomain, DstDomain string // what the net_watch line shows in parentheses: a class or a name
+	SrcRDNS, DstRDNS     RDNS   // how reverse DNS named (or failed to name) a public address
 	Tags                 Tags   // per-packet tags (classify and reverse DNS)
 
 	// Application layer, set by the flow table (package flows) and the decoders it hands

@@ -21,32 +21,63 @@ import (
 
 // newApp builds the command-line application writing to stdout and stderr.
 func newApp(stdout, stderr io.Writer) *cli.App {
+	cmds := commands()
+	for _, cmd := range cmds {
+		// A flag that does not parse: the error and the command's usage, on stderr.
+		cmd.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+			fmt.Fprintf(stderr, "chains-sensor %s: %v\n\n", cmd.Name, err)
+			cli.HelpPrinter(stderr, cli.CommandHelpTemplate, cmd)
+			return reportedError{usageError{err}}
+		}
+	}
 	return &cli.App{
 		Name:      "chains-sensor",
 		Usage:     "who talks to whom: packets parsed in the kernel, enriched and printed in user space",
-		Commands:  commands(),
+		Commands:  cmds,
 		Writer:    stdout,
 		ErrWriter: stderr,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErrorf("no command %q (commands: read, attach, check; --help lists them)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			fmt.Fprintf(stderr, "chains-sensor: %v\n\n", err)
+			cli.HelpPrinter(stderr, cli.AppHelpTemplate, c.App)
+			return reportedError{usageError{err}}
+		},
 		// Errors are printed by run, exit codes decided there: never os.Exit inside the app.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
 }
 
-// run runs the application and returns the exit status.
+// run runs the application and returns the exit status: the one place errors become exit
+// statuses (exitStatus).
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := app.Run(flagsFirst(app, args))
-	if err == nil {
-		return 0
-	}
 	var rep reportedError
-	if !errors.As(err, &rep) {
+	if err != nil && !errors.As(err, &rep) {
 		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
+		if badUsage(err) && len(args) > 1 {
+			fmt.Fprintf(stderr, "(`chains-sensor %s --help` shows the usage)\n", args[1])
+		}
 	}
-	if badUsage(err) || errors.Is(err, errUsage) {
-		return 2
+	return exitStatus(err)
+}
+
+// exitStatus maps the error a command returned to the exit status (DESIGN.md): 0 when the
+// run ended as asked (nil: end of input, -c N, a signal), 2 for bad usage (a flag, a value, a
+// filter expression: usageError, filter.ErrSyntax), 1 for any other error.
+func exitStatus(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case badUsage(err):
+		return exitUsage
 	}
-	return 1
+	return exitError
 }
 
 // flagsFirst moves a command's flags that come after its other arguments before them, as
@@ -102,23 +133,52 @@ type reportedError struct{ error }
 // Unwrap lets errors.Is see the cause (bad usage exits 2).
 func (r reportedError) Unwrap() error { return r.error }
 
+// usageError is bad usage: a flag or value the command cannot take. It exits 2, before
+// anything is attached or read, with no counters line.
+type usageError struct{ error }
+
+// Unwrap returns the error the value gave.
+func (u usageError) Unwrap() error { return u.error }
+
+// usageErrorf is a usageError with a message.
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// asUsage marks err (if any) as bad usage.
+func asUsage(err error) error {
+	if err == nil {
+		return nil
+	}
+	return usageError{err}
+}
+
 // Shared flag names (DESIGN.md): every command that prints packets takes them.
 const (
-	flagNoDNS     = "n"
-	flagCount     = "c"
-	flagOutput    = "o"
-	flagView      = "view"
-	flagDNSServer = "dns-server"
-	flagUTC       = "utc"
-	flagColor     = "color"
-	flagInternal  = "internal"
-	flagRDNSWait  = "rdns-wait"
-	flagNames     = "names"
-	flagMaxFlows  = "max-flows"
-	flagFlowIdle  = "flow-idle"
-	flagFlowAct   = "flow-active"
-	flagDNSQueue  = "dns-max-pending"
-	flagDNSMatch  = "dns-match-timeout"
+	flagNoDNS      = "n"
+	flagCount      = "c"
+	flagOutput     = "o"
+	flagView       = "view"
+	flagDNSServer  = "dns-server"
+	flagUTC        = "utc"
+	flagColor      = "color"
+	flagInternal   = "internal"
+	flagRDNSWait   = "rdns-wait"
+	flagNames      = "names"
+	flagMaxFlows   = "max-flows"
+	flagWireNames  = "wire-names"
+	flagFlowIdle   = "flow-idle"
+	flagFlowAct    = "flow-active"
+	flagDNSQueue   = "dns-max-pending"
+	flagDNSClients = "dns-max-clients"
+	flagQUICConns  = "quic-max-handshakes"
+	flagDNSMatch   = "dns-match-timeout"
+
+	flagRDNSCache    = "rdns-cache"
+	flagRDNSInflight = "rdns-max-inflight"
+	flagRDNSHeld     = "rdns-max-held"
+	flagRDNSTimeout  = "rdns-timeout"
+	flagRDNSRate     = "rdns-rate"
 )
 
 // sharedFlags returns the flags every packet-printing command takes.
@@ -132,18 +192,27 @@ func sharedFlags() []cli.Flag {
 		&cli.BoolFlag{Name: flagUTC, Usage: "print times in UTC instead of local time"},
 		&cli.StringFlag{Name: flagColor, Aliases: []string{"colour"}, Value: "auto", Usage: "colour: `auto`, always or never"},
 		&cli.StringSliceFlag{Name: flagInternal, Usage: "more internal networks: `CIDR,...`"},
-		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire`, from PTR lookups (ptr), or both (a wire name wins)"},
-		&cli.DurationFlag{Name: flagRDNSWait, Value: 200 * time.Millisecond, Usage: "longest wait (`DURATION`) of a packet for its reverse-DNS name"},
+		&cli.StringFlag{Name: flagNames, Value: "both", Usage: "name public addresses from DNS answers seen on the `wire` (only answers to queries seen: wire alone sends no lookup), from PTR lookups (ptr), or both (a wire name wins)"},
+		&cli.DurationFlag{Name: flagRDNSWait, Value: names.DefaultWait, Usage: "longest wait (`DURATION`) of a packet for its reverse-DNS name"},
+		&cli.DurationFlag{Name: flagRDNSTimeout, Value: names.DefaultTimeout, Usage: "how long (`DURATION`) a PTR query waits for each server's answer (then the address shows its class, and JSON says \"timeout\")"},
+		&cli.IntFlag{Name: flagRDNSCache, Value: names.DefaultCacheSize, Usage: "`N` reverse-DNS names and failures cached at most (scan-resistant: addresses seen once do not push out those seen again)"},
+		&cli.IntFlag{Name: flagRDNSInflight, Value: names.DefaultQueue, Usage: "`N` PTR lookups waiting or running at most (an address past it is looked up when it comes again)"},
+		&cli.IntFlag{Name: flagRDNSRate, Value: names.DefaultRate, Usage: "`N` PTR lookups started per second at most (a scan of many addresses costs no more than that; the others are looked up when they come again)"},
+		&cli.IntFlag{Name: flagRDNSHeld, Value: names.DefaultMaxHeld, Usage: "`N` packets held back for their names at most (past it they are printed with what is known)"},
+		&cli.IntFlag{Name: flagWireNames, Value: names.DefaultWireSize, Usage: "`N` names learned from DNS answers on the wire kept at most (the oldest learned is evicted)"},
 		&cli.IntFlag{Name: flagMaxFlows, Value: flows.DefaultMaxFlows, Usage: "`N` flows kept at most by urlwatch, weird-dns and flows (the least recently seen is evicted, and reported by flows)"},
 		&cli.DurationFlag{Name: flagFlowIdle, Value: flows.DefaultIdleTimeout, Usage: "a flow ends after this `DURATION` without a packet"},
 		&cli.DurationFlag{Name: flagFlowAct, Value: flows.DefaultActiveTimeout, Usage: "a flow open longer than `DURATION` is reported and counted afresh"},
-		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (the rest are not matched)"},
+		&cli.IntFlag{Name: flagDNSQueue, Value: protocols.DefaultMaxPending, Usage: "`N` DNS queries waiting for their response at most (a new one evicts the oldest, counted at exit)"},
+		&cli.IntFlag{Name: flagDNSClients, Value: protocols.DefaultMaxClients, Usage: "`N` DNS clients tracked for NXDOMAIN bursts at most (a new one evicts the one heard of least recently, counted at exit)"},
+		&cli.IntFlag{Name: flagQUICConns, Value: protocols.DefaultQUICConns, Usage: "`N` QUIC handshakes followed at once at most by the App views (a new one evicts the oldest, counted at exit)"},
 		&cli.DurationFlag{Name: flagDNSMatch, Value: protocols.DefaultMatchTimeout, Usage: "how long (`DURATION`) a DNS query waits for its response"},
 	}
 }
 
 // configFromFlags resolves the shared flags into a views.Config. live says the source is a
-// live capture; ifaces are the watched interfaces (their prefixes count as internal).
+// live capture; ifaces are the watched interfaces (their prefixes count as internal). A value
+// it refuses is bad usage (usageError).
 func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*views.Config, error) {
 	cfg := &views.Config{
 		NoDNS:  c.Bool(flagNoDNS),
@@ -153,34 +222,64 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 		Ifaces: ifaces,
 		Live:   live,
 	}
-	if s := c.String(flagDNSServer); s != "" {
-		cfg.RDNS.Servers = []string{s}
+	if _, ok := views.Lookup(cfg.View); !ok {
+		return nil, usageErrorf("--%s %q: want %s", flagView, cfg.View, strings.Join(views.Names(), ", "))
+	}
+	if s := c.String(flagDNSServer); c.IsSet(flagDNSServer) {
+		srv, err := parseServer(flagDNSServer, s)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RDNS.Servers = []string{srv}
 	}
 	mode, err := names.ParseMode(c.String(flagNames))
 	if err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	cfg.Names = mode
-	cfg.RDNS.Wait = c.Duration(flagRDNSWait)
-	cfg.Flows.MaxFlows = c.Int(flagMaxFlows)
-	cfg.Flows.IdleTimeout = c.Duration(flagFlowIdle)
-	cfg.Flows.ActiveTimeout = c.Duration(flagFlowAct)
-	cfg.DNS.MaxPending = c.Int(flagDNSQueue)
-	cfg.DNS.MatchTimeout = c.Duration(flagDNSMatch)
-	for name, positive := range map[string]bool{flagRDNSWait: cfg.RDNS.Wait > 0, flagMaxFlows: cfg.Flows.MaxFlows > 0,
-		flagFlowIdle: cfg.Flows.IdleTimeout > 0, flagFlowAct: cfg.Flows.ActiveTimeout > 0,
-		flagDNSQueue: cfg.DNS.MaxPending > 0, flagDNSMatch: cfg.DNS.MatchTimeout > 0} {
-		if !positive {
-			return nil, fmt.Errorf("--%s must be positive", name)
+	ints := []struct {
+		dst    *int
+		name   string
+		lo, hi int
+	}{
+		{&cfg.Flows.MaxFlows, flagMaxFlows, 1, 1 << 24},
+		{&cfg.WireSize, flagWireNames, 1, 1 << 24},
+		{&cfg.DNS.MaxPending, flagDNSQueue, 1, 1 << 24},
+		{&cfg.DNS.MaxClients, flagDNSClients, 1, 1 << 24},
+		{&cfg.QUIC.MaxConns, flagQUICConns, 1, 1 << 24},
+		{&cfg.RDNS.CacheSize, flagRDNSCache, 1, 1 << 24},
+		{&cfg.RDNS.Queue, flagRDNSInflight, 1, 1 << 20},
+		{&cfg.RDNS.MaxHeld, flagRDNSHeld, 1, 1 << 20},
+		{&cfg.RDNS.Rate, flagRDNSRate, 1, 1 << 20},
+	}
+	for _, f := range ints {
+		if *f.dst, err = intIn(c, f.name, f.lo, f.hi); err != nil {
+			return nil, err
+		}
+	}
+	durs := []struct {
+		dst    *time.Duration
+		name   string
+		lo, hi time.Duration
+	}{
+		{&cfg.RDNS.Wait, flagRDNSWait, time.Millisecond, time.Minute},
+		{&cfg.RDNS.Timeout, flagRDNSTimeout, time.Millisecond, time.Minute},
+		{&cfg.Flows.IdleTimeout, flagFlowIdle, time.Millisecond, 7 * 24 * time.Hour},
+		{&cfg.Flows.ActiveTimeout, flagFlowAct, time.Millisecond, 7 * 24 * time.Hour},
+		{&cfg.DNS.MatchTimeout, flagDNSMatch, time.Nanosecond, time.Hour},
+	}
+	for _, f := range durs {
+		if *f.dst, err = durationIn(c, f.name, f.lo, f.hi); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Format, err = sinks.ParseFormat(c.String(flagOutput)); err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	for _, s := range c.StringSlice(flagInternal) {
 		p, err := classify.ParsePrefixes(s)
 		if err != nil {
-			return nil, fmt.Errorf("--%s: %w", flagInternal, err)
+			return nil, usageErrorf("--%s: %w", flagInternal, err)
 		}
 		cfg.Internal = append(cfg.Internal, p...)
 	}
@@ -195,7 +294,10 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 		}
 		cfg.Color = cfg.Format == sinks.FormatText && os.Getenv("NO_COLOR") == "" && isTerminal(lines)
 	default:
-		return nil, fmt.Errorf("--%s %q: auto, always or never", flagColor, c.String(flagColor))
+		return nil, oneOf(flagColor, c.String(flagColor), "auto", "always", "never")
+	}
+	if err := checkOutputFlags(c); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }

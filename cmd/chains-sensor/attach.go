@@ -1,15 +1,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
-	"os/signal"
+	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
@@ -43,11 +42,15 @@ func attachFlags() []cli.Flag {
 		&cli.StringFlag{Name: "direction", Value: "both", Usage: "watch `in` (ingress, XDP), out (egress, TC) or both"},
 		&cli.StringFlag{Name: "xdp-mode", Value: "auto", Usage: "XDP attach `mode`: auto (native, else generic), native or generic"},
 		&cli.StringFlag{Name: "tc-mode", Value: "auto", Usage: "egress attach `mode`: auto (TCX, else clsact), tcx or clsact"},
-		&cli.IntFlag{Name: "stats-interval", Usage: "print the counters to stderr every `SECONDS` (0: only on exit)"},
-		&cli.UintFlag{Name: "ring-size", Value: sensor.DefaultRingSize >> 20, Usage: "ring buffer size in `MiB` (a power of two)"},
-		&cli.UintFlag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
-		&cli.UintFlag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
-		&cli.UintFlag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		&cli.Int64Flag{Name: "stats-interval", Usage: "print the counters to stderr every `SECONDS` (0: only on exit; at most a day)"},
+		&cli.Uint64Flag{Name: "ring-size", Value: sensor.DefaultRingSize >> 20, Usage: "ring buffer size in `MiB` (a power of two)"},
+		&cli.Uint64Flag{Name: "wakeup-bytes", Usage: "let the kernel wake the reader only each time another `BYTES` (a power of two) wait in the ring (0: the kernel's own policy)"},
+		&cli.Uint64Flag{Name: "snap-small", Value: sensor.DefaultSnapSmall, Usage: "payload `BYTES` kept of ordinary packets"},
+		&cli.Uint64Flag{Name: "snap-large", Value: sensor.DefaultSnapLarge, Usage: "payload `BYTES` kept of DNS, TLS handshakes and HTTP heads"},
+		&cli.Uint64Flag{Name: "follow-flows", Value: sensor.DefaultFollowFlows, Usage: "TCP directions whose continuation segments get the large class at once: the kernel's follow table's `BOUND` (the oldest are evicted, counted at exit)"},
+		&cli.Uint64Flag{Name: "follow-bytes", Value: sensor.DefaultFollowBytes, Usage: "follow at most `BYTES` of a TCP direction's message (HTTP head, TLS record) or first bytes"},
+		&cli.BoolFlag{Name: "no-follow", Usage: "give continuation segments the small class: only a segment that starts a TLS record or an HTTP head is captured whole"},
+		&cli.BoolFlag{Name: "reattach", Usage: "attach again to a watched interface that disappears and comes back under its name (else the run ends once none is left)"},
 		noDecapFlag(),
 	}
 }
@@ -63,12 +66,14 @@ type attachSettings struct {
 	attach        sensor.AttachOptions
 	load          sensor.Config
 	statsInterval time.Duration
+	reattach      bool
+	json          bool           // -o json: the exit statistics as JSON too
 	expr          string         // the filter expression ("" for none)
 	write         *writeSettings // -w, or nil
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
-	s := &attachSettings{ifaces: c.Args().Slice()}
+	s := &attachSettings{ifaces: c.Args().Slice(), reattach: c.Bool("reattach")}
 	var words []string
 	if dashI := c.StringSlice(flagIface); len(dashI) > 0 {
 		s.ifaces, words = dashI, c.Args().Slice()
@@ -81,33 +86,48 @@ func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
 	if s.write, err = parseWriteFlags(c); err != nil {
 		return nil, err
 	}
-	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
+	// Every value before anything is looked up: a bad one is bad usage (exit 2), whatever the
+	// interfaces and privileges.
+	if _, err := configFromFlags(c, true); err != nil {
 		return nil, err
+	}
+	if s.attach.Hooks, err = sensor.ParseHooks(c.String("direction")); err != nil {
+		return nil, asUsage(err)
 	}
 	if s.attach.XDPMode, err = sensor.ParseXDPMode(c.String("xdp-mode")); err != nil {
-		return nil, err
+		return nil, asUsage(err)
 	}
 	if s.attach.TCMode, err = sensor.ParseTCMode(c.String("tc-mode")); err != nil {
+		return nil, asUsage(err)
+	}
+	if s.statsInterval, err = statsInterval(c, "stats-interval"); err != nil {
 		return nil, err
 	}
-	if n := c.Int("stats-interval"); n < 0 {
-		return nil, fmt.Errorf("--stats-interval %d: want 0 or more seconds", n)
-	} else {
-		s.statsInterval = time.Duration(n) * time.Second
-	}
-	ring := c.Uint("ring-size")
+	ring := c.Uint64("ring-size")
 	if ring == 0 || ring&(ring-1) != 0 || ring > 1<<10 {
-		return nil, fmt.Errorf("--ring-size %d: want a power of two from 1 to 1024 (MiB)", ring)
+		return nil, usageErrorf("--ring-size %d: want a power of two from 1 to 1024 (MiB)", ring)
 	}
 	for _, f := range []string{"snap-small", "snap-large"} {
-		if v := c.Uint(f); v == 0 || v > sensor.SnapMax {
-			return nil, fmt.Errorf("--%s %d: want 1 to %d", f, v, sensor.SnapMax)
+		if _, err := uintIn(c, f, 1, sensor.SnapMax); err != nil {
+			return nil, err
 		}
 	}
+	for _, f := range []string{"follow-flows", "follow-bytes"} {
+		if _, err := uintIn(c, f, 1, 1<<24); err != nil {
+			return nil, err
+		}
+	}
+	wake := c.Uint64("wakeup-bytes")
+	if wake&(wake-1) != 0 || wake >= ring<<20 {
+		return nil, usageErrorf("--wakeup-bytes %d: want 0 (the kernel's policy) or a power of two below the ring size (%d MiB)", wake, ring)
+	}
 	s.load = sensor.Config{
-		SnapSmall:   uint16(c.Uint("snap-small")),
-		SnapLarge:   uint16(c.Uint("snap-large")),
-		WakeupBytes: uint32(c.Uint("wakeup-bytes")),
+		FollowFlows: uint32(c.Uint64("follow-flows")),
+		FollowBytes: uint32(c.Uint64("follow-bytes")),
+		NoFollow:    c.Bool("no-follow"),
+		SnapSmall:   uint16(c.Uint64("snap-small")),
+		SnapLarge:   uint16(c.Uint64("snap-large")),
+		WakeupBytes: uint32(wake),
 		RingSize:    uint32(ring) << 20,
 		NoDecap:     c.Bool("no-decap"),
 	}
@@ -155,48 +175,43 @@ func runAttach(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	lc, err := newLiveCapture(c, s)
+	wc, err := newLiveCapture(c, s)
 	if err != nil {
 		return err
 	}
 	var capture *sinks.CaptureConfig
-	if lc != nil {
-		capture = lc.config
+	if wc != nil {
+		capture = wc.config
 	}
 	chain, outs, err := chainFromFlags(c, true, capture, ifaces...)
 	if err != nil {
-		if lc != nil {
-			lc.w.Close()
+		if wc != nil {
+			wc.w.Close()
 		}
 		return err
 	}
-	return attachAndWatch(c.Context, s, chain, lc, outs, c.App.ErrWriter)
+	s.json = c.String(flagOutput) == "json"
+	return attachAndWatch(s, chain, wc, outs, c.App.Writer, c.App.ErrWriter)
 }
 
-// attachAndWatch loads and attaches the sensor, runs the chain until a signal, -c or an error,
-// detaches, drains the ring and prints the counters to stderr. Errors before the run are
-// returned; an error that ends the run is printed before the counters (reportedError).
-func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipeline, lc *liveCapture, outs *outputs, stderr io.Writer) error {
-	// The sink is closed once: at the end of the run, or here when the run never starts.
-	var sinkOnce sync.Once
-	var sinkErr error
-	closeSink := func() {
-		sinkOnce.Do(func() {
-			if err := chain.Close(); err != nil {
-				sinkErr = fmt.Errorf("writing the output: %w", err)
-			}
-		})
-	}
-	defer closeSink()
-	defer outs.closeMetrics()
-	var statsMu sync.Mutex // one block of counters at a time on stderr
-	finished := false      // the final counters are printed (guarded by statsMu)
-
-	// Catch SIGINT and SIGTERM from the start: one that comes while loading or attaching is
+// attachAndWatch loads and attaches the sensor, runs the chain until a stop (a signal, -c, an
+// error, the last interface gone, -W's last file), detaches, drains the ring and prints the
+// counters to stderr. Errors before the run are returned; an error that ends the run is
+// printed before the counters (reportedError). wc is -w's file, or nil; outs are the outputs
+// beside the view (closed with the chain, the metrics last).
+func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, outs *outputs, stdout, stderr io.Writer) error {
+	// Signals are caught from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	lc := newLifecycle(stderr)
+	lc.Closer("", func() error { return outputError(chain.Close()) })
+	lc.drain = outs.grace() // closing the chain drains the publisher
+	defer outs.closeMetrics()
+	started := false
+	defer func() {
+		if !started {
+			lc.abandon()
+		}
+	}()
 
 	boot, err := sensor.BootTime()
 	if err != nil {
@@ -221,6 +236,13 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 	}
 	defer rd.Close()
 
+	// Follow the interfaces from before attaching, so that none goes unnoticed.
+	links, err := sensor.WatchLinks()
+	if err != nil {
+		return err
+	}
+	defer links.Close()
+
 	att, err := sensor.Attach(objs.XDP, objs.TC, s.ifaces, s.attach)
 	if err != nil {
 		return err
@@ -239,54 +261,33 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 		}
 	}
 	live := sensor.NewLive(rd, sensor.Decoder{BootTime: boot, Frames: s.load.FrameSnap != 0}, names)
-	if lc != nil {
-		if err := lc.start(chain.Capture, objs, live, att); err != nil {
+	if wc != nil {
+		if err := wc.start(chain.Capture, objs, live, att); err != nil {
 			return err
 		}
 	}
+	started = true
 	if outs.metrics != nil {
 		outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = objs, live, rd })
 		defer outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = nil, nil, nil })
 	}
 
-	// Stop on SIGINT or SIGTERM: detach (no new records), then let the reader drain the ring.
-	// A second signal, or a chain that does not finish within 3 s, closes the reader outright;
-	// if even that does not end the run (say stdout blocks), print the counters and exit.
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-sig:
-		case <-ctx.Done():
-		case <-done:
-			return
-		}
+	// A stop detaches (no new records), then lets the reader drain the ring into the chain.
+	// If the chain does not finish (a second signal, or 3 s), the rest of the ring is only
+	// counted; if even that does not end the run (stdout blocks), the counters are printed
+	// with the rest of the ring counted by a fresh reader, and the process exits.
+	lc.OnStop(func() { detach(); rd.Stop(); chain.Hurry() })
+	lc.OnForce(live.Quiet)
+	lc.lastWords = func(w io.Writer) {
 		detach()
-		rd.Stop()
-		select {
-		case <-sig:
-		case <-time.After(3 * time.Second):
-		case <-done:
-			return
-		}
 		rd.Close()
-		select {
-		case <-sig:
-		case <-time.After(3*time.Second + outs.grace()):
-		case <-done:
-			return
+		if err := live.DrainWith(objs.Events); err != nil {
+			fmt.Fprintln(w, "chains-sensor: counting the rest of the ring:", err)
 		}
-		statsMu.Lock()
-		if finished {
-			statsMu.Unlock()
-			return // the run printed its counters meanwhile
-		}
-		fmt.Fprintln(stderr, "chains-sensor: output blocked; exiting without flushing it")
-		if k, err := sensor.ReadKernelCounts(objs); err == nil {
-			sensor.WriteStats(stderr, k, live.Counts())
-		}
-		os.Exit(0)
-	}()
+		writeLiveStats(w, objs, live, nil)
+	}
+	watchOutput(stdout, lc.Fail)
+	go followLinks(links, s, att, live, lc, wc, stderr)
 
 	statsStop := make(chan struct{})
 	var statsWG sync.WaitGroup
@@ -301,15 +302,7 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 				case <-statsStop:
 					return
 				case <-t.C:
-					u := live.Counts() // before the kernel counters: seen >= recorded
-					k, err := sensor.ReadKernelCounts(objs)
-					statsMu.Lock()
-					if err != nil {
-						fmt.Fprintln(stderr, "stats:", err)
-					} else {
-						sensor.WriteStats(stderr, k, u)
-					}
-					statsMu.Unlock()
+					lc.Locked(func() { writeLiveStats(stderr, objs, live, nil) })
 				}
 			}
 		}()
@@ -317,44 +310,102 @@ func attachAndWatch(ctx context.Context, s *attachSettings, chain *views.Pipelin
 
 	_, runErr := chain.Run(live.Packets())
 	if fileLimitReached(runErr) {
-		fmt.Fprintf(stderr, "chains-sensor: maximum file limit reached: %d\n", s.write.opt.Count)
+		lc.Locked(func() { fmt.Fprintf(stderr, "chains-sensor: maximum file limit reached: %d\n", s.write.opt.Count) })
 		runErr = nil
 	}
+	runErr = outputError(runErr)
 	if runErr == nil {
 		runErr = live.Err()
 	}
 	// Detach, then read what is left in the ring (not printed past -c) so it is counted.
-	detach()
-	rd.Stop()
+	lc.Stop()
 	if err := live.Drain(); err != nil && runErr == nil {
 		runErr = err
 	}
 	close(statsStop)
 	statsWG.Wait()
-	closeSink()
+	return lc.finish("", errors.Join(runErr, detachErr), func(w io.Writer) {
+		writeChainStats(w, chain, s.json)
+		outs.writeLines(w)
+		writeLiveStats(w, objs, live, chain)
+	})
+}
 
-	u := live.Counts()
-	k, kerr := sensor.ReadKernelCounts(objs)
-	err = errors.Join(runErr, sinkErr, detachErr, kerr)
-	statsMu.Lock()
-	defer statsMu.Unlock()
-	finished = true
+// writeLiveStats prints the counters of a live run: per interface, the kernel's, user
+// space's, and the closing counters line.
+func writeLiveStats(w io.Writer, objs *sensor.Objects, live *sensor.Live, _ *views.Pipeline) {
+	u := live.Counts() // before the kernel counters: seen >= recorded
+	k, err := sensor.ReadKernelCounts(objs)
 	if err != nil {
-		fmt.Fprintf(stderr, "chains-sensor: %v\n", err)
-	}
-	for _, l := range outs.lines() {
-		fmt.Fprintln(stderr, l)
-	}
-	if kerr != nil {
 		// Without the kernel's side, user space's count is all there is: print it as the total.
-		printCounts(stderr, false, 0, u.Decoded, u.Undecodable)
-	} else {
-		sensor.WriteStats(stderr, k, u)
+		fmt.Fprintln(w, "chains-sensor: reading the kernel's counters:", err)
+		printCounts(w, false, 0, u.Decoded, u.Undecodable)
+		return
 	}
-	if err != nil {
-		return reportedError{err}
+	sensor.WriteStats(w, k, u)
+}
+
+// followLinks reports a watched interface that disappears and releases its hooks; with none
+// left the run ends (exit 1) unless --reattach waits for them, and with --reattach an
+// interface that comes back under its name is attached again.
+func followLinks(links *sensor.LinkWatch, s *attachSettings, att *sensor.Attached, live *sensor.Live, lc *lifecycle, wc *liveCapture, stderr io.Writer) {
+	watched := map[int]string{} // ifindex -> name, attached now
+	for _, a := range att.Ifaces {
+		watched[a.Ifindex] = a.Iface
 	}
-	return nil
+	say := func(format string, args ...any) {
+		lc.Locked(func() { fmt.Fprintf(stderr, "chains-sensor: "+format+"\n", args...) })
+	}
+	gone := func(idx int, name string) {
+		delete(watched, idx)
+		live.IfaceGone(uint32(idx))
+		if err := att.Detach(idx); err != nil {
+			say("releasing the hooks of %s: %v", name, err)
+		}
+		say("%s (index %d) is gone: its hooks are released", name, idx)
+		if len(watched) == 0 && !s.reattach {
+			lc.Fail(fmt.Errorf("no watched interface is left (%s is gone; --reattach waits for it to come back)", name))
+		}
+	}
+	// An interface deleted between the lookup and the subscription: its event never comes.
+	for idx, name := range watched {
+		if !sensor.InterfaceExists(idx) {
+			gone(idx, name)
+		}
+	}
+	wanted := map[string]bool{}
+	for _, n := range s.ifaces {
+		wanted[n] = true
+	}
+	for {
+		select {
+		case <-lc.Stopping():
+			return
+		case ev, ok := <-links.Events:
+			if !ok {
+				if err := links.Err(); err != nil {
+					say("warning: no longer following interface changes: %v", err)
+				}
+				return
+			}
+			if name, ok := watched[ev.Ifindex]; ok && ev.Gone {
+				gone(ev.Ifindex, name)
+				continue
+			}
+			if ev.Gone || !s.reattach || !wanted[ev.Name] || slices.Contains(slices.Collect(maps.Values(watched)), ev.Name) {
+				continue
+			}
+			a, err := att.Reattach(ev.Name)
+			if err != nil {
+				say("%s is back, but attaching to it failed: %v", ev.Name, err)
+				continue
+			}
+			watched[a.Ifindex] = a.Iface
+			wc.reattached(a)
+			live.AddIface(uint32(a.Ifindex), a.Iface)
+			say("%s is back (index %d): attached again, ingress %s, egress %s", a.Iface, a.Ifindex, orNone(a.XDP), orNone(a.TC))
+		}
+	}
 }
 
 func orNone(s string) string {

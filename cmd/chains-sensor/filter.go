@@ -85,7 +85,8 @@ func netmaskOf(name string) uint32 {
 	return 0
 }
 
-// badUsage says err is the command line's fault (a filter expression): exit status 2.
+// badUsage says err is the command line's fault (a flag, a value, a filter expression): exit
+// status 2.
 func badUsage(err error) bool {
 	var u usageError
 	return errors.Is(err, filter.ErrSyntax) || errors.As(err, &u)

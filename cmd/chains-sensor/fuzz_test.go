@@ -63,8 +63,8 @@ func FuzzReadPipeline(f *testing.F) {
 			}
 		}
 		b.Sink.Close()
-		if got := uint64(bytes.Count(js.Bytes(), []byte("\n"))); got != n || n != src.Recorded {
-			t.Fatalf("%d JSON lines, %d packets, %d recorded", got, n, src.Recorded)
+		if got := uint64(bytes.Count(js.Bytes(), []byte("\n"))); got != n || n != src.Counts().Recorded {
+			t.Fatalf("%d JSON lines, %d packets, %d recorded", got, n, src.Counts().Recorded)
 		}
 		// -w: every packet is one enhanced packet block gopacket reads back.
 		r, err := pcapgo.NewNgReader(&ng, pcapgo.NgReaderOptions{WantMixedLinkType: true})

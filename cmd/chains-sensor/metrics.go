@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,9 +32,6 @@ type metricsServer struct {
 
 // startMetrics listens on addr and serves there until close.
 func startMetrics(addr string) (*metricsServer, error) {
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return nil, usagef("--%s %q: want HOST:PORT (:9477 for every address)", flagMetrics, addr)
-	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--%s: %w", flagMetrics, err)
@@ -142,7 +140,7 @@ func (c *sensorCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	if pl != nil {
-		collectPipeline(e, pl.Stats())
+		collectPipeline(e, pl.Published())
 	}
 	if pub != nil {
 		collectPublisher(e, pub.Counters(), ready)
@@ -200,43 +198,42 @@ func (c *sensorCollector) collectKernel(e metricEmitter, objs *sensor.Objects, l
 	}
 }
 
-// collectPipeline exports the chain's stages' counters.
-func collectPipeline(e metricEmitter, st views.Stats) {
-	for _, s := range st.Stages {
-		e.counter("chains_sensor_stage_packets_total", "Packets each stage of the chain passed on.", s.Packets, "stage", s.Name)
-	}
-	e.counter("chains_sensor_sink_packets_total", "Packets the view's sink (and the outputs beside it) got.", st.Sink)
-	if r := st.RDNS; r != nil {
-		e.counter("chains_sensor_rdns_lookups_total", "Reverse-DNS (PTR) queries started.", r.Lookups)
-		e.counter("chains_sensor_rdns_lookup_outcomes_total", "Reverse-DNS lookups by how they ended.", r.Answers, "outcome", "name")
-		e.counter("chains_sensor_rdns_lookup_outcomes_total", "Reverse-DNS lookups by how they ended.", r.Failures, "outcome", "failure")
-		e.counter("chains_sensor_rdns_lookups_dropped_total", "Reverse-DNS lookups not started: the queue was full.", r.Dropped)
-		e.counter("chains_sensor_rdns_held_packets_total", "Packets held back waiting for their reverse-DNS names.", r.Held)
-		e.counter("chains_sensor_rdns_wait_expired_total", "Held packets released by the bounded wait before their name came.", r.Expired)
-		e.gauge("chains_sensor_rdns_cache_entries", "Names and failures in the reverse-DNS cache.", float64(r.CacheLen))
-		e.gauge("chains_sensor_rdns_inflight_max", "Most reverse-DNS lookups in flight at once.", float64(r.MaxInFlight))
-		e.counter("chains_sensor_table_evictions_total", "Entries a table's bound pushed out or refused, by table.", r.Dropped, "table", "rdns_queue")
-	}
-	if f := st.Flows; f != nil {
-		e.gauge("chains_sensor_flows_active", "Flows in the flow table.", float64(f.Active))
-		e.counter("chains_sensor_flows_created_total", "Flows created.", f.Flows)
-		e.counter("chains_sensor_flows_ended_total", "Flows reported finished, for any reason.", f.Ended)
-		e.counter("chains_sensor_flows_evicted_total", "Flows pushed out of the full flow table.", f.Evicted)
-		e.counter("chains_sensor_flows_idle_expired_total", "Flows ended by the idle timeout.", f.Expired)
-		e.counter("chains_sensor_flow_streams_total", "TCP directions reassembled.", f.Streams)
-		e.counter("chains_sensor_flow_streams_denied_total", "TCP directions not reassembled: the reassembly budget was spent.", f.StreamsDenied)
-		e.gauge("chains_sensor_flow_stream_buffer_bytes", "Bytes held by reassembly buffers.", float64(f.StreamBytes))
-		e.counter("chains_sensor_table_evictions_total", "Entries a table's bound pushed out or refused, by table.", f.Evicted, "table", "flows")
-	}
-	if d := st.DNS; d != nil {
-		e.counter("chains_sensor_dns_messages_total", "DNS, mDNS and LLMNR messages decoded.", d.Messages)
-		e.counter("chains_sensor_dns_decode_errors_total", "DNS messages whose decoding stopped early.", d.Errors)
-		e.counter("chains_sensor_dns_responses_matched_total", "DNS responses matched to their query.", d.Matched)
-		e.counter("chains_sensor_dns_weird_messages_total", "DNS messages with at least one weird reason.", d.Weird)
-		for i, rule := range protocols.WeirdRules {
-			e.counter("chains_sensor_dns_weird_reasons_total", "Weird reasons of DNS messages, by rule.", d.WeirdRules[i], "rule", rule)
+// collectPipeline exports the chain's tables and counters, as the chain last published them
+// (views.Pipeline.Published): the same TableStats and Counters the exit prints. Each table is
+// chains_sensor_table_*{table}; each counter chains_sensor_NAME_total, but the stages' packets
+// (views.StagePacketsPrefix) are chains_sensor_stage_packets_total{stage} and the weird DNS
+// reasons (views.DNSWeirdPrefix) chains_sensor_dns_weird_reasons_total{rule}, every rule.
+func collectPipeline(e metricEmitter, snap views.Snapshot) {
+	for _, t := range snap.Tables {
+		if t.Len >= 0 {
+			e.gauge("chains_sensor_table_entries", "Entries a bounded table of the chain holds (the exit's table lines).", float64(t.Len), "table", t.Name)
 		}
-		e.counter("chains_sensor_table_evictions_total", "Entries a table's bound pushed out or refused, by table.", d.PendingCap, "table", "dns_pending")
+		if t.Peak >= 0 {
+			e.gauge("chains_sensor_table_peak_entries", "Most entries a bounded table of the chain held at once.", float64(t.Peak), "table", t.Name)
+		}
+		e.gauge("chains_sensor_table_max_entries", "The bound of a table of the chain (its flag sets it).", float64(t.Max), "table", t.Name, "flag", t.Flag)
+		if t.Evicted >= 0 {
+			e.counter("chains_sensor_table_evictions_total", "Entries a table's bound pushed out or refused, by table.", uint64(t.Evicted), "table", t.Name)
+		}
+	}
+	weird := map[string]uint64{}
+	dns := false
+	for _, c := range snap.Counters {
+		switch {
+		case strings.HasPrefix(c.Name, views.StagePacketsPrefix):
+			e.counter("chains_sensor_stage_packets_total", "Packets each stage of the chain passed on (sink: the view's sink and the outputs beside it got).",
+				c.Value, "stage", strings.TrimPrefix(c.Name, views.StagePacketsPrefix))
+		case strings.HasPrefix(c.Name, views.DNSWeirdPrefix):
+			weird[strings.TrimPrefix(c.Name, views.DNSWeirdPrefix)] = c.Value
+		default:
+			dns = dns || c.Name == "dns_messages"
+			e.counter("chains_sensor_"+c.Name+"_total", "The chain's count "+c.Name+" (the exit's stages line).", c.Value)
+		}
+	}
+	if dns {
+		for _, rule := range protocols.WeirdRules {
+			e.counter("chains_sensor_dns_weird_reasons_total", "Weird reasons of DNS messages, by rule.", weird[rule], "rule", rule)
+		}
 	}
 }
 

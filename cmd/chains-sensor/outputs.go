@@ -1,9 +1,9 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -31,14 +31,6 @@ const (
 	flagMetrics      = "metrics"
 	defaultSpoolSize = 256 << 20
 )
-
-// errUsage marks an error of the command line (exit 2).
-var errUsage = errors.New("bad usage")
-
-// usagef is a bad-usage error.
-func usagef(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{errUsage}, args...)...)
-}
 
 // outputFlags are the flags of the outputs beside the view, shared by attach and read.
 func outputFlags() []cli.Flag {
@@ -69,7 +61,8 @@ type outputs struct {
 	drain   time.Duration // the publisher's
 }
 
-// buildOutputs makes the outputs the flags ask for; stderr hears their warnings.
+// buildOutputs makes the outputs the flags ask for (configFromFlags has checked their values);
+// stderr hears their warnings.
 func buildOutputs(c *cli.Context, stderr io.Writer) (*outputs, error) {
 	o := &outputs{}
 	if addr := c.String(flagMetrics); addr != "" {
@@ -103,32 +96,52 @@ func (o *outputs) grace() time.Duration {
 	return o.drain
 }
 
-func (o *outputs) buildPublisher(c *cli.Context, u string, stderr io.Writer) error {
-	urls, err := fleet.ParseURLs(u)
-	if err != nil {
-		return usagef("--%s: %v", flagPublish, err)
+// checkOutputFlags checks the outputs' values before anything is looked up or started (a bad
+// one is bad usage, exit 2): --metrics's address, and --publish's settings when it is set.
+func checkOutputFlags(c *cli.Context) error {
+	if addr := c.String(flagMetrics); addr != "" {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return usageErrorf("--%s %q: want HOST:PORT (:9477 for every address)", flagMetrics, addr)
+		}
 	}
-	kinds, err := fleet.ParseKinds(c.String(flagPubKinds))
-	if err != nil {
-		return usagef("--%s: %v", flagPubKinds, err)
+	if c.String(flagPublish) == "" {
+		return nil
 	}
-	host := c.String(flagHost)
-	if host == "" {
-		host, _ = os.Hostname()
-	} else if fleet.HostToken(host) != host {
-		return usagef("--%s %q: letters, digits, - and _ only (a subject token)", flagHost, host)
+	if _, err := fleet.ParseURLs(c.String(flagPublish)); err != nil {
+		return usageErrorf("--%s: %v", flagPublish, err)
 	}
-	host = fleet.HostToken(host)
-	for name, ok := range map[string]bool{flagReplicas: c.Int(flagReplicas) >= 1, flagStreamAge: c.Duration(flagStreamAge) > 0,
-		flagStreamBytes: c.Int64(flagStreamBytes) > 0, flagDupWindow: c.Duration(flagDupWindow) > 0,
-		flagPubBuffer: c.Int(flagPubBuffer) >= 1, flagSpoolMax: c.Int64(flagSpoolMax) > 0, flagPubDrain: c.Duration(flagPubDrain) >= 0} {
-		if !ok {
-			return usagef("--%s must be positive", name)
+	if _, err := fleet.ParseKinds(c.String(flagPubKinds)); err != nil {
+		return usageErrorf("--%s: %v", flagPubKinds, err)
+	}
+	if host := c.String(flagHost); host != "" && fleet.HostToken(host) != host {
+		return usageErrorf("--%s %q: letters, digits, - and _ only (a subject token)", flagHost, host)
+	}
+	for _, f := range []struct {
+		name string
+		ok   bool
+	}{{flagReplicas, c.Int(flagReplicas) >= 1}, {flagStreamAge, c.Duration(flagStreamAge) > 0},
+		{flagStreamBytes, c.Int64(flagStreamBytes) > 0}, {flagDupWindow, c.Duration(flagDupWindow) > 0},
+		{flagPubBuffer, c.Int(flagPubBuffer) >= 1}, {flagSpoolMax, c.Int64(flagSpoolMax) > 0}, {flagPubDrain, c.Duration(flagPubDrain) >= 0}} {
+		if !f.ok {
+			return usageErrorf("--%s must be positive", f.name)
 		}
 	}
 	if s := c.String(flagStream); s == "" || strings.ContainsAny(s, ".*> \t") {
-		return usagef("--%s %q: a stream name has no dots, wildcards or spaces", flagStream, s)
+		return usageErrorf("--%s %q: a stream name has no dots, wildcards or spaces", flagStream, s)
 	}
+	return nil
+}
+
+// buildPublisher makes --publish's publisher and sink; checkOutputFlags (in configFromFlags)
+// has checked the values.
+func (o *outputs) buildPublisher(c *cli.Context, u string, stderr io.Writer) error {
+	urls, _ := fleet.ParseURLs(u)
+	kinds, _ := fleet.ParseKinds(c.String(flagPubKinds))
+	host := c.String(flagHost)
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	host = fleet.HostToken(host)
 	pc := fleet.PublisherConfig{MaxRecords: c.Int(flagPubBuffer), Drain: c.Duration(flagPubDrain)}
 	if pc.Drain == 0 {
 		pc.Drain = time.Millisecond
@@ -168,16 +181,11 @@ func (o *outputs) buildPublisher(c *cli.Context, u string, stderr io.Writer) err
 	return nil
 }
 
-// lines are the outputs' counters, printed before the counters line at exit.
-func (o *outputs) lines() []string {
-	if o == nil {
-		return nil
+// writeLines prints the outputs' counters, before the counters line at exit.
+func (o *outputs) writeLines(w io.Writer) {
+	if o != nil && o.pub != nil {
+		fmt.Fprintln(w, o.pub.Counters().Line())
 	}
-	var out []string
-	if o.pub != nil {
-		out = append(out, o.pub.Counters().Line())
-	}
-	return out
 }
 
 // close closes the outputs that the pipeline did not (it never ran).

@@ -6,13 +6,18 @@ import (
 	"io"
 	"os"
 	"sort"
+	"time"
 
 	"github.com/chains-sensor/chains-sensor/sensor"
 	"github.com/chains-sensor/chains-sensor/stages/sinks"
 	"github.com/chains-sensor/chains-sensor/stages/sinks/pcapng"
 	"github.com/chains-sensor/chains-sensor/stages/views"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 )
+
+// flagMaxIfaces bounds the interface blocks of a pcapng section.
+const flagMaxIfaces = "max-interfaces"
 
 func readCommand() *cli.Command {
 	return &cli.Command{
@@ -27,66 +32,75 @@ func readCommand() *cli.Command {
 			"behind a synthetic Ethernet header.",
 		Flags: append(append(append(sharedFlags(),
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
+			&cli.IntFlag{Name: flagMaxIfaces, Value: sensor.DefaultMaxInterfaces, Usage: "`N` interfaces a pcapng section may declare at most (more: an error; each costs its description in memory)"},
 			noDecapFlag(),
 		), filterFlags()...), append(writeFlags(), outputFlags()...)...),
 		Action: runRead,
 	}
 }
 
-// runRead reads one capture through the chain. Whatever happens, stderr ends with the counters
-// line; a damaged file prints what could be read, then the error naming the packet, exit 1.
+// runRead reads one capture through the chain. Bad usage (a flag, a value, the expression)
+// exits 2 before anything is read, with no counters line; otherwise, whatever happens, stderr
+// ends with the counters line, and a damaged file prints what could be read, then the error
+// naming the packet, exit 1. A signal stops the reading: what is held is printed, exit 0.
 func runRead(c *cli.Context) error {
-	name := c.Args().First()
-	var src *sensor.FileSource
-	var err error
-	var ff *sensor.FileFilter
-	var outs *outputs
 	if c.NArg() < 1 {
-		err = errors.New("takes a FILE (or - for stdin), and after it an optional filter expression")
-	} else if expr, ferr := expressionOf(c, c.Args().Tail()); ferr != nil {
-		err = ferr
-	} else if ws, werr := parseWriteFlags(c); werr != nil {
-		err = werr
-	} else if rc, cerr := readCapture(c, ws, name); cerr != nil {
-		err = cerr
-	} else if chain, o, berr := chainFromFlags(c, stdinIsLive(name), rc.config); berr != nil {
+		return usageErrorf("read takes a FILE (or - for stdin), and after it an optional filter expression")
+	}
+	name := c.Args().First()
+	expr, err := expressionOf(c, c.Args().Tail())
+	if err != nil {
+		return err
+	}
+	if _, err := intIn(c, flagMaxIfaces, 1, 1<<24); err != nil {
+		return err
+	}
+	ws, err := parseWriteFlags(c)
+	if err != nil {
+		return err
+	}
+	rc, err := readCapture(c, ws, name)
+	if err != nil {
+		return err
+	}
+	chain, outs, err := chainFromFlags(c, stdinIsLive(name), rc.config)
+	if err != nil {
 		if rc.w != nil {
 			rc.w.Close()
 		}
-		err = berr
-	} else {
-		outs = o
-		if expr != "" {
-			ff = sensor.NewFileFilter(expr)
+		return err
+	}
+	rc.chain = chain
+	var ff *sensor.FileFilter
+	if expr != "" {
+		ff = sensor.NewFileFilter(expr)
+	}
+	defer outs.closeMetrics() // the last thing the run does
+	lc := newLifecycle(c.App.ErrWriter)
+	lc.Closer("", func() error { return outputError(chain.Close()) })
+	lc.drain = outs.grace() // closing the chain drains the publisher
+	var src *sensor.FileSource
+	counters := func(w io.Writer) {
+		var n sensor.FileCounts
+		if src != nil {
+			n = src.Counts()
 		}
-		rc.chain = chain
-		err = readFile(c, name, chain, ff, &src, rc)
-		if fileLimitReached(err) {
-			err = nil
+		printCounts(w, ff != nil, n.Filtered, n.Recorded, n.Seen-n.Filtered-n.Recorded)
+	}
+	lc.lastWords = counters
+	final := func(w io.Writer) {
+		if src != nil {
+			printSkipped(w, c, name, src)
 		}
+		writeChainStats(w, chain, c.String(flagOutput) == "json")
+		outs.writeLines(w)
+		counters(w)
 	}
-	var filtered, recorded, lost uint64
-	if src != nil {
-		filtered, recorded = src.Filtered, src.Recorded
-		lost = src.Seen - src.Filtered - src.Recorded
-		printSkipped(c, name, src)
+	if stdinIsLive(name) {
+		watchOutput(c.App.Writer, lc.Fail)
 	}
-	if err != nil {
-		what := "read"
-		if c.NArg() >= 1 {
-			what += " " + name
-		}
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: %s: %v\n", what, err)
-	}
-	for _, l := range outs.lines() {
-		fmt.Fprintln(c.App.ErrWriter, l)
-	}
-	printCounts(c.App.ErrWriter, ff != nil, filtered, recorded, lost)
-	outs.closeMetrics()
-	if err != nil {
-		return reportedError{err}
-	}
-	return nil
+	err = readFile(c, name, chain, ff, lc, &src, rc)
+	return lc.finish("read "+name, err, final)
 }
 
 // readCaptureOut is read's -w: the writer, and what its interface blocks and statistics are
@@ -136,23 +150,19 @@ func readCapture(c *cli.Context, ws *writeSettings, name string) (*readCaptureOu
 	return rc, nil
 }
 
-func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, srcOut **sensor.FileSource, rc *readCaptureOut) (err error) {
-	defer func() {
-		if cerr := chain.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("writing the output: %w", cerr)
-		}
-	}()
-	var r io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		r = f
-	}
-	capt, err := sensor.OpenCapture(r)
+func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.FileFilter, lc *lifecycle, srcOut **sensor.FileSource, rc *readCaptureOut) error {
+	in, err := openInput(name)
 	if err != nil {
+		return err
+	}
+	defer in.Close()
+	// A stop before the file header is read: nothing to print.
+	lc.OnStop(in.interrupt)
+	capt, err := sensor.OpenCaptureWith(in, sensor.CaptureOptions{MaxInterfaces: c.Int(flagMaxIfaces)})
+	if err != nil {
+		if lc.stopped() {
+			return nil
+		}
 		return err
 	}
 	rc.capt = capt
@@ -164,6 +174,7 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 	}
 	load := sensor.Config{NoDecap: c.Bool("no-decap")}
 	src := sensor.NewFileSource(capt, sensor.NewTwin(load), nil)
+	src.Limit(c.Uint64(flagCount))
 	if c.Bool("kernel") {
 		// Programs are loaded as frames need them (per link type with a filter).
 		reps := sensor.NewReplayers(load, ff)
@@ -173,23 +184,81 @@ func readFile(c *cli.Context, name string, chain *views.Pipeline, ff *sensor.Fil
 		src.SetFilter(ff, nil)
 	}
 	*srcOut = src
+	lc.OnStop(func() { src.Stop(); chain.Hurry() })
 	if _, err := chain.Run(src.Packets()); err != nil {
 		if errors.Is(err, os.ErrClosed) || fileLimitReached(err) {
 			return nil
 		}
-		var fe *pcapng.FileError
-		if errors.As(err, &fe) {
-			return err // it names the capture file
-		}
-		return fmt.Errorf("writing the output: %w", err)
+		return outputError(err)
 	}
 	return src.Err()
+}
+
+// input is the file read reads: a file, or standard input. Standard input from a pipe or a
+// socket is read through a non-blocking duplicate of fd 0, so that a stop (a signal)
+// interrupts a read that waits for the writer (`tcpdump -w - | chains-sensor read -`).
+type input struct {
+	io.Reader
+	f        *os.File
+	pollable bool // f's reads can be interrupted (SetReadDeadline)
+	restore  func()
+}
+
+func openInput(name string) (*input, error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		return &input{Reader: f, f: f, restore: func() {}}, nil
+	}
+	in := &input{Reader: os.Stdin, restore: func() {}}
+	st, err := os.Stdin.Stat()
+	if err != nil || st.Mode()&(os.ModeNamedPipe|os.ModeSocket) == 0 {
+		return in, nil
+	}
+	// The descriptor behind os.Stdin (fd 0, or what a test put there), without Fd's side
+	// effect of making it blocking.
+	fd := -1
+	if sc, err := os.Stdin.SyscallConn(); err == nil {
+		sc.Control(func(f uintptr) { fd, _ = unix.Dup(int(f)) })
+	}
+	if fd < 0 {
+		return in, nil
+	}
+	// O_NONBLOCK belongs to the open file, which fd 0 shares: its old state comes back at the end.
+	flags, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	if err != nil || unix.SetNonblock(fd, true) != nil {
+		unix.Close(fd)
+		return in, nil
+	}
+	f := os.NewFile(uintptr(fd), "stdin")
+	return &input{Reader: f, f: f, pollable: true, restore: func() {
+		if flags&unix.O_NONBLOCK == 0 {
+			unix.SetNonblock(fd, false)
+		}
+	}}, nil
+}
+
+// interrupt makes a read waiting for data return at once (a stop).
+func (in *input) interrupt() {
+	if in.pollable {
+		in.f.SetReadDeadline(time.Now())
+	}
+}
+
+func (in *input) Close() error {
+	in.restore() // before f.Close, which frees the descriptor restore uses
+	if in.f != nil {
+		return in.f.Close()
+	}
+	return nil
 }
 
 // printSkipped says on stderr what of the file went unparsed by the kernel or unread: frames
 // of no packet (counted apart from the packets seen), and with --kernel the frames the Go twin
 // parsed because BPF_PROG_TEST_RUN cannot take them.
-func printSkipped(c *cli.Context, name string, src *sensor.FileSource) {
+func printSkipped(w io.Writer, c *cli.Context, name string, src *sensor.FileSource) {
 	skipped := src.Skipped()
 	reasons := make([]string, 0, len(skipped))
 	for r := range skipped {
@@ -197,11 +266,12 @@ func printSkipped(c *cli.Context, name string, src *sensor.FileSource) {
 	}
 	sort.Strings(reasons)
 	for _, r := range reasons {
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
+		fmt.Fprintf(w, "chains-sensor: read %s: %d skipped: %s\n", name, skipped[r], r)
 	}
 	if c.Bool("kernel") {
-		fmt.Fprintf(c.App.ErrWriter, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of, %d whose link header the kernel filter cannot be given\n",
-			name, src.TwinFallbacks, src.TwinFrameSize, sensor.MaxReplayFrame, src.TwinSkbRefused, src.TwinFilterHeader)
+		n := src.Counts()
+		fmt.Fprintf(w, "chains-sensor: read %s: %d frames went to the Go twin, which BPF_PROG_TEST_RUN cannot take: %d outside 14 to %d bytes, %d outgoing frames it will not make an skb of, %d whose link header the kernel filter cannot be given\n",
+			name, n.TwinFallbacks, n.TwinFrameSize, sensor.MaxReplayFrame, n.TwinSkbRefused, n.TwinFilterHeader)
 	}
 }
 

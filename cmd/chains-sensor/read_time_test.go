@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -95,4 +98,90 @@ func TestReadTimesAsTcpdump(t *testing.T) {
 		t.Error("no packet without a time among the captures (the Simple Packet Block files)")
 	}
 	t.Logf("%d packet times as tcpdump's, %d at the epoch", checked, epoch)
+}
+
+// TestReadImpossibleTimes: a pcap fraction field past a second prints as tcpdump -tttt prints
+// it (the date of the seconds field, then the field as written: ".1500000"), marked "(invalid
+// us)", and JSON says ts_invalid; a pcapng timestamp of 2^64-1 us, which tcpdump cannot
+// convert either, prints as "[timestamp overflow]", never as a wrapped date.
+func TestReadImpossibleTimes(t *testing.T) {
+	sensortest.RequireTools(t, "tcpdump")
+	arp := append([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 2, 8, 6}, make([]byte, 28)...)
+	var pc bytes.Buffer
+	binary.Write(&pc, binary.LittleEndian, []uint32{0xa1b2c3d4, 2 | 4<<16, 0, 0, 65535, 1})
+	for _, frac := range []uint32{999_999, 1_500_000, 0xffffffff} {
+		binary.Write(&pc, binary.LittleEndian, []uint32{1441652914, frac, uint32(len(arp)), uint32(len(arp))})
+		pc.Write(arp)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "frac.pcap")
+	if err := os.WriteFile(file, pc.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	td := exec.Command("tcpdump", "-n", "-tttt", "-r", file)
+	td.Env = append(os.Environ(), "TZ=UTC")
+	out, err := td.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string // "2015-09-07 19:08:34.1500000"
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 {
+			want = append(want, f[0]+" "+f[1])
+		}
+	}
+	text, stderr, code := runCmd(t, "read", "-n", "--utc", "--view", "packets", file)
+	var got []string
+	for _, l := range strings.Split(text, "\n") {
+		if ts, ok := strings.CutPrefix(l, "Timestamp: "); ok {
+			got = append(got, ts)
+		}
+	}
+	if code != 0 || len(got) != 3 || len(want) != 3 {
+		t.Fatalf("exit %d, %d times, tcpdump %d:\n%s%s", code, len(got), len(want), text, stderr)
+	}
+	for i := range got {
+		invalid := i > 0
+		if !strings.HasPrefix(got[i], want[i]+" ") || strings.Contains(got[i], "(invalid us)") != invalid {
+			t.Errorf("packet %d: %q, tcpdump %q (invalid: %v)", i+1, got[i], want[i], invalid)
+		}
+	}
+	js, _, _ := runCmd(t, "read", "-n", "-o", "json", file)
+	if n := strings.Count(js, `"ts_invalid":"fraction `); n != 2 {
+		t.Errorf("%d ts_invalid, want 2:\n%s", n, js)
+	}
+
+	// pcapng: 2^64-1 microseconds, then a time that is fine.
+	block := func(typ uint32, body []byte) []byte {
+		var b bytes.Buffer
+		binary.Write(&b, binary.LittleEndian, []uint32{typ, uint32(12 + len(body))})
+		b.Write(body)
+		binary.Write(&b, binary.LittleEndian, uint32(12+len(body)))
+		return b.Bytes()
+	}
+	var ng, body bytes.Buffer
+	binary.Write(&body, binary.LittleEndian, []uint32{0x1a2b3c4d, 1, 0xffffffff, 0xffffffff}) // magic, version 1.0, no length
+	ng.Write(block(0x0a0d0d0a, body.Bytes()))
+	body.Reset()
+	binary.Write(&body, binary.LittleEndian, []uint32{1, 65535, 0}) // Ethernet, snap length, no option
+	ng.Write(block(1, body.Bytes()))
+	for _, ts := range []uint64{1<<64 - 1, 1441652914_000000} {
+		body.Reset()
+		binary.Write(&body, binary.LittleEndian, []uint32{0, uint32(ts >> 32), uint32(ts), uint32(len(arp)), uint32(len(arp))})
+		body.Write(arp)
+		body.Write(make([]byte, (4-len(arp)%4)%4))
+		ng.Write(block(6, body.Bytes()))
+	}
+	file = filepath.Join(dir, "overflow.pcapng")
+	if err := os.WriteFile(file, ng.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command("tcpdump", "-n", "-tttt", "-r", file).CombinedOutput(); !strings.Contains(string(out), "[Error converting time]") {
+		t.Fatalf("tcpdump converts 2^64-1 us: %s", out)
+	}
+	text, stderr, code = runCmd(t, "read", "-n", "--utc", file)
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "[timestamp overflow] ") || !strings.HasPrefix(lines[1], "2015-09-07 19:08:34 ") {
+		t.Errorf("exit %d:\n%s%s", code, text, stderr)
+	}
 }

@@ -63,35 +63,35 @@ type watchSettings struct {
 
 func parseWatchFlags(c *cli.Context, now time.Time) (*watchSettings, error) {
 	if c.NArg() != 1 {
-		return nil, usagef("watch takes one argument: nats://HOST:PORT[,...]")
+		return nil, usageErrorf("watch takes one argument: nats://HOST:PORT[,...]")
 	}
 	urls, err := fleet.ParseURLs(c.Args().First())
 	if err != nil {
-		return nil, usagef("%v", err)
+		return nil, usageErrorf("%v", err)
 	}
 	s := &watchSettings{urls: urls, count: c.Uint64(flagCount), utc: c.Bool(flagUTC)}
 	switch f, err := sinks.ParseFormat(c.String(flagOutput)); {
 	case err != nil:
-		return nil, usagef("-%s: %v", flagOutput, err)
+		return nil, usageErrorf("-%s: %v", flagOutput, err)
 	default:
 		s.json = f == sinks.FormatJSON
 	}
 	kinds, err := fleet.ParseKinds(c.String(flagKinds))
 	if err != nil {
-		return nil, usagef("--%s: %v", flagKinds, err)
+		return nil, usageErrorf("--%s: %v", flagKinds, err)
 	}
 	durable := c.String(flagDurable)
 	if durable == "" {
 		h, _ := os.Hostname()
 		durable = fleet.DurableName(h)
 	} else if fleet.HostToken(durable) != durable {
-		return nil, usagef("--%s %q: letters, digits, - and _ only", flagDurable, durable)
+		return nil, usageErrorf("--%s %q: letters, digits, - and _ only", flagDurable, durable)
 	}
 	if st := c.String(flagStream); st == "" || strings.ContainsAny(st, ".*> \t") {
-		return nil, usagef("--%s %q: a stream name has no dots, wildcards or spaces", flagStream, st)
+		return nil, usageErrorf("--%s %q: a stream name has no dots, wildcards or spaces", flagStream, st)
 	}
 	if c.Duration(flagWindow) <= 0 {
-		return nil, usagef("--%s must be positive", flagWindow)
+		return nil, usageErrorf("--%s must be positive", flagWindow)
 	}
 	s.cfg = fleet.WatchConfig{Stream: c.String(flagStream), Durable: durable, Kinds: kinds, Window: c.Duration(flagWindow)}
 	if v := c.String(flagSince); v != "" {
@@ -100,7 +100,7 @@ func parseWatchFlags(c *cli.Context, now time.Time) (*watchSettings, error) {
 		} else if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 			s.cfg.Since = t
 		} else {
-			return nil, usagef("--%s %q: want an RFC 3339 time (2006-01-02T15:04:05Z) or a duration ago (10m)", flagSince, v)
+			return nil, usageErrorf("--%s %q: want an RFC 3339 time (2006-01-02T15:04:05Z) or a duration ago (10m)", flagSince, v)
 		}
 	}
 	return s, nil

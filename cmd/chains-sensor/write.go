@@ -81,11 +81,6 @@ func writeFlags() []cli.Flag {
 	}
 }
 
-// usageError is bad usage: exit 2.
-type usageError struct{ error }
-
-func (u usageError) Unwrap() error { return u.error }
-
 // writeSettings are the -w flags, checked.
 type writeSettings struct {
 	opt      pcapng.Options
@@ -270,6 +265,17 @@ func (lc *liveCapture) start(capt *sinks.Capture, objs *sensor.Objects, live *se
 		lc.mu.Unlock()
 	}
 	return nil
+}
+
+// reattached records an interface attached again (--reattach): its packets, under its new
+// index, are described by its name when they come.
+func (lc *liveCapture) reattached(a sensor.Attachment) {
+	if lc == nil {
+		return
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	lc.atts[uint32(a.Ifindex)] = a
 }
 
 // stats are the statistics blocks' counts, from the start of the capture: packets the programs

@@ -18,7 +18,7 @@ import (
 // seq counts the records of one run of one sensor from 1; run is random per run; line is the
 // net_watch line without its time (packets only); data is the object -o json prints for the
 // kind: the packet's, the flows view's flow, the weird-dns view's DNS message, the urlwatch
-// view's HTTP head or TLS hello.
+// view's HTTP head or TLS hello (a QUIC hello is a tls record with its quic_version).
 type Envelope struct {
 	Host string    `json:"host"`
 	Run  string    `json:"run"`
@@ -75,16 +75,17 @@ func (s *Sink) Write(p *stages.Packet) error {
 		s.data = s.enc.Packet(s.data[:0], p)
 		s.emit(KindPacket, p.Time, s.line, s.data)
 	}
-	if p.DNS != nil && s.kinds[2] {
-		s.data = s.enc.DNS(s.data[:0], p)
+	// Several messages, heads or hellos one packet completed are linked by Next: a record each.
+	for d := p.DNS; d != nil && s.kinds[2]; d = d.Next {
+		s.data = s.enc.DNS(s.data[:0], p, d)
 		s.emit(KindDNS, p.Time, nil, s.data)
 	}
-	if p.HTTP != nil && s.kinds[3] {
-		s.data = s.enc.HTTP(s.data[:0], p)
+	for h := p.HTTP; h != nil && s.kinds[3]; h = h.Next {
+		s.data = s.enc.HTTP(s.data[:0], p, h)
 		s.emit(KindHTTP, p.Time, nil, s.data)
 	}
-	if p.TLS != nil && s.kinds[4] {
-		s.data = s.enc.TLS(s.data[:0], p)
+	for h := p.TLS; h != nil && s.kinds[4]; h = h.Next {
+		s.data = s.enc.TLS(s.data[:0], p, h)
 		s.emit(KindTLS, p.Time, nil, s.data)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,14 +14,18 @@ import (
 // recorder is a Handler that accepts every direction and keeps what it is given.
 type recorder struct {
 	want    bool
+	judged  int
 	bytes   []byte // the stream's bytes when last called
 	calls   int
 	lone    int
 	stalled bool
 }
 
-func (r *recorder) Packet(*stages.Packet)                 { r.lone++ }
-func (r *recorder) Accept(*stages.Flow, int, []byte) bool { return r.want }
+func (r *recorder) Packet(*stages.Packet) { r.lone++ }
+func (r *recorder) Accept(_ *stages.Flow, _ int, _ []byte, start bool) bool {
+	r.judged++
+	return r.want && start
+}
 func (r *recorder) Stream(_ *stages.Packet, s *Stream) bool {
 	r.calls++
 	r.bytes = append(r.bytes[:0], s.Bytes()...)
@@ -74,8 +79,8 @@ func FuzzStream(f *testing.F) {
 	})
 }
 
-// TestHandlerNotAccepting: a direction no handler accepts is never buffered; its payloads go
-// to Packet, each once.
+// TestHandlerNotAccepting: a direction no handler accepts is never buffered; each of its
+// segments is judged once, on its own, and none goes to Packet.
 func TestHandlerNotAccepting(t *testing.T) {
 	rec := &recorder{}
 	tb := New(Config{Handlers: []Handler{rec}})
@@ -83,8 +88,108 @@ func TestHandlerNotAccepting(t *testing.T) {
 		tb.Process(&stages.Packet{Time: time.Unix(1700000000, 0), IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB,
 			SrcPort: 40000, DstPort: 22, TCPFlags: stages.TCPAck, Seq: uint32(1000 + 100*i), Payload: make([]byte, 100), PayloadLen: 100})
 	}
-	if st := tb.Stats(); st.Streams != 0 || rec.calls != 0 || rec.lone != 5 {
-		t.Errorf("streams %d, stream calls %d, lone %d", st.Streams, rec.calls, rec.lone)
+	// A retransmission of a segment judged before is not judged again.
+	tb.Process(&stages.Packet{Time: time.Unix(1700000000, 0), IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB,
+		SrcPort: 40000, DstPort: 22, TCPFlags: stages.TCPAck, Seq: 1100, Payload: make([]byte, 100), PayloadLen: 100})
+	if st := tb.Stats(); st.Streams != 0 || st.StreamBytes != 0 || rec.calls != 0 || rec.lone != 0 || rec.judged != 5 {
+		t.Errorf("streams %d, stream calls %d, lone %d, judged %d", st.Streams, rec.calls, rec.lone, rec.judged)
+	}
+}
+
+// consumer reads length-prefixed messages (one length byte) from the streams it accepts,
+// consuming each, and keeps them.
+type consumer struct {
+	msgs    []string
+	give    int // after this many messages, give up the direction (0: never)
+	judged  []string
+	stalled int
+}
+
+func (c *consumer) Packet(*stages.Packet) {}
+func (c *consumer) Accept(_ *stages.Flow, _ int, head []byte, start bool) bool {
+	c.judged = append(c.judged, string(head))
+	return len(head) > 0 && head[0] == '>'
+}
+func (c *consumer) Stream(_ *stages.Packet, s *Stream) bool {
+	for {
+		b := s.Bytes()
+		if len(b) < 2 {
+			return !s.Stalled()
+		}
+		n := int(b[1])
+		if len(b) < 2+n {
+			if s.Stalled() {
+				c.stalled++
+				s.Consume(2 + n)
+				continue
+			}
+			return true
+		}
+		c.msgs = append(c.msgs, string(b[2:2+n]))
+		s.Consume(2 + n)
+		if c.give > 0 && len(c.msgs) == c.give {
+			return false
+		}
+	}
+}
+
+func msg(s string) []byte { return append([]byte{'>', byte(len(s))}, s...) }
+
+// TestStreamConsumes: a reader consumes message after message; the window follows it
+// across segments that cut messages anywhere, holds no buffer once nothing is left over, and
+// skips a message whose middle was captured short (the next one is read).
+func TestStreamConsumes(t *testing.T) {
+	c := &consumer{}
+	tb := New(Config{Handlers: []Handler{c}})
+	at := time.Unix(1700000000, 0)
+	seq := uint32(1001)
+	send := func(b []byte, declared int) {
+		tb.Process(&stages.Packet{Time: at, IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB, SrcPort: 40000, DstPort: 7,
+			TCPFlags: stages.TCPAck, Seq: seq, Payload: b, PayloadLen: uint16(declared)})
+		seq += uint32(declared)
+	}
+	tb.Process(&stages.Packet{Time: at, IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB, SrcPort: 40000, DstPort: 7,
+		TCPFlags: stages.TCPSyn, Seq: 1000})
+	var all []byte
+	for _, m := range []string{"one", "two", "three", "four"} {
+		all = append(all, msg(m)...)
+	}
+	send(all[:3], 3) // ">\x03o": a start too short to judge
+	send(all[3:9], 6)
+	send(all[9:], len(all)-9)
+	if st := tb.Stats(); st.StreamBytes != 0 {
+		t.Errorf("%d bytes held with nothing left over", st.StreamBytes)
+	}
+	long := msg("a message captured only in part")
+	send(long[:6], len(long)) // the rest of it is not in the capture
+	send(msg("after"), 7)
+	if want := []string{"one", "two", "three", "four", "after"}; !slices.Equal(c.msgs, want) || c.stalled != 1 {
+		t.Errorf("messages %q (stalled %d), want %q", c.msgs, c.stalled, want)
+	}
+}
+
+// TestStreamJudgedAgain: once its reader gives a direction up, the direction's later segments
+// are judged on their own, and a reader takes it again where one says so.
+func TestStreamJudgedAgain(t *testing.T) {
+	c := &consumer{give: 1}
+	tb := New(Config{Handlers: []Handler{c}})
+	at := time.Unix(1700000000, 0)
+	mk := func(seq uint32, b []byte) *stages.Packet {
+		return &stages.Packet{Time: at, IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB, SrcPort: 40000, DstPort: 7,
+			TCPFlags: stages.TCPAck, Seq: seq, Payload: b, PayloadLen: uint16(len(b))}
+	}
+	tb.Process(&stages.Packet{Time: at, IPVersion: 4, Proto: stages.ProtoTCP, Src: netipA, Dst: netipB, SrcPort: 40000, DstPort: 7,
+		TCPFlags: stages.TCPSyn, Seq: 1000})
+	first := append(msg("first"), "junk"...)
+	tb.Process(mk(1001, first))
+	tb.Process(mk(1001+uint32(len(first)), []byte("bulk data")))
+	tb.Process(mk(1001+uint32(len(first))+9, msg("again")))
+	tb.Process(mk(1001, first)) // a retransmission: read already
+	if !slices.Equal(c.msgs, []string{"first", "again"}) {
+		t.Errorf("messages %q", c.msgs)
+	}
+	if want := []string{string(first), "bulk data", string(msg("again"))}; !slices.Equal(c.judged, want) {
+		t.Errorf("judged %q, want %q", c.judged, want)
 	}
 }
 

@@ -1,8 +1,11 @@
 // Package flows keeps the flow table: the bidirectional flows of the packets it sees (counts,
 // TCP state, timeouts, a bound with eviction), the Community ID of each, and the reassembly of
-// the start of TCP directions. It knows the application decoders only through the Handler
-// interface they register with (Config.Handlers): it hands them payloads on their own, or, for
-// a direction a handler accepts, the direction's bytes in sequence order.
+// TCP directions. It knows the application decoders only through the Handler interface they
+// register with (Config.Handlers): it hands them payloads on their own, or, for a direction a
+// handler accepts, the direction's bytes in sequence order through a window the handler
+// consumes message by message (Stream). A direction's start is judged on AcceptBytes of it,
+// however its first segments cut them; a direction no handler reads is judged again at each
+// segment.
 //
 // A new consumer of flows is a Handler (a protocol decoder) or an OnEnd function (a sink of
 // finished flows, a metrics exporter); neither needs a change here.
@@ -39,7 +42,7 @@ type Config struct {
 	IdleTimeout   time.Duration // a flow ends after this long without packets (default 2m)
 	ActiveTimeout time.Duration // a longer flow is reported and counted afresh (default 30m)
 	Linger        time.Duration // a closed or reset flow stays this long for stragglers (default 10s)
-	StreamBytes   int           // leading bytes reassembled per direction (default 16 KiB)
+	StreamBytes   int           // the window a handler reads a direction through (default 16 KiB)
 	StreamBudget  int           // bytes of all reassembly buffers together (default 64 MiB)
 	// OnEnd, when set, is called for every flow that finishes, with End set. f is valid
 	// during the call only.
@@ -89,8 +92,8 @@ type Stats struct {
 	Evicted       uint64 // flows pushed out of the full table
 	Expired       uint64 // flows ended by the idle timeout
 	Active        int    // flows in the table now
-	Streams       uint64 // directions whose bytes were reassembled
-	StreamsDenied uint64 // directions not reassembled because the budget was spent
+	Streams       uint64 // streams begun (a direction's start judged, or a handler reading from a segment on)
+	StreamsDenied uint64 // streams ended because the budget could not give their window a buffer
 	StreamBytes   int    // bytes held by reassembly buffers now
 }
 
@@ -101,7 +104,8 @@ type Table struct {
 	m          map[flowKey]*flow
 	head, tail *flow // least recently seen at the tail
 	free       []*flow
-	bufs       [][]byte
+	bufs       [][]byte  // free stream buffers
+	streams    []*Stream // free streams
 	nextID     uint64
 	stats      Stats
 }
@@ -311,10 +315,9 @@ func (t *Table) tcp(f *flow, dir int, p *stages.Packet) {
 		f.State = stages.TCPEstablished
 	}
 	switch {
-	case len(p.Payload) == 0:
 	case fl&stages.TCPRst != 0:
 		t.lone(p)
-	default:
+	case len(p.Payload) != 0 || (fl&stages.TCPFin != 0 && d.stream != nil):
 		t.feed(f, dir, p)
 	}
 }

@@ -17,7 +17,6 @@ import (
 
 	"github.com/chains-sensor/chains-sensor/stages"
 	"github.com/chains-sensor/chains-sensor/stages/protocols"
-	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/miekg/dns"
 )
 
@@ -26,17 +25,30 @@ type ResolverConfig struct {
 	Servers    []string      // DNS servers "host:port" (--dns-server); [from ResolvConf]
 	ResolvConf string        // [/etc/resolv.conf]
 	HostsFile  string        // [/etc/hosts]; "-" reads none
-	Wait       time.Duration // longest a packet is held back for its names [200ms]
-	Timeout    time.Duration // per query and server [1s]
-	Workers    int           // lookups in flight at most [32]
-	Queue      int           // lookups waiting for a worker at most [1024]
-	CacheSize  int           // cached names and failures [16384]
-	MaxHeld    int           // packets held back at most [4096]
+	Wait       time.Duration // longest a packet is held back for its names [DefaultWait]
+	Timeout    time.Duration // per query and server [DefaultTimeout]
+	Workers    int           // DNS queries running at once at most [32]
+	Queue      int           // the in-flight table: lookups requested and not yet applied at most [DefaultQueue]
+	CacheSize  int           // cached names and failures [DefaultCacheSize]
+	MaxHeld    int           // packets held back at most [DefaultMaxHeld]
 	MinTTL     time.Duration // shortest time a name is cached [10s]
 	MaxTTL     time.Duration // longest time a name is cached [1h]
 	NegTTL     time.Duration // how long a failure without SOA is cached [60s]
+	Rate       int           // lookups started per second at most, in bursts of as many [DefaultRate]
 	Live       bool          // the source blocks (ring buffer): hold packets with a timer, not on the next packet
 }
+
+// Defaults of ResolverConfig, which the command line's flags show.
+const (
+	DefaultWait      = 200 * time.Millisecond
+	DefaultTimeout   = time.Second
+	DefaultQueue     = 1024
+	DefaultCacheSize = 65536
+	DefaultMaxHeld   = 4096
+	// DefaultRate bounds the PTR queries a scan makes the sensor send: a scan of a /16 is
+	// 65536 lookups, which at a fast resolver's pace cost more than every packet of it.
+	DefaultRate = 5000
+)
 
 func (c *ResolverConfig) setDefaults() {
 	def := func(d *time.Duration, v time.Duration) {
@@ -49,15 +61,16 @@ func (c *ResolverConfig) setDefaults() {
 			*d = v
 		}
 	}
-	def(&c.Wait, 200*time.Millisecond)
-	def(&c.Timeout, time.Second)
+	def(&c.Wait, DefaultWait)
+	def(&c.Timeout, DefaultTimeout)
 	def(&c.MinTTL, 10*time.Second)
 	def(&c.MaxTTL, time.Hour)
 	def(&c.NegTTL, 60*time.Second)
 	defi(&c.Workers, 32)
-	defi(&c.Queue, 1024)
-	defi(&c.CacheSize, 16384)
-	defi(&c.MaxHeld, 4096)
+	defi(&c.Queue, DefaultQueue)
+	defi(&c.CacheSize, DefaultCacheSize)
+	defi(&c.MaxHeld, DefaultMaxHeld)
+	defi(&c.Rate, DefaultRate)
 	if c.ResolvConf == "" {
 		c.ResolvConf = "/etc/resolv.conf"
 	}
@@ -70,19 +83,29 @@ func (c *ResolverConfig) setDefaults() {
 type ResolverStats struct {
 	Lookups     uint64 // queries started
 	Answers     uint64 // names found
-	Failures    uint64 // NXDOMAIN, no PTR, errors and timeouts
-	Dropped     uint64 // lookups not started because the queue was full (retried by later packets)
+	Failures    uint64 // lookups that found no name (Outcomes says how each ended)
+	Dropped     uint64 // lookups not started because the in-flight table was full (retried by later packets)
+	RateLimited uint64 // lookups not started because Rate was spent (retried by later packets)
 	Held        uint64 // packets held back waiting for a name
-	Expired     uint64 // held packets released by the bounded wait before their name arrived
+	Expired     uint64 // held packets released before their name arrived (by the bounded wait, a full queue or a stop)
+	Overflowed  uint64 // of those, released because the held queue was full (MaxHeld)
+	Evicted     uint64 // cache entries pushed out by its bound (CacheSize)
 	MaxInFlight int    // most lookups requested and not yet applied (queued, running or answered)
 	MaxQueries  int    // most DNS queries running at once (at most Workers)
 	MaxHeld     int    // most packets held back at once
 	CacheLen    int    // names and failures cached now
+	InFlight    int    // lookups requested and not yet applied now
+	// Outcomes counts the lookups that ended by how they ended (stages.RDNSName,
+	// RDNSNXDomain, RDNSTimeout, ...).
+	Outcomes [stages.NumRDNS]uint64
+	// Config is the configuration the stage ran with (defaults filled in), for the bounds.
+	Config ResolverConfig
 }
 
 type rdnsEntry struct {
-	name    string // sanitized name, stages.NXDomain, or "" (front cache: lookup pending, do not wait)
-	expires int64  // monotonic nanoseconds; 0 never (hosts file)
+	name    string      // sanitized name, stages.NXDomain, or "" (no name: the address keeps its class)
+	outcome stages.RDNS // how the lookup ended; RDNSPending in the front cache: a lookup is pending, do not wait
+	expires int64       // monotonic nanoseconds; 0 never (hosts file)
 }
 
 // frontSize is the number of slots of the direct-mapped cache that spares hot addresses the LRU's
@@ -106,10 +129,11 @@ func frontIndex(a netip.Addr) int {
 }
 
 type rdnsResult struct {
-	addr netip.Addr
-	name string // "" means failure
-	ttl  time.Duration
-	at   int64 // monotonic nanoseconds when the answer came
+	addr    netip.Addr
+	name    string // "" means failure
+	outcome stages.RDNS
+	ttl     time.Duration
+	at      int64 // monotonic nanoseconds when the answer came
 }
 
 // Resolver is the non-blocking reverse-DNS stage. Its cache belongs to the goroutine that runs
@@ -121,7 +145,7 @@ type Resolver struct {
 	hosts  map[netip.Addr]string
 	client *dns.Client
 
-	cache    *simplelru.LRU[netip.Addr, rdnsEntry]
+	cache    *nameCache
 	front    *[frontSize]frontEntry // direct-mapped cache in front of the LRU
 	inflight map[netip.Addr]int64   // address -> when its lookup started
 	givenUp  int64                  // packets no longer wait for lookups started at or before this
@@ -139,13 +163,19 @@ type Resolver struct {
 	ticks   uint32
 	lastSec int64
 
-	stats ResolverStats // owned by the stage goroutine
-	inFl  int
+	stats  ResolverStats // owned by the stage goroutine
+	inFl   int
+	tokens float64 // lookups that may start now (Rate per second, at most Rate)
+	filled int64   // when tokens was last refilled
 
 	active, maxActive atomic.Int64 // DNS queries running now, and at most
 
 	mu  sync.Mutex
 	pub ResolverStats // published copy of stats
+
+	hurry     chan struct{} // closed by Hurry
+	hurried   atomic.Bool
+	hurryOnce sync.Once
 }
 
 type heldPacket struct {
@@ -161,7 +191,7 @@ type heldPacket struct {
 // state. Run it as a stage with Stage; one Resolver serves one chain at a time.
 func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 	cfg.setDefaults()
-	r := &Resolver{cfg: cfg, hosts: map[netip.Addr]string{}, base: time.Now()}
+	r := &Resolver{cfg: cfg, hosts: map[netip.Addr]string{}, base: time.Now(), hurry: make(chan struct{})}
 	if len(r.cfg.Servers) == 0 {
 		cc, err := dns.ClientConfigFromFile(cfg.ResolvConf)
 		if err != nil {
@@ -185,11 +215,7 @@ func NewResolver(cfg ResolverConfig) (*Resolver, error) {
 			return nil, fmt.Errorf("reverse DNS: %w", err)
 		}
 	}
-	cache, err := simplelru.NewLRU[netip.Addr, rdnsEntry](r.cfg.CacheSize, nil)
-	if err != nil {
-		return nil, fmt.Errorf("reverse DNS cache: %w", err)
-	}
-	r.cache = cache
+	r.cache = newNameCache(r.cfg.CacheSize)
 	r.front = new([frontSize]frontEntry)
 	r.client = &dns.Client{Net: "udp", Timeout: r.cfg.Timeout, UDPSize: 1232}
 	r.held = make([]*heldPacket, r.cfg.MaxHeld)
@@ -228,11 +254,40 @@ func (r *Resolver) Stats() ResolverStats {
 	return r.pub
 }
 
+// Tables describes the stage's bounded tables (stages.StatsReporter): the cache, the
+// in-flight table and the held queue.
+func (r *Resolver) Tables() []stages.TableStats {
+	st := r.Stats()
+	c := st.Config
+	return []stages.TableStats{
+		{Name: "rdns_cache", Flag: "--rdns-cache", Len: st.CacheLen, Peak: st.CacheLen, Max: c.CacheSize, Evicted: int64(st.Evicted)},
+		{Name: "rdns_inflight", Flag: "--rdns-max-inflight", Len: st.InFlight, Peak: st.MaxInFlight, Max: c.Queue, Evicted: int64(st.Dropped)},
+		{Name: "rdns_held", Flag: "--rdns-max-held", Len: 0, Peak: st.MaxHeld, Max: c.MaxHeld, Evicted: int64(st.Overflowed)},
+	}
+}
+
+// Counters counts the lookups by outcome, and the packets that left before their name
+// (stages.StatsReporter).
+func (r *Resolver) Counters() []stages.Counter {
+	st := r.Stats()
+	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}, {Name: "rdns_rate_limited", Value: st.RateLimited}}
+	for o := stages.RDNSName; o < stages.NumRDNS; o++ {
+		if o == stages.RDNSHosts || o == stages.RDNSPending {
+			continue
+		}
+		out = append(out, stages.Counter{Name: "rdns_" + o.String(), Value: st.Outcomes[o]})
+	}
+	return append(out, stages.Counter{Name: "rdns_held", Value: st.Held},
+		stages.Counter{Name: "rdns_released_unnamed", Value: st.Expired})
+}
+
 func (r *Resolver) clock() int64 { return int64(time.Since(r.base)) }
 
-// Stage returns the reverse-DNS stage: for each public address, the cached name (or nxdomain,
-// which also sets stages.TagNXDomain); on a miss a lookup starts and the packet is held back until its
-// names are known or ResolverConfig.Wait has passed. Order is preserved.
+// Stage returns the reverse-DNS stage: for each public address, the cached name, or nxdomain
+// for an NXDOMAIN answer (which also sets stages.TagNXDomain), or the address's class when the
+// lookup failed otherwise (a timeout, a refusal, an unreachable server: Packet.SrcRDNS and
+// DstRDNS say which); on a miss a lookup starts and the packet is held back until its names
+// are known or ResolverConfig.Wait has passed. Order is preserved.
 func (r *Resolver) Stage() stages.Stage {
 	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
 		return func(yield func(*stages.Packet) bool) {
@@ -250,87 +305,50 @@ func (r *Resolver) Stage() stages.Stage {
 }
 
 func (r *Resolver) start(ctx context.Context) {
+	// The in-flight table holds at most Queue lookups (request refuses more), so neither
+	// channel can fill: a worker never blocks on an answer.
 	r.reqs = make(chan netip.Addr, r.cfg.Queue)
-	r.results = make(chan rdnsResult, r.cfg.Queue+r.cfg.Workers)
+	r.results = make(chan rdnsResult, r.cfg.Queue)
 	r.inflight = make(map[netip.Addr]int64)
 	r.givenUp = -1 << 62
 	clear(r.held) // a run the consumer stopped early may have left packets held
 	r.head, r.n, r.inFl = 0, 0, 0
 	r.now = r.clock()
+	r.tokens, r.filled = float64(r.cfg.Rate), r.now
 	for range r.cfg.Workers {
-		go r.worker(ctx)
+		go r.worker(ctx, r.reqs, r.results)
 	}
 }
 
-func (r *Resolver) worker(ctx context.Context) {
+// worker runs lookups for one run of the stage: its channels are that run's (a worker of a run
+// that ended may still be returning when the next run makes new ones).
+func (r *Resolver) worker(ctx context.Context, reqs <-chan netip.Addr, results chan<- rdnsResult) {
+	// Each worker keeps one UDP socket per server: a socket made and closed per query costs
+	// more than the query (miekg/dns matches each answer to its query by id).
+	conns := map[string]*dns.Conn{}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case a := <-r.reqs:
+		case a := <-reqs:
 			n := r.active.Add(1)
 			for m := r.maxActive.Load(); n > m && !r.maxActive.CompareAndSwap(m, n); m = r.maxActive.Load() {
 			}
-			res := r.lookup(ctx, a)
+			res := r.lookup(ctx, a, conns)
 			r.active.Add(-1)
 			res.at = r.clock()
 			select {
-			case r.results <- res:
+			case results <- res:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}
-}
-
-// lookup asks the servers in turn for the PTR of a.
-func (r *Resolver) lookup(ctx context.Context, a netip.Addr) rdnsResult {
-	res := rdnsResult{addr: a, ttl: r.cfg.NegTTL}
-	arpa, err := dns.ReverseAddr(a.String())
-	if err != nil {
-		return res
-	}
-	m := new(dns.Msg)
-	m.SetQuestion(arpa, dns.TypePTR)
-	for _, srv := range r.cfg.Servers {
-		if ctx.Err() != nil {
-			return res
-		}
-		qctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		in, _, err := r.client.ExchangeContext(qctx, m, srv)
-		cancel()
-		if err != nil || in == nil {
-			continue
-		}
-		switch in.Rcode {
-		case dns.RcodeSuccess:
-			for _, rr := range in.Answer {
-				if ptr, ok := rr.(*dns.PTR); ok {
-					res.name = cleanName(ptr.Ptr)
-					res.ttl = time.Duration(ptr.Hdr.Ttl) * time.Second
-					if res.name != "" {
-						return res
-					}
-				}
-			}
-			res.ttl = negTTL(in, r.cfg.NegTTL)
-			return res
-		case dns.RcodeNameError:
-			res.ttl = negTTL(in, r.cfg.NegTTL)
-			return res
-		}
-	}
-	return res
-}
-
-// negTTL is the negative-caching TTL of RFC 2308: the SOA's minimum, capped by its own TTL.
-func negTTL(m *dns.Msg, def time.Duration) time.Duration {
-	for _, rr := range m.Ns {
-		if soa, ok := rr.(*dns.SOA); ok {
-			return time.Duration(min(soa.Minttl, soa.Hdr.Ttl)) * time.Second
-		}
-	}
-	return def
 }
 
 func (r *Resolver) apply(res rdnsResult) {
@@ -339,17 +357,22 @@ func (r *Resolver) apply(res rdnsResult) {
 	r.inFl--
 	ttl := min(max(res.ttl, r.cfg.MinTTL), r.cfg.MaxTTL)
 	name := res.name
-	if name == "" {
+	switch res.outcome {
+	case stages.RDNSName:
+		r.stats.Answers++
+	case stages.RDNSNXDomain:
 		name = stages.NXDomain
 		r.stats.Failures++
-	} else {
-		r.stats.Answers++
+	default:
+		name = "" // the address keeps its class; the outcome says why
+		r.stats.Failures++
 	}
-	e := rdnsEntry{name: name, expires: res.at + int64(ttl)}
+	r.stats.Outcomes[res.outcome]++
+	e := rdnsEntry{name: name, outcome: res.outcome, expires: res.at + int64(ttl)}
 	r.cache.Add(res.addr, e)
-	if f := &r.front[frontIndex(res.addr)]; f.addr == res.addr {
-		f.rdnsEntry = e
-	}
+	// The front cache takes every answer: a held packet finds it there even when the
+	// cache's admission did not keep it.
+	r.front[frontIndex(res.addr)] = frontEntry{addr: res.addr, rdnsEntry: e}
 }
 
 // drain applies every result that has arrived, without blocking.
@@ -367,12 +390,15 @@ func (r *Resolver) drain() {
 	}
 }
 
-// name resolves one address from the cache. It returns the name to show and whether the
-// packet should wait for a lookup that is now in flight.
-func (r *Resolver) name(a netip.Addr) (string, bool) {
+// name resolves one address from the cache. It returns the entry to show (name "" keeps the
+// class) and whether the packet should wait for a lookup that is now in flight.
+func (r *Resolver) name(a netip.Addr) (rdnsEntry, bool) {
 	f := &r.front[frontIndex(a)]
 	if f.addr == a && (f.expires == 0 || f.expires >= r.now) {
-		return f.name, false
+		if r.ticks&63 == 0 && f.outcome != stages.RDNSPending {
+			r.cache.Get(a) // now and then, so that a hot address stays in the cache's favour
+		}
+		return f.rdnsEntry, false
 	}
 	if e, ok := r.cache.Get(a); ok {
 		if e.expires != 0 && e.expires < r.now {
@@ -380,33 +406,54 @@ func (r *Resolver) name(a netip.Addr) (string, bool) {
 		} else {
 			*f = frontEntry{addr: a, rdnsEntry: e}
 		}
-		return e.name, false
+		return e, false
 	}
 	if h, ok := r.hosts[a]; ok {
-		r.cache.Add(a, rdnsEntry{name: h})
-		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{name: h}}
-		return h, false
+		e := rdnsEntry{name: h, outcome: stages.RDNSHosts}
+		r.cache.Add(a, e)
+		*f = frontEntry{addr: a, rdnsEntry: e}
+		return e, false
 	}
+	pending := rdnsEntry{outcome: stages.RDNSPending}
 	if start, ok := r.inflight[a]; ok {
 		// Wait only while the lookup is young: once it is older than Wait (or the held queue
 		// overflowed), packets pass with what is known and the name comes when it comes. The
 		// front cache remembers that for a while, so a dead server costs what a cache hit costs.
-		if start > r.givenUp && r.now-start < int64(r.cfg.Wait) {
-			return "", true
+		if start > r.givenUp && r.now-start < int64(r.cfg.Wait) && !r.hurried.Load() {
+			return pending, true
 		}
-		*f = frontEntry{addr: a, rdnsEntry: rdnsEntry{expires: r.now + int64(r.cfg.Wait)}}
-		return "", false
+		pending.expires = r.now + int64(r.cfg.Wait)
+		*f = frontEntry{addr: a, rdnsEntry: pending}
+		return pending, false
 	}
-	return "", r.request(a)
+	// A packet waits for a new lookup only while the lookups keep up: when Workers of them
+	// already wait for a worker (a scan), packets pass with what is known and the names name
+	// the packets that come after. A scan then costs what the stage costs, not a lookup per
+	// packet on the way out.
+	keepUp := len(r.reqs) < r.cfg.Workers
+	return pending, r.request(a) && keepUp && !r.hurried.Load()
 }
 
-// request starts a lookup unless one is in flight; false if the queue is full.
+// request starts a lookup unless one is in flight; false if the in-flight table is full.
 func (r *Resolver) request(a netip.Addr) bool {
 	if _, ok := r.inflight[a]; ok {
 		return true
 	}
+	if r.inFl >= r.cfg.Queue {
+		r.stats.Dropped++
+		return false
+	}
+	if r.tokens < 1 {
+		r.tokens = min(r.tokens+float64(r.now-r.filled)*float64(r.cfg.Rate)/1e9, float64(r.cfg.Rate))
+		r.filled = r.now
+		if r.tokens < 1 {
+			r.stats.RateLimited++
+			return false
+		}
+	}
 	select {
 	case r.reqs <- a:
+		r.tokens--
 		r.inflight[a] = r.now
 		r.stats.Lookups++
 		r.inFl++
@@ -421,38 +468,43 @@ func (r *Resolver) request(a netip.Addr) bool {
 // annotate fills the public addresses' domains; it reports which sides wait for a lookup.
 func (r *Resolver) annotate(p *stages.Packet) (waitSrc, waitDst bool) {
 	if p.SrcClass == stages.ClassPublic {
-		var n string
-		n, waitSrc = r.name(p.Src)
-		if n != "" {
-			r.setSrc(p, n)
-		}
+		var e rdnsEntry
+		e, waitSrc = r.name(p.Src)
+		r.setSrc(p, e)
 	}
 	if p.DstClass == stages.ClassPublic {
-		var n string
-		n, waitDst = r.name(p.Dst)
-		if n != "" {
-			r.setDst(p, n)
-		}
+		var e rdnsEntry
+		e, waitDst = r.name(p.Dst)
+		r.setDst(p, e)
 	}
 	return
 }
 
-func (r *Resolver) setSrc(p *stages.Packet, n string) {
-	p.SrcDomain = n
-	if n == stages.NXDomain {
+func (r *Resolver) setSrc(p *stages.Packet, e rdnsEntry) {
+	p.SrcRDNS = e.outcome
+	if e.name != "" {
+		p.SrcDomain = e.name
+	}
+	if e.outcome == stages.RDNSNXDomain {
 		p.Tags |= stages.TagNXDomain
 	}
 }
 
-func (r *Resolver) setDst(p *stages.Packet, n string) {
-	p.DstDomain = n
-	if n == stages.NXDomain {
+func (r *Resolver) setDst(p *stages.Packet, e rdnsEntry) {
+	p.DstRDNS = e.outcome
+	if e.name != "" {
+		p.DstDomain = e.name
+	}
+	if e.outcome == stages.RDNSNXDomain {
 		p.Tags |= stages.TagNXDomain
 	}
 }
 
 func (r *Resolver) syncStats() {
 	r.stats.CacheLen = r.cache.Len()
+	r.stats.Evicted = r.cache.evicted
+	r.stats.InFlight = r.inFl
+	r.stats.Config = r.cfg
 	r.stats.MaxQueries = int(r.maxActive.Load())
 	r.mu.Lock()
 	r.pub = r.stats

@@ -3,6 +3,7 @@ package names
 import (
 	"context"
 	"iter"
+	"net/netip"
 	"time"
 
 	"github.com/chains-sensor/chains-sensor/stages"
@@ -18,18 +19,30 @@ func (r *Resolver) settle(h *heldPacket) bool {
 	}
 	h.gen = r.gen
 	if h.waitSrc {
-		if e, ok := r.cache.Peek(h.p.Src); ok {
-			r.setSrc(&h.p, e.name)
+		if e, ok := r.answered(h.p.Src); ok {
+			r.setSrc(&h.p, e)
 			h.waitSrc = false
 		}
 	}
 	if h.waitDst {
-		if e, ok := r.cache.Peek(h.p.Dst); ok {
-			r.setDst(&h.p, e.name)
+		if e, ok := r.answered(h.p.Dst); ok {
+			r.setDst(&h.p, e)
 			h.waitDst = false
 		}
 	}
 	return !h.waitSrc && !h.waitDst
+}
+
+// answered returns a's entry once its lookup has ended: from the front cache, which takes
+// every answer, or the cache.
+func (r *Resolver) answered(a netip.Addr) (rdnsEntry, bool) {
+	if f := &r.front[frontIndex(a)]; f.addr == a && f.outcome != stages.RDNSPending {
+		return f.rdnsEntry, true
+	}
+	if e, ok := r.cache.Peek(a); ok && e.outcome != stages.RDNSPending {
+		return e, true
+	}
+	return rdnsEntry{}, false
 }
 
 // heldPayload is the payload room each held packet starts with; larger payloads (DNS, TLS,
@@ -88,6 +101,9 @@ func (r *Resolver) release(yield func(*stages.Packet) bool, full bool) bool {
 		if !ready && (h.deadline <= r.now || full) {
 			ready = true
 			r.stats.Expired++
+			if full && h.deadline > r.now && !r.hurried.Load() {
+				r.stats.Overflowed++
+			}
 		}
 		if !ready {
 			return true
@@ -136,14 +152,15 @@ func (r *Resolver) runSync(src iter.Seq[*stages.Packet], yield func(*stages.Pack
 	r.flush(yield)
 }
 
-// flush waits (at most Wait past the last packet held) for the held packets' names and yields them.
+// flush waits (at most Wait past the last packet held, and not at all once Hurry was called)
+// for the held packets' names and yields them.
 func (r *Resolver) flush(yield func(*stages.Packet) bool) {
 	timer := time.NewTimer(r.cfg.Wait)
 	defer timer.Stop()
 	for r.n > 0 {
 		r.now = r.clock()
 		r.drain()
-		if !r.release(yield, false) {
+		if !r.release(yield, r.hurried.Load()) {
 			return
 		}
 		if r.n == 0 {
@@ -155,8 +172,19 @@ func (r *Resolver) flush(yield func(*stages.Packet) bool) {
 		case res := <-r.results:
 			r.apply(res)
 		case <-timer.C:
+		case <-r.hurry:
 		}
 	}
+}
+
+// Hurry makes the stage stop waiting for names: the packets it holds go out now with what is
+// known (their addresses' classes, RDNSPending), and no packet waits from then on. A stop
+// calls it, so that what is held is printed at once. It may be called from any goroutine.
+func (r *Resolver) Hurry() {
+	r.hurryOnce.Do(func() {
+		r.hurried.Store(true)
+		close(r.hurry)
+	})
 }
 
 // runLive pulls the blocking source from a goroutine, so held packets are released on time
@@ -191,6 +219,7 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*stages.Packet], yi
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	out := yield
+	hurry := r.hurry
 	for {
 		// Return released slots to the feeder's pool.
 		for _, h := range r.free {
@@ -240,6 +269,12 @@ func (r *Resolver) runLive(ctx context.Context, src iter.Seq[*stages.Packet], yi
 		case <-timer.C:
 			r.now = r.clock()
 			if !r.release(out, false) {
+				return
+			}
+		case <-hurry:
+			hurry = nil // once: from now on release gives up on every lookup
+			r.now = r.clock()
+			if !r.release(out, true) {
 				return
 			}
 		}

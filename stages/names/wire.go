@@ -22,7 +22,7 @@ type Mode uint8
 // Names modes.
 const (
 	ModeBoth Mode = iota // the name seen in DNS answers on the wire, else a PTR lookup (default)
-	ModeWire             // only names seen on the wire; no PTR lookups
+	ModeWire             // only names seen on the wire; no PTR lookups (a sensor that sends nothing)
 	ModePTR              // only PTR lookups
 )
 
@@ -41,12 +41,26 @@ func ParseMode(s string) (Mode, error) {
 
 // Wire remembers the names that DNS answers seen on the wire give to addresses: an A or
 // AAAA answer names its address with the question's name (the name the client asked for, even
-// when CNAMEs led to the address). It is bounded (an LRU of MaxEntries) and safe for concurrent
-// use.
+// when CNAMEs led to the address). Only an answer the DNS decoder matched to a query the
+// sensor saw teaches a name (same id, same question, from the address and port the query went
+// to, within the query's timeout: stages.DNSInfo.Matched): anyone can send a response, and an
+// unsolicited one must not rename an address. It is bounded (an LRU of its size) and safe for
+// concurrent use.
 type Wire struct {
 	cache  *lru.Cache[netip.Addr, wireName]
+	size   int
 	minTTL time.Duration
 	added  atomic.Bool // a name was ever added: until then Lookup takes no lock
+	stats  struct{ learned, evicted, unmatched atomic.Uint64 }
+	peak   atomic.Int64 // the most names held at once
+}
+
+// WireStats counts what a Wire did.
+type WireStats struct {
+	Learned   uint64 // names added (an address named again counts again)
+	Names     int    // addresses named now
+	Evicted   uint64 // names pushed out of the full table
+	Unmatched uint64 // responses with A or AAAA answers not learned: matched to no query
 }
 
 type wireName struct {
@@ -66,8 +80,15 @@ func NewWire(size int, minTTL time.Duration) *Wire {
 	if minTTL <= 0 {
 		minTTL = 10 * time.Minute
 	}
-	c, _ := lru.New[netip.Addr, wireName](size) // size > 0: never fails
-	return &Wire{cache: c, minTTL: minTTL}
+	w := &Wire{size: size, minTTL: minTTL}
+	w.cache, _ = lru.NewWithEvict(size, func(netip.Addr, wireName) { w.stats.evicted.Add(1) }) // size > 0: never fails
+	return w
+}
+
+// Stats returns the counters so far.
+func (w *Wire) Stats() WireStats {
+	return WireStats{Learned: w.stats.learned.Load(), Names: w.cache.Len(), Evicted: w.stats.evicted.Load(),
+		Unmatched: w.stats.unmatched.Load()}
 }
 
 // Lookup returns the name the wire gave to a, if one is known and has not expired at now
@@ -91,20 +112,43 @@ func (w *Wire) Lookup(a netip.Addr, now time.Time) (string, bool) {
 // Len returns how many addresses have a name.
 func (w *Wire) Len() int { return w.cache.Len() }
 
+// Size returns the most names the table holds.
+func (w *Wire) Size() int { return w.size }
+
+// Peak returns the most names the table has held at once.
+func (w *Wire) Peak() int { return int(w.peak.Load()) }
+
+// Evicted returns how many names were pushed out to make room for others.
+func (w *Wire) Evicted() int64 { return int64(w.stats.evicted.Load()) }
+
 // Add names a for ttl from now.
 func (w *Wire) Add(a netip.Addr, name string, ttl time.Duration, now time.Time) {
 	if ttl < w.minTTL {
 		ttl = w.minTTL
 	}
-	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)})
+	w.cache.Add(a.Unmap(), wireName{name: name, expires: now.Add(ttl)}) // an eviction is counted by the cache's callback
+	if n := int64(w.cache.Len()); n > w.peak.Load() {
+		w.peak.Store(n) // Add's callers are one stage goroutine: no lost update
+	}
 	w.added.Store(true)
+	w.stats.learned.Add(1)
 }
 
-// Learn takes the A and AAAA answers of a response. The name given to an address is the
-// question's name when the answer's owner is that name or is reached from it through the
-// message's CNAME answers; otherwise the owner's name.
+// Learn takes the A and AAAA answers of a successful response matched to its query (others
+// teach nothing: an unmatched one is counted). The name given to an address is the question's
+// name when the answer's owner is that name or is reached from it through the message's CNAME
+// answers; otherwise the owner's name.
 func (w *Wire) Learn(info *stages.DNSInfo, now time.Time) {
-	if w == nil || !info.Response {
+	if w == nil || !info.Response || info.Rcode != 0 {
+		return
+	}
+	if !info.Matched {
+		for _, r := range info.Answers {
+			if r.Type == 1 || r.Type == 28 {
+				w.stats.unmatched.Add(1)
+				break
+			}
+		}
 		return
 	}
 	qname := ""
@@ -170,7 +214,7 @@ func equalFoldASCII(a, b string) bool {
 }
 
 // Stage returns the stage of the wire names: it learns the names of every successful DNS
-// response the chain decoded (Packet.DNS: see Learn), then sets SrcDomain and DstDomain to the
+// response the chain decoded and matched to its query (Packet.DNS: see Learn), then sets SrcDomain and DstDomain to the
 // name DNS answers on the wire gave the address, when there is one and named(class) says the
 // address is one a name should show for (nil: every address). It goes after the stage that
 // decodes DNS, and after the reverse-DNS stage, so that a wire name wins over a PTR name. For
@@ -180,7 +224,7 @@ func (w *Wire) Stage(named func(stages.Class) bool) stages.Stage {
 	return func(src iter.Seq[*stages.Packet]) iter.Seq[*stages.Packet] {
 		return func(yield func(*stages.Packet) bool) {
 			for p := range src {
-				if d := p.DNS; d != nil && d.Response && d.Rcode == 0 {
+				for d := p.DNS; d != nil; d = d.Next {
 					w.Learn(d, p.Time)
 				}
 				if p.IPVersion != 0 {

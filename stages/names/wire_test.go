@@ -3,6 +3,7 @@ package names
 import (
 	"fmt"
 	"iter"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -47,7 +48,7 @@ func TestWireNames(t *testing.T) {
 func TestWireNamesCNAME(t *testing.T) {
 	w := NewWire(4, time.Minute)
 	now := time.Unix(1000, 0)
-	info := &stages.DNSInfo{Response: true,
+	info := &stages.DNSInfo{Response: true, Matched: true,
 		Questions: []stages.DNSQuestion{{Name: "www.example.com", Type: 1, Class: 1}},
 		Answers: []stages.DNSRecord{
 			{Name: "www.example.com", Type: 5, Class: 1, TTL: 30, Data: "edge.cdn.net"},
@@ -109,6 +110,25 @@ func TestWireStage(t *testing.T) {
 	for p := range names.Stage(func(stages.Class) bool { return false })(decodeDNS(t, "chains/https.pcap")) {
 		if p.SrcDomain != "" || p.DstDomain != "" {
 			t.Fatalf("frame %d named despite the filter", p.Num)
+		}
+	}
+}
+
+// TestWireBounded: a table of 3 names that learns 5 addresses keeps the last 3, counts the 2
+// it pushed out, and reports 3 as its peak; a name learned again is no eviction.
+func TestWireBounded(t *testing.T) {
+	w := NewWire(3, 0)
+	now := time.Unix(1441652914, 0)
+	for i := range 5 {
+		w.Add(netip.AddrFrom4([4]byte{44, 0, 0, byte(i)}), fmt.Sprintf("h%d.example", i), time.Hour, now)
+	}
+	w.Add(netip.AddrFrom4([4]byte{44, 0, 0, 4}), "h4.example", time.Hour, now)
+	if w.Len() != 3 || w.Size() != 3 || w.Peak() != 3 || w.Evicted() != 2 {
+		t.Errorf("len %d, size %d, peak %d, evicted %d: want 3, 3, 3, 2", w.Len(), w.Size(), w.Peak(), w.Evicted())
+	}
+	for i, want := range []bool{false, false, true, true, true} {
+		if _, ok := w.Lookup(netip.AddrFrom4([4]byte{44, 0, 0, byte(i)}), now); ok != want {
+			t.Errorf("44.0.0.%d named: %v, want %v", i, ok, want)
 		}
 	}
 }

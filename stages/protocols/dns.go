@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/miekg/dns"
 
 	"github.com/chains-sensor/chains-sensor/stages"
@@ -94,6 +95,7 @@ type DNSConfig struct {
 const (
 	DefaultMatchTimeout = 30 * time.Second
 	DefaultMaxPending   = 16384
+	DefaultMaxClients   = 4096 // clients tracked for NXDOMAIN bursts
 )
 
 func (c *DNSConfig) defaults() {
@@ -110,22 +112,32 @@ func (c *DNSConfig) defaults() {
 		c.NXWindow = 10 * time.Second
 	}
 	if c.MaxClients <= 0 {
-		c.MaxClients = 4096
+		c.MaxClients = DefaultMaxClients
 	}
 }
 
-// DNSStats counts what the DNS stage did.
+// DNSStats counts what the DNS stage did. Its two tables (queries waiting for their response,
+// clients tracked for NXDOMAIN bursts) are bounded; what each holds now is beside what it
+// evicted and what expired from it.
 type DNSStats struct {
-	Messages   uint64 // messages decoded (possibly partly)
-	Errors     uint64 // messages whose decoding stopped early
-	Matched    uint64 // responses matched to their query
-	Weird      uint64 // messages with at least one weird reason
-	PendingCap uint64 // queries not remembered because the pending table was full
+	Messages       uint64 // messages decoded (possibly partly)
+	Errors         uint64 // messages whose decoding stopped early
+	Matched        uint64 // responses matched to their query
+	Unsolicited    uint64 // responses that match no query seen (weird: unsolicited_answer)
+	Weird          uint64 // messages with at least one weird reason
+	Pending        int    // queries waiting for their response now
+	PendingExpired uint64 // queries whose response did not come within MatchTimeout
+	PendingEvicted uint64 // queries forgotten, unanswered, to make room in the full table
+	PendingPeak    int    // the most queries waiting at once
+	Clients        int    // clients tracked for NXDOMAIN bursts now
+	ClientsPeak    int    // the most clients tracked at once
+	ClientsEvicted uint64 // clients forgotten within their window to make room
 	// WeirdRules counts the weird reasons by rule, indexed as WeirdRules names them.
 	WeirdRules [len(WeirdRules)]uint64
 }
 
-// dnsKey identifies a query awaiting its response: client, server, transport and id.
+// dnsKey identifies a query awaiting its response: client, server, transport and id. A query
+// to a multicast group (LLMNR, mDNS) has the zero server: any responder may answer it.
 type dnsKey struct {
 	client, server         [16]byte // plain bytes hash faster than netip.Addr
 	clientPort, serverPort uint16
@@ -137,9 +149,14 @@ func makeDNSKey(client netip.Addr, cport uint16, server netip.Addr, sport uint16
 	return dnsKey{client: client.As16(), server: server.As16(), clientPort: cport, serverPort: sport, id: id, tcp: tcp}
 }
 
+// dnsPending is a query waiting for its response: when it was seen, its packet number and its
+// first question, which the response must repeat.
 type dnsPending struct {
-	t   time.Time
-	num uint64
+	t     time.Time
+	num   uint64
+	q     stages.DNSQuestion
+	hasQ  bool
+	multi bool // sent to a multicast group
 }
 
 type nxWindow struct {
@@ -149,11 +166,15 @@ type nxWindow struct {
 
 // DNSTracker decodes DNS messages, matches responses to queries and judges weirdness. It is the
 // state behind the DNS stage; one tracker serves one chain (it is not safe for concurrent use).
+//
+// Its tables cost constant time per packet however full they are: each is a map with a list
+// in the order entries were last written (hashicorp/golang-lru's simplelru), which, packet
+// times only growing, is the order in which they expire; each packet first drops the expired
+// entries at the old end, and a full table evicts its oldest entry for a new one.
 type DNSTracker struct {
 	cfg     DNSConfig
-	pending map[dnsKey]dnsPending
-	nx      map[netip.Addr]nxWindow
-	lastGC  time.Time
+	pending *simplelru.LRU[dnsKey, dnsPending]
+	nx      *simplelru.LRU[netip.Addr, nxWindow]
 	stats   DNSStats
 	msg     dns.Msg
 }
@@ -161,11 +182,18 @@ type DNSTracker struct {
 // NewDNSTracker returns a tracker with cfg (defaults filled in).
 func NewDNSTracker(cfg DNSConfig) *DNSTracker {
 	cfg.defaults()
-	return &DNSTracker{cfg: cfg, pending: make(map[dnsKey]dnsPending), nx: make(map[netip.Addr]nxWindow)}
+	t := &DNSTracker{cfg: cfg}
+	t.pending, _ = simplelru.NewLRU[dnsKey, dnsPending](cfg.MaxPending, nil) // sizes > 0: never fails
+	t.nx, _ = simplelru.NewLRU[netip.Addr, nxWindow](cfg.MaxClients, nil)
+	return t
 }
 
 // Stats returns the counters so far.
-func (t *DNSTracker) Stats() DNSStats { return t.stats }
+func (t *DNSTracker) Stats() DNSStats {
+	s := t.stats
+	s.Pending, s.Clients = t.pending.Len(), t.nx.Len()
+	return s
+}
 
 // Packet decodes the DNS message p carries on its own, if it carries one, into p.DNS: a UDP
 // datagram, or a TCP segment that starts with a message's two-byte length.
@@ -196,35 +224,54 @@ func (t *DNSTracker) Packet(p *stages.Packet) {
 	t.finish(p, msg, tcp)
 }
 
-// Accept reads a TCP direction on a DNS port that starts with a plausible message length.
-func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte) bool {
-	return (IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) && len(head) >= 2 && int(head[0])<<8|int(head[1]) >= 12
+// Accept reads a TCP direction on a DNS port that starts with a plausible message length; a
+// segment in the middle of a direction must also start with a plausible header (one question, a
+// known opcode), for a length read from the middle of a message is no message.
+func (t *DNSTracker) Accept(f *stages.Flow, _ int, head []byte, start bool) bool {
+	if !(IsDNSPort(f.SrcPort) || IsDNSPort(f.DstPort)) || len(head) < 2 || int(head[0])<<8|int(head[1]) < 12 {
+		return false
+	}
+	return start || (len(head) >= 2+12 && head[2+4] == 0 && head[2+5] == 1 && head[2+2]>>3&0xf <= 6)
 }
 
-// flows.Stream decodes the direction's first message once it is whole (or can grow no more), on the
-// segment that completes it.
+// Stream decodes the direction's messages, each once it is whole, on the segment that
+// completes it. A message cut short (a hole in the capture, or longer than the window) is
+// decoded as far as it goes and the rest of it skipped, so the next message is read too.
 func (t *DNSTracker) Stream(p *stages.Packet, s *flows.Stream) bool {
-	b := s.Bytes()
-	if len(b) < 2 {
-		return true
+	for {
+		b := s.Bytes()
+		if len(b) < 2 {
+			return !s.Stalled()
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if n < 12 {
+			return false
+		}
+		if len(b) < 2+n {
+			if !s.Stalled() {
+				return true
+			}
+			if len(b) >= 2+12 {
+				t.finish(p, b[2:], true)
+			}
+		} else {
+			t.finish(p, b[2:2+n], true)
+		}
+		s.Consume(2 + n)
 	}
-	n := int(binary.BigEndian.Uint16(b))
-	if len(b) < 2+n && !s.Stalled() {
-		return true
-	}
-	if msg := b[2:min(len(b), 2+n)]; len(msg) >= 12 {
-		t.finish(p, msg, true)
-	}
-	return false
 }
 
-// finish decodes msg and sets p.DNS.
+// finish decodes msg and adds it to the messages p completes.
 func (t *DNSTracker) finish(p *stages.Packet, msg []byte, tcp bool) {
 	info := t.decode(msg)
 	info.TCP = tcp
 	t.match(p, info)
 	t.judge(p, info)
-	p.DNS = info
+	at := &p.DNS
+	for *at != nil {
+		at = &(*at).Next
+	}
+	*at = info
 }
 
 // dnsInfo is a DNSInfo allocated with room for the usual one or two questions.
@@ -402,46 +449,91 @@ func isDigit3(s string) bool {
 	return len(s) == 3 && '0' <= s[0] && s[0] <= '9' && '0' <= s[1] && s[1] <= '9' && '0' <= s[2] && s[2] <= '9'
 }
 
-// match pairs responses with their queries and sets Matched and Latency.
+// match pairs responses with their queries and sets Matched and Latency. A response matches
+// a query seen from its destination to its source (addresses and ports; any source for a
+// query to a multicast group), over the same transport, with the same id and the same first
+// question, within MatchTimeout; a response that matches none is unsolicited (multicast DNS
+// responses over UDP excepted: they are announcements, answering no one in particular).
 func (t *DNSTracker) match(p *stages.Packet, info *stages.DNSInfo) {
 	now := p.Time
-	if now.Sub(t.lastGC) > t.cfg.MatchTimeout || len(t.pending) >= t.cfg.MaxPending {
-		t.gc(now)
-	}
+	t.expire(now)
 	if !info.Response {
-		k := makeDNSKey(p.Src, p.SrcPort, p.Dst, p.DstPort, info.TCP, info.ID)
-		if len(t.pending) >= t.cfg.MaxPending {
-			t.stats.PendingCap++
-			return
+		server := p.Dst
+		if server.IsMulticast() {
+			server = netip.Addr{}
 		}
-		t.pending[k] = dnsPending{t: now, num: p.Num}
+		q := dnsPending{t: now, num: p.Num, multi: !server.IsValid()}
+		if len(info.Questions) > 0 {
+			q.q, q.hasQ = info.Questions[0], true
+		}
+		if t.pending.Add(makeDNSKey(p.Src, p.SrcPort, server, p.DstPort, info.TCP, info.ID), q) {
+			t.stats.PendingEvicted++
+		}
+		t.stats.PendingPeak = max(t.stats.PendingPeak, t.pending.Len())
 		return
 	}
 	k := makeDNSKey(p.Dst, p.DstPort, p.Src, p.SrcPort, info.TCP, info.ID)
-	q, ok := t.pending[k]
+	q, ok := t.pending.Peek(k)
 	if !ok {
+		k.server = [16]byte{}
+		q, ok = t.pending.Peek(k)
+	}
+	if ok && now.Sub(q.t) <= t.cfg.MatchTimeout && sameQuestion(q, info) {
+		t.pending.Remove(k)
+		info.Matched = true
+		info.Latency = now.Sub(q.t)
+		info.QueryNum = q.num
+		t.stats.Matched++
 		return
 	}
-	delete(t.pending, k)
-	if now.Sub(q.t) > t.cfg.MatchTimeout {
-		return
+	if info.TCP || (p.SrcPort != PortMDNS && p.DstPort != PortMDNS && !p.Dst.IsMulticast()) {
+		t.stats.Unsolicited++
+		info.Weird = append(info.Weird, stages.DNSWeird{Rule: "unsolicited_answer", Detail: unsolicitedWhy(ok, q, info)})
 	}
-	info.Matched = true
-	info.Latency = now.Sub(q.t)
-	info.QueryNum = q.num
-	t.stats.Matched++
 }
 
-func (t *DNSTracker) gc(now time.Time) {
-	t.lastGC = now
-	for k, q := range t.pending {
-		if now.Sub(q.t) > t.cfg.MatchTimeout || now.Before(q.t.Add(-t.cfg.MatchTimeout)) {
-			delete(t.pending, k)
-		}
+// sameQuestion reports whether a response repeats the first question of its query (names
+// compared without regard to ASCII case: a resolver may echo 0x20-randomised case).
+func sameQuestion(q dnsPending, info *stages.DNSInfo) bool {
+	if !q.hasQ {
+		return len(info.Questions) == 0
 	}
-	for a, w := range t.nx {
-		if now.Sub(w.start) > t.cfg.NXWindow {
-			delete(t.nx, a)
+	if len(info.Questions) == 0 {
+		return false
+	}
+	r := info.Questions[0]
+	return r.Type == q.q.Type && r.Class == q.q.Class && strings.EqualFold(r.Name, q.q.Name)
+}
+
+// unsolicitedWhy says why a response matches no query: none with its id from its
+// destination, or one whose question is another.
+func unsolicitedWhy(found bool, q dnsPending, info *stages.DNSInfo) string {
+	switch {
+	case !found:
+		return "no query"
+	case q.hasQ && !sameQuestion(q, info):
+		return "question differs: asked " + q.q.Name + " " + DNSTypeName(q.q.Type)
+	}
+	return "after the query's timeout"
+}
+
+// expire drops the queries that waited longer than MatchTimeout and the clients whose
+// NXDOMAIN window passed (or that lie that far ahead: the packets' clock went back): the oldest
+// entries of each table, so in constant time for each.
+func (t *DNSTracker) expire(now time.Time) {
+	for {
+		_, q, ok := t.pending.GetOldest()
+		if !ok || (now.Sub(q.t) <= t.cfg.MatchTimeout && q.t.Sub(now) <= t.cfg.MatchTimeout) {
+			break
 		}
+		t.pending.RemoveOldest()
+		t.stats.PendingExpired++
+	}
+	for {
+		_, w, ok := t.nx.GetOldest()
+		if !ok || (now.Sub(w.start) <= t.cfg.NXWindow && w.start.Sub(now) <= t.cfg.NXWindow) {
+			break
+		}
+		t.nx.RemoveOldest()
 	}
 }

@@ -120,10 +120,11 @@ func TestDNSAgainstTShark(t *testing.T) {
 	}
 }
 
-// checkDNSRow compares one tshark row (gen.sh's field order) with our decode.
-// Responses sent to a multicast group (mDNS) are not matched to queries: every responder
-// answers and ids are 0, so tshark's pairing there is not checked.
-func checkDNSRow(t *testing.T, num uint64, r []string, d *stages.DNSInfo, multicast bool) {
+// checkDNSRow compares one tshark row (gen.sh's field order) with our decode. With noPairing,
+// tshark's pairing of the response with a query is not checked: responses sent to a multicast
+// group (mDNS) are not matched to queries (every responder answers and ids are 0), and tshark
+// pairs by id alone where we also want the question to be the query's.
+func checkDNSRow(t *testing.T, num uint64, r []string, d *stages.DNSInfo, noPairing bool) {
 	t.Helper()
 	errf := func(field string, want, got any) {
 		t.Errorf("frame %d %s: tshark %v, we %v", num, field, want, got)
@@ -191,7 +192,7 @@ func checkDNSRow(t *testing.T, num uint64, r []string, d *stages.DNSInfo, multic
 	if want, got := r[13], strings.Join(aaaas, ","); want != got {
 		errf("AAAA", want, got)
 	}
-	if multicast {
+	if noPairing {
 		return
 	}
 	if r[14] != "" {
@@ -237,5 +238,48 @@ func TestDNSOverTCPAcrossSegments(t *testing.T) {
 	checkDNSRow(t, 6, rows[1], d, false)
 	if d.Err != "" || !d.TCP {
 		t.Errorf("err %q tcp %v", d.Err, d.TCP)
+	}
+}
+
+// TestDNSOverTCPIncomplete: suricata-verify's dns-incomplete trace. Its second TXT query is
+// split over two segments (frames 9 and 11, 14 and 16 bytes: tshark reassembles it on frame
+// 11). We decode the DNS messages tshark decodes, on the same frames, with the same values, and
+// nothing from frame 9 alone (which read on its own is a header with no question, Z and TC set:
+// a false weird alert).
+func TestDNSOverTCPIncomplete(t *testing.T) {
+	for _, snap := range []stagestest.Snap{stagestest.FullSnap} {
+		got := runApp(t, "protocols/dns_tcp_incomplete.pcap", snap)
+		rows := stagestest.TSV(t, "dns_dns_tcp_incomplete_pcap.tsv")
+		frames := map[uint64]bool{}
+		for _, r := range rows {
+			num, _ := strconv.ParseUint(r[0], 10, 64)
+			frames[num] = true
+			d := got[num].dns
+			if d == nil {
+				t.Errorf("frame %d: tshark decodes DNS, we do not", num)
+				continue
+			}
+			checkDNSRow(t, num, r, d, true)
+			if d.Next != nil || !d.TCP || d.Err != "" {
+				t.Errorf("frame %d: %+v", num, d)
+			}
+			for _, w := range d.Weird {
+				if w.Rule == "z" || w.Rule == "truncated" {
+					t.Errorf("frame %d: weird %v", num, d.Weird)
+				}
+			}
+			// Frame 7 answers id 0x1032 before anyone asked it (the query of frame 5 has id
+			// 0x1133); frame 13 answers 0x1032 about google.com A where frame 11 asked TXT
+			// (tshark pairs 13 with 11 on the id alone).
+			want := map[uint64]string{7: "unsolicited_answer=no query", 13: "unsolicited_answer=question differs: asked google.com TXT"}[num]
+			if d.Response && (weirdRules(d) != want || d.Matched) {
+				t.Errorf("frame %d: weird %q matched %v, want %q", num, weirdRules(d), d.Matched, want)
+			}
+		}
+		for num, res := range got {
+			if res.dns != nil && !frames[num] {
+				t.Errorf("frame %d: we decode DNS, tshark does not: %+v", num, res.dns)
+			}
+		}
 	}
 }

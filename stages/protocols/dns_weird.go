@@ -29,7 +29,7 @@ func dnsWeirdType(t uint16) bool { return dnsWeirdTypes[t] || !dnsKnownTypes[t] 
 
 // judge applies the weird-DNS rules of the original chains, plus NXDOMAIN bursts.
 func (t *DNSTracker) judge(p *stages.Packet, info *stages.DNSInfo) {
-	var w []stages.DNSWeird
+	w := info.Weird // match's unsolicited_answer, if it found one
 	if info.Z {
 		w = append(w, stages.DNSWeird{Rule: "z", Detail: "1"})
 	}
@@ -106,23 +106,18 @@ func appendWeird(w []stages.DNSWeird, rule, detail string) []stages.DNSWeird {
 }
 
 // nxBurst counts an NXDOMAIN answer to client and reports a burst once NXBurst of them arrived
-// within NXWindow (every further one in the window is reported too).
+// within NXWindow (every further one in the window is reported too). A full table forgets the
+// client it heard of least recently.
 func (t *DNSTracker) nxBurst(client netip.Addr, now time.Time) (int, time.Duration, bool) {
-	w, ok := t.nx[client]
+	w, ok := t.nx.Peek(client)
 	if !ok || now.Sub(w.start) > t.cfg.NXWindow || now.Before(w.start) {
-		if !ok && len(t.nx) >= t.cfg.MaxClients {
-			t.gc(now)
-			if len(t.nx) >= t.cfg.MaxClients {
-				for a := range t.nx { // still full: forget one client
-					delete(t.nx, a)
-					break
-				}
-			}
-		}
 		w = nxWindow{start: now}
 	}
 	w.count++
-	t.nx[client] = w
+	if t.nx.Add(client, w) {
+		t.stats.ClientsEvicted++
+	}
+	t.stats.ClientsPeak = max(t.stats.ClientsPeak, t.nx.Len())
 	return w.count, now.Sub(w.start), w.count >= t.cfg.NXBurst
 }
 

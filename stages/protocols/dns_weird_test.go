@@ -87,7 +87,13 @@ func TestDNSWeirdRules(t *testing.T) {
 	}
 	for _, c := range cases {
 		tr := NewDNSTracker(DNSConfig{})
-		p := dnsPacket(t, c.msg(), "10.0.0.1", "10.0.0.53", 40000, 53, at)
+		m := c.msg()
+		if m.Response { // its query first, or it is unsolicited
+			q := m.Copy()
+			q.Response, q.Answer = false, nil
+			tr.Packet(dnsPacket(t, q, "10.0.0.53", "10.0.0.1", 53, 40000, at))
+		}
+		p := dnsPacket(t, m, "10.0.0.1", "10.0.0.53", 40000, 53, at)
 		tr.Packet(p)
 		if p.DNS == nil {
 			t.Fatalf("%s: not decoded", c.name)
@@ -95,6 +101,17 @@ func TestDNSWeirdRules(t *testing.T) {
 		if got := weirdRules(p.DNS); got != c.want {
 			t.Errorf("%s: weird %q, want %q", c.name, got, c.want)
 		}
+		// The counts by rule (the metrics'): one for the case's rule, none for the others.
+		var want [len(WeirdRules)]uint64
+		if rule, _, _ := strings.Cut(c.want, "="); rule != "" {
+			want[WeirdRuleIndex(rule)] = 1
+		}
+		if got := tr.Stats().WeirdRules; got != want {
+			t.Errorf("%s: weird counts by rule %v, want %v (%v)", c.name, got, want, WeirdRules)
+		}
+	}
+	if i := WeirdRuleIndex("no such rule"); WeirdRules[i] != "other" {
+		t.Errorf("an unknown rule counts as %q, want other", WeirdRules[i])
 	}
 }
 
@@ -120,13 +137,20 @@ func TestEntropy(t *testing.T) {
 func TestNXDOMAINBurst(t *testing.T) {
 	tr := NewDNSTracker(DNSConfig{NXBurst: 10, NXWindow: 10 * time.Second})
 	at := time.Unix(1700000000, 0)
-	resp := func(i int, client string) *stages.Packet {
+	resp := func(i int, client string, late ...time.Duration) *stages.Packet {
 		m := new(dns.Msg)
 		m.Id = uint16(i)
 		m.Response = true
 		m.Rcode = dns.RcodeNameError
 		m.Question = []dns.Question{{Name: "n" + string(rune('a'+i%26)) + ".example.com.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}
-		return dnsPacket(t, m, "10.0.0.53", client, 53, 40000, at.Add(time.Duration(i)*100*time.Millisecond))
+		when := at.Add(time.Duration(i) * 100 * time.Millisecond)
+		if len(late) > 0 {
+			when = at.Add(late[0])
+		}
+		q := m.Copy()
+		q.Response, q.Rcode = false, 0
+		tr.Packet(dnsPacket(t, q, client, "10.0.0.53", 40000, 53, when.Add(-time.Millisecond))) // its query
+		return dnsPacket(t, m, "10.0.0.53", client, 53, 40000, when)
 	}
 	for i := 0; i < 9; i++ {
 		p := resp(i, "10.0.0.1")
@@ -145,29 +169,44 @@ func TestNXDOMAINBurst(t *testing.T) {
 		t.Errorf("10th NXDOMAIN: weird %q", got)
 	}
 	// Outside the window the count starts again.
-	late := resp(9, "10.0.0.1")
-	late.Time = at.Add(time.Minute)
+	late := resp(9, "10.0.0.1", time.Minute)
 	tr.Packet(late)
 	if len(late.DNS.Weird) != 0 {
 		t.Errorf("after the window: %v", late.DNS.Weird)
 	}
 }
 
-// TestDNSMatchBounded: queries never answered do not grow the pending table past its bound.
+// TestDNSMatchBounded: queries never answered do not grow the pending table past its bound:
+// the oldest are evicted, counted, and the newest still match their responses.
 func TestDNSMatchBounded(t *testing.T) {
 	tr := NewDNSTracker(DNSConfig{MaxPending: 100})
 	at := time.Unix(1700000000, 0)
-	for i := 0; i < 1000; i++ {
+	msg := func(i int, response bool) *dns.Msg {
 		m := new(dns.Msg)
-		m.Id = uint16(i)
+		m.Id, m.Response = uint16(i), response
 		m.Question = []dns.Question{{Name: "x.example.com.", Qtype: dns.TypeA, Qclass: dns.ClassINET}}
-		tr.Packet(dnsPacket(t, m, "10.0.0.1", "10.0.0.53", uint16(1024+i), 53, at))
+		return m
 	}
-	if len(tr.pending) > 100 {
-		t.Errorf("pending table holds %d, bound 100", len(tr.pending))
+	for i := 0; i < 1000; i++ {
+		tr.Packet(dnsPacket(t, msg(i, false), "10.0.0.1", "10.0.0.53", uint16(1024+i), 53, at))
 	}
-	if tr.Stats().PendingCap == 0 {
-		t.Error("no query counted as dropped")
+	if n := tr.pending.Len(); n > 100 {
+		t.Errorf("pending table holds %d, bound 100", n)
+	}
+	if st := tr.Stats(); st.PendingEvicted != 900 || st.Pending != 100 {
+		t.Errorf("stats %+v: want 900 evicted, 100 pending", st)
+	}
+	late := dnsPacket(t, msg(999, true), "10.0.0.53", "10.0.0.1", 53, 1024+999, at.Add(time.Second))
+	early := dnsPacket(t, msg(0, true), "10.0.0.53", "10.0.0.1", 53, 1024, at.Add(time.Second))
+	tr.Packet(late)
+	tr.Packet(early)
+	if !late.DNS.Matched || early.DNS.Matched || weirdRules(early.DNS) != "unsolicited_answer=no query" {
+		t.Errorf("newest query's response matched %v; evicted one's %v, weird %q", late.DNS.Matched, early.DNS.Matched, weirdRules(early.DNS))
+	}
+	// After the timeout every query has expired, and is counted so.
+	tr.Packet(dnsPacket(t, msg(5000, false), "10.0.0.9", "10.0.0.53", 999, 53, at.Add(time.Hour)))
+	if st := tr.Stats(); st.Pending != 1 || st.PendingExpired != 99 {
+		t.Errorf("after an hour: %+v", st)
 	}
 }
 

@@ -7,6 +7,9 @@ package protocols
 
 import (
 	"encoding/binary"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -58,8 +61,8 @@ func FuzzDNS(f *testing.F) {
 				}
 			}
 		}
-		if len(tr.pending) > 64 || len(tr.nx) > 16 {
-			t.Fatalf("tables past their bounds: %d %d", len(tr.pending), len(tr.nx))
+		if tr.pending.Len() > 64 || tr.nx.Len() > 16 {
+			t.Fatalf("tables past their bounds: %d %d", tr.pending.Len(), tr.nx.Len())
 		}
 	})
 }
@@ -94,7 +97,7 @@ func FuzzTLS(f *testing.F) {
 		"malformed/tls_invalid_reads.pcap"}, func(p *stages.Packet) bool { return len(p.Payload) > 5 && p.Payload[0] == 0x16 })
 	var scratch []byte
 	f.Fuzz(func(t *testing.T, b []byte) {
-		msg, _, complete, ok, sc := tlsHandshake(b, scratch)
+		msg, _, _, complete, ok, sc := tlsHandshake(b, scratch)
 		scratch = sc
 		if !ok {
 			return
@@ -201,4 +204,35 @@ func TestAppFastPathNoAlloc(t *testing.T) {
 	if n := testing.AllocsPerRun(10000, func() { ft.Process(u) }); n != 0 {
 		t.Errorf("QUIC-like UDP: %.2f allocations per packet", n)
 	}
+}
+
+// FuzzQUIC feeds a datagram to the QUIC handler, seeded with RFC 9001's and RFC 9369's client
+// Initials and the test captures' QUIC datagrams: no panic, and its table within its bound.
+func FuzzQUIC(f *testing.F) {
+	seedPayloads(f, []string{"protocols/quic_ja4_chrome.pcap", "protocols/quic_v2_echo.pcap", "protocols/quic_crypto_across_initials.pcap"},
+		func(p *stages.Packet) bool { return p.Proto == stages.ProtoUDP })
+	for _, name := range []string{"rfc9001_a2_client_initial.hex", "rfc9369_a2_client_initial.hex"} {
+		s, err := os.ReadFile(filepath.Join("testdata", "quic", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		b, _ := hex.DecodeString(strings.Join(strings.Fields(string(s)), ""))
+		f.Add(b)
+	}
+	h := NewQUICHandler(QUICConfig{MaxConns: 8, MaxHello: 4096})
+	at := time.Unix(1700000000, 0)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		at = at.Add(time.Millisecond)
+		for _, sport := range []uint16{40000, 443} {
+			p := &stages.Packet{Time: at, IPVersion: 4, Proto: stages.ProtoUDP, Src: stagestest.Addr(t, "10.0.0.1"), Dst: stagestest.Addr(t, "10.0.0.2"),
+				SrcPort: sport, DstPort: 443, Payload: b, PayloadLen: uint16(min(len(b), 65535))}
+			h.Packet(p)
+			if p.TLS != nil && p.TLS.QUIC == 0 {
+				t.Fatal("a QUIC hello without its version")
+			}
+		}
+		if h.conns.Len() > 8 {
+			t.Fatalf("%d handshakes, bound 8", h.conns.Len())
+		}
+	})
 }

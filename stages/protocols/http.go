@@ -12,6 +12,7 @@ import (
 const (
 	httpMaxField = 2048 // bytes kept of a URI or header value
 	httpMaxHead  = 16 << 10
+	httpMaxSkip  = 1 << 30 // longest body skipped by its Content-Length (sequence numbers wrap at 4 GiB)
 )
 
 // httpRequestMethods are the request methods LooksHTTP recognises.
@@ -43,17 +44,26 @@ func LooksHTTP(b []byte) bool {
 // head at the start of b. It returns nil when b does not start like HTTP. complete says
 // whether the blank line ending the head was found.
 func ParseHTTPHead(b []byte) (info *stages.HTTPInfo, complete bool) {
+	info, _, _, complete = parseHTTPHead(b)
+	return info, complete
+}
+
+// parseHTTPHead is ParseHTTPHead that also returns, for a complete head, its length with the
+// blank line, and the length of the body that follows it: 0 for none, -1 when the head does not
+// say where the body ends (chunked, or a response read until the connection closes).
+func parseHTTPHead(b []byte) (info *stages.HTTPInfo, headLen int, body int64, complete bool) {
 	if !LooksHTTP(b) {
-		return nil, false
+		return nil, 0, 0, false
 	}
 	if len(b) > httpMaxHead {
 		b = b[:httpMaxHead]
 	}
 	head := b
 	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-		head, complete = b[:i], true
-	} else if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
-		head, complete = b[:i], true
+		head, headLen, complete = b[:i], i+4, true
+	}
+	if i := bytes.Index(head, []byte("\n\n")); i >= 0 {
+		head, headLen, complete = b[:i], i+2, true
 	}
 	line, rest, more := cutLine(head)
 	info = &stages.HTTPInfo{Partial: !complete}
@@ -75,6 +85,7 @@ func ParseHTTPHead(b []byte) (info *stages.HTTPInfo, complete bool) {
 		}
 		info.URI = clip(uri)
 	}
+	length, chunked := int64(-1), false
 	for more {
 		line, rest, more = cutLine(rest)
 		name, value, ok := bytes.Cut(line, []byte(":"))
@@ -89,9 +100,43 @@ func ParseHTTPHead(b []byte) (info *stages.HTTPInfo, complete bool) {
 			info.UserAgent = clip(value)
 		case asciiEqualFold(name, "referer"):
 			info.Referer = clip(value)
+		case asciiEqualFold(name, "content-length"):
+			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
+				length = n
+			}
+		case asciiEqualFold(name, "transfer-encoding"):
+			chunked = true // any coding but identity ends with chunked (RFC 9112 6.1)
 		}
 	}
-	return info, complete
+	switch {
+	case !info.Request && (info.Status < 200 || info.Status == 204 || info.Status == 304):
+		body = 0 // no body, whatever the head says (RFC 9112 6.3)
+	case chunked, length > httpMaxSkip:
+		body = -1
+	case length >= 0:
+		body = length
+	case info.Request:
+		body = 0
+	default:
+		body = -1 // a response without a length: read until the connection closes
+	}
+	return info, headLen, body, complete
+}
+
+// httpPrefix reports whether b, shorter than any start LooksHTTP knows, may still become one.
+func httpPrefix(b []byte) bool {
+	if len(b) >= 4 {
+		return false
+	}
+	if bytes.HasPrefix([]byte("HTTP/"), b) {
+		return true
+	}
+	for _, m := range httpRequestMethods {
+		if bytes.HasPrefix([]byte(m), b) {
+			return true
+		}
+	}
+	return false
 }
 
 // cutLine returns the first line of b (without CR LF), the rest, and whether there was a line.
@@ -127,29 +172,50 @@ func clip(b []byte) string {
 }
 
 // HTTPHandler is the flow handler of HTTP/1.x heads: a TCP direction that starts like HTTP
-// is reassembled and its first head reported on the packet that completes it; later heads (and
-// any without reassembly) are read from the segment that starts them, by content, on any port.
+// (on any port) is read head after head, each reported on the packet that completes it, the
+// requests pipelined in one segment too; the bodies the heads give a length are skipped
+// unread. Where a body's end is not given (chunked, or read until close), the direction's next
+// head is found again by its first bytes.
 type HTTPHandler struct{}
 
-// Packet sets p.HTTP when p's TCP payload starts an HTTP head; a head that goes on in a later
-// segment comes out Partial.
+// Packet sets p.HTTP when p's TCP payload starts an HTTP head (a packet the flow table does
+// not reassemble); a head that goes on in a later segment comes out Partial.
 func (HTTPHandler) Packet(p *stages.Packet) { ProcessHTTP(p) }
 
 // Accept reads a direction that starts like HTTP.
-func (HTTPHandler) Accept(_ *stages.Flow, _ int, head []byte) bool { return LooksHTTP(head) }
+func (HTTPHandler) Accept(_ *stages.Flow, _ int, head []byte, _ bool) bool { return LooksHTTP(head) }
 
-// flows.Stream reports the direction's first head once it is complete or can grow no more.
+// Stream reports every head the stream completes, and skips the bodies whose length is known.
 func (HTTPHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
-	info, complete := ParseHTTPHead(s.Bytes())
-	if info == nil {
-		return false
+	for {
+		b := s.Bytes()
+		if len(b) == 0 {
+			return true
+		}
+		if !LooksHTTP(b) {
+			return httpPrefix(b) && !s.Stalled() // a head whose first bytes end the segment
+		}
+		info, headLen, body, complete := parseHTTPHead(b)
+		if !complete && !s.Stalled() && len(b) < httpMaxHead {
+			return true
+		}
+		info.Segments = s.Segments()
+		appendHTTP(p, info)
+		if !complete || body < 0 {
+			s.Consume(max(headLen, len(b)))
+			return false
+		}
+		s.Consume(headLen + int(body))
 	}
-	if !complete && !s.Stalled() {
-		return true
+}
+
+// appendHTTP adds info to the heads p completes.
+func appendHTTP(p *stages.Packet, info *stages.HTTPInfo) {
+	at := &p.HTTP
+	for *at != nil {
+		at = &(*at).Next
 	}
-	info.Segments = s.Segments()
-	p.HTTP = info
-	return false
+	*at = info
 }
 
 // ProcessHTTP sets p.HTTP when p's TCP payload, on its own, starts an HTTP head.

@@ -16,6 +16,14 @@ const (
 	tlsExtSupportedVersions = 0x002b
 )
 
+// tlsHelloRetryRandom is the random of a HelloRetryRequest: SHA-256("HelloRetryRequest")
+// (RFC 8446 4.1.3).
+const tlsHelloRetryRandom = "\xcf\x21\xad\x74\xe5\x9a\x61\x11\xbe\x1d\x8c\x02\x1e\x65\xb8\x91" +
+	"\xc2\xa2\x11\x16\x7a\xbb\x8c\x5e\x07\x9e\x09\xe2\xc8\xa8\x33\x9c"
+
+// tlsMaxFollow bounds the bytes of a direction the TLS handler reads looking for hellos.
+const tlsMaxFollow = 64 << 10
+
 // TLSVersionName returns "TLS 1.3", "TLS 1.2", ..., "SSL 3.0", or the hex value.
 func TLSVersionName(v uint16) string {
 	switch v {
@@ -46,24 +54,26 @@ func IsGREASE(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
 // tlsHandshake gathers the first handshake message from TLS records at the start of b, across
 // records if it is fragmented. It returns the message (type, 3-byte length, body, possibly cut
 // short), the first record's version, whether the message is complete, and ok=false when b
-// does not start with a handshake record. scratch is reused when records must be joined.
-func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, complete, ok bool, out []byte) {
+// does not start with a handshake record; with complete, used is the length of the records
+// that hold the message (the last one may hold more). scratch is reused when records must be
+// joined.
+func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, used int, complete, ok bool, out []byte) {
 	if len(b) < 5 || b[0] != 0x16 || b[1] != 3 {
-		return nil, 0, false, false, scratch
+		return nil, 0, 0, false, false, scratch
 	}
 	recVersion = binary.BigEndian.Uint16(b[1:])
 	first := true
 	joined := scratch[:0]
-	for len(b) >= 5 && b[0] == 0x16 {
-		n := int(binary.BigEndian.Uint16(b[3:]))
-		body := b[5:]
+	for len(b[used:]) >= 5 && b[used] == 0x16 {
+		n := int(binary.BigEndian.Uint16(b[used+3:]))
+		body := b[used+5:]
 		if n < len(body) {
 			body = body[:n]
 		}
 		if first && len(body) >= 4 {
 			want := 4 + (int(body[1])<<16 | int(body[2])<<8 | int(body[3]))
 			if len(body) >= want {
-				return body[:want], recVersion, true, true, scratch
+				return body[:want], recVersion, 5 + n, true, true, scratch
 			}
 		}
 		first = false
@@ -71,15 +81,15 @@ func tlsHandshake(b []byte, scratch []byte) (msg []byte, recVersion uint16, comp
 		if len(joined) >= 4 {
 			want := 4 + (int(joined[1])<<16 | int(joined[2])<<8 | int(joined[3]))
 			if len(joined) >= want {
-				return joined[:want], recVersion, true, true, joined
+				return joined[:want], recVersion, used + 5 + n, true, true, joined
 			}
 		}
 		if len(body) < n {
 			break // the record itself is cut short
 		}
-		b = b[5+n:]
+		used += 5 + n
 	}
-	return joined, recVersion, false, true, joined
+	return joined, recVersion, 0, false, true, joined
 }
 
 // ParseTLSHello decodes a ClientHello or ServerHello handshake message (type byte first). A
@@ -99,6 +109,9 @@ func ParseTLSHello(msg []byte) *stages.TLSInfo {
 	}
 	r := tlsReader{b: body}
 	info.LegacyVersion = r.u16()
+	if info.Hello == stages.TLSServerHello && len(r.b) >= 32 && string(r.b[:32]) == tlsHelloRetryRandom {
+		info.HelloRetry = true
+	}
 	r.skip(32) // random
 	r.vec8()   // session id
 	if info.Hello == stages.TLSClientHello {
@@ -115,7 +128,10 @@ func ParseTLSHello(msg []byte) *stages.TLSInfo {
 	if r.bad {
 		info.Partial = true
 	}
-	exts := r.vec16()
+	var exts []byte
+	if len(r.b) > 0 || r.bad { // a hello may end without an extensions block (RFC 8446 4.1.2)
+		exts = r.vec16()
+	}
 	for len(exts) >= 4 {
 		typ := binary.BigEndian.Uint16(exts)
 		n := int(binary.BigEndian.Uint16(exts[2:]))
@@ -252,9 +268,11 @@ func (r *tlsReader) vec(n int) []byte {
 }
 
 // TLSHandler is the flow handler of TLS hellos: a TCP direction that starts with a handshake
-// record is reassembled and its ClientHello or ServerHello reported on the packet that
-// completes it; without reassembly a hello is read from the packet alone. The zero value is
-// ready; one handler serves one flow table.
+// record is read record by record, and each ClientHello or ServerHello reported on the packet
+// that completes it: the second ClientHello after a HelloRetryRequest too. Reading ends at
+// the first record of application data or an alert (what follows is encrypted). Without
+// reassembly a hello is read from the packet alone. The zero value is ready; one handler
+// serves one flow table.
 type TLSHandler struct {
 	scratch []byte // joins a hello fragmented over several records
 }
@@ -264,7 +282,7 @@ func (h *TLSHandler) Packet(p *stages.Packet) {
 	if p.Proto != stages.ProtoTCP {
 		return
 	}
-	msg, rv, complete, ok, sc := tlsHandshake(p.Payload, h.scratch)
+	msg, rv, _, complete, ok, sc := tlsHandshake(p.Payload, h.scratch)
 	h.scratch = sc
 	if !ok {
 		return
@@ -278,25 +296,68 @@ func (h *TLSHandler) Packet(p *stages.Packet) {
 	}
 }
 
-// Accept reads a direction that starts with a TLS handshake record.
-func (*TLSHandler) Accept(_ *stages.Flow, _ int, head []byte) bool {
-	return len(head) >= 3 && head[0] == 0x16 && head[1] == 3 && head[2] <= 4
-}
-
-// flows.Stream reports the direction's first hello once it is whole or can grow no more.
-func (h *TLSHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
-	msg, rv, complete, ok, sc := tlsHandshake(s.Bytes(), h.scratch)
-	h.scratch = sc
-	if !ok {
+// Accept reads a direction that starts with a TLS handshake record; in the middle of a
+// direction, with a record that starts a hello.
+func (*TLSHandler) Accept(_ *stages.Flow, _ int, head []byte, start bool) bool {
+	if len(head) < 3 || head[0] != 0x16 || head[1] != 3 || head[2] > 4 {
 		return false
 	}
-	if !complete && !s.Stalled() {
-		return true
-	}
-	if info := ParseTLSHello(msg); info != nil {
-		info.RecordVersion = rv
-		info.Segments = s.Segments()
-		p.TLS = info
+	return start || (len(head) >= 6 && (head[5] == stages.TLSClientHello || head[5] == stages.TLSServerHello))
+}
+
+// Stream reads the direction's records and reports each hello once it is whole or can grow no
+// more.
+func (h *TLSHandler) Stream(p *stages.Packet, s *flows.Stream) bool {
+	for s.Offset() < tlsMaxFollow {
+		b := s.Bytes()
+		if len(b) < 5 {
+			return !s.Stalled()
+		}
+		n := int(binary.BigEndian.Uint16(b[3:]))
+		if b[1] != 3 || n > 16384+2048 {
+			return false // not a record: the reader lost its place
+		}
+		switch b[0] {
+		case 0x14: // change_cipher_spec: a HelloRetryRequest's second ClientHello may follow
+			s.Consume(5 + n)
+			continue
+		case 0x16:
+		default:
+			return false // application data or an alert: what follows is encrypted
+		}
+		msg, rv, used, complete, ok, sc := tlsHandshake(b, h.scratch)
+		h.scratch = sc
+		if !ok {
+			return false
+		}
+		if !complete && !s.Stalled() && len(b) < s.Size() {
+			return true
+		}
+		if len(msg) > 0 && (msg[0] == stages.TLSClientHello || msg[0] == stages.TLSServerHello) {
+			// After the first message, a hello is taken only whole: a TLS 1.2 Finished is
+			// an encrypted handshake record whose first byte may read as a hello's.
+			if info := ParseTLSHello(msg); info != nil && (s.Offset() == 0 || complete && !info.Partial) {
+				info.RecordVersion = rv
+				info.Segments = s.Segments()
+				if !complete {
+					info.Partial, info.JA4 = true, ""
+				}
+				appendTLS(p, info)
+			}
+		}
+		if !complete {
+			return false
+		}
+		s.Consume(used)
 	}
 	return false
+}
+
+// appendTLS adds info to the hellos p completes.
+func appendTLS(p *stages.Packet, info *stages.TLSInfo) {
+	at := &p.TLS
+	for *at != nil {
+		at = &(*at).Next
+	}
+	*at = info
 }

@@ -264,7 +264,7 @@ func TestJA4SpecExample(t *testing.T) {
 	exts := append([]uint16{0x1a1a}, specExts...)
 	exts = append(exts, 0x2a2a)
 	rec := buildClientHello(ciphers, exts, "example.com", []string{"h2", "http/1.1"}, specSigAlgs, []uint16{0x3a3a, 0x0304, 0x0303})
-	msg, _, complete, ok, _ := tlsHandshake(rec, nil)
+	msg, _, _, complete, ok, _ := tlsHandshake(rec, nil)
 	if !ok || !complete {
 		t.Fatal("record not recognised")
 	}
@@ -282,7 +282,7 @@ func TestJA4SpecExample(t *testing.T) {
 	// Without signature algorithms the extension list is hashed alone: 6d807ffa2a79.
 	noSig := slices.DeleteFunc(slices.Clone(exts), func(e uint16) bool { return e == tlsExtSignatureAlgs })
 	rec = buildClientHello(ciphers, noSig, "example.com", []string{"h2"}, nil, []uint16{0x0304})
-	msg, _, _, _, _ = tlsHandshake(rec, nil)
+	msg, _, _, _, _, _ = tlsHandshake(rec, nil)
 	h = ParseTLSHello(msg)
 	// The specification's example list keeps 000d in the sorted extensions; ours dropped the
 	// extension itself, so compare the hash of the specification's string directly too.
@@ -450,5 +450,68 @@ func TestJA4SAgainstTShark(t *testing.T) {
 				t.Errorf("%s frame %d: JA4S %s, from tshark's fields %s", c.pcap, num, h.JA4, want)
 			}
 		}
+	}
+}
+
+// TestTLSHelloRetryRequest: zeek's hrr trace. tshark (reassembling out-of-order segments)
+// decodes a ClientHello in frame 4, a ServerHello whose random is the HelloRetryRequest value
+// in frame 6 (with a change_cipher_spec record behind it), in frame 8, behind the client's
+// change_cipher_spec record, the second ClientHello, and in frame 11, which fills the hole
+// before frame 9, the ServerHello. We report the four with tshark's values, and mark the retry.
+func TestTLSHelloRetryRequest(t *testing.T) {
+	for _, snap := range []stagestest.Snap{stagestest.FullSnap} {
+		got := runApp(t, "protocols/tls13_hello_retry_request.pcap", snap)
+		rows := stagestest.TSV(t, "tls_tls13_hello_retry_request_pcap.tsv")
+		if len(rows) != 4 {
+			t.Fatalf("tshark: %d hellos", len(rows))
+		}
+		for _, r := range rows {
+			num, _ := strconv.ParseUint(r[0], 10, 64)
+			h := got[num].tls
+			if h == nil {
+				t.Errorf("frame %d: tshark decodes a hello, we do not", num)
+				continue
+			}
+			checkTLSRow(t, num, r, h)
+			if h.HelloRetry != (num == 6) || h.Next != nil {
+				t.Errorf("frame %d: retry %v next %v", num, h.HelloRetry, h.Next)
+			}
+		}
+		n := 0
+		for _, res := range got {
+			if res.tls != nil {
+				n++
+			}
+		}
+		if n != 4 {
+			t.Errorf("%d hellos reported", n)
+		}
+	}
+}
+
+// TestJA4WithoutExtensions: a ClientHello may end after its compression methods (RFC 8446
+// 4.1.2: the extensions block is optional before TLS 1.3). Its JA4 is t12i010000: TLS 1.2, no
+// SNI, one cipher, no extension, no ALPN; the cipher hash is SHA-256("002f") cut to 12 hex
+// digits; the extension part is the specification's empty hash, twelve zeros.
+func TestJA4WithoutExtensions(t *testing.T) {
+	var body []byte
+	body = binary.BigEndian.AppendUint16(body, 0x0303)
+	body = append(body, make([]byte, 32)...)
+	body = append(body, 0, 0, 2, 0x00, 0x2f, 1, 0) // no session id; TLS_RSA_WITH_AES_128_CBC_SHA; null compression
+	msg := append([]byte{stages.TLSClientHello, 0, 0, byte(len(body))}, body...)
+	h := ParseTLSHello(msg)
+	sum := sha256.Sum256([]byte("002f"))
+	want := "t12i010000_" + hex.EncodeToString(sum[:])[:12] + "_000000000000"
+	if h == nil || h.Partial || h.JA4 != want {
+		t.Fatalf("hello %+v, want JA4 %s", h, want)
+	}
+	// Through the flow table, as a server would see it on the wire.
+	rec := append([]byte{0x16, 3, 1, 0, byte(len(msg))}, msg...)
+	c := newConn(t, 40020, 443)
+	ft := flows.New(flows.Config{Handlers: []flows.Handler{&TLSHandler{}}})
+	c.open(ft)
+	p := c.send(ft, 0, rec)
+	if p.TLS == nil || p.TLS.JA4 != want {
+		t.Errorf("through the flow table: %+v", p.TLS)
 	}
 }

@@ -27,7 +27,7 @@ func newAppLines(out *Output, opt Options, view string) appLines {
 }
 
 // kindColors are the ANSI colours of the kinds of text lines.
-var kindColors = map[string]string{"HTTP": colGreen, "TLS": colCyan, "DNS": colRed, "FLOW": colBlue}
+var kindColors = map[string]string{"HTTP": colGreen, "TLS": colCyan, "QUIC": colCyan, "DNS": colRed, "FLOW": colBlue}
 
 // text begins a text line at time t: "YYYY-MM-DD HH:MM:SS - KIND ".
 func (l *appLines) text(t time.Time, kind string) []byte {
@@ -68,6 +68,12 @@ func packetFields(w *jsonWriter, p *stages.Packet) {
 	}
 	if p.DstDomain != "" {
 		w.str("dst_domain", p.DstDomain)
+	}
+	if p.SrcRDNS != stages.RDNSNone {
+		w.str("src_rdns", p.SrcRDNS.String())
+	}
+	if p.DstRDNS != stages.RDNSNone {
+		w.str("dst_rdns", p.DstRDNS.String())
 	}
 	if p.Flow != nil {
 		w.str("community_id", flows.FlowCommunityID(p.Flow))

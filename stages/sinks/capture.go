@@ -157,17 +157,22 @@ func appendComment(b []byte, p *stages.Packet, cids *cidCache) []byte {
 			b = flows.AppendFlowCommunityID(b, p.Flow)
 		}
 	}
-	if p.HTTP != nil {
+	// Every head, hello and message the packet completed (pipelined requests: several).
+	for h := p.HTTP; h != nil; h = h.Next {
 		b = append(b, "; HTTP "...)
-		b = appendHTTP(b, p.HTTP)
+		b = appendHTTP(b, h)
 	}
-	if p.TLS != nil {
-		b = append(b, "; TLS "...)
-		b = appendTLS(b, p.TLS)
+	for h := p.TLS; h != nil; h = h.Next {
+		if h.QUIC != 0 {
+			b = append(b, "; QUIC "...)
+		} else {
+			b = append(b, "; TLS "...)
+		}
+		b = appendTLS(b, h)
 	}
-	if p.DNS != nil {
+	for d := p.DNS; d != nil; d = d.Next {
 		b = append(b, "; DNS "...)
-		b = appendDNS(b, p.DNS)
+		b = appendDNS(b, d)
 	}
 	if len(b)-start > MaxComment {
 		// Cut at a character's start: the text stays valid UTF-8.

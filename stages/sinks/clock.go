@@ -3,6 +3,8 @@ package sinks
 import (
 	"strconv"
 	"time"
+
+	"github.com/chains-sensor/chains-sensor/stages"
 )
 
 // clock formats timestamps, reformatting the date and time only when the second changes.
@@ -79,6 +81,58 @@ func (c *clock) appendRFC3339(b []byte, t time.Time) []byte {
 	b[n+10] = 'T'
 	b = appendFrac(b, t.Nanosecond())
 	return append(b, c.zone...)
+}
+
+// A capture file's impossible timestamps, as tcpdump prints them.
+const (
+	timeOverflow     = "[timestamp overflow]"
+	invalidMicroNote = " (invalid us)"
+	invalidNanoNote  = " (invalid ns)"
+)
+
+// appendPacketSeconds appends p's time as appendSeconds does; a timestamp past what a date
+// shows as "[timestamp overflow]", and one whose fraction field is past a second with the
+// date of its seconds field and "(invalid us)" or "(invalid ns)".
+func (c *clock) appendPacketSeconds(b []byte, p *stages.Packet) []byte {
+	switch p.TimeNote {
+	case stages.TimeOverflow:
+		return append(b, timeOverflow...)
+	case stages.TimeInvalidMicro:
+		return append(c.appendSeconds(b, p.Time), invalidMicroNote...)
+	case stages.TimeInvalidNano:
+		return append(c.appendSeconds(b, p.Time), invalidNanoNote...)
+	}
+	return c.appendSeconds(b, p.Time)
+}
+
+// appendPacketMicro appends p's time as appendMicro does; an impossible one as
+// appendPacketSeconds, with the fraction field as written (".1500000 (invalid us)").
+func (c *clock) appendPacketMicro(b []byte, p *stages.Packet) []byte {
+	switch p.TimeNote {
+	case stages.TimeOverflow:
+		return append(b, timeOverflow...)
+	case stages.TimeInvalidMicro, stages.TimeInvalidNano:
+		b = append(c.appendSeconds(b, p.Time), '.')
+		b = strconv.AppendUint(b, uint64(p.TimeFrac), 10)
+		if p.TimeNote == stages.TimeInvalidMicro {
+			return append(b, invalidMicroNote...)
+		}
+		return append(b, invalidNanoNote...)
+	}
+	return c.appendMicro(b, p.Time)
+}
+
+// timeNoteJSON is the ts_invalid value of an impossible timestamp.
+func timeNoteJSON(p *stages.Packet) string {
+	switch p.TimeNote {
+	case stages.TimeOverflow:
+		return "overflow"
+	case stages.TimeInvalidMicro:
+		return "fraction " + strconv.FormatUint(uint64(p.TimeFrac), 10) + " us"
+	case stages.TimeInvalidNano:
+		return "fraction " + strconv.FormatUint(uint64(p.TimeFrac), 10) + " ns"
+	}
+	return ""
 }
 
 // appendFrac appends ".ffffff", or nine digits when the nanoseconds need them.

@@ -50,33 +50,25 @@ func (e *Encoder) Flow(b []byte, f *stages.Flow) []byte {
 	return e.end()
 }
 
-// DNS appends p's DNS message object (the weird-dns view's fields) or returns b when p carries none.
-func (e *Encoder) DNS(b []byte, p *stages.Packet) []byte {
-	if p.DNS == nil {
-		return b
-	}
+// DNS appends the object of d, a DNS message p completed (the weird-dns view's fields).
+func (e *Encoder) DNS(b []byte, p *stages.Packet, d *stages.DNSInfo) []byte {
 	w := e.begin(b)
-	dnsJSON(w, p)
+	dnsJSON(w, p, d)
 	return e.end()
 }
 
-// HTTP appends p's HTTP head object (the urlwatch view's fields) or returns b when p carries none.
-func (e *Encoder) HTTP(b []byte, p *stages.Packet) []byte {
-	if p.HTTP == nil {
-		return b
-	}
+// HTTP appends the object of h, an HTTP head p completed (the urlwatch view's fields).
+func (e *Encoder) HTTP(b []byte, p *stages.Packet, h *stages.HTTPInfo) []byte {
 	w := e.begin(b)
-	httpJSON(w, p)
+	httpJSON(w, p, h)
 	return e.end()
 }
 
-// TLS appends p's TLS hello object (the urlwatch view's fields) or returns b when p carries none.
-func (e *Encoder) TLS(b []byte, p *stages.Packet) []byte {
-	if p.TLS == nil {
-		return b
-	}
+// TLS appends the object of h, a TLS or QUIC hello p completed (the urlwatch view's fields;
+// a QUIC hello's with its quic_version).
+func (e *Encoder) TLS(b []byte, p *stages.Packet, h *stages.TLSInfo) []byte {
 	w := e.begin(b)
-	tlsJSON(w, p)
+	tlsJSON(w, p, h)
 	return e.end()
 }
 

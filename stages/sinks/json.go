@@ -14,6 +14,11 @@ import (
 //	 "tcp_flags":"","src_domain":"internal","dst_domain":"multicast_dns","tags":["internal"],
 //	 "status":"ok"}
 //
+// ts is null for a timestamp past what a date shows; ts_invalid then says "overflow", or for a
+// fraction field past a second "fraction 1500000 us" (ts then has the seconds field's date).
+// src_rdns and dst_rdns say, for a public address reverse DNS looked up, how its domain came
+// about: name, hosts, nxdomain, nodata, timeout, refused, unreachable, servfail, error or
+// pending (stages.RDNS); an address that got no name shows its class as its domain.
 // ip is the NETWORK token of the net_watch line (IP, IP6, ARP, ...); proto the TRANSPORT token
 // ("" when there is none); sport and dport only when the packet has them (TCP and UDP, not a
 // later fragment), so that a port 0 means port 0; tcp_flags the flags as tcpdump prints them ("S.", "P.", ...), "" for
@@ -54,9 +59,21 @@ func (s *JSON) Close() error { return s.out.Close() }
 // as constant tokens, the values through the writer's encoders (appendJSONString), the fastest
 // form of the one JSON writer.
 func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
-	b = append(b, `{"ts":"`...)
-	b = s.clk.appendRFC3339(b, p.Time)
-	b = append(b, `","num":`...)
+	switch p.TimeNote {
+	case stages.TimeValid:
+		b = append(b, `{"ts":"`...)
+		b = s.clk.appendRFC3339(b, p.Time)
+		b = append(b, '"')
+	case stages.TimeOverflow:
+		b = append(b, `{"ts":null,"ts_invalid":"overflow"`...)
+	default: // the seconds field's date, and the fraction as written
+		b = append(b, `{"ts":"`...)
+		b = s.clk.appendRFC3339(b, p.Time)
+		b = append(b, `","ts_invalid":"`...)
+		b = append(b, timeNoteJSON(p)...)
+		b = append(b, '"')
+	}
+	b = append(b, `,"num":`...)
 	b = strconv.AppendUint(b, p.Num, 10)
 	b = append(b, `,"iface":`...)
 	b = appendJSONString(b, p.Iface)
@@ -97,6 +114,16 @@ func (s *JSON) AppendObject(b []byte, p *stages.Packet) []byte {
 	b = appendJSONString(b, p.SrcDomain)
 	b = append(b, `,"dst_domain":`...)
 	b = appendJSONString(b, p.DstDomain)
+	if p.SrcRDNS != stages.RDNSNone {
+		b = append(b, `,"src_rdns":"`...)
+		b = append(b, p.SrcRDNS.String()...)
+		b = append(b, '"')
+	}
+	if p.DstRDNS != stages.RDNSNone {
+		b = append(b, `,"dst_rdns":"`...)
+		b = append(b, p.DstRDNS.String()...)
+		b = append(b, '"')
+	}
 	b = append(b, `,"tags":[`...)
 	for t, first := p.Tags, true; t != 0; first = false {
 		i := bits.TrailingZeros32(uint32(t))

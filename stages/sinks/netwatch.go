@@ -33,7 +33,7 @@ func (s *NetWatch) Close() error { return s.out.Close() }
 
 // AppendLine appends p's net_watch line, newline included.
 func (s *NetWatch) AppendLine(b []byte, p *stages.Packet) []byte {
-	b = s.clk.appendSeconds(b, p.Time)
+	b = s.clk.appendPacketSeconds(b, p)
 	b = append(b, " - "...)
 	if hasTransport(p) && p.EtherType != stages.EtherTypeARP {
 		if s.color {

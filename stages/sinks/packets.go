@@ -55,7 +55,7 @@ func (s *Packets) AppendBlock(b []byte, p *stages.Packet) []byte {
 	u := func(b []byte, v uint64) []byte { return strconv.AppendUint(b, v, 10) }
 
 	b = s.head(b, "Timestamp: ")
-	b = s.clk.appendMicro(b, p.Time)
+	b = s.clk.appendPacketMicro(b, p)
 	b = append(b, " ("...)
 	b = append(b, p.Dir.String()...)
 	if p.Iface != "" {

@@ -16,6 +16,13 @@ import (
 //	TLS 10.0.0.1:5001 --> 10.0.0.2:443 ClientHello sni=... alpn=h2,http/1.1 versions=TLS 1.3,TLS 1.2 ja4=...
 //	TLS 10.0.0.2:443 --> 10.0.0.1:5001 ServerHello version=TLS 1.3 cipher=0x1301 ja4s=...
 //
+// (a HelloRetryRequest is a ServerHello line that says HelloRetryRequest). The hellos of QUIC's
+// Initial packets are QUIC lines, with JA4's q:
+//
+//	QUIC 10.0.0.1:5002 --> 10.0.0.2:443 ClientHello sni=... alpn=h3 versions=TLS 1.3 ja4=q13d...
+//
+// Several heads or hellos completed by one packet (pipelined requests) are one line each.
+//
 // Text from the network is escaped; the request target percent-decoded for reading.
 type URLWatch struct{ appLines }
 
@@ -24,21 +31,20 @@ func NewURLWatch(out *Output, opt Options) *URLWatch {
 	return &URLWatch{newAppLines(out, opt, "urlwatch")}
 }
 
-// Write prints p's HTTP head and TLS hello, if it carries them.
+// Write prints the HTTP heads and TLS hellos p completed, if any.
 func (s *URLWatch) Write(p *stages.Packet) error {
-	if p.HTTP != nil {
-		s.http(p)
+	for h := p.HTTP; h != nil; h = h.Next {
+		s.http(p, h)
 	}
-	if p.TLS != nil {
-		s.tls(p)
+	for h := p.TLS; h != nil; h = h.Next {
+		s.tls(p, h)
 	}
 	return s.err
 }
 
-func (s *URLWatch) http(p *stages.Packet) {
-	h := p.HTTP
+func (s *URLWatch) http(p *stages.Packet, h *stages.HTTPInfo) {
 	if s.opt.Format == FormatJSON {
-		httpJSON(s.json(p.Time, "http"), p)
+		httpJSON(s.json(p.Time, "http"), p, h)
 		s.endJSON()
 		return
 	}
@@ -79,14 +85,21 @@ func appendHTTP(b []byte, h *stages.HTTPInfo) []byte {
 	return b
 }
 
-func (s *URLWatch) tls(p *stages.Packet) {
-	h := p.TLS
+func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 	if s.opt.Format == FormatJSON {
-		tlsJSON(s.json(p.Time, "tls"), p)
+		typ := "tls"
+		if h.QUIC != 0 {
+			typ = "quic"
+		}
+		tlsJSON(s.json(p.Time, typ), p, h)
 		s.endJSON()
 		return
 	}
-	b := s.text(p.Time, "TLS")
+	kind := "TLS"
+	if h.QUIC != 0 {
+		kind = "QUIC"
+	}
+	b := s.text(p.Time, kind)
 	b = appendPacketEnds(b, p)
 	b = append(b, ' ')
 	s.emit(appendTLS(b, h))
@@ -131,7 +144,12 @@ func appendTLS(b []byte, h *stages.TLSInfo) []byte {
 			b = append(b, h.JA4...)
 		}
 	} else {
-		b = append(b, "ServerHello version="...)
+		if h.HelloRetry {
+			b = append(b, "HelloRetryRequest"...)
+		} else {
+			b = append(b, "ServerHello"...)
+		}
+		b = append(b, " version="...)
 		b = append(b, protocols.TLSVersionName(h.Version)...)
 		b = append(b, " cipher=0x"...)
 		b = appendHex16(b, h.Cipher)
@@ -150,9 +168,9 @@ func appendTLS(b []byte, h *stages.TLSInfo) []byte {
 	return b
 }
 
-// httpJSON writes the fields of p's HTTP head (and its endpoints) into a JSON object.
-func httpJSON(w *jsonWriter, p *stages.Packet) {
-	h := p.HTTP
+// httpJSON writes the fields of h, an HTTP head p completed (and p's endpoints), into a JSON
+// object.
+func httpJSON(w *jsonWriter, p *stages.Packet, h *stages.HTTPInfo) {
 	packetFields(w, p)
 	if h.Request {
 		w.str("method", h.Method)
@@ -170,10 +188,13 @@ func httpJSON(w *jsonWriter, p *stages.Packet) {
 	}
 }
 
-// tlsJSON writes the fields of p's TLS hello (and its endpoints) into a JSON object.
-func tlsJSON(w *jsonWriter, p *stages.Packet) {
-	h := p.TLS
+// tlsJSON writes the fields of h, a TLS or QUIC hello p completed (and p's endpoints), into a
+// JSON object.
+func tlsJSON(w *jsonWriter, p *stages.Packet, h *stages.TLSInfo) {
 	packetFields(w, p)
+	if h.QUIC != 0 {
+		w.str("quic_version", "0x"+hex16(uint16(h.QUIC>>16))+hex16(uint16(h.QUIC)))
+	}
 	if h.Hello == stages.TLSClientHello {
 		w.str("hello", "client")
 		w.str("sni", h.SNI)
@@ -181,7 +202,11 @@ func tlsJSON(w *jsonWriter, p *stages.Packet) {
 		w.strs("versions", tlsVersions(h))
 		w.str("ja4", h.JA4)
 	} else {
-		w.str("hello", "server")
+		if h.HelloRetry {
+			w.str("hello", "retry")
+		} else {
+			w.str("hello", "server")
+		}
 		w.str("version", protocols.TLSVersionName(h.Version))
 		w.str("cipher", "0x"+hex16(h.Cipher))
 		w.str("ja4s", h.JA4)

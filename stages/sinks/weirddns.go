@@ -19,26 +19,29 @@ func NewWeirdDNS(out *Output, opt Options) *WeirdDNS {
 	return &WeirdDNS{newAppLines(out, opt, "weird-dns")}
 }
 
-// Write prints p's DNS message if it is weird.
+// Write prints the DNS messages p completed that are weird.
 func (s *WeirdDNS) Write(p *stages.Packet) error {
-	if d := p.DNS; d != nil && len(d.Weird) > 0 {
+	for d := p.DNS; d != nil; d = d.Next {
+		if len(d.Weird) == 0 {
+			continue
+		}
 		if s.opt.Format == FormatJSON {
-			s.json1(p)
+			s.json1(p, d)
 		} else {
-			s.text1(p)
+			s.text1(p, d)
 		}
 	}
 	return s.err
 }
 
-func (s *WeirdDNS) json1(p *stages.Packet) {
-	dnsJSON(s.json(p.Time, "dns"), p)
+func (s *WeirdDNS) json1(p *stages.Packet, d *stages.DNSInfo) {
+	dnsJSON(s.json(p.Time, "dns"), p, d)
 	s.endJSON()
 }
 
-// dnsJSON writes the fields of p's DNS message (and its endpoints) into a JSON object.
-func dnsJSON(w *jsonWriter, p *stages.Packet) {
-	d := p.DNS
+// dnsJSON writes the fields of d, a DNS message p completed (and p's endpoints), into a JSON
+// object.
+func dnsJSON(w *jsonWriter, p *stages.Packet, d *stages.DNSInfo) {
 	packetFields(w, p)
 	w.uint("id", uint64(d.ID))
 	w.bool("response", d.Response)
@@ -93,11 +96,11 @@ func dnsJSON(w *jsonWriter, p *stages.Packet) {
 	}
 }
 
-func (s *WeirdDNS) text1(p *stages.Packet) {
+func (s *WeirdDNS) text1(p *stages.Packet, d *stages.DNSInfo) {
 	b := s.text(p.Time, "DNS")
 	b = appendPacketEnds(b, p)
 	b = append(b, ' ')
-	s.emit(appendDNS(b, p.DNS))
+	s.emit(appendDNS(b, d))
 }
 
 // appendDNS appends what weird-dns says of a DNS message after its endpoints: query or

@@ -36,8 +36,10 @@ type Config struct {
 	NoDNS    bool                 // -n: no names at all, only address classes
 	Names    names.Mode           // --names: names from DNS answers on the wire, PTR lookups, or both
 	RDNS     names.ResolverConfig // the reverse-DNS stage (Live is set from Live)
+	WireSize int                  // --wire-names: names learned from DNS answers kept at most (0: names.DefaultWireSize)
 	Flows    flows.Config         // the flow table of the views that read the application layer
 	DNS      protocols.DNSConfig  // the DNS decoder
+	QUIC     protocols.QUICConfig // the QUIC decoder of the App views
 	// Capture, when set, writes every packet's frame to a pcapng file (-w) beside the view's
 	// sink; with comments the application layer runs whatever the view, so that each
 	// packet's comment says what the decoders found.
@@ -49,7 +51,8 @@ type Config struct {
 	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
 	// the view.
 	Outputs []Output
-	// CountStages counts the packets each stage passes on (Pipeline.Stats), for the metrics.
+	// CountStages counts the packets each stage passes on, and the packets the sink got, as
+	// more of the chain's Counters (stage_packets_NAME), for the metrics.
 	CountStages bool
 }
 
@@ -90,7 +93,7 @@ var List = []View{
 			}
 			return sinks.NewPackets(out, opt)
 		}},
-	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
+	{Name: "urlwatch", Doc: "a line per HTTP request or response and per TLS or QUIC hello (SNI, ALPN, versions, JA4/JA4S)", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewURLWatch(out, opt) }},
 	{Name: "weird-dns", Doc: "each weird DNS message: why it is weird, its queries and answers", App: true,
 		Sink: func(out *sinks.Output, opt sinks.Options) sinks.Sink { return sinks.NewWeirdDNS(out, opt) }},
@@ -123,7 +126,12 @@ type Pipeline struct {
 	Sink    sinks.Sink     // the view's sink, with the capture sink and Config.Outputs beside it
 	Capture *sinks.Capture // the capture sink (-w), or nil
 	count   uint64
-	stats   pipelineStats
+	rdns    *names.Resolver // nil without PTR lookups
+	// reporters are the stages' states with bounded tables (stages.StatsReporter).
+	reporters []stages.StatsReporter
+	dns       *protocols.DNSTracker // the flow table's DNS decoder, or nil
+	stages    *stageCounts          // with Config.CountStages, else nil
+	pub       publication           // Tables and Counters as last published (Published)
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -147,10 +155,13 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
 	}
 	pl := &Pipeline{count: cfg.Count}
+	if cfg.CountStages {
+		pl.stages = &stageCounts{}
+	}
 	var chain []stages.Stage
 	add := func(name string, st stages.Stage) {
-		if cfg.CountStages {
-			st = pl.stats.counted(name, st)
+		if pl.stages != nil {
+			st = pl.stages.counted(name, st)
 		}
 		chain = append(chain, st)
 	}
@@ -167,6 +178,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
 	// name. Both only for public addresses: internal and special ones show their class.
 	var wire *names.Wire
+	var rdns *names.Resolver
 	if !cfg.NoDNS && cfg.Names != names.ModeWire {
 		rc := cfg.RDNS
 		rc.Live = cfg.Live
@@ -174,11 +186,16 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		pl.stats.rdns = r
+		rdns = r
 		add("rdns", r.Stage())
 	}
+	var reporters []stages.StatsReporter
+	if rdns != nil {
+		reporters = append(reporters, rdns)
+	}
 	if !cfg.NoDNS && cfg.Names != names.ModePTR {
-		wire = names.NewWire(0, 0)
+		wire = names.NewWire(cfg.WireSize, 0)
+		reporters = append(reporters, wireTables{wire})
 	}
 
 	var sink sinks.Sink
@@ -207,53 +224,64 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	} else {
 		sink = tee
 	}
-	pl.Sink, pl.Capture = sink, capt
+	var dnsT *protocols.DNSTracker
 	switch fc := cfg.Flows; {
 	case app:
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
-		pl.stats.flows, pl.stats.dns = newApp(fc, cfg.DNS)
-		add("flows", pl.stats.flows.Stage())
+		t, dns, quic := newApp(fc, cfg.DNS, cfg.QUIC)
+		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS, quic: quic, qc: cfg.QUIC})
+		add("flows", t.Stage())
+		dnsT = dns
 	case wire != nil:
 		fc.Track = protocols.OverTCP
-		pl.stats.dns = protocols.NewDNSTracker(cfg.DNS)
-		fc.Handlers = []flows.Handler{pl.stats.dns}
-		pl.stats.flows = flows.New(fc)
-		add("flows", pl.stats.flows.Stage())
+		dns := protocols.NewDNSTracker(cfg.DNS)
+		fc.Handlers = []flows.Handler{dns}
+		t := flows.New(fc)
+		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS})
+		add("flows", t.Stage())
+		dnsT = dns
 	}
 	if wire != nil {
 		add("wire_names", wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	pl.Stage = stages.Chain(chain...)
+	if pl.stages != nil {
+		reporters = append(reporters, pl.stages)
+	}
+	pl.Stage, pl.Sink, pl.Capture = stages.Chain(chain...), sink, capt
+	pl.rdns, pl.reporters, pl.dns = rdns, reporters, dnsT
+	pl.publish() // nothing runs yet: the tables may be read here
 	return pl, nil
 }
 
-// AppStage is the application layer the App views run: the flow table with the DNS, HTTP and
-// TLS decoders as its handlers.
+// AppStage is the application layer the App views run: the flow table with the DNS, HTTP,
+// TLS and QUIC decoders as its handlers.
 func AppStage(fc flows.Config, dc protocols.DNSConfig) stages.Stage {
-	t, _ := newApp(fc, dc)
+	t, _, _ := newApp(fc, dc, protocols.QUICConfig{})
 	return t.Stage()
 }
 
-// newApp makes the flow table of the application layer, with its handlers.
-func newApp(fc flows.Config, dc protocols.DNSConfig) (*flows.Table, *protocols.DNSTracker) {
+// newApp makes the flow table of the App views, with its handlers.
+func newApp(fc flows.Config, dc protocols.DNSConfig, qc protocols.QUICConfig) (*flows.Table, *protocols.DNSTracker, *protocols.QUICHandler) {
 	dns := protocols.NewDNSTracker(dc)
-	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}}
-	return flows.New(fc), dns
+	quic := protocols.NewQUICHandler(qc)
+	fc.Handlers = []flows.Handler{dns, protocols.HTTPHandler{}, &protocols.TLSHandler{}, quic}
+	return flows.New(fc), dns, quic
 }
 
 // Run pulls src through the chain into the sink until src ends, the sink fails, or Config.Count
 // packets were written. It returns how many packets the sink got. It does not close the sink.
 func (p *Pipeline) Run(src iter.Seq[*stages.Packet]) (uint64, error) {
 	var n uint64
-	defer p.stats.publish()
+	defer p.publish()
 	for pk := range p.Stage(src) {
 		if err := p.Sink.Write(pk); err != nil {
 			return n, err
 		}
 		n++
-		p.stats.tick(pk)
+		p.stages.sink(n)
+		p.tick(pk)
 		if p.count != 0 && n >= p.count {
 			break
 		}

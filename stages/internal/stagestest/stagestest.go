@@ -390,7 +390,31 @@ func Addr(t testing.TB, s string) netip.Addr {
 // numbers.
 func Split(t testing.TB, pcap string, num uint64, size int) (before, segs []*stages.Packet) {
 	t.Helper()
-	var whole *stages.Packet
+	before, whole := frameOf(t, pcap, num)
+	if len(whole.Payload) <= size {
+		t.Fatalf("%s frame %d: nothing to split", pcap, num)
+	}
+	var at []int
+	for off := size; off < len(whole.Payload); off += size {
+		at = append(at, off)
+	}
+	return before, cutAt(whole, at)
+}
+
+// Cut returns copies of a capture's packets before frame num (whole payloads), and frame num's
+// TCP payload cut at the offsets at (ascending), as segments in order with their sequence
+// numbers.
+func Cut(t testing.TB, pcap string, num uint64, at ...int) (before, segs []*stages.Packet) {
+	t.Helper()
+	before, whole := frameOf(t, pcap, num)
+	if len(at) > 0 && at[len(at)-1] >= len(whole.Payload) {
+		t.Fatalf("%s frame %d: %d bytes, cut at %v", pcap, num, len(whole.Payload), at)
+	}
+	return before, cutAt(whole, at)
+}
+
+func frameOf(t testing.TB, pcap string, num uint64) (before []*stages.Packet, whole *stages.Packet) {
+	t.Helper()
 	for p := range Capture(t, PcapPath(t, pcap), FullSnap) {
 		c := *p
 		c.Payload = slices.Clone(p.Payload)
@@ -400,17 +424,24 @@ func Split(t testing.TB, pcap string, num uint64, size int) (before, segs []*sta
 			whole = &c
 		}
 	}
-	if whole == nil || len(whole.Payload) <= size {
-		t.Fatalf("%s frame %d: nothing to split", pcap, num)
+	if whole == nil || len(whole.Payload) == 0 {
+		t.Fatalf("%s frame %d: no payload", pcap, num)
 	}
-	for off := 0; off < len(whole.Payload); off += size {
+	return before, whole
+}
+
+func cutAt(whole *stages.Packet, at []int) []*stages.Packet {
+	var segs []*stages.Packet
+	prev := 0
+	for _, off := range append(at, len(whole.Payload)) {
 		s := *whole
-		s.Payload = whole.Payload[off:min(off+size, len(whole.Payload))]
+		s.Payload = whole.Payload[prev:off]
 		s.PayloadLen = uint16(len(s.Payload))
-		s.Seq = whole.Seq + uint32(off)
+		s.Seq = whole.Seq + uint32(prev)
 		segs = append(segs, &s)
+		prev = off
 	}
-	return before, segs
+	return segs
 }
 
 // SilentDNS is a UDP socket on loopback that reads DNS queries and never answers, for the

@@ -7,7 +7,7 @@ P=${1:-../../../testdata/pcaps}
 for f in chains/dns.pcap chains/https.pcap chains/nb6-http.pcap protocols/dns_tcp.pcap \
 	protocols/dns_udp_a_aaaa_ptr_mx_nxdomain.pcap protocols/dns_udp_txt.pcap protocols/mdns_ipv4_ipv6.pcap \
 	protocols/mdns_queries_answers.pcap protocols/llmnr_ipv6.pcapng protocols/ipv4_http_dns_wikipedia.pcap \
-	protocols/pcapng_multi_interface_dns.pcapng protocols/linktype_raw_ipv4_dns.pcap; do
+	protocols/pcapng_multi_interface_dns.pcapng protocols/linktype_raw_ipv4_dns.pcap protocols/dns_tcp_incomplete.pcap; do
 	out=dns_$(basename "$f" | tr . _).tsv
 	tshark -r "$P/$f" -Y '(dns or mdns or llmnr) and not icmp' -T fields -E separator='|' -E occurrence=a -E aggregator=',' \
 		-e frame.number -e dns.id -e dns.flags.response -e dns.flags.opcode -e dns.flags.rcode \
@@ -23,13 +23,24 @@ for f in chains/http.pcap chains/sqli.pcap chains/nb6-http.pcap protocols/ipv4_t
 		-e http.referer -e http.response.code > "$out"
 done
 for f in chains/https.pcap protocols/tls12_clienthello_sni.pcap protocols/tls13_clienthello_sni.pcapng \
-	protocols/linktype_sll2_tls13_sni.pcap protocols/tls13_large_clienthello_kyber.pcap protocols/tls13_ech_ipv6.pcapng; do
+	protocols/linktype_sll2_tls13_sni.pcap protocols/tls13_large_clienthello_kyber.pcap protocols/tls13_ech_ipv6.pcapng protocols/tls13_hello_retry_request.pcap protocols/tls_quic_ja4_cloudflare.pcap; do
 	out=tls_$(basename "$f" | tr . _).tsv
-	tshark -r "$P/$f" -Y 'tls.handshake.type == 1 or tls.handshake.type == 2' -T fields -E separator='|' \
+	tshark -o tcp.reassemble_out_of_order:TRUE -r "$P/$f" -Y '(tls.handshake.type == 1 or tls.handshake.type == 2) and not quic' -T fields -E separator='|' \
 		-E occurrence=a -E aggregator=',' -e frame.number -e tls.handshake.type \
 		-e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str \
 		-e tls.handshake.extensions.supported_version -e tls.handshake.ciphersuite \
 		-e tls.handshake.ja3_full -e tls.handshake.length -e tls.handshake.sig_hash_alg -e tls.handshake.sig_hash_alg_len -e tls.handshake.extension.type > "$out"
+done
+# QUIC: the hellos of the Initial packets tshark decrypts, with the QUIC version (same fields as tls_, then quic.version).
+for f in protocols/quic_ja4_chrome.pcap protocols/quic_v2_echo.pcap protocols/quic_crypto_across_initials.pcap \
+	protocols/quic_crypto_unordered_rawip.pcap protocols/quic_port_4433.pcap protocols/tls_quic_ja4_cloudflare.pcap; do
+	out=quic_$(basename "$f" | tr . _).tsv
+	tshark -r "$P/$f" -Y 'quic and (tls.handshake.type == 1 or tls.handshake.type == 2)' -T fields -E separator='|' \
+		-E occurrence=a -E aggregator=',' -e frame.number -e tls.handshake.type \
+		-e tls.handshake.extensions_server_name -e tls.handshake.extensions_alpn_str \
+		-e tls.handshake.extensions.supported_version -e tls.handshake.ciphersuite \
+		-e tls.handshake.ja3_full -e tls.handshake.length -e tls.handshake.sig_hash_alg -e tls.handshake.sig_hash_alg_len -e tls.handshake.extension.type \
+		-e quic.version > "$out"
 done
 for f in chains/http.pcap chains/dns.pcap chains/https.pcap chains/sqli.pcap protocols/tcp_rst.pcap \
 	protocols/tcp_fastopen_fin.pcap protocols/ipv6_tcp_smtp.pcap protocols/ipv4_http_dns_wikipedia.pcap \
