@@ -111,7 +111,7 @@ func TestAttachHeadsAcrossSegments(t *testing.T) {
 	if code := sp.stop(t, syscall.SIGINT); code != 0 {
 		t.Fatalf("exit %d\n%s", code, sp.stderrText())
 	}
-	if m := regexp.MustCompile(`; (\d+) streams`).FindStringSubmatch(sp.stderrText()); m == nil || m[1] == "0" {
+	if m := regexp.MustCompile(`"flow_streams":(\d+)`).FindStringSubmatch(sp.stderrText()); m == nil || m[1] == "0" {
 		t.Errorf("--no-follow: the control's connection was not seen:\n%s", sp.stderrText())
 	}
 	if _, got := splitReported(t, sp.output(), tsHost, tsUA, tsSNI, alpn); got {
