@@ -23,7 +23,7 @@ LIB = . scripts/lib.sh
 export BPF2GO_CC := $(CLANG)
 export BPF2GO_CFLAGS
 
-.PHONY: all build run generate check-generate test test-as-is test-timing bench bench-as-is fuzz fuzz-list vet clean
+.PHONY: all build install run generate check-generate test test-as-is test-timing bench bench-as-is fuzz fuzz-list vet clean
 
 all: build
 
@@ -32,6 +32,23 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null)
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o chains-sensor ./cmd/chains-sensor
+
+# Install the binary, the systemd unit and (when it is not there yet) its flags file:
+#   sudo make install && sudo systemctl enable --now chains-sensor
+# DESTDIR stages the files elsewhere (a package build); PREFIX is where the binary goes (the
+# unit's ExecStart names /usr/local/bin: a PREFIX other than /usr/local rewrites it).
+PREFIX ?= /usr/local
+UNITDIR ?= /etc/systemd/system
+install: build
+	install -D -m 0755 chains-sensor $(DESTDIR)$(PREFIX)/bin/chains-sensor
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/local/bin/chains-sensor|$(PREFIX)/bin/chains-sensor|' dist/systemd/chains-sensor.service \
+		>$(DESTDIR)$(UNITDIR)/chains-sensor.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/chains-sensor.service
+	@if [ -e $(DESTDIR)/etc/default/chains-sensor ]; then \
+		echo "keeping $(DESTDIR)/etc/default/chains-sensor"; \
+	else install -D -m 0644 dist/systemd/chains-sensor.default $(DESTDIR)/etc/default/chains-sensor; fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 
 # Watch the default-route interface, as root or through sudo; where neither is possible, read the
 # bundled capture instead.

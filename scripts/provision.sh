@@ -16,9 +16,11 @@ GO_MIN=1.21
 CLANG=${CLANG:-clang-19}
 export DEBIAN_FRONTEND=noninteractive
 # gcc, libc6-dev and libpcap-dev: cgo builds the libpcap calls that compile filter expressions.
+# nats-server: the fleet's tests run JetStream clusters; prometheus: promtool checks --metrics.
 PACKAGES=("$CLANG" "llvm-${CLANG#clang-}" libbpf-dev linux-libc-dev bpftool gcc libc6-dev libpcap-dev
 	make git ca-certificates iproute2 iputils-ping procps util-linux openssl
-	tcpdump tshark netsniff-ng dnsmasq-base nginx-light curl dnsutils)
+	tcpdump tshark netsniff-ng dnsmasq-base nginx-light curl dnsutils
+	nats-server prometheus)
 force=false
 [ "${1:-}" = --force ] && force=true
 

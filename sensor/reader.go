@@ -51,6 +51,7 @@ type Reader struct {
 	stopping atomic.Bool
 	closed   atomic.Bool
 	stopOnce sync.Once
+	fillMu   sync.Mutex // Fill against Close
 
 	records, bytes, wakeups, timeouts, lingers atomic.Uint64
 }
@@ -71,6 +72,17 @@ func NewReader(events *ebpf.Map, opts ReaderOptions) (*Reader, error) {
 		return nil, Explain(fmt.Errorf("open ring buffer reader: %w", err))
 	}
 	return &Reader{rd: rd, opts: opts}, nil
+}
+
+// Fill returns the bytes waiting in the ring to be read and the ring's size. Safe from any
+// goroutine.
+func (r *Reader) Fill() (avail, size int) {
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
+	if r.closed.Load() {
+		return 0, 0
+	}
+	return r.rd.AvailableBytes(), r.rd.BufferSize()
 }
 
 // Stats returns what the reader did so far.
@@ -99,6 +111,8 @@ func (r *Reader) Stop() {
 
 // Close makes Run return at once, without reading what is left, and frees the reader.
 func (r *Reader) Close() error {
+	r.fillMu.Lock()
+	defer r.fillMu.Unlock()
 	r.closed.Store(true)
 	return r.rd.Close()
 }

@@ -25,10 +25,12 @@ var layer = map[string]int{
 	"stages/names":        3,
 	"stages/sinks":        3,
 	"stages/views":        4,
+	"stages/fleet":        4, // the fleet's records: the views' objects (sinks), sent by nats.go
 }
 
 // testOnly are packages for tests: nothing else may import them.
-var testOnly = map[string]bool{"stages/internal/stagestest": true, "sensor/sensortest": true}
+var testOnly = map[string]bool{"stages/internal/stagestest": true, "sensor/sensortest": true,
+	"stages/fleet/fleettest": true}
 
 type listed struct {
 	ImportPath string

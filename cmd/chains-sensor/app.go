@@ -297,6 +297,9 @@ func configFromFlags(c *cli.Context, live bool, ifaces ...classify.Interface) (*
 	default:
 		return nil, oneOf(flagColor, c.String(flagColor), "auto", "always", "never")
 	}
+	if err := checkOutputFlags(c); err != nil {
+		return nil, err
+	}
 	return cfg, nil
 }
 
@@ -311,13 +314,20 @@ func isTerminal(w io.Writer) bool {
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
 // stdout (buffered; flushed on a timer when live), or to stderr when -w - has stdout, or
-// nowhere with -q; capture, when set, is the -w sink beside it; own, when set, names the
-// cgroups of the packets' processes. Close it at the end: it flushes.
-func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, own *owners.Resolver, ifaces ...classify.Interface) (*views.Pipeline, error) {
+// nowhere with -q; capture, when set, is the -w sink beside it, and the outputs (--publish)
+// are beside it too; own, when set, names the cgroups of the packets' processes. Close the
+// pipeline at the end: it flushes, and closes the outputs.
+func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, own *owners.Resolver, ifaces ...classify.Interface) (*views.Pipeline, *outputs, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	outs, err := buildOutputs(c, c.App.ErrWriter)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Outputs = outs.list
+	cfg.CountStages = outs.metrics != nil
 	cfg.Capture, cfg.Quiet, cfg.Owners = capture, c.Bool(flagQuiet), own
 	w := c.App.Writer
 	if c.String(flagWrite) == "-" {
@@ -327,7 +337,9 @@ func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, own
 	b, err := views.Build(cfg, out)
 	if err != nil {
 		out.Close()
-		return nil, err
+		outs.close()
+		return nil, nil, err
 	}
-	return b, nil
+	outs.setPipeline(b)
+	return b, outs, nil
 }

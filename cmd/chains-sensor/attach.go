@@ -31,7 +31,7 @@ func attachCommand() *cli.Command {
 			"default route); with -i, as in tcpdump, they are a filter expression.\n" +
 			filterHelp + "\n" +
 			"Needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON; `chains-sensor check` says what is missing.",
-		Flags:  append(append(append(append(sharedFlags(), attachFlags()...), ownerFlags()...), filterFlags()...), writeFlags()...),
+		Flags:  append(append(append(append(append(sharedFlags(), attachFlags()...), ownerFlags()...), filterFlags()...), writeFlags()...), outputFlags()...),
 		Action: runAttach,
 	}
 }
@@ -70,6 +70,7 @@ type attachSettings struct {
 	json          bool           // -o json: the exit statistics as JSON too
 	expr          string         // the filter expression ("" for none)
 	write         *writeSettings // -w, or nil
+	maxCgroups    int            // --max-cgroups: the cgroup cache's bound
 }
 
 func parseAttachFlags(c *cli.Context) (*attachSettings, error) {
@@ -186,7 +187,7 @@ func runAttach(c *cli.Context) error {
 	if wc != nil {
 		capture = wc.config
 	}
-	chain, err := chainFromFlags(c, true, capture, ownerResolver(s), ifaces...)
+	chain, outs, err := chainFromFlags(c, true, capture, ownerResolver(s), ifaces...)
 	if err != nil {
 		if wc != nil {
 			wc.w.Close()
@@ -194,18 +195,21 @@ func runAttach(c *cli.Context) error {
 		return err
 	}
 	s.json = c.String(flagOutput) == "json"
-	return attachAndWatch(s, chain, wc, c.App.Writer, c.App.ErrWriter)
+	return attachAndWatch(s, chain, wc, outs, c.App.Writer, c.App.ErrWriter)
 }
 
 // attachAndWatch loads and attaches the sensor, runs the chain until a stop (a signal, -c, an
 // error, the last interface gone, -W's last file), detaches, drains the ring and prints the
 // counters to stderr. Errors before the run are returned; an error that ends the run is
-// printed before the counters (reportedError). wc is -w's file, or nil.
-func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, stdout, stderr io.Writer) error {
+// printed before the counters (reportedError). wc is -w's file, or nil; outs are the outputs
+// beside the view (closed with the chain, the metrics last).
+func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, outs *outputs, stdout, stderr io.Writer) error {
 	// Signals are caught from the start: one that comes while loading or attaching is
 	// handled as soon as the run starts (detach, drain, counters), never by dying half-attached.
 	lc := newLifecycle(stderr)
 	lc.Closer("", func() error { return outputError(chain.Close()) })
+	lc.drain = outs.grace() // closing the chain drains the publisher
+	defer outs.closeMetrics()
 	started := false
 	defer func() {
 		if !started {
@@ -270,6 +274,10 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 		}
 	}
 	started = true
+	if outs.metrics != nil {
+		outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = objs, live, rd })
+		defer outs.metrics.col.set(func(c *sensorCollector) { c.objs, c.live, c.reader = nil, nil, nil })
+	}
 
 	// A stop detaches (no new records), then lets the reader drain the ring into the chain.
 	// If the chain does not finish (a second signal, or 3 s), the rest of the ring is only
@@ -325,6 +333,7 @@ func attachAndWatch(s *attachSettings, chain *views.Pipeline, wc *liveCapture, s
 	statsWG.Wait()
 	return lc.finish("", errors.Join(runErr, detachErr), func(w io.Writer) {
 		writeChainStats(w, chain, s.json)
+		outs.writeLines(w)
 		writeLiveStats(w, objs, live, ownLinks != nil)
 	})
 }

@@ -62,7 +62,10 @@ type lifecycle struct {
 	finished bool
 	// lastWords prints the counters when a stuck run must exit without finishing.
 	lastWords func(w io.Writer)
-	exit      func(code int) // os.Exit; tests replace it
+	// drain is how much longer than graceStop the last step waits: the outputs' time to hand
+	// what they hold over at exit (--publish-drain), part of closing the chain.
+	drain time.Duration
+	exit  func(code int) // os.Exit; tests replace it
 }
 
 type closer struct {
@@ -181,9 +184,13 @@ func (l *lifecycle) watch() {
 		return
 	}
 	for step := 0; step < 2; step++ {
+		wait := graceStop
+		if step == 1 {
+			wait += l.drain // set before the run starts
+		}
 		select {
 		case <-l.sigs:
-		case <-time.After(graceStop):
+		case <-time.After(wait):
 		case <-l.done:
 			return
 		}

@@ -16,5 +16,6 @@ func commands() []*cli.Command {
 		readCommand(),
 		attachCommand(),
 		checkCommand(),
+		watchCommand(),
 	}
 }

@@ -14,6 +14,7 @@ func ownerFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.BoolFlag{Name: "no-processes", Usage: "do not name the local process of each packet (process attribution: cgroup v2 socket hooks and tracepoints)"},
 		&cli.UintFlag{Name: "max-sockets", Value: sensor.DefaultMaxSockets, Usage: "sockets whose process is kept in the kernel (an LRU table; evictions are counted)"},
+		&cli.UintFlag{Name: "max-cgroups", Value: owners.DefaultCacheSize, Usage: "`N` cgroups whose path, container and unit are kept at most (an LRU; evictions are counted)"},
 		&cli.UintFlag{Name: "max-owner-flows", Value: sensor.DefaultMaxFlows, Usage: "flows that lead ingress packets to their socket (an LRU table; evictions are counted)"},
 		&cli.UintFlag{Name: "pid", Usage: "keep only packets of the process `PID` (in the kernel; packets of no known process are dropped)"},
 		&cli.StringFlag{Name: "comm", Usage: "keep only packets of processes whose command name is `NAME` (at most 15 bytes, as ps -o comm shows it)"},
@@ -63,6 +64,11 @@ func parseOwnerFlags(c *cli.Context, s *attachSettings) error {
 		}
 		*f.to = uint32(v)
 	}
+	v := c.Uint("max-cgroups")
+	if v == 0 || v > 1<<24 {
+		return usageError{fmt.Errorf("--max-cgroups %d: want 1 to %d", v, 1<<24)}
+	}
+	s.maxCgroups = int(v)
 	s.load.Owner = oc
 	return nil
 }
@@ -77,7 +83,7 @@ func ownerResolver(s *attachSettings) *owners.Resolver {
 	if err != nil {
 		return nil
 	}
-	return owners.NewResolver(owners.Config{Root: root.Dir})
+	return owners.NewResolver(owners.Config{Root: root.Dir, CacheSize: s.maxCgroups})
 }
 
 // loadWithOwner loads the sensor and, when attribution is asked for, attaches its socket

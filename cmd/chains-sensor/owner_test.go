@@ -16,6 +16,7 @@ func TestOwnerFlagsUsage(t *testing.T) {
 		{[]string{"attach", "--comm", "0123456789abcdef", "lo"}, "want 1 to 15 bytes"},
 		{[]string{"attach", "--pid", "0", "lo"}, "want a process id"},
 		{[]string{"attach", "--max-sockets", "0", "lo"}, "--max-sockets 0"},
+		{[]string{"attach", "--max-cgroups", "0", "lo"}, "--max-cgroups 0: want 1 to "},
 	} {
 		_, stderr, code := runCmd(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {

@@ -34,7 +34,7 @@ func readCommand() *cli.Command {
 			&cli.BoolFlag{Name: "kernel", Usage: "parse each frame with xdp_sensor through BPF_PROG_TEST_RUN instead of the Go twin (needs root)"},
 			&cli.IntFlag{Name: flagMaxIfaces, Value: sensor.DefaultMaxInterfaces, Usage: "`N` interfaces a pcapng section may declare at most (more: an error; each costs its description in memory)"},
 			noDecapFlag(),
-		), filterFlags()...), writeFlags()...),
+		), filterFlags()...), append(writeFlags(), outputFlags()...)...),
 		Action: runRead,
 	}
 }
@@ -63,7 +63,7 @@ func runRead(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	chain, err := chainFromFlags(c, stdinIsLive(name), rc.config, nil)
+	chain, outs, err := chainFromFlags(c, stdinIsLive(name), rc.config, nil)
 	if err != nil {
 		if rc.w != nil {
 			rc.w.Close()
@@ -75,8 +75,10 @@ func runRead(c *cli.Context) error {
 	if expr != "" {
 		ff = sensor.NewFileFilter(expr)
 	}
+	defer outs.closeMetrics() // the last thing the run does
 	lc := newLifecycle(c.App.ErrWriter)
 	lc.Closer("", func() error { return outputError(chain.Close()) })
+	lc.drain = outs.grace() // closing the chain drains the publisher
 	var src *sensor.FileSource
 	counters := func(w io.Writer) {
 		var n sensor.FileCounts
@@ -91,6 +93,7 @@ func runRead(c *cli.Context) error {
 			printSkipped(w, c, name, src)
 		}
 		writeChainStats(w, chain, c.String(flagOutput) == "json")
+		outs.writeLines(w)
 		counters(w)
 	}
 	if stdinIsLive(name) {

@@ -48,7 +48,19 @@ type Resolver struct {
 	lastWalk time.Time
 	// Evicted counts the cgroups the cache dropped; Walks the walks of the hierarchy.
 	Evicted, Walks uint64
+	peak           int // the most cgroups cached at once
 	now            func() time.Time
+}
+
+// Tables reports the cgroup cache, its bound (--max-cgroups) and its evictions
+// (stages.StatsReporter). Like Lookup, it belongs to the chain's goroutine.
+func (r *Resolver) Tables() []stages.TableStats {
+	return []stages.TableStats{{Name: "cgroups", Flag: "--max-cgroups", Len: r.cache.Len(), Peak: r.peak, Max: r.cfg.CacheSize, Evicted: int64(r.Evicted)}}
+}
+
+// Counters reports the walks of the cgroup hierarchy.
+func (r *Resolver) Counters() []stages.Counter {
+	return []stages.Counter{{Name: "cgroup_walks", Value: r.Walks}}
 }
 
 // NewResolver returns a resolver of the hierarchy at cfg.Root.
@@ -80,6 +92,8 @@ func (r *Resolver) Lookup(id uint64, pid uint32) (Info, bool) {
 	if p, ok := r.procCgroup(id, pid); ok {
 		in := Parse(p)
 		r.cache.Add(id, in)
+		r.peak = max(r.peak, r.cache.Len())
+		r.peak = max(r.peak, r.cache.Len())
 		return in, true
 	}
 	p, ok := r.walked[id]
@@ -92,6 +106,7 @@ func (r *Resolver) Lookup(id uint64, pid uint32) (Info, bool) {
 	}
 	in := Parse(p)
 	r.cache.Add(id, in)
+	r.peak = max(r.peak, r.cache.Len())
 	return in, true
 }
 

@@ -88,9 +88,12 @@ func TestResolverWalksBoundedAndRewalks(t *testing.T) {
 	if in, ok := r.Lookup(ino(t, late), 0); !ok || in.Path != "/late" {
 		t.Fatalf("Lookup(late) after Rewalk = %+v, %v", in, ok)
 	}
-	// Three cgroups through a cache of two: one eviction.
+	// Three cgroups through a cache of two: one eviction, as the exit table says.
 	if r.Evicted != 1 {
 		t.Fatalf("%d evicted, want 1", r.Evicted)
+	}
+	if got, want := r.Tables(), (stages.TableStats{Name: "cgroups", Flag: "--max-cgroups", Len: 2, Peak: 2, Max: 2, Evicted: 1}); len(got) != 1 || got[0] != want {
+		t.Fatalf("Tables() = %+v, want %+v", got, want)
 	}
 	if _, ok := r.Lookup(12345678901, 0); ok {
 		t.Fatal("found an id that is no directory")

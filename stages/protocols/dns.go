@@ -132,6 +132,8 @@ type DNSStats struct {
 	Clients        int    // clients tracked for NXDOMAIN bursts now
 	ClientsPeak    int    // the most clients tracked at once
 	ClientsEvicted uint64 // clients forgotten within their window to make room
+	// WeirdRules counts the weird reasons by rule, indexed as WeirdRules names them.
+	WeirdRules [len(WeirdRules)]uint64
 }
 
 // dnsKey identifies a query awaiting its response: client, server, transport and id. A query

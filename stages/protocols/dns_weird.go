@@ -75,7 +75,25 @@ func (t *DNSTracker) judge(p *stages.Packet, info *stages.DNSInfo) {
 	if len(w) > 0 {
 		t.stats.Weird++
 	}
+	for _, x := range w {
+		t.stats.WeirdRules[WeirdRuleIndex(x.Rule)]++
+	}
 	info.Weird = w
+}
+
+// WeirdRules names the rules of weird DNS messages, the index of DNSStats.WeirdRules; the last
+// counts any other.
+var WeirdRules = [...]string{"z", "truncated", "query_type", "query_class", "answer_type", "answer_class",
+	"subdomain", "nxdomain_burst", "unsolicited_answer", "other"}
+
+// WeirdRuleIndex returns the index of rule in WeirdRules (the last for one not listed).
+func WeirdRuleIndex(rule string) int {
+	for i, r := range WeirdRules[:len(WeirdRules)-1] {
+		if r == rule {
+			return i
+		}
+	}
+	return len(WeirdRules) - 1
 }
 
 func appendWeird(w []stages.DNSWeird, rule, detail string) []stages.DNSWeird {

@@ -101,6 +101,17 @@ func TestDNSWeirdRules(t *testing.T) {
 		if got := weirdRules(p.DNS); got != c.want {
 			t.Errorf("%s: weird %q, want %q", c.name, got, c.want)
 		}
+		// The counts by rule (the metrics'): one for the case's rule, none for the others.
+		var want [len(WeirdRules)]uint64
+		if rule, _, _ := strings.Cut(c.want, "="); rule != "" {
+			want[WeirdRuleIndex(rule)] = 1
+		}
+		if got := tr.Stats().WeirdRules; got != want {
+			t.Errorf("%s: weird counts by rule %v, want %v (%v)", c.name, got, want, WeirdRules)
+		}
+	}
+	if i := WeirdRuleIndex("no such rule"); WeirdRules[i] != "other" {
+		t.Errorf("an unknown rule counts as %q, want other", WeirdRules[i])
 	}
 }
 

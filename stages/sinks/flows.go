@@ -44,31 +44,7 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 	}
 	proto := ProtoName(f.Proto)
 	if s.opt.Format == FormatJSON {
-		w := s.json(f.Last(), "flow")
-		w.str("proto", proto)
-		w.addr("src", f.Src)
-		w.addr("dst", f.Dst)
-		if flowPorts(f.Proto, 1) {
-			w.uint("sport", uint64(f.SrcPort))
-			w.uint("dport", uint64(f.DstPort))
-		}
-		w.str("end", f.End.String())
-		w.quote("first")
-		w.b = s.clk.appendRFC3339(w.b, f.First())
-		w.endQuote()
-		w.float("duration_s", f.Duration().Seconds())
-		w.pair("packets", f.Packets)
-		w.pair("bytes", f.Bytes)
-		w.pair("payload_bytes", f.PayloadBytes)
-		w.str("community_id", flows.FlowCommunityID(f))
-		if f.Proto == stages.ProtoTCP {
-			w.str("state", f.State.String())
-		}
-		if o := &f.Owner; o.Known() {
-			w.uint("pid", uint64(o.PID))
-			w.str("comm", string(o.CommBytes()))
-			w.str("cgroup", o.Cgroup)
-		}
+		flowJSON(s.json(f.Last(), "flow"), s.clk, f)
 		s.endJSON()
 		return
 	}
@@ -104,4 +80,32 @@ func (s *Flows) WriteFlow(f *stages.Flow) {
 	b = append(b, " cid="...)
 	b = flows.AppendFlowCommunityID(b, f)
 	s.emit(b)
+}
+
+// flowJSON writes the fields of a finished flow into a JSON object.
+func flowJSON(w *jsonWriter, clk *clock, f *stages.Flow) {
+	w.str("proto", ProtoName(f.Proto))
+	w.addr("src", f.Src)
+	w.addr("dst", f.Dst)
+	if flowPorts(f.Proto, 1) {
+		w.uint("sport", uint64(f.SrcPort))
+		w.uint("dport", uint64(f.DstPort))
+	}
+	w.str("end", f.End.String())
+	w.quote("first")
+	w.b = clk.appendRFC3339(w.b, f.First())
+	w.endQuote()
+	w.float("duration_s", f.Duration().Seconds())
+	w.pair("packets", f.Packets)
+	w.pair("bytes", f.Bytes)
+	w.pair("payload_bytes", f.PayloadBytes)
+	w.str("community_id", flows.FlowCommunityID(f))
+	if f.Proto == stages.ProtoTCP {
+		w.str("state", f.State.String())
+	}
+	if o := &f.Owner; o.Known() {
+		w.uint("pid", uint64(o.PID))
+		w.str("comm", string(o.CommBytes()))
+		w.str("cgroup", o.Cgroup)
+	}
 }

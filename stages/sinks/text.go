@@ -218,6 +218,11 @@ func (w *jsonWriter) bool(k string, v bool) {
 // form only below 1e-6 and from 1e21 on.
 func (w *jsonWriter) float(k string, v float64) {
 	w.key(k)
+	w.float1(v)
+}
+
+// float1 writes the number v (a field's value or an array's element).
+func (w *jsonWriter) float1(v float64) {
 	if math.IsInf(v, 0) || math.IsNaN(v) {
 		w.b = append(w.b, "null"...)
 		return

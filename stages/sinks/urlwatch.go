@@ -44,22 +44,7 @@ func (s *URLWatch) Write(p *stages.Packet) error {
 
 func (s *URLWatch) http(p *stages.Packet, h *stages.HTTPInfo) {
 	if s.opt.Format == FormatJSON {
-		w := s.json(p.Time, "http")
-		packetFields(w, p)
-		if h.Request {
-			w.str("method", h.Method)
-			w.str("host", h.Host)
-			w.str("uri", h.URI)
-			w.str("user_agent", h.UserAgent)
-			w.str("referer", h.Referer)
-		} else {
-			w.int("status", h.Status)
-			w.str("reason", h.Reason)
-		}
-		w.str("version", h.Version)
-		if h.Partial {
-			w.bool("partial", true)
-		}
+		httpJSON(s.json(p.Time, "http"), p, h)
 		s.endJSON()
 		return
 	}
@@ -106,33 +91,7 @@ func (s *URLWatch) tls(p *stages.Packet, h *stages.TLSInfo) {
 		if h.QUIC != 0 {
 			typ = "quic"
 		}
-		w := s.json(p.Time, typ)
-		packetFields(w, p)
-		if h.QUIC != 0 {
-			w.str("quic_version", "0x"+hex16(uint16(h.QUIC>>16))+hex16(uint16(h.QUIC)))
-		}
-		if h.Hello == stages.TLSClientHello {
-			w.str("hello", "client")
-			w.str("sni", h.SNI)
-			w.strs("alpn", h.ALPN)
-			w.strs("versions", tlsVersions(h))
-			w.str("ja4", h.JA4)
-		} else {
-			if h.HelloRetry {
-				w.str("hello", "retry")
-			} else {
-				w.str("hello", "server")
-			}
-			w.str("version", protocols.TLSVersionName(h.Version))
-			w.str("cipher", "0x"+hex16(h.Cipher))
-			w.str("ja4s", h.JA4)
-			if len(h.ALPN) > 0 {
-				w.str("alpn", h.ALPN[0])
-			}
-		}
-		if h.Partial {
-			w.bool("partial", true)
-		}
+		tlsJSON(s.json(p.Time, typ), p, h)
 		s.endJSON()
 		return
 	}
@@ -207,4 +166,55 @@ func appendTLS(b []byte, h *stages.TLSInfo) []byte {
 		b = append(b, " (partial)"...)
 	}
 	return b
+}
+
+// httpJSON writes the fields of h, an HTTP head p completed (and p's endpoints), into a JSON
+// object.
+func httpJSON(w *jsonWriter, p *stages.Packet, h *stages.HTTPInfo) {
+	packetFields(w, p)
+	if h.Request {
+		w.str("method", h.Method)
+		w.str("host", h.Host)
+		w.str("uri", h.URI)
+		w.str("user_agent", h.UserAgent)
+		w.str("referer", h.Referer)
+	} else {
+		w.int("status", h.Status)
+		w.str("reason", h.Reason)
+	}
+	w.str("version", h.Version)
+	if h.Partial {
+		w.bool("partial", true)
+	}
+}
+
+// tlsJSON writes the fields of h, a TLS or QUIC hello p completed (and p's endpoints), into a
+// JSON object.
+func tlsJSON(w *jsonWriter, p *stages.Packet, h *stages.TLSInfo) {
+	packetFields(w, p)
+	if h.QUIC != 0 {
+		w.str("quic_version", "0x"+hex16(uint16(h.QUIC>>16))+hex16(uint16(h.QUIC)))
+	}
+	if h.Hello == stages.TLSClientHello {
+		w.str("hello", "client")
+		w.str("sni", h.SNI)
+		w.strs("alpn", h.ALPN)
+		w.strs("versions", tlsVersions(h))
+		w.str("ja4", h.JA4)
+	} else {
+		if h.HelloRetry {
+			w.str("hello", "retry")
+		} else {
+			w.str("hello", "server")
+		}
+		w.str("version", protocols.TLSVersionName(h.Version))
+		w.str("cipher", "0x"+hex16(h.Cipher))
+		w.str("ja4s", h.JA4)
+		if len(h.ALPN) > 0 {
+			w.str("alpn", h.ALPN[0])
+		}
+	}
+	if h.Partial {
+		w.bool("partial", true)
+	}
 }

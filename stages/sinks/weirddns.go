@@ -35,7 +35,13 @@ func (s *WeirdDNS) Write(p *stages.Packet) error {
 }
 
 func (s *WeirdDNS) json1(p *stages.Packet, d *stages.DNSInfo) {
-	w := s.json(p.Time, "dns")
+	dnsJSON(s.json(p.Time, "dns"), p, d)
+	s.endJSON()
+}
+
+// dnsJSON writes the fields of d, a DNS message p completed (and p's endpoints), into a JSON
+// object.
+func dnsJSON(w *jsonWriter, p *stages.Packet, d *stages.DNSInfo) {
 	packetFields(w, p)
 	w.uint("id", uint64(d.ID))
 	w.bool("response", d.Response)
@@ -88,7 +94,6 @@ func (s *WeirdDNS) json1(p *stages.Packet, d *stages.DNSInfo) {
 	if d.Err != "" {
 		w.str("error", d.Err)
 	}
-	s.endJSON()
 }
 
 func (s *WeirdDNS) text1(p *stages.Packet, d *stages.DNSInfo) {

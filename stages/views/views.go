@@ -50,6 +50,21 @@ type Config struct {
 	// Owners, when set, names the cgroup, container and unit of each packet's process (live
 	// capture with process attribution).
 	Owners *owners.Resolver
+	// Outputs run beside the view's sink (the fleet's publisher; the Zeek logs to come): each is handed
+	// every packet after the view's sink, and every finished flow when it is a
+	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
+	// the view.
+	Outputs []Output
+	// CountStages counts the packets each stage passes on, and the packets the sink got, as
+	// more of the chain's Counters (stage_packets_NAME), for the metrics.
+	CountStages bool
+}
+
+// Output is an output beside the view's sink.
+type Output interface {
+	sinks.Sink
+	// App says the output reads the application layer (flows, DNS, HTTP, TLS).
+	App() bool
 }
 
 // View is one entry of List.
@@ -112,50 +127,15 @@ func Lookup(name string) (View, bool) {
 // Pipeline is a built chain: the stages, the sink at their end, and the packet limit.
 type Pipeline struct {
 	Stage   stages.Stage   // every stage, in order
-	Sink    sinks.Sink     // the view's sink, with the capture sink beside it when there is one
+	Sink    sinks.Sink     // the view's sink, with the capture sink and Config.Outputs beside it
 	Capture *sinks.Capture // the capture sink (-w), or nil
 	count   uint64
 	rdns    *names.Resolver // nil without PTR lookups
 	// reporters are the stages' states with bounded tables (stages.StatsReporter).
 	reporters []stages.StatsReporter
 	dns       *protocols.DNSTracker // the flow table's DNS decoder, or nil
-}
-
-// Tables describes every bounded table of the chain: the reverse-DNS stage's, the flow
-// table's, the DNS decoder's, the QUIC handshakes', the wire names'. Call it after Run (the
-// tables belong to the chain's goroutine).
-func (p *Pipeline) Tables() []stages.TableStats {
-	var out []stages.TableStats
-	for _, r := range p.reporters {
-		out = append(out, r.Tables()...)
-	}
-	return out
-}
-
-// Counters returns the counts the chain's stages show at exit (after Run).
-func (p *Pipeline) Counters() []stages.Counter {
-	var out []stages.Counter
-	for _, r := range p.reporters {
-		out = append(out, r.Counters()...)
-	}
-	return out
-}
-
-// DNSStats returns the counts of the chain's DNS decoder (after Run); false when the chain
-// decodes no DNS.
-func (p *Pipeline) DNSStats() (protocols.DNSStats, bool) {
-	if p.dns == nil {
-		return protocols.DNSStats{}, false
-	}
-	return p.dns.Stats(), true
-}
-
-// Hurry makes the chain stop waiting: packets held for their names go out now with what is
-// known. A stop (a signal) calls it. It may be called from any goroutine.
-func (p *Pipeline) Hurry() {
-	if p.rdns != nil {
-		p.rdns.Hurry()
-	}
+	stages    *stageCounts          // with Config.CountStages, else nil
+	pub       publication           // Tables and Counters as last published (Published)
 }
 
 // Build builds the chain of cfg.View writing to out:
@@ -178,18 +158,28 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	if !ok {
 		return nil, fmt.Errorf("unknown view %q (views: %s)", name, strings.Join(Names(), ", "))
 	}
+	pl := &Pipeline{count: cfg.Count}
+	if cfg.CountStages {
+		pl.stages = &stageCounts{}
+	}
 	var chain []stages.Stage
+	add := func(name string, st stages.Stage) {
+		if pl.stages != nil {
+			st = pl.stages.counted(name, st)
+		}
+		chain = append(chain, st)
+	}
 	if len(cfg.Ifaces) > 0 {
 		names := make(map[uint32]string, len(cfg.Ifaces))
 		for _, it := range cfg.Ifaces {
 			names[uint32(it.Index)] = it.Name
 		}
-		chain = append(chain, ifaceNames(names))
+		add("ifaces", ifaceNames(names))
 	}
 	if cfg.Owners != nil {
-		chain = append(chain, cfg.Owners.Stage())
+		add("owners", cfg.Owners.Stage())
 	}
-	chain = append(chain, classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
+	add("classify", classify.Stage(classify.NewClassifier(cfg.Internal, cfg.Ifaces)))
 
 	// Names: PTR lookups name public addresses (--names ptr or both), the DNS answers seen on
 	// the wire name the addresses they resolve (wire or both); a wire name wins over a PTR
@@ -204,9 +194,12 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 			return nil, err
 		}
 		rdns = r
-		chain = append(chain, r.Stage())
+		add("rdns", r.Stage())
 	}
 	var reporters []stages.StatsReporter
+	if cfg.Owners != nil {
+		reporters = append(reporters, cfg.Owners)
+	}
 	if rdns != nil {
 		reporters = append(reporters, rdns)
 	}
@@ -222,27 +215,34 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 	} else {
 		out.Close()
 	}
+	tee := sinks.Tee{}
 	if cfg.Capture != nil {
 		// The capture first: the evidence is written even when the lines cannot be.
 		capt = sinks.NewCapture(*cfg.Capture)
-		if sink != nil {
-			sink = sinks.Tee{capt, sink}
-		} else {
-			sink = capt
-		}
+		tee = append(tee, capt)
 	}
-	if sink == nil {
-		sink = sinks.Tee{}
+	if sink != nil {
+		tee = append(tee, sink)
+	}
+	app := v.App || (cfg.Capture != nil && cfg.Capture.Comments)
+	for _, o := range cfg.Outputs {
+		tee = append(tee, o)
+		app = app || o.App()
+	}
+	if len(tee) == 1 {
+		sink = tee[0]
+	} else {
+		sink = tee
 	}
 	var dnsT *protocols.DNSTracker
 	switch fc := cfg.Flows; {
-	case v.App || (cfg.Capture != nil && cfg.Capture.Comments):
+	case app:
 		if fw, ok := sink.(sinks.FlowWriter); ok {
 			fc.OnEnd = fw.WriteFlow
 		}
 		t, dns, quic := newApp(fc, cfg.DNS, cfg.QUIC)
 		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS, quic: quic, qc: cfg.QUIC})
-		chain = append(chain, t.Stage())
+		add("flows", t.Stage())
 		dnsT = dns
 	case wire != nil:
 		fc.Track = protocols.OverTCP
@@ -250,13 +250,19 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		fc.Handlers = []flows.Handler{dns}
 		t := flows.New(fc)
 		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS})
-		chain = append(chain, t.Stage())
+		add("flows", t.Stage())
 		dnsT = dns
 	}
 	if wire != nil {
-		chain = append(chain, wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
+		add("wire_names", wire.Stage(func(c stages.Class) bool { return c == stages.ClassPublic }))
 	}
-	return &Pipeline{Stage: stages.Chain(chain...), Sink: sink, Capture: capt, count: cfg.Count, rdns: rdns, reporters: reporters, dns: dnsT}, nil
+	if pl.stages != nil {
+		reporters = append(reporters, pl.stages)
+	}
+	pl.Stage, pl.Sink, pl.Capture = stages.Chain(chain...), sink, capt
+	pl.rdns, pl.reporters, pl.dns = rdns, reporters, dnsT
+	pl.publish() // nothing runs yet: the tables may be read here
+	return pl, nil
 }
 
 // AppStage is the application layer the App views run: the flow table with the DNS, HTTP,
@@ -278,11 +284,14 @@ func newApp(fc flows.Config, dc protocols.DNSConfig, qc protocols.QUICConfig) (*
 // packets were written. It returns how many packets the sink got. It does not close the sink.
 func (p *Pipeline) Run(src iter.Seq[*stages.Packet]) (uint64, error) {
 	var n uint64
+	defer p.publish()
 	for pk := range p.Stage(src) {
 		if err := p.Sink.Write(pk); err != nil {
 			return n, err
 		}
 		n++
+		p.stages.sink(n)
+		p.tick(pk)
 		if p.count != 0 && n >= p.count {
 			break
 		}
