@@ -71,8 +71,9 @@ echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
 
-# Debian's dnsmasq/nginx services are not wanted: the tests start their own, in namespaces.
-systemctl disable --now nginx >/dev/null 2>&1 || true
+# Debian's nginx, prometheus and nats-server services are not wanted: the tests start their
+# own (in namespaces, or on loopback ports they choose); promtool is all prometheus is for.
+systemctl disable --now nginx prometheus prometheus-node-exporter nats-server >/dev/null 2>&1 || true
 
 if ! have_go; then
 	# Debian 12's own Go is 1.19; its backports have 1.23, which fetches the toolchain go.mod
