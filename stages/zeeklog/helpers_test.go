@@ -129,7 +129,7 @@ func (r record) seconds(t *testing.T, k string) float64 {
 	return f
 }
 
-// tshark runs tshark over a capture and returns its lines of tab-separated fields; the test is
+// tshark runs tshark over a capture and returns a line of fields per frame the filter takes; the test is
 // skipped when tshark is not installed (scripts/provision.sh installs it).
 func tshark(t *testing.T, pcap, filter string, fields ...string) [][]string {
 	t.Helper()
@@ -141,7 +141,8 @@ func tshark(t *testing.T, pcap, filter string, fields ...string) [][]string {
 	if filter != "" {
 		args = append(args, "-Y", filter)
 	}
-	for _, f := range fields {
+	// frame.number first, so that a line of empty fields is still a line.
+	for _, f := range append([]string{"frame.number"}, fields...) {
 		args = append(args, "-e", f)
 	}
 	out, err := exec.Command(bin, args...).Output()
@@ -151,7 +152,11 @@ func tshark(t *testing.T, pcap, filter string, fields ...string) [][]string {
 	var rows [][]string
 	for _, ln := range strings.Split(strings.TrimSuffix(string(out), "\n"), "\n") {
 		if ln != "" {
-			rows = append(rows, strings.Split(ln, "\t"))
+			f := strings.Split(ln, "\t")[1:]
+			for len(f) < len(fields) {
+				f = append(f, "")
+			}
+			rows = append(rows, f)
 		}
 	}
 	return rows
