@@ -27,6 +27,7 @@ type logFile struct {
 	w         *bufio.Writer
 	size      int64
 	opened    time.Time // the time of the file's first line
+	flushed   time.Time // the time of the line last flushed
 	until     time.Time // the end of its interval
 	rotated   int       // files rotated
 }
@@ -53,8 +54,15 @@ func (l *logFile) write(ts time.Time, b []byte) error {
 	}
 	n, err := l.w.Write(b)
 	l.size += int64(n)
+	if err == nil && ts.Sub(l.flushed) >= FlushEvery {
+		// Lines reach the file (for a tail -f) once the packets' time moved on a second.
+		l.flushed, err = ts, l.w.Flush()
+	}
 	return err
 }
+
+// FlushEvery is how far the packets' time may move on before what a log holds is written out.
+const FlushEvery = time.Second
 
 // rotate closes the file and renames it to KIND.TIME.log.
 func (l *logFile) rotate() error {
