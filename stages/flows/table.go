@@ -298,10 +298,11 @@ func ipBytes(p *stages.Packet) uint64 {
 
 // history records p's letters of Zeek's conn history (Flow.History), in the order Zeek's TCP
 // analyzer looks at a packet: its SYN (S, or H with ACK), FIN, RST, then a pure ACK (A: no
-// payload, no other of those flags) or payload (D). UDP and other protocols: D only.
+// payload, no other of those flags) or payload (D). UDP: D only, as Zeek's UDP analyzer; other
+// protocols none.
 func history(f *stages.Flow, p *stages.Packet, reply bool) {
 	if p.Proto != stages.ProtoTCP {
-		if p.PayloadLen > 0 {
+		if p.Proto == stages.ProtoUDP && p.PayloadLen > 0 {
 			f.AddHistory('D', reply)
 		}
 		return
