@@ -13,7 +13,8 @@ import (
 
 // TestReadLogDir: read --log-dir writes the Zeek logs beside the view: conn.log has a line per
 // TCP connection tshark sees in the capture (one: tcp.stream 0), http.log the request with its
-// connection's uid and tshark's http.host (bro.org); --log-rotate-size rotates into complete files; bad values are bad usage.
+// connection's uid and tshark's http.host (bro.org); --log-rotate-size rotates into complete
+// files; a directory that cannot be made is an error, bad values are bad usage.
 func TestReadLogDir(t *testing.T) {
 	pcap := filepath.Join(sensortest.Pcaps(t), "protocols", "ipv4_tcp_http_get.pcap")
 	dir := t.TempDir()
@@ -41,6 +42,15 @@ func TestReadLogDir(t *testing.T) {
 	}
 	for _, f := range rotated {
 		jsonLines(t, f)
+	}
+
+	// A directory that cannot be made is an error (exit 1), named.
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runCmd(t, "read", "-q", "-n", "--log-dir", file, pcap); code != 1 || !strings.Contains(stderr, "--log-dir") {
+		t.Errorf("--log-dir on a file: exit %d, want 1 naming --log-dir:\n%s", code, stderr)
 	}
 
 	for _, c := range []struct {
