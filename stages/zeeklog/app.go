@@ -9,18 +9,53 @@ import (
 	"github.com/miekg/dns"
 )
 
-// dns writes dns.log's line of a response: Zeek's one line per query-response pair, at the
-// query's time (with the rtt) when the query was seen, else at the response's. A query is
-// not logged on its own (its answer may yet come); its weird reasons are.
-func (s *Sink) dns(p *stages.Packet, id *ids, d *stages.DNSInfo) {
+// pendingDNS is a query waiting for its response.
+type pendingDNS struct {
+	ts    time.Time
+	id    ids
+	query *stages.DNSInfo
+}
+
+// maxPendingDNS bounds the queries of one connection waiting for their responses: beyond it
+// the oldest is written as unanswered.
+const maxPendingDNS = 32
+
+// dns logs a DNS message: dns.log has Zeek's one line per query and its response, at the
+// query's time (with the rtt) when the query was seen, else at the response's. A query waits
+// on its connection for the response with its ID; one never answered is written, without
+// rcode, when its connection ends. Its weird reasons go to weird.log at once.
+func (s *Sink) dns(p *stages.Packet, id *ids, c *conn, d *stages.DNSInfo) {
 	s.weird(p, id, d)
 	if !d.Response {
+		if c == nil {
+			s.emitDNS(p.Time, id, d)
+			return
+		}
+		if len(c.dns) == maxPendingDNS {
+			s.emitDNS(c.dns[0].ts, &c.dns[0].id, c.dns[0].query)
+			c.dns = c.dns[1:]
+		}
+		c.dns = append(c.dns, pendingDNS{ts: p.Time, id: *id, query: d})
 		return
+	}
+	if c != nil {
+		for i := range c.dns {
+			if c.dns[i].query.ID == d.ID {
+				c.dns = append(c.dns[:i], c.dns[i+1:]...)
+				break
+			}
+		}
 	}
 	ts := p.Time
 	if d.Matched {
 		ts = ts.Add(-d.Latency)
 	}
+	s.emitDNS(ts, id, d)
+}
+
+// emitDNS writes dns.log's line of a response, or of a query never answered (d a query: no
+// rcode, no answers).
+func (s *Sink) emitDNS(ts time.Time, id *ids, d *stages.DNSInfo) {
 	var l line
 	l.begin(s.buf[:0])
 	l.time("ts", ts)
@@ -38,8 +73,10 @@ func (s *Sink) dns(p *stages.Packet, id *ids, d *stages.DNSInfo) {
 		l.count("qtype", uint64(q.Type))
 		l.str("qtype_name", typeName(q.Type))
 	}
-	l.count("rcode", uint64(d.Rcode))
-	l.str("rcode_name", rcodeName(d.Rcode))
+	if d.Response {
+		l.count("rcode", uint64(d.Rcode))
+		l.str("rcode_name", rcodeName(d.Rcode))
+	}
 	l.boolean("AA", d.AA)
 	l.boolean("TC", d.TC)
 	l.boolean("RD", d.RD)
@@ -49,7 +86,7 @@ func (s *Sink) dns(p *stages.Packet, id *ids, d *stages.DNSInfo) {
 		z = 1
 	}
 	l.count("Z", z)
-	if len(d.Answers) > 0 {
+	if d.Response && len(d.Answers) > 0 {
 		answers := make([]string, len(d.Answers))
 		ttls := make([]time.Duration, len(d.Answers))
 		for i, a := range d.Answers {
@@ -275,6 +312,10 @@ func versionName(v uint16) string {
 
 // flushConn writes what waits on a connection that ended.
 func (s *Sink) flushConn(c *conn) {
+	for i := range c.dns {
+		s.emitDNS(c.dns[i].ts, &c.dns[i].id, c.dns[i].query)
+	}
+	c.dns = nil
 	for i := range c.http {
 		s.emitHTTP(&c.http[i], nil)
 	}

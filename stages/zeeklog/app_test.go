@@ -58,7 +58,9 @@ func multiset(t *testing.T, what string, got, want []string) {
 }
 
 // TestDNSLogTShark: dns.log has a line per response, whose trans_id, query, qtype and rcode
-// are tshark's dns.id, dns.qry.name, dns.qry.type and dns.flags.rcode (Zeek's DNS::Info:
+// are tshark's dns.id, dns.qry.name, dns.qry.type and dns.flags.rcode, and a line without
+// rcode per query that no response of its conversation (tshark's udp.stream or tcp.stream)
+// with its ID answered (Zeek's DNS::Info:
 // trans_id count, query string, qtype count with its name, rcode count with its name, rtt
 // an interval, answers a vector of strings with TTLs a vector of intervals beside it).
 func TestDNSLogTShark(t *testing.T) {
@@ -66,18 +68,39 @@ func TestDNSLogTShark(t *testing.T) {
 		"protocols/ipv4_http_dns_wikipedia.pcap", "chains/dns.pcap", "protocols/mdns_ipv4_ipv6.pcap"} {
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			pcap := capture(t, name)
-			var want []string
+			var want, wantQueries []string
 			for _, f := range tshark(t, pcap, "dns.flags.response==1", "dns.id", "dns.qry.name", "dns.qry.type", "dns.flags.rcode") {
-				for len(f) < 4 {
-					f = append(f, "")
-				}
 				want = append(want, strings.Join([]string{strings.TrimPrefix(f[0], "0x"), f[1], f[2], f[3]}, "|"))
+			}
+			// Queries minus responses, by conversation and ID, in the order tshark gives them (the
+			// filter is a field, not the protocol dns, which leaves mDNS and LLMNR out).
+			type query struct{ conv, key string }
+			var queries []query
+			for _, f := range tshark(t, pcap, "dns.flags.response", "dns.flags.response", "dns.id", "dns.qry.name", "dns.qry.type", "udp.stream", "tcp.stream") {
+				conv := "u" + f[4] + "t" + f[5] + "|" + f[1]
+				if f[0] == "0" {
+					queries = append(queries, query{conv, strings.Join([]string{strings.TrimPrefix(f[1], "0x"), f[2], f[3]}, "|")})
+					continue
+				}
+				if i := slices.IndexFunc(queries, func(q query) bool { return q.conv == conv }); i >= 0 {
+					queries = slices.Delete(queries, i, i+1)
+				}
+			}
+			for _, q := range queries {
+				wantQueries = append(wantQueries, q.key)
 			}
 			l := allLogs(t, pcap)
 			checkTied(t, l)
-			var got []string
+			var got, gotQueries []string
 			for _, r := range l["dns"] {
 				id := r.count(t, "trans_id")
+				if _, ok := r["rcode"]; !ok {
+					gotQueries = append(gotQueries, strings.Join([]string{hex4(id), r.str("query"), itoa(r.count(t, "qtype"))}, "|"))
+					if _, ok := r["answers"]; ok {
+						t.Errorf("an unanswered query with answers: %v", r)
+					}
+					continue
+				}
 				k := []string{hex4(id), r.str("query"), "", itoa(r.count(t, "rcode"))}
 				if _, ok := r["qtype"]; ok {
 					k[2] = itoa(r.count(t, "qtype"))
@@ -108,6 +131,7 @@ func TestDNSLogTShark(t *testing.T) {
 				t.Fatal("tshark found no responses")
 			}
 			multiset(t, "dns.log responses", got, want)
+			multiset(t, "dns.log unanswered queries", gotQueries, wantQueries)
 		})
 	}
 }

@@ -50,6 +50,7 @@ const maxPendingHTTP = 32
 type conn struct {
 	services uint8
 	depth    uint64        // HTTP requests seen (trans_depth)
+	dns      []pendingDNS  // queries waiting for their responses
 	http     []pendingHTTP // requests waiting for their responses
 	tls      *pendingTLS   // a ClientHello waiting for the ServerHello
 }
@@ -178,7 +179,7 @@ func (s *Sink) Write(p *stages.Packet) error {
 		if c != nil {
 			c.services |= svcDNS
 		}
-		s.dns(p, &id, d)
+		s.dns(p, &id, c, d)
 	}
 	for h := p.HTTP; h != nil; h = h.Next {
 		s.http(p, &id, c, h)
@@ -212,12 +213,7 @@ func (s *Sink) emit(k int, ts time.Time, b []byte) {
 // their names KIND.log); it returns the first error met.
 func (s *Sink) Close() error {
 	for _, c := range s.conns {
-		for i := range c.http {
-			s.emitHTTP(&c.http[i], nil)
-		}
-		if c.tls != nil {
-			s.emitSSL(c.tls, nil)
-		}
+		s.flushConn(c)
 	}
 	s.conns = nil
 	err := s.err
