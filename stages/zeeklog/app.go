@@ -67,7 +67,7 @@ func (s *Sink) emitDNS(ts time.Time, id *ids, d *stages.DNSInfo) {
 	}
 	if len(d.Questions) > 0 {
 		q := d.Questions[0]
-		l.str("query", q.Name)
+		l.str("query", zeekName(q.Name))
 		l.count("qclass", uint64(q.Class))
 		l.str("qclass_name", className(q.Class))
 		l.count("qtype", uint64(q.Type))
@@ -90,7 +90,7 @@ func (s *Sink) emitDNS(ts time.Time, id *ids, d *stages.DNSInfo) {
 		answers := make([]string, len(d.Answers))
 		ttls := make([]time.Duration, len(d.Answers))
 		for i, a := range d.Answers {
-			answers[i] = strings.TrimSuffix(a.Data, ".")
+			answers[i] = zeekName(strings.TrimSuffix(a.Data, "."))
 			if a.Addr.IsValid() {
 				answers[i] = a.Addr.String()
 			}
@@ -120,6 +120,35 @@ func (s *Sink) weird(p *stages.Packet, id *ids, d *stages.DNSInfo) {
 		s.emit(kWeird, p.Time, s.buf)
 	}
 }
+
+// zeekName turns a name as the DNS decoder holds it (presentation format: odd bytes as \DDD,
+// dots and backslashes inside labels as \. and \\) into the bytes of the wire, as Zeek logs
+// them: appendString then writes a control byte or one that is not UTF-8 as \xNN.
+func zeekName(name string) string {
+	if !strings.Contains(name, "\\") {
+		return name
+	}
+	b := make([]byte, 0, len(name))
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c != '\\' || i+1 == len(name) {
+			b = append(b, c)
+			continue
+		}
+		if d := name[i+1:]; len(d) >= 3 && isDigit(d[0]) && isDigit(d[1]) && isDigit(d[2]) {
+			if v := int(d[0]-'0')*100 + int(d[1]-'0')*10 + int(d[2]-'0'); v <= 0xff {
+				b = append(b, byte(v))
+				i += 3
+				continue
+			}
+		}
+		b = append(b, name[i+1])
+		i++
+	}
+	return string(b)
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // className is Zeek's DNS class name (DNS::classes).
 func className(c uint16) string {
