@@ -63,3 +63,22 @@ func TestSeconds(t *testing.T) {
 		}
 	}
 }
+
+// FuzzZeekName: whatever name the decoder hands over (escapes cut short, \DDD past 255, a
+// lone backslash), the name written is valid JSON and UTF-8 with no raw control character.
+func FuzzZeekName(f *testing.F) {
+	for _, s := range []string{`a\027b`, `\`, `a\`, `\25`, `\999`, `\\\.`, `x\255\000.y`, "raw\x1b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, zeekName(s))
+		if !utf8.Valid(b) || !json.Valid(b) {
+			t.Fatalf("%q: %q is not valid UTF-8 JSON", s, b)
+		}
+		for _, c := range b {
+			if c < 0x20 || c == 0x7f {
+				t.Fatalf("%q: raw control byte in %q", s, b)
+			}
+		}
+	})
+}
