@@ -46,7 +46,7 @@ type Config struct {
 	Capture *sinks.CaptureConfig
 	// Quiet leaves the view's sink out (-q): nothing is printed, only captured.
 	Quiet bool
-	// Outputs run beside the view's sink (the fleet's publisher; the Zeek logs to come): each is handed
+	// Outputs run beside the view's sink (the fleet's publisher, the Zeek logs): each is handed
 	// every packet after the view's sink, and every finished flow when it is a
 	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
 	// the view.
