@@ -99,20 +99,19 @@ func (s *Sink) Rotated() int {
 // ids is a log line's connection: its uid and its endpoints as Zeek orients them (the
 // originator first).
 type ids struct {
-	uid              string
-	orig, resp       netip.Addr
-	origPort, respPt uint16
-	tcp              bool
+	uid                string
+	orig, resp         netip.Addr
+	origPort, respPort uint16
 }
 
 // idsOf returns p's connection: its flow's when the flow table tracks it, else p's own
 // endpoints under a uid of its own.
 func (s *Sink) idsOf(p *stages.Packet) ids {
 	if f := p.Flow; f != nil {
-		return ids{uid: s.uid(f.ID), orig: f.Src, resp: f.Dst, origPort: f.SrcPort, respPt: f.DstPort, tcp: f.Proto == stages.ProtoTCP}
+		return ids{uid: s.uid(f.ID), orig: f.Src, resp: f.Dst, origPort: f.SrcPort, respPort: f.DstPort}
 	}
 	s.lone++
-	return ids{uid: s.uid(s.lone | 1<<63), orig: p.Src, resp: p.Dst, origPort: p.SrcPort, respPt: p.DstPort, tcp: p.Proto == stages.ProtoTCP}
+	return ids{uid: s.uid(s.lone | 1<<63), orig: p.Src, resp: p.Dst, origPort: p.SrcPort, respPort: p.DstPort}
 }
 
 // ids writes the endpoints (Zeek's conn_id, flattened to dotted keys) and the uid.
@@ -121,7 +120,7 @@ func (l *line) ids(c *ids) {
 	l.addr("id.orig_h", c.orig)
 	l.count("id.orig_p", uint64(c.origPort))
 	l.addr("id.resp_h", c.resp)
-	l.count("id.resp_p", uint64(c.respPt))
+	l.count("id.resp_p", uint64(c.respPort))
 }
 
 // uid returns the uid of flow id: 'C' and 17 base62 digits, as Zeek's. The first 11 digits
@@ -192,7 +191,7 @@ func (s *Sink) Write(p *stages.Packet) error {
 
 // WriteFlow logs a finished flow (conn.log), after what waited on it for a reply.
 func (s *Sink) WriteFlow(f *stages.Flow) {
-	id := ids{uid: s.uid(f.ID), orig: f.Src, resp: f.Dst, origPort: f.SrcPort, respPt: f.DstPort, tcp: f.Proto == stages.ProtoTCP}
+	id := ids{uid: s.uid(f.ID), orig: f.Src, resp: f.Dst, origPort: f.SrcPort, respPort: f.DstPort}
 	var services uint8
 	if c := s.conns[f.ID]; c != nil {
 		s.flushConn(c)
