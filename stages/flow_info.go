@@ -72,6 +72,39 @@ type Flow struct {
 	End              FlowEnd // why it finished (FlowRunning until then)
 	// Owner is the local process its first packet that named one named (zero: none).
 	Owner Owner
+	// IPBytes are the IP-level bytes per direction (IPv4 total length, IPv6 payload length
+	// plus its 40-byte header), as Zeek's orig_ip_bytes and resp_ip_bytes count them.
+	IPBytes [2]uint64
+	// History is Zeek's conn history: the first occurrence, in order, of each of S (a SYN
+	// without ACK), H (a SYN-ACK), A (a pure ACK), D (payload), F (FIN) and R (RST), upper
+	// case from the originator and lower case from the responder; NUL-padded (HistoryString).
+	History [12]byte
+}
+
+// HistoryString returns History without its padding ("" when nothing was recorded).
+func (f *Flow) HistoryString() string {
+	n := 0
+	for n < len(f.History) && f.History[n] != 0 {
+		n++
+	}
+	return string(f.History[:n])
+}
+
+// AddHistory records letter (upper case: the originator's) once per direction: a letter
+// already there is not added again.
+func (f *Flow) AddHistory(letter byte, reply bool) {
+	if reply {
+		letter += 'a' - 'A'
+	}
+	for i, c := range f.History {
+		if c == letter {
+			return
+		}
+		if c == 0 {
+			f.History[i] = letter
+			return
+		}
+	}
 }
 
 // First returns the time of the flow's first packet.

@@ -26,6 +26,7 @@ var layer = map[string]int{
 	"stages/sinks":        3,
 	"stages/views":        4,
 	"stages/fleet":        4, // the fleet's records: the views' objects (sinks), sent by nats.go
+	"stages/zeeklog":      4, // Zeek-schema logs (--log-dir): the flows' community ID, miekg/dns's names
 }
 
 // testOnly are packages for tests: nothing else may import them.

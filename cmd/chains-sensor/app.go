@@ -314,9 +314,9 @@ func isTerminal(w io.Writer) bool {
 
 // chainFromFlags builds the chain and sink the shared flags ask for, writing to the app's
 // stdout (buffered; flushed on a timer when live), or to stderr when -w - has stdout, or
-// nowhere with -q; capture, when set, is the -w sink beside it, and the outputs (--publish)
-// are beside it too; own, when set, names the cgroups of the packets' processes. Close the
-// pipeline at the end: it flushes, and closes the outputs.
+// nowhere with -q; capture, when set, is the -w sink beside it, and the outputs (--publish,
+// the Zeek logs of --log-dir) are beside it too; own, when set, names the cgroups of the
+// packets' processes. Close the pipeline at the end: it flushes, and closes the outputs.
 func chainFromFlags(c *cli.Context, live bool, capture *sinks.CaptureConfig, own *owners.Resolver, ifaces ...classify.Interface) (*views.Pipeline, *outputs, error) {
 	cfg, err := configFromFlags(c, live, ifaces...)
 	if err != nil {

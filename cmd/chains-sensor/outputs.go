@@ -34,7 +34,7 @@ const (
 
 // outputFlags are the flags of the outputs beside the view, shared by attach and read.
 func outputFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: flagPublish, Usage: "send packets, flows, DNS, HTTP and TLS records as JSON to the JetStream stream of the NATS servers `nats://HOST:PORT[,...]`"},
 		&cli.StringFlag{Name: flagHost, Usage: "the host `NAME` in the records' subjects (chains.NAME.KIND) [the host name]"},
 		&cli.StringFlag{Name: flagPubKinds, Value: "all", Usage: "the `KINDS` of records to send: all, or some of packet,flow,dns,http,tls"},
@@ -48,7 +48,7 @@ func outputFlags() []cli.Flag {
 		&cli.StringFlag{Name: flagSpoolDir, Usage: "spool records the servers do not take to `DIR` (sent first by the next run); none: they wait in memory only"},
 		&cli.StringFlag{Name: flagMetrics, Usage: "serve Prometheus metrics at `HOST:PORT`/metrics (:9477: every address)"},
 		&cli.Int64Flag{Name: flagSpoolMax, Value: defaultSpoolSize, Usage: "the spool holds `BYTES` at most (then records are dropped, counted)"},
-	}
+	}, zeekFlags()...)
 }
 
 // outputs are what a run has beside the view's sink: built from the flags, closed by the
@@ -71,6 +71,10 @@ func buildOutputs(c *cli.Context, stderr io.Writer) (*outputs, error) {
 			return nil, err
 		}
 		o.metrics = m
+	}
+	if err := o.buildZeek(c); err != nil {
+		o.close()
+		return nil, err
 	}
 	if u := c.String(flagPublish); u != "" {
 		if err := o.buildPublisher(c, u, stderr); err != nil {
@@ -99,6 +103,9 @@ func (o *outputs) grace() time.Duration {
 // checkOutputFlags checks the outputs' values before anything is looked up or started (a bad
 // one is bad usage, exit 2): --metrics's address, and --publish's settings when it is set.
 func checkOutputFlags(c *cli.Context) error {
+	if err := checkZeekFlags(c); err != nil {
+		return err
+	}
 	if addr := c.String(flagMetrics); addr != "" {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return usageErrorf("--%s %q: want HOST:PORT (:9477 for every address)", flagMetrics, addr)

@@ -207,7 +207,9 @@ func (t *Table) Process(p *stages.Packet) {
 	}
 	f.Bytes[dir] += uint64(p.WireLen)
 	f.PayloadBytes[dir] += uint64(p.PayloadLen)
+	f.IPBytes[dir] += ipBytes(p)
 	p.Flow, p.FlowReply = &f.Flow, dir == 1
+	history(&f.Flow, p, dir == 1)
 	if p.Proto == stages.ProtoTCP {
 		t.tcp(f, dir, p)
 	} else {
@@ -285,6 +287,49 @@ func (t *Table) create(key flowKey, srcIsA bool, p *stages.Packet, sport, dport 
 func (f *flow) restart(now int64, id uint64) {
 	f.ID, f.FirstNs, f.LastNs, f.End = id, now, now, stages.FlowRunning
 	f.Packets, f.Bytes, f.PayloadBytes, f.TCPFlags = [2]uint64{}, [2]uint64{}, [2]uint64{}, [2]uint8{}
+	f.IPBytes, f.History = [2]uint64{}, [12]byte{}
+}
+
+// ipBytes is p's IP-level length (Flow.IPBytes): IPv4's total length, IPv6's payload length
+// and fixed header.
+func ipBytes(p *stages.Packet) uint64 {
+	if p.IPVersion == 6 {
+		return uint64(p.IPLen) + 40
+	}
+	return uint64(p.IPLen)
+}
+
+// history records p's letters of Zeek's conn history (Flow.History), in the order Zeek's TCP
+// analyzer looks at a packet: its SYN (S, or H with ACK), FIN, RST, then a pure ACK (A: no
+// payload, no other of those flags) or payload (D). UDP: D only, as Zeek's UDP analyzer; other
+// protocols none.
+func history(f *stages.Flow, p *stages.Packet, reply bool) {
+	if p.Proto != stages.ProtoTCP {
+		if p.Proto == stages.ProtoUDP && p.PayloadLen > 0 {
+			f.AddHistory('D', reply)
+		}
+		return
+	}
+	fl := p.TCPFlags
+	if fl&stages.TCPSyn != 0 {
+		if fl&stages.TCPAck != 0 {
+			f.AddHistory('H', reply)
+		} else {
+			f.AddHistory('S', reply)
+		}
+	}
+	if fl&stages.TCPFin != 0 {
+		f.AddHistory('F', reply)
+	}
+	if fl&stages.TCPRst != 0 {
+		f.AddHistory('R', reply)
+	}
+	switch {
+	case p.PayloadLen > 0:
+		f.AddHistory('D', reply)
+	case fl&(stages.TCPSyn|stages.TCPFin|stages.TCPRst|stages.TCPAck) == stages.TCPAck:
+		f.AddHistory('A', reply)
+	}
 }
 
 // tcp advances the flow's TCP state and hands p's payload on: to the reassembly of its

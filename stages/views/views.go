@@ -50,7 +50,7 @@ type Config struct {
 	// Owners, when set, names the cgroup, container and unit of each packet's process (live
 	// capture with process attribution).
 	Owners *owners.Resolver
-	// Outputs run beside the view's sink (the fleet's publisher; the Zeek logs to come): each is handed
+	// Outputs run beside the view's sink (the fleet's publisher, the Zeek logs): each is handed
 	// every packet after the view's sink, and every finished flow when it is a
 	// sinks.FlowWriter. One that reads the application layer makes the chain run it whatever
 	// the view.
