@@ -252,8 +252,8 @@ func TestCaptureInterfaceNames(t *testing.T) {
 }
 
 // TestCaptureInterfaceBound: a pcapng section may declare MaxInterfaces interfaces; one more
-// stops reading with an error that names the bound and the flag, where pcapgo would keep every
-// block (some 800 bytes each) while it looks for a packet. A new section starts the count again.
+// stops reading with an error that names the bound and the flag (a stream of interface blocks
+// alone would otherwise grow without bound). A new section starts the count again.
 func TestCaptureInterfaceBound(t *testing.T) {
 	const max = 100
 	var data []byte
