@@ -25,8 +25,9 @@ import (
 // trailing length is not compared with its leading one.
 
 // DefaultMaxInterfaces is the most interface description blocks a pcapng section may hold
-// (read --max-interfaces).
-const DefaultMaxInterfaces = 4096
+// (read --max-interfaces): 12 bytes each, 48 MiB at the bound, names apart. 4M is four times
+// the 1M-block stream the README measures, and far past any capture's interfaces.
+const DefaultMaxInterfaces = 1 << 22
 
 // maxIfaceStrings bounds the bytes of a section's interface names, descriptions, filters and
 // OS names (each kept once when interfaces in a row repeat them).
@@ -67,23 +68,24 @@ type ngIface struct {
 const ngChunk = 1 << 12
 
 type ngReader struct {
-	r      *bufio.Reader
-	big    bool
-	typ    uint32 // the current block's type
-	left   uint32 // bytes of the current block not read yet (its trailing length included)
-	at     int64  // where the current block starts
-	pos    int64  // bytes read
-	max    int
-	n      int         // interfaces in this section
-	ifaces [][]ngIface // in chunks of ngChunk: the table grows without copying
-	arena  []byte      // the section's interface extras: tsoffset (8 bytes), then 4 × (uvarint length, bytes)
-	last   uint32      // extra of the last interface that had one
-	hdr    [24]byte
-	opt    []byte
-	strs   [4][]byte // if_name, if_description, if_filter, if_os of the block being read
-	rec    []byte
-	buf    []byte
-	ci     gopacket.CaptureInfo
+	r       *bufio.Reader
+	big     bool
+	typ     uint32 // the current block's type
+	left    uint32 // bytes of the current block not read yet (its trailing length included)
+	at      int64  // where the current block starts
+	pos     int64  // bytes read
+	max     int
+	n       int         // interfaces in this section
+	ifaces  [][]ngIface // in chunks of ngChunk: the table grows without copying
+	arena   [][]byte    // the section's interface extras: uvarint tsoffset, then 4 × (uvarint length, bytes)
+	last    uint32      // extra of the last interface that had one
+	lastLen int         // and the length of its record
+	hdr     [24]byte
+	opt     []byte
+	strs    [4][]byte // if_name, if_description, if_filter, if_os of the block being read
+	rec     []byte
+	buf     []byte
+	ci      gopacket.CaptureInfo
 }
 
 func newNgReader(r *bufio.Reader, max int) (*ngReader, error) {
@@ -241,7 +243,10 @@ func (ng *ngReader) section() error {
 	if len(ng.ifaces) > 1 {
 		ng.ifaces = ng.ifaces[:1] // the other chunks go with the section
 	}
-	ng.n, ng.arena, ng.last = 0, ng.arena[:0], 0
+	ng.n, ng.last = 0, 0
+	if len(ng.arena) > 0 { // the chunks past the first go with the section
+		ng.arena = append(ng.arena[:0], ng.arena[0][:0])
+	}
 	if err := ng.read(ng.hdr[:12]); err != nil {
 		return err
 	}
@@ -353,28 +358,44 @@ func (ng *ngReader) idb() error {
 func (ng *ngReader) iface(i int) *ngIface { return &ng.ifaces[i/ngChunk][i%ngChunk] }
 
 // keepExtra puts the interface's timestamp offset and strings in the arena, once for
-// interfaces in a row that repeat them.
+// interfaces in a row that repeat them. The arena is in chunks of ngArenaChunk bytes, filled
+// and never copied; a record (at most 4 × 64 KiB) does not straddle two.
 func (ng *ngReader) keepExtra(ifc *ngIface, tsoff uint64) error {
 	if tsoff == 0 && len(ng.strs[0])+len(ng.strs[1])+len(ng.strs[2])+len(ng.strs[3]) == 0 {
 		return nil
 	}
-	rec := binary.LittleEndian.AppendUint64(ng.rec[:0], tsoff)
+	rec := binary.AppendUvarint(ng.rec[:0], tsoff)
 	for _, s := range ng.strs {
 		rec = binary.AppendUvarint(rec, uint64(len(s)))
 		rec = append(rec, s...)
 	}
 	ng.rec = rec
-	if ng.last != 0 && bytes.Equal(ng.arena[ng.last-1:], rec) { // the last record is the arena's tail
+	if ng.last != 0 && len(rec) == ng.lastLen && bytes.Equal(ng.record(ng.last)[:len(rec)], rec) {
 		ifc.extra = ng.last
 		return nil
 	}
-	if len(ng.arena)+len(rec) > maxIfaceStrings {
-		return fmt.Errorf("the pcapng section's interface blocks hold more than %d MiB of names, descriptions and filters: more than any capture has", maxIfaceStrings>>20)
+	k := len(ng.arena) - 1
+	if k < 0 || ngArenaChunk-len(ng.arena[k]) < len(rec) {
+		if (k+2)*ngArenaChunk > maxIfaceStrings {
+			return fmt.Errorf("the pcapng section's interface blocks hold more than %d MiB of names, descriptions and filters: more than any capture has", maxIfaceStrings>>20)
+		}
+		ng.arena = append(ng.arena, make([]byte, 0, ngArenaChunk))
+		k++
 	}
-	ng.last = uint32(len(ng.arena)) + 1
-	ng.arena = append(ng.arena, rec...)
+	ng.last = uint32(k*ngArenaChunk+len(ng.arena[k])) + 1
+	ng.lastLen = len(rec)
+	ng.arena[k] = append(ng.arena[k], rec...)
 	ifc.extra = ng.last
 	return nil
+}
+
+// ngArenaChunk is the size of a chunk of the interfaces' arena.
+const ngArenaChunk = 1 << 20
+
+// record returns the arena from the record extra x names to the end of its chunk.
+func (ng *ngReader) record(x uint32) []byte {
+	off := int(x - 1)
+	return ng.arena[off/ngArenaChunk][off%ngArenaChunk:]
 }
 
 // extra returns interface i's timestamp offset and its strings (name, description, filter, OS).
@@ -384,9 +405,9 @@ func (ng *ngReader) extra(i int) (uint64, [4]string) {
 	if x == 0 {
 		return 0, s
 	}
-	b := ng.arena[x-1:]
-	tsoff := binary.LittleEndian.Uint64(b)
-	b = b[8:]
+	b := ng.record(x)
+	tsoff, k := binary.Uvarint(b)
+	b = b[k:]
 	for j := range s {
 		n, k := binary.Uvarint(b)
 		s[j], b = string(b[k:k+int(n)]), b[k+int(n):]
@@ -397,7 +418,8 @@ func (ng *ngReader) extra(i int) (uint64, [4]string) {
 // tsoffset returns interface i's if_tsoffset, without making its strings.
 func (ng *ngReader) tsoffset(i int) uint64 {
 	if x := ng.iface(i).extra; x != 0 {
-		return binary.LittleEndian.Uint64(ng.arena[x-1:])
+		v, _ := binary.Uvarint(ng.record(x))
+		return v
 	}
 	return 0
 }
