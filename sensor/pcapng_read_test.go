@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/chains-sensor/chains-sensor/sensor/sensortest"
@@ -235,4 +236,34 @@ func FuzzPcapngRead(f *testing.F) {
 			t.Error(d)
 		}
 	})
+}
+
+// TestPcapngNamesBound: a section's interface strings stop at maxIfaceStrings with an error,
+// and interfaces in a row with the same name take its bytes once.
+func TestPcapngNamesBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("64 MiB of names under -short")
+	}
+	ng := &ngReader{max: DefaultMaxInterfaces}
+	ng.strs[0] = bytes.Repeat([]byte{'a'}, 60000)
+	var ifc ngIface
+	for range 1000 {
+		if err := ng.keepExtra(&ifc, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ng.arena) != 1 || ifc.extra != 1 {
+		t.Fatalf("1000 interfaces of one name: %d chunks, record %d", len(ng.arena), ifc.extra)
+	}
+	var err error
+	for i := 0; err == nil && i < 2*maxIfaceStrings/60000; i++ {
+		ng.strs[0][0], ng.strs[0][1] = byte(i), byte(i>>8)
+		err = ng.keepExtra(&ifc, 0)
+	}
+	if err == nil || !strings.Contains(err.Error(), "64 MiB") {
+		t.Fatalf("past the bound: %v", err)
+	}
+	if got := len(ng.arena) * ngArenaChunk; got > maxIfaceStrings {
+		t.Fatalf("%d bytes of chunks", got)
+	}
 }
