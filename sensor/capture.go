@@ -39,16 +39,16 @@ type Frame struct {
 	LinkHdr int
 }
 
-// Capture reads pcap and pcapng files (both byte orders, micro- and nanosecond timestamps,
-// several interfaces with different link types) with gopacket's pcapgo. Frames it cannot
+// Capture reads pcap files (both byte orders, micro- and nanosecond timestamps) with gopacket's
+// pcapgo, and pcapng files (several interfaces with different link types) with a reader of its
+// own that holds each interface in a few bytes (pcapng_read.go). Frames it cannot
 // make a packet of (a pcapng interface of an unsupported link type, an 802.11 control frame)
 // are skipped and counted (Skipped).
 type Capture struct {
 	read func() ([]byte, gopacket.CaptureInfo, error)
 	link func(iface int) layers.LinkType
-	ng   *pcapgo.NgReader // pcapng: its interfaces, as pcapgo has read them so far
-	ngs  *ngScan          // pcapng: the block scanner under pcapgo
-	fcs  int              // pcap: bytes of frame check sequence at the end of each frame
+	ng   *ngReader // pcapng: its interfaces, as read so far
+	fcs  int       // pcap: bytes of frame check sequence at the end of each frame
 	// pcap: the record headers' timestamp fields as written; nano says they are nanoseconds.
 	raw  *pcapScan
 	nano bool
@@ -87,9 +87,7 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 	if opts.MaxInterfaces <= 0 {
 		opts.MaxInterfaces = DefaultMaxInterfaces
 	}
-	// The block scanner sees every byte first: it counts interface blocks as they pass.
-	ngs := newNgScan(r, opts.MaxInterfaces)
-	br := bufio.NewReaderSize(ngs, 1<<16)
+	br := bufio.NewReaderSize(r, 1<<16)
 	magic, err := br.Peek(4)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -102,26 +100,19 @@ func OpenCaptureWith(r io.Reader, opts CaptureOptions) (*Capture, error) {
 		if shb, err := br.Peek(12); err == nil && binary.BigEndian.Uint32(shb[8:12]) == 0x1a2b3c4d {
 			c.order = binary.BigEndian
 		}
-		ng, err := pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true, SkipUnknownVersion: false})
+		ng, err := newNgReader(br, opts.MaxInterfaces)
 		if err != nil {
 			return nil, fmt.Errorf("not a readable pcapng file: %w", err)
 		}
-		c.ng, c.ngs = ng, ngs
-		c.read = ng.ZeroCopyReadPacketData
+		c.ng = ng
+		c.read = ng.next
 		c.link = func(i int) layers.LinkType {
-			ifc, err := ng.Interface(i)
-			if err != nil {
-				return ng.LinkType()
-			}
-			return ifc.LinkType
+			ifc, _ := ng.Interface(i)
+			return ifc.LinkType // 0 for none, as pcapgo's LinkType() of a mixed-link-type file
 		}
 		c.desc = func(i int) CaptureInterface {
-			ifc, err := ng.Interface(i)
-			if err != nil {
-				return CaptureInterface{LinkType: ng.LinkType()}
-			}
-			return CaptureInterface{Name: ifc.Name, Description: ifc.Description, Filter: ifc.Filter,
-				OS: ifc.OS, LinkType: ifc.LinkType, SnapLen: ifc.SnapLength}
+			ifc, _ := ng.Interface(i)
+			return ifc
 		}
 		return c, nil
 	}
@@ -172,8 +163,8 @@ func (c *Capture) LinkTypes() []layers.LinkType {
 	return lts
 }
 
-// IfaceName returns the pcapng name of interface i (as far as pcapgo has read the file's
-// interface blocks: by the time a packet of interface i is read, its block is), or "".
+// IfaceName returns the pcapng name of interface i (as far as the file's interface blocks
+// are read: by the time a packet of interface i is read, its block is), or "".
 func (c *Capture) IfaceName(i int) string {
 	if c.ng == nil {
 		return ""
@@ -181,8 +172,8 @@ func (c *Capture) IfaceName(i int) string {
 	if i == c.nameIdx {
 		return c.name
 	}
-	ifc, err := c.ng.Interface(i)
-	if err != nil {
+	ifc, ok := c.ng.Interface(i)
+	if !ok {
 		return ""
 	}
 	c.nameIdx, c.name = i, ifc.Name
@@ -222,16 +213,8 @@ func (c *Capture) Next() (*Frame, error) {
 
 func (c *Capture) next() (*Frame, error) {
 	n := c.num + 1
-	if c.ngs != nil && c.ngs.err != nil {
-		// The scanner is ahead of pcapgo (buffers between them): it found the bound passed.
-		return nil, fmt.Errorf("packet %d: %w", n, c.ngs.err)
-	}
 	data, ci, err := c.read()
 	if err != nil {
-		var many ErrTooManyInterfaces
-		if errors.As(err, &many) {
-			return nil, fmt.Errorf("packet %d: %w", n, many)
-		}
 		if errors.Is(err, io.EOF) && len(data) == 0 && !errors.Is(err, io.ErrUnexpectedEOF) {
 			if c.ng != nil && c.ng.NInterfaces() == 0 {
 				return nil, errors.New("the pcapng file has no interface description block, so it can hold no packets")

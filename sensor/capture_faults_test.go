@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -252,8 +253,8 @@ func TestCaptureInterfaceNames(t *testing.T) {
 }
 
 // TestCaptureInterfaceBound: a pcapng section may declare MaxInterfaces interfaces; one more
-// stops reading with an error that names the bound and the flag, where pcapgo would keep every
-// block (some 800 bytes each) while it looks for a packet. A new section starts the count again.
+// stops reading with an error that names the bound and the flag (a stream of interface blocks
+// alone would otherwise grow without bound). A new section starts the count again.
 func TestCaptureInterfaceBound(t *testing.T) {
 	const max = 100
 	var data []byte
@@ -281,4 +282,57 @@ func TestCaptureInterfaceBound(t *testing.T) {
 	if !errors.As(err, &many) || !strings.Contains(err.Error(), "--max-interfaces") {
 		t.Fatalf("%d interfaces: %v", max+1, err)
 	}
+}
+
+// repeatReader yields b n times.
+type repeatReader struct {
+	b   []byte
+	n   int
+	off int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	k := 0
+	for k < len(p) && r.n > 0 {
+		c := copy(p[k:], r.b[r.off:])
+		k, r.off = k+c, r.off+c
+		if r.off == len(r.b) {
+			r.off, r.n = 0, r.n-1
+		}
+	}
+	if k == 0 {
+		return 0, io.EOF
+	}
+	return k, nil
+}
+
+// TestCaptureMillionInterfaces: a section of 1M interface blocks (the README's memory stream)
+// reads with the default bound, and the interfaces take a few bytes each on the heap (pcapgo
+// kept some 850 bytes an interface: 850 MB).
+func TestCaptureMillionInterfaces(t *testing.T) {
+	if testing.Short() {
+		t.Skip("1M interface blocks (32 MB) under -short")
+	}
+	const n = 1_000_000
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	in := io.MultiReader(bytes.NewReader(ngSHB()), &repeatReader{b: ngIDB("x"), n: n}, bytes.NewReader(ngEPB(1441652914_000000)))
+	c, err := sensor.OpenCapture(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := c.Next()
+	if err != nil {
+		t.Fatalf("%d interfaces: %v", n, err)
+	}
+	if f.Num != 1 || c.IfaceName(n-1) != "x" || c.IfaceName(n) != "" || len(c.LinkTypes()) != n {
+		t.Fatalf("packet %d, interface %d named %q, %d link types", f.Num, n-1, c.IfaceName(n-1), len(c.LinkTypes()))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n; per > 24 {
+		t.Errorf("%d bytes of heap an interface", per)
+	}
+	runtime.KeepAlive(c)
 }

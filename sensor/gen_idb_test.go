@@ -2,6 +2,7 @@ package sensor_test
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,8 +13,10 @@ import (
 //
 //	idb-1m.pcapng       one section with 1,000,000 interface blocks, then one packet
 //	sections-1m.pcapng  1,000,000 sections, each with one interface block and one packet
+//	idb-1m-names.pcapng one section with 1,000,000 interface blocks named eth0 ... eth999999
+//	idb-4m.pcapng       one section with 4,194,304 (the default --max-interfaces), then one packet
 //
-// Each interface block is named "x" (if_name): 32 bytes on disk.
+// Otherwise each interface block is named "x" (if_name): 32 bytes on disk.
 func TestWriteIDBStreams(t *testing.T) {
 	dir := os.Getenv("CHAINS_BENCH_DIR")
 	if dir == "" {
@@ -38,6 +41,20 @@ func TestWriteIDBStreams(t *testing.T) {
 	write("idb-1m.pcapng", func(w *bufio.Writer) {
 		w.Write(ngSHB())
 		for range n {
+			w.Write(idb)
+		}
+		w.Write(epb)
+	})
+	write("idb-1m-names.pcapng", func(w *bufio.Writer) {
+		w.Write(ngSHB())
+		for i := range n {
+			w.Write(ngIDB(fmt.Sprintf("eth%d", i)))
+		}
+		w.Write(epb)
+	})
+	write("idb-4m.pcapng", func(w *bufio.Writer) {
+		w.Write(ngSHB())
+		for range 1 << 22 {
 			w.Write(idb)
 		}
 		w.Write(epb)
