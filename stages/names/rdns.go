@@ -82,6 +82,7 @@ func (c *ResolverConfig) setDefaults() {
 // ResolverStats counts what the reverse-DNS stage did. Read it with Resolver.Stats.
 type ResolverStats struct {
 	Lookups     uint64 // queries started
+	CacheHits   uint64 // addresses answered from the cache (a stale name served while refreshed included)
 	Answers     uint64 // names found
 	Failures    uint64 // lookups that found no name (Outcomes says how each ended)
 	Dropped     uint64 // lookups not started because the in-flight table was full (retried by later packets)
@@ -270,7 +271,7 @@ func (r *Resolver) Tables() []stages.TableStats {
 // (stages.StatsReporter).
 func (r *Resolver) Counters() []stages.Counter {
 	st := r.Stats()
-	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}, {Name: "rdns_rate_limited", Value: st.RateLimited}}
+	out := []stages.Counter{{Name: "rdns_lookups", Value: st.Lookups}, {Name: "rdns_cache_hits", Value: st.CacheHits}, {Name: "rdns_rate_limited", Value: st.RateLimited}}
 	for o := stages.RDNSName; o < stages.NumRDNS; o++ {
 		if o == stages.RDNSHosts || o == stages.RDNSPending {
 			continue
@@ -398,9 +399,13 @@ func (r *Resolver) name(a netip.Addr) (rdnsEntry, bool) {
 		if r.ticks&63 == 0 && f.outcome != stages.RDNSPending {
 			r.cache.Get(a) // now and then, so that a hot address stays in the cache's favour
 		}
+		if f.outcome != stages.RDNSPending {
+			r.stats.CacheHits++
+		}
 		return f.rdnsEntry, false
 	}
 	if e, ok := r.cache.Get(a); ok {
+		r.stats.CacheHits++
 		if e.expires != 0 && e.expires < r.now {
 			r.request(a) // serve the stale name while it is refreshed
 		} else {

@@ -500,3 +500,36 @@ func TestRDNSLiveOrderAndNames(t *testing.T) {
 		}
 	}
 }
+
+// TestRDNSCacheHits: an address named once is answered from the cache afterwards, and
+// counted so (rdns_cache_hits, the metrics' cache hits): 4 packets to a hosts-file address are
+// 1 first resolution and 3 hits; 2 to an internal address ask nothing and hit nothing.
+func TestRDNSCacheHits(t *testing.T) {
+	hosts := t.TempDir() + "/hosts"
+	writeFile(t, hosts, "8.8.4.4 dns-two.example\n")
+	r, err := NewResolver(ResolverConfig{HostsFile: hosts, Servers: []string{"127.0.0.1:9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stages.Chain(classify.Stage(classify.NewClassifier(nil, nil)), r.Stage())
+	n := 0
+	for p := range st(reusingSource([]pkt{{"10.0.0.1", "8.8.4.4"}, {"10.0.0.1", "8.8.4.4"}, {"10.0.0.2", "10.0.0.1"}, {"10.0.0.1", "8.8.4.4"}, {"10.0.0.2", "10.0.0.1"}, {"10.0.0.1", "8.8.4.4"}})) {
+		if p.Dst.String() == "8.8.4.4" && p.DstDomain != "dns-two.example" {
+			t.Errorf("packet %d: %q", n, p.DstDomain)
+		}
+		n++
+	}
+	s := r.Stats()
+	if n != 6 || s.CacheHits != 3 || s.Lookups != 0 {
+		t.Errorf("%d packets, %d cache hits, %d lookups; want 6, 3, 0", n, s.CacheHits, s.Lookups)
+	}
+	var hits uint64
+	for _, c := range r.Counters() {
+		if c.Name == "rdns_cache_hits" {
+			hits = c.Value
+		}
+	}
+	if hits != 3 {
+		t.Errorf("counter rdns_cache_hits %d, want 3", hits)
+	}
+}
