@@ -40,6 +40,7 @@ type FilterTooComplexError struct {
 // verifierTail is how many of the verifier's last lines FilterTooComplexError keeps.
 const verifierTail = 8
 
+// Error says that the verifier refused the filter, with the last lines of its log.
 func (e *FilterTooComplexError) Error() string {
 	return fmt.Sprintf("filter %q is too large or too complex for the kernel's verifier, which refused it; its last lines:\n  %s",
 		e.Expr, strings.Join(e.Log, "\n  "))

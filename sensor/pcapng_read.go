@@ -34,6 +34,7 @@ const maxIfaceStrings = 64 << 20
 // ErrTooManyInterfaces says a pcapng section declares more interfaces than the bound.
 type ErrTooManyInterfaces struct{ Max int }
 
+// Error names the bound and the flag that raises it.
 func (e ErrTooManyInterfaces) Error() string {
 	return fmt.Sprintf("the pcapng section declares more than %d interfaces (interface description blocks): "+
 		"more than any capture has; raise --max-interfaces to read it", e.Max)

@@ -40,6 +40,7 @@ type CompileError struct {
 	Msg  string // what pcap_geterr said
 }
 
+// Error says which expression libpcap refused and why.
 func (e *CompileError) Error() string { return fmt.Sprintf("filter %q: %s", e.Expr, e.Msg) }
 
 // Unwrap makes errors.Is(err, ErrSyntax) true.

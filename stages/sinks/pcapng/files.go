@@ -53,6 +53,7 @@ type PatternError struct {
 	Err  error
 }
 
+// Error names the pattern and why it cannot be expanded.
 func (e *PatternError) Error() string { return fmt.Sprintf("-w %q: %v", e.Path, e.Err) }
 
 // Unwrap returns the cause.
@@ -65,6 +66,7 @@ type FileError struct {
 	Cut  bool // the file was cut back to its last complete block
 }
 
+// Error names the file and what failed.
 func (e *FileError) Error() string {
 	s := "writing " + e.Name + ": " + e.Err.Error()
 	if e.Cut {
