@@ -92,6 +92,7 @@ type Stats struct {
 	Evicted       uint64 // flows pushed out of the full table
 	Expired       uint64 // flows ended by the idle timeout
 	Active        int    // flows in the table now
+	Max           int    // the table's bound (Config.MaxFlows, or its default)
 	Streams       uint64 // streams begun (a direction's start judged, or a handler reading from a segment on)
 	StreamsDenied uint64 // streams ended because the budget could not give their window a buffer
 	StreamBytes   int    // bytes held by reassembly buffers now
@@ -123,7 +124,7 @@ func New(cfg Config) *Table {
 // Stats returns the counters so far.
 func (t *Table) Stats() Stats {
 	s := t.stats
-	s.Active = len(t.m)
+	s.Active, s.Max = len(t.m), t.cfg.MaxFlows
 	return s
 }
 

@@ -129,8 +129,10 @@ type DNSStats struct {
 	PendingExpired uint64 // queries whose response did not come within MatchTimeout
 	PendingEvicted uint64 // queries forgotten, unanswered, to make room in the full table
 	PendingPeak    int    // the most queries waiting at once
+	MaxPending     int    // the pending table's bound (DNSConfig.MaxPending, or its default)
 	Clients        int    // clients tracked for NXDOMAIN bursts now
 	ClientsPeak    int    // the most clients tracked at once
+	MaxClients     int    // the clients table's bound (DNSConfig.MaxClients, or its default)
 	ClientsEvicted uint64 // clients forgotten within their window to make room
 	// WeirdRules counts the weird reasons by rule, indexed as WeirdRules names them.
 	WeirdRules [len(WeirdRules)]uint64
@@ -192,6 +194,7 @@ func NewDNSTracker(cfg DNSConfig) *DNSTracker {
 func (t *DNSTracker) Stats() DNSStats {
 	s := t.stats
 	s.Pending, s.Clients = t.pending.Len(), t.nx.Len()
+	s.MaxPending, s.MaxClients = t.cfg.MaxPending, t.cfg.MaxClients
 	return s
 }
 

@@ -31,6 +31,7 @@ type QUICStats struct {
 	Hellos      uint64 // ClientHellos and ServerHellos reported
 	Conns       int    // handshakes followed now
 	ConnsPeak   int    // the most handshakes followed at once
+	MaxConns    int    // the handshakes table's bound (QUICConfig.MaxConns, or its default)
 	Evicted     uint64 // handshakes forgotten, unfinished, to make room in the full table
 	Expired     uint64 // handshakes forgotten after Timeout without an Initial
 	Denied      uint64 // CRYPTO frames not kept because the buffers' budget was spent
@@ -109,7 +110,7 @@ func (h *QUICHandler) free(c *quicConn) {
 // Stats returns the counters so far.
 func (h *QUICHandler) Stats() QUICStats {
 	s := h.stats
-	s.Conns, s.Bytes = h.conns.Len(), h.bytes
+	s.Conns, s.Bytes, s.MaxConns = h.conns.Len(), h.bytes, h.cfg.MaxConns
 	return s
 }
 

@@ -148,35 +148,24 @@ const DNSWeirdPrefix = "dns_weird_"
 
 // flowTables reports the flow table and its handlers' tables: the DNS decoder's pending
 // queries and NXDOMAIN-burst clients, and (in the App views) the QUIC handshakes. The flows
-// and protocols types keep the counts; this says which bound and flag each answers to.
+// and protocols types keep the counts and bounds; this says which flag each answers to.
 type flowTables struct {
 	t    *flows.Table
-	fc   flows.Config
 	dns  *protocols.DNSTracker
-	dc   protocols.DNSConfig
 	quic *protocols.QUICHandler // nil outside the App views
-	qc   protocols.QUICConfig
-}
-
-// or returns v, or def when v is not set (a config's zero value means its default).
-func or(v, def int) int {
-	if v <= 0 {
-		return def
-	}
-	return v
 }
 
 func (f flowTables) Tables() []stages.TableStats {
 	st := f.t.Stats()
 	ds := f.dns.Stats()
 	out := []stages.TableStats{
-		{Name: "flows", Flag: "--max-flows", Len: st.Active, Peak: st.Active, Max: or(f.fc.MaxFlows, flows.DefaultMaxFlows), Evicted: int64(st.Evicted)},
-		{Name: "dns_pending", Flag: "--dns-max-pending", Len: ds.Pending, Peak: ds.PendingPeak, Max: or(f.dc.MaxPending, protocols.DefaultMaxPending), Evicted: int64(ds.PendingEvicted)},
-		{Name: "dns_nxdomain_clients", Flag: "--dns-max-clients", Len: ds.Clients, Peak: ds.ClientsPeak, Max: or(f.dc.MaxClients, protocols.DefaultMaxClients), Evicted: int64(ds.ClientsEvicted)},
+		{Name: "flows", Flag: "--max-flows", Len: st.Active, Peak: st.Active, Max: st.Max, Evicted: int64(st.Evicted)},
+		{Name: "dns_pending", Flag: "--dns-max-pending", Len: ds.Pending, Peak: ds.PendingPeak, Max: ds.MaxPending, Evicted: int64(ds.PendingEvicted)},
+		{Name: "dns_nxdomain_clients", Flag: "--dns-max-clients", Len: ds.Clients, Peak: ds.ClientsPeak, Max: ds.MaxClients, Evicted: int64(ds.ClientsEvicted)},
 	}
 	if f.quic != nil {
 		qs := f.quic.Stats()
-		out = append(out, stages.TableStats{Name: "quic_handshakes", Flag: "--quic-max-handshakes", Len: qs.Conns, Peak: qs.ConnsPeak, Max: or(f.qc.MaxConns, protocols.DefaultQUICConns), Evicted: int64(qs.Evicted)})
+		out = append(out, stages.TableStats{Name: "quic_handshakes", Flag: "--quic-max-handshakes", Len: qs.Conns, Peak: qs.ConnsPeak, Max: qs.MaxConns, Evicted: int64(qs.Evicted)})
 	}
 	return out
 }

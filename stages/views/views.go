@@ -241,7 +241,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 			fc.OnEnd = fw.WriteFlow
 		}
 		t, dns, quic := newApp(fc, cfg.DNS, cfg.QUIC)
-		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS, quic: quic, qc: cfg.QUIC})
+		reporters = append(reporters, flowTables{t: t, dns: dns, quic: quic})
 		add("flows", t.Stage())
 		dnsT = dns
 	case wire != nil:
@@ -249,7 +249,7 @@ func Build(cfg *Config, out *sinks.Output) (*Pipeline, error) {
 		dns := protocols.NewDNSTracker(cfg.DNS)
 		fc.Handlers = []flows.Handler{dns}
 		t := flows.New(fc)
-		reporters = append(reporters, flowTables{t: t, fc: fc, dns: dns, dc: cfg.DNS})
+		reporters = append(reporters, flowTables{t: t, dns: dns})
 		add("flows", t.Stage())
 		dnsT = dns
 	}
