@@ -22,13 +22,20 @@ import (
 // the stop; stop fails the test if tcpdump dropped any.
 func (tn *testNet) captureOn(t *testing.T, pcap string) (stop func()) {
 	t.Helper()
+	return tn.tcpdumpOn(t, pcap, "2000")
+}
+
+// tcpdumpOn runs tcpdump -w pcap with snapshot length snap on the sensor's interface until the
+// returned stop, which fails the test if tcpdump dropped anything.
+func (tn *testNet) tcpdumpOn(t *testing.T, pcap, snap string) (stop func()) {
+	t.Helper()
 	logName := pcap + ".log"
 	logf, err := os.Create(logName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logf.Close() })
-	td := tn.A.Start(t, nil, logf, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "2000", "-B", "32768", "-i", tn.IfA, "-w", pcap)
+	td := tn.A.Start(t, nil, logf, "tcpdump", "-n", "-U", "--immediate-mode", "-s", snap, "-B", "32768", "-i", tn.IfA, "-w", pcap)
 	for i := 0; ; i++ {
 		if b, _ := os.ReadFile(logName); bytes.Contains(b, []byte("listening on")) {
 			break

@@ -59,32 +59,7 @@ http { access_log off; client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastc
 // the returned stop; stop fails the test if tcpdump dropped anything.
 func (tn *testNet) tcpdumpFull(t *testing.T, pcap string) (stop func()) {
 	t.Helper()
-	logName := pcap + ".log"
-	logf, err := os.Create(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { logf.Close() })
-	td := tn.A.Start(t, nil, logf, "tcpdump", "-n", "-U", "--immediate-mode", "-s", "0", "-B", "32768", "-i", tn.IfA, "-w", pcap)
-	for i := 0; ; i++ {
-		if b, _ := os.ReadFile(logName); bytes.Contains(b, []byte("listening on")) {
-			break
-		}
-		if i == 100 {
-			b, _ := os.ReadFile(logName)
-			t.Fatalf("tcpdump did not start: %s", b)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return func() {
-		td.Process.Signal(syscall.SIGINT)
-		if !td.WaitFor(10 * time.Second) {
-			t.Fatal("tcpdump did not stop")
-		}
-		if b, _ := os.ReadFile(logName); !bytes.Contains(b, []byte("\n0 packets dropped by kernel")) {
-			t.Fatalf("tcpdump did not capture everything, so it is no oracle:\n%s", b)
-		}
-	}
+	return tn.tcpdumpOn(t, pcap, "0")
 }
 
 // TestE2EWriteBesideTcpdump is the end-to-end check of -w: our file and tcpdump's
