@@ -27,17 +27,8 @@ func TestFilterLongJumps(t *testing.T) {
 	}
 	prog = append(prog, bpf.RawInstruction{Op: retK, K: 0}, bpf.RawInstruction{Op: retK, K: 1})
 	prog[2].K = uint32(len(prog) - 1 - 3)
-	objs, err := sensor.Load(sensor.Config{IngressOnly: true, RingSize: 1 << 16,
+	_, rep := loadWith(t, sensor.Config{IngressOnly: true, RingSize: 1 << 16,
 		Filter: &sensor.KernelFilter{Prog: &filter.Program{Expr: "(synthetic)", LinkType: filter.LinkEthernet, Insns: prog}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	rep, err := sensor.NewReplayer(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rep.Close()
 	frame := make([]byte, 64)
 	for first, keep := range map[byte]bool{0xff: true, 0x00: false, 0x42: false} {
 		frame[0] = first

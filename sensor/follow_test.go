@@ -94,16 +94,7 @@ func followCases() map[string][]followSeg {
 func TestFollowKernel(t *testing.T) {
 	sensortest.RequireBPF(t)
 	for dir := uint8(0); dir < 2; dir++ {
-		objs, err := sensor.Load(sensor.Config{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer objs.Close()
-		rep, err := sensor.NewReplayer(objs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rep.Close()
+		_, rep := loadWith(t, sensor.Config{})
 		twin := sensor.NewTwin(sensor.Config{})
 		sport := uint16(40000) // a direction per case
 		for name, segs := range followCases() {
@@ -137,16 +128,7 @@ func TestFollowKernel(t *testing.T) {
 // TestFollowNoFollow: with following off the continuation of a hello gets the small class.
 func TestFollowNoFollow(t *testing.T) {
 	sensortest.RequireBPF(t)
-	objs, err := sensor.Load(sensor.Config{NoFollow: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	rep, err := sensor.NewReplayer(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rep.Close()
+	_, rep := loadWith(t, sensor.Config{NoFollow: true})
 	twin := sensor.NewTwin(sensor.Config{NoFollow: true})
 	h1, h2 := splitHello()
 	for i, s := range []followSeg{{seq: 1, payload: h1}, {seq: 1 + uint32(len(h1)), payload: h2}} {
@@ -174,16 +156,7 @@ func TestFollowNoFollow(t *testing.T) {
 func TestFollowBound(t *testing.T) {
 	sensortest.RequireBPF(t)
 	const bound, flows = 8, 64
-	objs, err := sensor.Load(sensor.Config{FollowFlows: bound})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	rep, err := sensor.NewReplayer(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rep.Close()
+	objs, rep := loadWith(t, sensor.Config{FollowFlows: bound})
 	if got := objs.Follow.MaxEntries(); got != bound {
 		t.Fatalf("follow map of %d entries, want %d", got, bound)
 	}

@@ -17,8 +17,15 @@ import (
 // loadObjects loads the sensor programs for a test, or skips/fails per sensortest.RequireBPF.
 func loadObjects(t testing.TB) (*sensor.Objects, *sensor.Replayer) {
 	t.Helper()
+	return loadWith(t, sensor.Config{})
+}
+
+// loadWith loads the sensor programs with cfg and a replayer of them, released when the test
+// ends, or skips/fails per sensortest.RequireBPF.
+func loadWith(t testing.TB, cfg sensor.Config) (*sensor.Objects, *sensor.Replayer) {
+	t.Helper()
 	sensortest.RequireBPF(t)
-	objs, err := sensor.Load(sensor.Config{})
+	objs, err := sensor.Load(cfg)
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}

@@ -44,16 +44,7 @@ func counter(t *testing.T, objs *sensor.Objects, k gen.SensorCounterKey) uint64 
 // sockets share and a packet of no known flow name none.
 func TestOwnerIngressLookup(t *testing.T) {
 	sensortest.RequireBPF(t)
-	objs, err := sensor.Load(sensor.Config{IngressOnly: true, Owner: &sensor.OwnerConfig{Netns: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer objs.Close()
-	rep, err := sensor.NewReplayer(objs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rep.Close()
+	objs, rep := loadWith(t, sensor.Config{IngressOnly: true, Owner: &sensor.OwnerConfig{Netns: 1}})
 	// 192.0.2.1:53 answers 192.0.2.2:40000, the local end.
 	frame := ser(t, ethL(layers.EthernetTypeIPv4), ip4L("192.0.2.1", "192.0.2.2", layers.IPProtocolUDP), udpL(53, 40000))
 	if o := ownerOf(t, rep, frame); o.Known() || o != (stages.Owner{}) {

@@ -162,16 +162,7 @@ func checkTunnel(t *testing.T, name string, p *stages.Packet, tf sensortest.TSha
 func TestNoDecap(t *testing.T) {
 	var rep *sensor.Replayer
 	if os.Geteuid() == 0 || os.Getenv("CHAINS_REQUIRE_BPF") == "1" {
-		sensortest.RequireBPF(t)
-		objs, err := sensor.Load(sensor.Config{NoDecap: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer objs.Close()
-		if rep, err = sensor.NewReplayer(objs); err != nil {
-			t.Fatal(err)
-		}
-		defer rep.Close()
+		_, rep = loadWith(t, sensor.Config{NoDecap: true})
 	}
 	twin := sensor.NewTwin(sensor.Config{NoDecap: true})
 	files, _ := filepath.Glob(filepath.Join(sensortest.Pcaps(t), "protocols", "*.pcap"))
